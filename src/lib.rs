@@ -1,0 +1,27 @@
+//! traffic-split: an Istio VirtualService's traffic control as one proxy-wasm filter.
+//!
+//! For each request the filter matches a route, picks a service version by weight, writes the
+//! version and cluster headers Envoy (or the mesh) routes by, sets the route's deadline, and
+//! counts requests, response classes, timeouts and latency per route and version.
+//!
+//! The crate is a pure core, built and tested on any target, and a thin proxy-wasm adapter
+//! ([`filter`], only in the Wasm module):
+//! - [`config`]: the JSON config, checked field by field and compiled into a [`plan::Plan`];
+//! - [`plan`]: the immutable plan and route matching;
+//! - [`pick`]: the weighted round robin;
+//! - [`duration`]: timeouts as users write them;
+//! - [`metrics`]: metric names and labels.
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)
+)]
+
+pub mod config;
+pub mod duration;
+pub mod metrics;
+pub mod pick;
+pub mod plan;
+
+// The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
+#[cfg(all(feature = "filter", target_arch = "wasm32"))]
+pub mod filter;

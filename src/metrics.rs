@@ -1,0 +1,134 @@
+//! Metric names and labels. Pure: the adapter defines each name once at configure time.
+//!
+//! Proxy-wasm metrics carry no labels, so the labels are spelled into the stat name in a fixed
+//! dotted layout, and Envoy's `stats_tags` (see `envoy/envoy.yaml` and `docs/metrics.md`) turn
+//! them back into Prometheus labels:
+//!
+//! ```text
+//! traffic_split.route.<route>.version.<version>.requests_total
+//! traffic_split.route.<route>.version.<version>.code_class.<2xx..5xx>.responses_total
+//! traffic_split.route.<route>.version.<version>.timeouts_total
+//! traffic_split.route.<route>.version.<version>.request_duration_milliseconds
+//! traffic_split.unmatched_total
+//! ```
+//!
+//! Envoy puts every Wasm-defined stat under the `wasmcustom.` namespace and strips it again in
+//! `/stats/prometheus`, so users see `traffic_split_requests_total{route="hello",version="v1"}`.
+//! Route names and versions are validated to `[A-Za-z0-9_-]`, so they never contain the dots
+//! that separate the parts.
+
+/// Every stat name starts with this.
+pub const PREFIX: &str = "traffic_split";
+/// The counter of requests that matched no route.
+pub const UNMATCHED: &str = "traffic_split.unmatched_total";
+
+/// The response classes counted. Envoy never forwards a final 1xx except on upgrades, so they
+/// and any status outside 100-599 are not counted as a response class.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CodeClass {
+    Success,
+    Redirect,
+    ClientError,
+    ServerError,
+}
+
+impl CodeClass {
+    pub const ALL: [CodeClass; 4] = [
+        CodeClass::Success,
+        CodeClass::Redirect,
+        CodeClass::ClientError,
+        CodeClass::ServerError,
+    ];
+
+    /// The class of an HTTP status given as the `:status` header value.
+    pub fn of_status(status: &str) -> Option<CodeClass> {
+        match status.as_bytes() {
+            [first, b'0'..=b'9', b'0'..=b'9'] => match first {
+                b'2' => Some(CodeClass::Success),
+                b'3' => Some(CodeClass::Redirect),
+                b'4' => Some(CodeClass::ClientError),
+                b'5' => Some(CodeClass::ServerError),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// The label value, as Istio and Kiali spell it.
+    pub fn label(self) -> &'static str {
+        match self {
+            CodeClass::Success => "2xx",
+            CodeClass::Redirect => "3xx",
+            CodeClass::ClientError => "4xx",
+            CodeClass::ServerError => "5xx",
+        }
+    }
+
+    /// The position of this class in [`CodeClass::ALL`], for arrays indexed by class.
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The names of the metrics of one route and version.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DestinationMetricNames {
+    pub requests: String,
+    /// Indexed by [`CodeClass::index`].
+    pub responses: [String; 4],
+    pub timeouts: String,
+    pub duration: String,
+}
+
+impl DestinationMetricNames {
+    pub fn new(route: &str, version: &str) -> Self {
+        let base = format!("{PREFIX}.route.{route}.version.{version}");
+        Self {
+            requests: format!("{base}.requests_total"),
+            responses: CodeClass::ALL
+                .map(|class| format!("{base}.code_class.{}.responses_total", class.label())),
+            timeouts: format!("{base}.timeouts_total"),
+            duration: format!("{base}.request_duration_milliseconds"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn names_spell_route_and_version_as_tag_segments() {
+        let names = DestinationMetricNames::new("hello", "v1");
+        assert_eq!(names.requests, "traffic_split.route.hello.version.v1.requests_total");
+        assert_eq!(
+            names.responses[CodeClass::ServerError.index()],
+            "traffic_split.route.hello.version.v1.code_class.5xx.responses_total"
+        );
+        assert_eq!(names.timeouts, "traffic_split.route.hello.version.v1.timeouts_total");
+        assert_eq!(
+            names.duration,
+            "traffic_split.route.hello.version.v1.request_duration_milliseconds"
+        );
+    }
+
+    #[test]
+    fn status_classes() {
+        assert_eq!(CodeClass::of_status("200"), Some(CodeClass::Success));
+        assert_eq!(CodeClass::of_status("302"), Some(CodeClass::Redirect));
+        assert_eq!(CodeClass::of_status("404"), Some(CodeClass::ClientError));
+        assert_eq!(CodeClass::of_status("504"), Some(CodeClass::ServerError));
+        for odd in ["", "1", "20", "2000", "101", "600", "abc", "2x0", "-200", "５00"] {
+            assert_eq!(CodeClass::of_status(odd), None, "{odd:?}");
+        }
+    }
+
+    #[test]
+    fn class_index_matches_all() {
+        for (position, class) in CodeClass::ALL.iter().enumerate() {
+            assert_eq!(class.index(), position);
+        }
+    }
+}
