@@ -10,8 +10,8 @@ use crate::duration::parse_timeout_ms;
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
 use crate::plan::{
-    Destination, HeaderMatch, HeaderRule, PathMatch, Plan, Route, RouteMatch,
-    DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+    Destination, HeaderMatch, HeaderRule, PathMatch, Plan, Route, RouteMatch, DEADLINE_HEADER,
+    DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
 };
 use regex_lite::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
@@ -236,7 +236,10 @@ impl Checker {
             }
             for (field, name) in [("version_header", version), ("cluster_header", cluster)] {
                 if name == DEADLINE_HEADER {
-                    self.error(field, format!("{DEADLINE_HEADER} is Envoy's deadline header"));
+                    self.error(
+                        field,
+                        format!("{DEADLINE_HEADER} is Envoy's deadline header"),
+                    );
                 }
             }
         }
@@ -303,7 +306,10 @@ impl Checker {
                 timeout.flatten(),
             ),
             None => {
-                self.error(&destinations_path, "required: a non-empty list of destinations");
+                self.error(
+                    &destinations_path,
+                    "required: a non-empty list of destinations",
+                );
                 None
             }
         };
@@ -330,7 +336,11 @@ impl Checker {
     }
 
     fn route_match(&mut self, value: &Value, path: &str) -> Option<RouteMatch> {
-        let object = self.object(value, path, &["prefix", "exact", "regex", "methods", "headers"])?;
+        let object = self.object(
+            value,
+            path,
+            &["prefix", "exact", "regex", "methods", "headers"],
+        )?;
         let mut ok = true;
         let given: Vec<&str> = ["prefix", "exact", "regex"]
             .into_iter()
@@ -339,7 +349,10 @@ impl Checker {
         if given.len() > 1 {
             self.error(
                 path,
-                format!("at most one of prefix, exact, regex; got {}", given.join(", ")),
+                format!(
+                    "at most one of prefix, exact, regex; got {}",
+                    given.join(", ")
+                ),
             );
             ok = false;
         }
@@ -357,7 +370,9 @@ impl Checker {
             ok &= path_match.is_some();
         }
         if let Some(value) = object.get("regex") {
-            path_match = self.regex(value, &join(path, "regex")).map(PathMatch::Regex);
+            path_match = self
+                .regex(value, &join(path, "regex"))
+                .map(PathMatch::Regex);
             ok &= path_match.is_some();
         }
         let mut methods = Vec::new();
@@ -366,14 +381,18 @@ impl Checker {
             match self.list(value, &methods_path) {
                 Some(list) => {
                     if list.is_empty() {
-                        self.error(&methods_path, "expected at least one method, or no methods field");
+                        self.error(
+                            &methods_path,
+                            "expected at least one method, or no methods field",
+                        );
                         ok = false;
                     }
                     for (index, value) in list.iter().enumerate() {
                         let method_path = format!("{methods_path}[{index}]");
                         match self.string(value, &method_path) {
                             Some(method)
-                                if is_token(method) && !method.bytes().any(|b| b.is_ascii_lowercase()) =>
+                                if is_token(method)
+                                    && !method.bytes().any(|b| b.is_ascii_lowercase()) =>
                             {
                                 methods.push(method.to_string())
                             }
@@ -416,14 +435,21 @@ impl Checker {
     fn path_literal(&mut self, value: &Value, path: &str) -> Option<String> {
         let text = self.string(value, path)?;
         if !text.starts_with('/') {
-            self.error(path, format!("expected a path starting with \"/\", got {text:?}"));
+            self.error(
+                path,
+                format!("expected a path starting with \"/\", got {text:?}"),
+            );
             return None;
         }
         Some(text.to_string())
     }
 
     fn header_match(&mut self, value: &Value, path: &str) -> Option<HeaderMatch> {
-        let object = self.object(value, path, &["name", "exact", "prefix", "regex", "present"])?;
+        let object = self.object(
+            value,
+            path,
+            &["name", "exact", "prefix", "regex", "present"],
+        )?;
         let name = match object.get("name") {
             Some(value) => self.header_name(value, &join(path, "name"), true),
             None => {
@@ -511,7 +537,10 @@ impl Checker {
         }
         let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
         if total == 0 {
-            self.error(path, "the weights add up to 0; at least one must be above 0");
+            self.error(
+                path,
+                "the weights add up to 0; at least one must be above 0",
+            );
             return None;
         }
         Some(destinations)

@@ -106,14 +106,20 @@ mod tests {
     fn below_one_millisecond_is_refused() {
         assert!(parse_timeout_ms("0s").unwrap_err().contains("minimum"));
         assert!(parse_timeout_ms("0ms").unwrap_err().contains("minimum"));
-        assert!(parse_timeout_ms("0.0005s").unwrap_err().contains("whole number"));
-        assert!(parse_timeout_ms("1.5ms").unwrap_err().contains("whole number"));
+        assert!(parse_timeout_ms("0.0005s")
+            .unwrap_err()
+            .contains("whole number"));
+        assert!(parse_timeout_ms("1.5ms")
+            .unwrap_err()
+            .contains("whole number"));
     }
 
     #[test]
     fn above_a_day_is_refused() {
         assert!(parse_timeout_ms("25h").unwrap_err().contains("maximum"));
-        assert!(parse_timeout_ms("86400.001s").unwrap_err().contains("maximum"));
+        assert!(parse_timeout_ms("86400.001s")
+            .unwrap_err()
+            .contains("maximum"));
         assert!(parse_timeout_ms("99999999999999999999999999h")
             .unwrap_err()
             .contains("maximum"));
@@ -122,8 +128,23 @@ mod tests {
     #[test]
     fn malformed_durations_are_refused() {
         for text in [
-            "", "s", "2", "2 s", "-2s", "+2s", "2sec", "1.s", ".5s", "1..5s", "1.2.3s", "2S",
-            "0.0000000001s", "1e3ms", "２s", "2µs", "2us",
+            "",
+            "s",
+            "2",
+            "2 s",
+            "-2s",
+            "+2s",
+            "2sec",
+            "1.s",
+            ".5s",
+            "1..5s",
+            "1.2.3s",
+            "2S",
+            "0.0000000001s",
+            "1e3ms",
+            "２s",
+            "2µs",
+            "2us",
         ] {
             let error = parse_timeout_ms(text).unwrap_err();
             assert!(error.contains("expected a duration"), "{text:?}: {error}");

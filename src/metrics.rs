@@ -102,12 +102,18 @@ mod tests {
     #[test]
     fn names_spell_route_and_version_as_tag_segments() {
         let names = DestinationMetricNames::new("hello", "v1");
-        assert_eq!(names.requests, "traffic_split.route.hello.version.v1.requests_total");
+        assert_eq!(
+            names.requests,
+            "traffic_split.route.hello.version.v1.requests_total"
+        );
         assert_eq!(
             names.responses[CodeClass::ServerError.index()],
             "traffic_split.route.hello.version.v1.code_class.5xx.responses_total"
         );
-        assert_eq!(names.timeouts, "traffic_split.route.hello.version.v1.timeouts_total");
+        assert_eq!(
+            names.timeouts,
+            "traffic_split.route.hello.version.v1.timeouts_total"
+        );
         assert_eq!(
             names.duration,
             "traffic_split.route.hello.version.v1.request_duration_milliseconds"
@@ -120,7 +126,9 @@ mod tests {
         assert_eq!(CodeClass::of_status("302"), Some(CodeClass::Redirect));
         assert_eq!(CodeClass::of_status("404"), Some(CodeClass::ClientError));
         assert_eq!(CodeClass::of_status("504"), Some(CodeClass::ServerError));
-        for odd in ["", "1", "20", "2000", "101", "600", "abc", "2x0", "-200", "５00"] {
+        for odd in [
+            "", "1", "20", "2000", "101", "600", "abc", "2x0", "-200", "５00",
+        ] {
             assert_eq!(CodeClass::of_status(odd), None, "{odd:?}");
         }
     }

@@ -22,7 +22,10 @@ impl WeightedRoundRobin {
     /// `weights` must hold at least one non-zero weight (validation guarantees it); with only
     /// zeros every pick returns the first destination.
     pub fn new(weights: &[u32]) -> Self {
-        let divisor = weights.iter().fold(0u64, |g, &w| gcd(g, u64::from(w))).max(1);
+        let divisor = weights
+            .iter()
+            .fold(0u64, |g, &w| gcd(g, u64::from(w)))
+            .max(1);
         let weights: Vec<i64> = weights
             .iter()
             .map(|&w| (u64::from(w) / divisor) as i64)

@@ -123,7 +123,11 @@ impl RouteMatch {
         }
         if !self.methods.is_empty() {
             let method = request.method().unwrap_or_default();
-            if !self.methods.iter().any(|allowed| allowed.as_bytes() == method) {
+            if !self
+                .methods
+                .iter()
+                .any(|allowed| allowed.as_bytes() == method)
+            {
                 return false;
             }
         }

@@ -49,7 +49,10 @@ impl RootContext for SplitRoot {
         let plan = match compile(&json) {
             Ok(plan) => plan,
             Err(errors) => {
-                log::error!("traffic-split: configuration refused: {}", describe_errors(&errors));
+                log::error!(
+                    "traffic-split: configuration refused: {}",
+                    describe_errors(&errors)
+                );
                 return false;
             }
         };
@@ -63,7 +66,9 @@ impl RootContext for SplitRoot {
                 true
             }
             Err(status) => {
-                log::error!("traffic-split: configuration refused: defining metrics failed: {status:?}");
+                log::error!(
+                    "traffic-split: configuration refused: defining metrics failed: {status:?}"
+                );
                 false
             }
         }
@@ -95,7 +100,9 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
     })
 }
 
-fn define_destination_metrics(names: &DestinationMetricNames) -> Result<DestinationMetrics, Status> {
+fn define_destination_metrics(
+    names: &DestinationMetricNames,
+) -> Result<DestinationMetrics, Status> {
     let [success, redirect, client_error, server_error] = &names.responses;
     Ok(DestinationMetrics {
         requests: define_metric(MetricType::Counter, &names.requests)?,

@@ -39,11 +39,7 @@ impl SplitStream {
 
     fn chosen_metrics(&self) -> Option<&DestinationMetrics> {
         let (route, destination) = self.chosen?;
-        self.active
-            .as_ref()?
-            .metrics
-            .get(route)?
-            .get(destination)
+        self.active.as_ref()?.metrics.get(route)?.get(destination)
     }
 }
 
@@ -149,6 +145,9 @@ impl HttpContext for SplitStream {
             .get_current_time()
             .duration_since(started)
             .map_or(0, |elapsed| elapsed.as_millis());
-        let _ = record_metric(metrics.duration, u64::try_from(elapsed_ms).unwrap_or(u64::MAX));
+        let _ = record_metric(
+            metrics.duration,
+            u64::try_from(elapsed_ms).unwrap_or(u64::MAX),
+        );
     }
 }

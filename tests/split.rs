@@ -1,0 +1,194 @@
+//! The weighted split, route matching and per-version counters, in a real Envoy.
+
+mod support;
+
+use std::collections::BTreeMap;
+use support::{exclusive, Envoy, EnvoyConfig};
+
+/// The shipped split without deadlines, so every request reaches its version.
+const SPLIT_70_30: &str = r#"{
+  "routes": [{
+    "name": "hello",
+    "match": { "prefix": "/hello", "methods": ["GET"] },
+    "destinations": [
+      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
+      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
+    ]
+  }]
+}"#;
+
+/// Sends `count` requests on one connection; counts the version each upstream says it saw.
+fn versions_seen(
+    envoy: &Envoy,
+    path: &str,
+    headers: &[(&str, &str)],
+    count: usize,
+) -> BTreeMap<String, usize> {
+    let mut connection = envoy.connect();
+    let mut seen = BTreeMap::new();
+    for _ in 0..count {
+        let response = connection.request("GET", path, headers).expect("request");
+        assert_eq!(response.status, 200, "{}", response.body_text());
+        let body = response.body_text();
+        let upstream = body.trim().rsplit(' ').next().unwrap_or("").to_string();
+        assert_eq!(
+            response.header("x-upstream-saw-version"),
+            Some(upstream.as_str())
+        );
+        *seen.entry(upstream).or_default() += 1;
+    }
+    seen
+}
+
+fn split(v1: usize, v2: usize) -> BTreeMap<String, usize> {
+    [("v1".to_string(), v1), ("v2".to_string(), v2)]
+        .into_iter()
+        .filter(|(_, count)| *count > 0)
+        .collect()
+}
+
+#[test]
+fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(SPLIT_70_30));
+    assert_eq!(versions_seen(&envoy, "/hello", &[], 1000), split(700, 300));
+
+    let metrics = envoy.metrics_when(|metrics| {
+        metrics.count(
+            "traffic_split_request_duration_milliseconds_count",
+            &[("route", "hello"), ("version", "v1")],
+        ) >= 700
+    });
+    for (version, expected) in [("v1", 700), ("v2", 300)] {
+        let labels = [("route", "hello"), ("version", version)];
+        assert_eq!(
+            metrics.count("traffic_split_requests_total", &labels),
+            expected
+        );
+        assert_eq!(
+            metrics.count(
+                "traffic_split_responses_total",
+                &[
+                    ("route", "hello"),
+                    ("version", version),
+                    ("code_class", "2xx")
+                ]
+            ),
+            expected
+        );
+        assert_eq!(metrics.count("traffic_split_timeouts_total", &labels), 0);
+        assert_eq!(
+            metrics.count("traffic_split_request_duration_milliseconds_count", &labels),
+            expected
+        );
+    }
+    assert_eq!(metrics.count("traffic_split_unmatched_total", &[]), 0);
+}
+
+#[test]
+fn every_window_of_ten_requests_holds_seven_v1_and_three_v2() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(SPLIT_70_30));
+    let mut connection = envoy.connect();
+    let sequence: Vec<String> = (0..100)
+        .map(|_| {
+            let response = connection.get("/hello").expect("request");
+            response
+                .header("x-upstream-saw-version")
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    for window in sequence.windows(10) {
+        assert_eq!(
+            window.iter().filter(|v| *v == "v1").count(),
+            7,
+            "{window:?}"
+        );
+        assert_eq!(
+            window.iter().filter(|v| *v == "v2").count(),
+            3,
+            "{window:?}"
+        );
+    }
+}
+
+#[test]
+fn zero_weight_version_gets_nothing() {
+    let _machine = exclusive();
+    let config = SPLIT_70_30.replace("\"weight\": 70", "\"weight\": 0");
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
+    assert_eq!(versions_seen(&envoy, "/hello", &[], 50), split(0, 50));
+    let metrics = envoy.metrics();
+    let v1 = [("route", "hello"), ("version", "v1")];
+    assert_eq!(metrics.count("traffic_split_requests_total", &v1), 0);
+}
+
+#[test]
+fn request_matching_no_route_is_counted_once_without_labels_and_left_alone() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(SPLIT_70_30));
+    let mut connection = envoy.connect();
+    for path in ["/other", "/", "/hell"] {
+        let response = connection.get(path).expect("request");
+        // Envoy's own default route (v1) served it; the filter wrote nothing.
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("x-upstream-saw-version"), None);
+        assert_eq!(response.header("x-upstream-saw-cluster"), None);
+    }
+    // The route only matches GET.
+    let response = connection
+        .request("POST", "/hello", &[("content-length", "0")])
+        .expect("post");
+    assert_eq!(response.header("x-upstream-saw-version"), None);
+
+    let metrics = envoy.metrics();
+    assert_eq!(metrics.get("traffic_split_unmatched_total", &[]), Some(4.0));
+    for version in ["v1", "v2"] {
+        let labels = [("route", "hello"), ("version", version)];
+        assert_eq!(metrics.count("traffic_split_requests_total", &labels), 0);
+    }
+}
+
+#[test]
+fn first_matching_route_wins_with_header_and_regex_matches() {
+    let _machine = exclusive();
+    let config = r#"{
+      "routes": [
+        { "name": "prod-canary",
+          "match": { "prefix": "/hello", "headers": [ { "name": "x-env", "exact": "prod" } ] },
+          "destinations": [ { "version": "v2", "cluster": "springbootapp-v2", "weight": 1 } ] },
+        { "name": "numbered",
+          "match": { "regex": "/hello/[0-9]+" },
+          "destinations": [ { "version": "v2", "cluster": "springbootapp-v2", "weight": 1 } ] },
+        { "name": "rest",
+          "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 1 } ] }
+      ]
+    }"#;
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(config));
+    assert_eq!(
+        versions_seen(&envoy, "/hello", &[("x-env", "prod")], 5),
+        split(0, 5)
+    );
+    assert_eq!(
+        versions_seen(&envoy, "/hello", &[("x-env", "dev")], 5),
+        split(5, 0)
+    );
+    assert_eq!(versions_seen(&envoy, "/hello/42?x=1", &[], 5), split(0, 5));
+    assert_eq!(versions_seen(&envoy, "/hello/42x", &[], 5), split(5, 0));
+
+    let metrics = envoy.metrics();
+    let count = |route| {
+        metrics.count(
+            "traffic_split_requests_total",
+            &[
+                ("route", route),
+                ("version", if route == "rest" { "v1" } else { "v2" }),
+            ],
+        )
+    };
+    assert_eq!(
+        (count("prod-canary"), count("numbered"), count("rest")),
+        (5, 5, 10)
+    );
+}

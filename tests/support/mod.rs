@@ -1,0 +1,419 @@
+//! Starts and stops a real Envoy loading the release `traffic_split.wasm`, with the shipped
+//! `envoy/envoy.yaml` adapted to run beside other Envoys: free ports, private socket names,
+//! absolute paths. Used by the end-to-end tests and by the demo (`examples/demo.rs`).
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod http;
+
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Envoy binary: `$ENVOY_BIN`, else the one `make envoy` installs. A missing Envoy fails
+/// the test; it never skips it.
+pub fn envoy_binary() -> PathBuf {
+    let path = std::env::var_os("ENVOY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+    assert!(
+        path.is_file(),
+        "no Envoy at {}: run `make envoy` (or set ENVOY_BIN)",
+        path.display()
+    );
+    path
+}
+
+/// The release module: `$TRAFFIC_SPLIT_WASM`, else the cargo release output.
+pub fn wasm_module() -> PathBuf {
+    let path = std::env::var_os("TRAFFIC_SPLIT_WASM")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/traffic_split.wasm"));
+    assert!(
+        path.is_file(),
+        "no Wasm module at {}: run `make build`",
+        path.display()
+    );
+    path
+}
+
+/// Envoy-based tests take the whole machine (2 cores) and 2 ms deadlines: one at a time.
+pub fn exclusive() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// A private folder for one Envoy: its config, log and admin address.
+fn private_dir() -> PathBuf {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "traffic-split-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).expect("create a temporary folder");
+    dir
+}
+
+/// The shipped `envoy/envoy.yaml`, as a YAML document to adapt.
+pub struct EnvoyConfig {
+    pub document: Value,
+}
+
+impl EnvoyConfig {
+    pub fn shipped() -> EnvoyConfig {
+        Self::from_file(&repo_root().join("envoy/envoy.yaml"))
+    }
+
+    pub fn from_file(path: &Path) -> EnvoyConfig {
+        let text = fs::read_to_string(path).expect("read the Envoy config");
+        EnvoyConfig {
+            document: serde_yaml::from_str(&text).expect("parse the Envoy config"),
+        }
+    }
+
+    fn wasm_filter_config(&mut self) -> &mut Value {
+        let filters = &mut self.document["static_resources"]["listeners"][0]["filter_chains"][0]
+            ["filters"][0]["typed_config"]["http_filters"];
+        let filter = filters
+            .as_sequence_mut()
+            .and_then(|filters| {
+                filters
+                    .iter_mut()
+                    .find(|filter| filter["name"].as_str() == Some("traffic-split"))
+            })
+            .expect("the front listener has the traffic-split filter");
+        &mut filter["typed_config"]["config"]
+    }
+
+    /// Replaces the filter's plugin configuration (the JSON Envoy hands to `on_configure`).
+    pub fn with_plugin_config(mut self, json: &str) -> EnvoyConfig {
+        self.wasm_filter_config()["configuration"]["value"] = Value::String(json.to_string());
+        self
+    }
+
+    /// The plugin configuration currently in the document.
+    pub fn plugin_config(&mut self) -> String {
+        self.wasm_filter_config()["configuration"]["value"]
+            .as_str()
+            .expect("a StringValue configuration")
+            .to_string()
+    }
+
+    /// Loads a different module file (for example one pulled back from a registry).
+    pub fn with_wasm_module(mut self, path: &Path) -> EnvoyConfig {
+        self.wasm_filter_config()["vm_config"]["code"]["local"]["filename"] =
+            Value::String(path.display().to_string());
+        self
+    }
+
+    /// Makes the document runnable beside other Envoys: every listener and the admin on a
+    /// free port, abstract socket names made unique, the module path absolute.
+    fn isolated(mut self, tag: &str) -> EnvoyConfig {
+        let module = self.wasm_filter_config()["vm_config"]["code"]["local"]["filename"]
+            .as_str()
+            .map(PathBuf::from)
+            .expect("the module is a local file");
+        if !module.is_absolute() {
+            self = self.with_wasm_module(&wasm_module());
+        }
+        self.document["admin"]["address"]["socket_address"]["port_value"] = Value::from(0);
+        if let Some(listeners) = self.document["static_resources"]["listeners"].as_sequence_mut() {
+            for listener in listeners {
+                if let Some(socket) = listener["address"]["socket_address"].as_mapping_mut() {
+                    socket.insert(Value::from("port_value"), Value::from(0));
+                }
+            }
+        }
+        rename_abstract_sockets(&mut self.document, tag);
+        self
+    }
+}
+
+/// Abstract Unix socket names (`@name`) are global to the network namespace: prefix every one
+/// with a tag of this Envoy's own.
+fn rename_abstract_sockets(value: &mut Value, tag: &str) {
+    match value {
+        Value::Mapping(mapping) => {
+            for (key, value) in mapping.iter_mut() {
+                let abstract_name = match (key.as_str(), value.as_str()) {
+                    (Some("path"), Some(path)) => path.strip_prefix('@').map(str::to_string),
+                    _ => None,
+                };
+                match abstract_name {
+                    Some(name) => *value = Value::String(format!("@{tag}-{name}")),
+                    None => rename_abstract_sockets(value, tag),
+                }
+            }
+        }
+        Value::Sequence(items) => {
+            for item in items {
+                rename_abstract_sockets(item, tag);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A running Envoy; stopped (and its folder removed) on drop.
+pub struct Envoy {
+    child: Child,
+    pub admin: SocketAddr,
+    /// The front listener, where the filter runs.
+    pub front: SocketAddr,
+    dir: PathBuf,
+}
+
+/// Envoy exited before it was ready; `log` holds what it printed.
+#[derive(Debug)]
+pub struct StartFailure {
+    pub exit_code: Option<i32>,
+    pub log: String,
+}
+
+impl Envoy {
+    pub fn start(config: EnvoyConfig) -> Envoy {
+        match Envoy::try_start(config) {
+            Ok(envoy) => envoy,
+            Err(failure) => panic!("Envoy did not start:\n{}", failure.log),
+        }
+    }
+
+    /// Starts Envoy and waits until its admin says it is ready, or until it exits.
+    pub fn try_start(config: EnvoyConfig) -> Result<Envoy, StartFailure> {
+        let dir = private_dir();
+        let tag = dir
+            .file_name()
+            .and_then(|name| name.to_str())
+            .unwrap_or("ts")
+            .to_string();
+        let config = config.isolated(&tag);
+        let config_path = dir.join("envoy.yaml");
+        fs::write(
+            &config_path,
+            serde_yaml::to_string(&config.document).expect("write YAML"),
+        )
+        .expect("write the Envoy config");
+        let admin_path = dir.join("admin-address");
+        let log_path = dir.join("envoy.log");
+        let child = Command::new(envoy_binary())
+            .arg("--config-path")
+            .arg(&config_path)
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "info",
+            ])
+            .arg("--admin-address-path")
+            .arg(&admin_path)
+            .arg("--log-path")
+            .arg(&log_path)
+            .current_dir(repo_root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("stderr.log")).expect("create stderr log"))
+            .spawn()
+            .expect("start Envoy");
+        let mut starting = Starting {
+            child: Some(child),
+            dir: dir.clone(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = starting.child_mut().try_wait().expect("poll Envoy") {
+                starting.child = None;
+                return Err(StartFailure {
+                    exit_code: status.code(),
+                    log: read_logs(&dir),
+                });
+            }
+            if let Some(admin) = read_admin_address(&admin_path) {
+                if http::get(admin, "/ready").is_ok_and(|response| response.status == 200) {
+                    let front = front_listener_address(admin);
+                    let child = starting.child.take().expect("child is running");
+                    return Ok(Envoy {
+                        child,
+                        admin,
+                        front,
+                        dir,
+                    });
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy was not ready within 60 s:\n{}",
+                read_logs(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything Envoy logged so far.
+    pub fn log(&self) -> String {
+        read_logs(&self.dir)
+    }
+
+    /// Envoy's admin `/stats/prometheus`, parsed.
+    pub fn metrics(&self) -> Metrics {
+        let response = http::get(self.admin, "/stats/prometheus").expect("read /stats/prometheus");
+        assert_eq!(response.status, 200);
+        Metrics::parse(&response.body_text())
+    }
+
+    /// Polls `/stats/prometheus` until `ready` holds (at most 10 s), and returns that reading.
+    /// Histograms are merged from the workers asynchronously after each admin read, so they
+    /// can trail the counters by a read or two.
+    pub fn metrics_when(&self, ready: impl Fn(&Metrics) -> bool) -> Metrics {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self.metrics();
+            if ready(&metrics) || Instant::now() > deadline {
+                return metrics;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Envoy's admin `/stats/prometheus` lines about traffic-split, as text.
+    pub fn prometheus_lines(&self) -> Vec<String> {
+        let response = http::get(self.admin, "/stats/prometheus").expect("read /stats/prometheus");
+        response
+            .body_text()
+            .lines()
+            .filter(|line| {
+                line.starts_with("traffic_split_") || line.starts_with("# TYPE traffic_split_")
+            })
+            .map(str::to_string)
+            .collect()
+    }
+
+    pub fn connect(&self) -> http::Connection {
+        http::Connection::open(self.front).expect("connect to Envoy's front listener")
+    }
+}
+
+impl Drop for Envoy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// An Envoy that has not yet become ready: killed if the harness gives up on it.
+struct Starting {
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Starting {
+    fn child_mut(&mut self) -> &mut Child {
+        self.child.as_mut().expect("child is running")
+    }
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn read_logs(dir: &Path) -> String {
+    let log = fs::read_to_string(dir.join("envoy.log")).unwrap_or_default();
+    let stderr = fs::read_to_string(dir.join("stderr.log")).unwrap_or_default();
+    format!("{log}{stderr}")
+}
+
+fn read_admin_address(path: &Path) -> Option<SocketAddr> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The port Envoy bound for the `front` listener (configured as port 0).
+fn front_listener_address(admin: SocketAddr) -> SocketAddr {
+    let response = http::get(admin, "/listeners?format=json").expect("read /listeners");
+    let listeners: serde_json::Value =
+        serde_json::from_slice(&response.body).expect("/listeners is JSON");
+    listeners["listener_statuses"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|listener| listener["name"] == "front")
+        .and_then(|listener| {
+            let socket = &listener["local_address"]["socket_address"];
+            format!(
+                "{}:{}",
+                socket["address"].as_str()?,
+                socket["port_value"].as_u64()?
+            )
+            .parse()
+            .ok()
+        })
+        .expect("Envoy reports the front listener's address")
+}
+
+/// Prometheus samples: metric name and labels to value.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    samples: Vec<(String, BTreeMap<String, String>, f64)>,
+}
+
+impl Metrics {
+    pub fn parse(text: &str) -> Metrics {
+        let mut samples = Vec::new();
+        for line in text.lines() {
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let Ok(value) = value.parse::<f64>() else {
+                continue;
+            };
+            let (name, labels) = match series.split_once('{') {
+                Some((name, rest)) => (name, rest.trim_end_matches('}')),
+                None => (series, ""),
+            };
+            let labels = labels
+                .split(',')
+                .filter_map(|pair| pair.split_once('='))
+                .map(|(key, value)| (key.to_string(), value.trim_matches('"').to_string()))
+                .collect();
+            samples.push((name.to_string(), labels, value));
+        }
+        Metrics { samples }
+    }
+
+    /// The value of the series with exactly these labels.
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let wanted: BTreeMap<String, String> = labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        self.samples
+            .iter()
+            .find(|(sample_name, sample_labels, _)| sample_name == name && *sample_labels == wanted)
+            .map(|(_, _, value)| *value)
+    }
+
+    /// Like [`Metrics::get`], with an absent series read as 0.
+    pub fn count(&self, name: &str, labels: &[(&str, &str)]) -> u64 {
+        self.get(name, labels).unwrap_or(0.0) as u64
+    }
+}
