@@ -62,6 +62,42 @@ build: rust-targets
 run: build envoy
 	cargo run --quiet --release --example demo
 
+# --- OCI image -----------------------------------------------------------------------------
+# The image Istio's WasmPlugin pulls: docs/distribution.md says what is in it and why.
+
+OCI_LAYOUT    := $(BUILD)/oci/traffic-split
+CRATE_VERSION  = $(shell python3 -c 'import tomllib; print(tomllib.load(open("Cargo.toml", "rb"))["package"]["version"])')
+# Plain HTTP only for a registry on this machine's loopback; TLS everywhere else.
+IMAGE_HOST     = $(firstword $(subst /, ,$(IMAGE)))
+DEST_TLS_VERIFY = $(if $(filter 127.0.0.1 127.0.0.1:% localhost localhost:%,$(IMAGE_HOST)),false,true)
+
+# cargo decides whether the module is stale (`build`); make then compares the file's time.
+$(WASM): build ;
+
+# The module we ship (and benchmark): the release build optimised for size. wasm-opt takes the
+# features the module uses (bulk memory, sign extension, ...) from its target_features section.
+$(WASM_OPT): $(WASM) | apt-tools
+	@mkdir -p $(@D)
+	wasm-opt -Oz --strip-debug --strip-producers $(WASM) -o $@
+
+# An OCI image layout of the shipped module, tagged with the crate version.
+.PHONY: oci
+oci: $(WASM_OPT)
+	python3 scripts/oci_layout.py --module $(WASM_OPT) --layout $(OCI_LAYOUT) --tag $(CRATE_VERSION)
+
+# `make push IMAGE=host:port/name:tag`. Digests are preserved, so the manifest digest printed
+# by `make oci` is the one in the registry, the value of WasmPlugin.spec.sha256.
+.PHONY: push
+push: oci
+	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=host:port/name:tag" >&2; exit 2; }
+	skopeo copy --quiet --preserve-digests --dest-tls-verify=$(DEST_TLS_VERIFY) \
+	  --digestfile $(OCI_LAYOUT).pushed-digest \
+	  oci:$(OCI_LAYOUT):$(CRATE_VERSION) docker://$(IMAGE)
+	@digest=$$(cat $(OCI_LAYOUT).pushed-digest); \
+	echo "pushed oci://$(IMAGE) ($$digest)"; \
+	echo "WasmPlugin.spec.url: oci://$(IMAGE)"; \
+	echo "WasmPlugin.spec.sha256: $${digest#sha256:}"
+
 # --- tests ---------------------------------------------------------------------------------
 
 .PHONY: test
@@ -78,5 +114,5 @@ unit-test:
 	cargo test --lib --bins
 
 .PHONY: e2e-test
-e2e-test: build envoy apt-tools
+e2e-test: build envoy apt-tools oci
 	cargo test --test '*'

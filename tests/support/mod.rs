@@ -102,6 +102,20 @@ impl EnvoyConfig {
         self
     }
 
+    /// Makes the front Envoy trust its clients' `x-envoy-*` headers, as an Istio sidecar trusts
+    /// its own application: Envoy then honours a client's `x-envoy-upstream-rq-timeout-ms`, which
+    /// is exactly when a spoofed deadline would matter.
+    pub fn trusting_client_headers(mut self) -> EnvoyConfig {
+        let manager = &mut self.document["static_resources"]["listeners"][0]["filter_chains"][0]
+            ["filters"][0]["typed_config"];
+        manager["use_remote_address"] = Value::Bool(true);
+        manager["internal_address_config"] = serde_yaml::from_str(
+            "cidr_ranges: [ { address_prefix: 0.0.0.0, prefix_len: 0 }, { address_prefix: '::', prefix_len: 0 } ]",
+        )
+        .expect("valid YAML");
+        self
+    }
+
     /// The plugin configuration currently in the document.
     pub fn plugin_config(&mut self) -> String {
         self.wasm_filter_config()["configuration"]["value"]
