@@ -16,7 +16,11 @@ fn outcomes(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
     let class = |class| {
         metrics.count(
             "traffic_split_responses_total",
-            &[("route", "hello"), ("version", version), ("code_class", class)],
+            &[
+                ("route", "hello"),
+                ("version", version),
+                ("code_class", class),
+            ],
         )
     };
     (
@@ -99,7 +103,10 @@ fn destination_timeout_overrides_the_route_timeout() {
     let mut connection = envoy.connect();
     for _ in 0..20 {
         let response = connection.get("/hello").expect("request");
-        assert_eq!(response.status, 200, "v2's own 1.5 s deadline lets its 5 ms answer through");
+        assert_eq!(
+            response.status, 200,
+            "v2's own 1.5 s deadline lets its 5 ms answer through"
+        );
     }
     let metrics = envoy.metrics();
     let v2 = [("route", "hello"), ("version", "v2")];
@@ -129,7 +136,10 @@ fn a_short_destination_timeout_cuts_only_that_version() {
     assert_eq!(statuses.iter().filter(|&&s| s == 504).count(), 10);
     let metrics = envoy.metrics();
     let timeouts = |version| {
-        metrics.count("traffic_split_timeouts_total", &[("route", "hello"), ("version", version)])
+        metrics.count(
+            "traffic_split_timeouts_total",
+            &[("route", "hello"), ("version", version)],
+        )
     };
     assert_eq!((timeouts("v1"), timeouts("v2")), (0, 10));
 }
@@ -158,7 +168,10 @@ fn spoofed_deadline_header_is_replaced_on_a_route_with_a_timeout() {
         let response = connection
             .request("GET", "/hello", &[(DEADLINE_HEADER, "2")])
             .expect("request");
-        assert_eq!(response.status, 200, "the route's 1 s deadline, not the client's 2 ms");
+        assert_eq!(
+            response.status, 200,
+            "the route's 1 s deadline, not the client's 2 ms"
+        );
     }
     assert_eq!(outcomes(&envoy, "v2"), (5, 5, 0, 0));
 }
@@ -172,7 +185,10 @@ fn client_deadline_is_left_alone_on_a_route_without_timeout() {
     let response = connection
         .request("GET", "/hello", &[(DEADLINE_HEADER, "2")])
         .expect("request");
-    assert_eq!(response.status, 504, "Envoy applied the client's own 2 ms deadline");
+    assert_eq!(
+        response.status, 504,
+        "Envoy applied the client's own 2 ms deadline"
+    );
     assert_eq!(outcomes(&envoy, "v2"), (2, 1, 1, 1));
 }
 

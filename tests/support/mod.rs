@@ -68,6 +68,8 @@ fn private_dir() -> PathBuf {
 /// The shipped `envoy/envoy.yaml`, as a YAML document to adapt.
 pub struct EnvoyConfig {
     pub document: Value,
+    /// Serve the front listener through file-based LDS, so a test can reconfigure it live.
+    front_from_lds: bool,
 }
 
 impl EnvoyConfig {
@@ -79,6 +81,7 @@ impl EnvoyConfig {
         let text = fs::read_to_string(path).expect("read the Envoy config");
         EnvoyConfig {
             document: serde_yaml::from_str(&text).expect("parse the Envoy config"),
+            front_from_lds: false,
         }
     }
 
@@ -113,6 +116,13 @@ impl EnvoyConfig {
             "cidr_ranges: [ { address_prefix: 0.0.0.0, prefix_len: 0 }, { address_prefix: '::', prefix_len: 0 } ]",
         )
         .expect("valid YAML");
+        self
+    }
+
+    /// Serves the front listener from a watched LDS file instead of the static config, so that
+    /// [`Envoy::reconfigure`] can hand the running filter a new plugin configuration.
+    pub fn front_listener_from_lds(mut self) -> EnvoyConfig {
+        self.front_from_lds = true;
         self
     }
 
@@ -152,6 +162,49 @@ impl EnvoyConfig {
         rename_abstract_sockets(&mut self.document, tag);
         self
     }
+}
+
+impl EnvoyConfig {
+    fn move_front_listener_to_lds(&mut self, dir: &Path) {
+        let listeners = self.document["static_resources"]["listeners"]
+            .as_sequence_mut()
+            .expect("static listeners");
+        let mut front = listeners.remove(0);
+        // A listener updated through LDS keeps its address: give it a fixed free port.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("find a free port")
+            .port();
+        front["address"]["socket_address"]["port_value"] = Value::from(port);
+        front["@type"] = Value::from("type.googleapis.com/envoy.config.listener.v3.Listener");
+        write_lds(dir, &front);
+        self.document["dynamic_resources"] = serde_yaml::from_str(&format!(
+            "lds_config:\n  resource_api_version: V3\n  path_config_source:\n    path: {lds}\n    watched_directory: {{ path: {dir} }}\n",
+            lds = dir.join("lds.yaml").display(),
+            dir = dir.display()
+        ))
+        .expect("valid YAML");
+        // Envoy requires a node identity as soon as any resource is dynamic.
+        self.document["node"] =
+            serde_yaml::from_str("{ id: traffic-split-test, cluster: traffic-split-test }")
+                .expect("valid YAML");
+    }
+}
+
+/// Writes the LDS file atomically (a rename), as Envoy's watched-directory source expects.
+fn write_lds(dir: &Path, front: &Value) {
+    let mut response = serde_yaml::Mapping::new();
+    response.insert(
+        Value::from("resources"),
+        Value::Sequence(vec![front.clone()]),
+    );
+    let staging = dir.join("lds.yaml.new");
+    fs::write(
+        &staging,
+        serde_yaml::to_string(&response).expect("write YAML"),
+    )
+    .expect("write LDS");
+    fs::rename(&staging, dir.join("lds.yaml")).expect("move LDS into place");
 }
 
 /// Abstract Unix socket names (`@name`) are global to the network namespace: prefix every one
@@ -211,7 +264,10 @@ impl Envoy {
             .and_then(|name| name.to_str())
             .unwrap_or("ts")
             .to_string();
-        let config = config.isolated(&tag);
+        let mut config = config.isolated(&tag);
+        if config.front_from_lds {
+            config.move_front_listener_to_lds(&dir);
+        }
         let config_path = dir.join("envoy.yaml");
         fs::write(
             &config_path,
@@ -269,6 +325,59 @@ impl Envoy {
                 Instant::now() < deadline,
                 "Envoy was not ready within 60 s:\n{}",
                 read_logs(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Hands the running filter a new plugin configuration through LDS (the Envoy must have
+    /// been started with [`EnvoyConfig::front_listener_from_lds`]) and waits until Envoy has
+    /// accepted or rejected it. Returns whether Envoy accepted it.
+    pub fn reconfigure(&self, plugin_config: &str) -> bool {
+        let lds = fs::read_to_string(self.dir.join("lds.yaml")).expect("read LDS");
+        let lds: Value = serde_yaml::from_str(&lds).expect("parse LDS");
+        let mut front = lds["resources"][0].clone();
+        let filters = front["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"]
+            .as_sequence_mut()
+            .expect("http filters");
+        for filter in filters {
+            if filter["name"].as_str() == Some("traffic-split") {
+                filter["typed_config"]["config"]["configuration"]["value"] =
+                    Value::from(plugin_config);
+            }
+        }
+        let counter = |name: &str| self.metrics().count(name, &[]);
+        let accepted = counter("envoy_listener_manager_lds_update_success");
+        let rejected = counter("envoy_listener_manager_lds_update_rejected");
+        write_lds(&self.dir, &front);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if counter("envoy_listener_manager_lds_update_rejected") > rejected {
+                return false;
+            }
+            if counter("envoy_listener_manager_lds_update_success") > accepted {
+                self.wait_until_no_listener_is_warming();
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not pick up the LDS update"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// An accepted listener serves once it has finished warming.
+    fn wait_until_no_listener_is_warming(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self
+            .metrics()
+            .count("envoy_listener_manager_total_listeners_warming", &[])
+            > 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the new listener did not finish warming"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
