@@ -65,11 +65,11 @@ run: build envoy
 # --- OCI image -----------------------------------------------------------------------------
 # The image Istio's WasmPlugin pulls: docs/distribution.md says what is in it and why.
 
-OCI_LAYOUT    := $(BUILD)/oci/traffic-split
-CRATE_VERSION  = $(shell python3 -c 'import tomllib; print(tomllib.load(open("Cargo.toml", "rb"))["package"]["version"])')
+OCI_LAYOUT      := $(BUILD)/oci/traffic-split
+CRATE_VERSION    = $(shell python3 -c 'import tomllib; print(tomllib.load(open("Cargo.toml", "rb"))["package"]["version"])')
 # Plain HTTP only for a registry on this machine's loopback; TLS everywhere else.
-IMAGE_HOST     = $(firstword $(subst /, ,$(IMAGE)))
-DEST_TLS_VERIFY = $(if $(filter 127.0.0.1 127.0.0.1:% localhost localhost:%,$(IMAGE_HOST)),false,true)
+IMAGE_HOST       = $(firstword $(subst /, ,$(IMAGE)))
+DEST_TLS_VERIFY  = $(if $(filter 127.0.0.1 127.0.0.1:% localhost localhost:%,$(IMAGE_HOST)),false,true)
 
 # cargo decides whether the module is stale (`build`); make then compares the file's time.
 $(WASM): build ;
@@ -111,7 +111,23 @@ lint: rust-targets
 
 .PHONY: unit-test
 unit-test:
-	cargo test --lib --bins
+	cargo test --workspace --lib --bins
+
+# The core's unit tests again, compiled to wasm32 and run by wasm-bindgen-test in Node. The
+# adapter (feature `filter`) is left out: it imports proxy-wasm host functions no runner has.
+WASM_BINDGEN_VERSION = $(shell sed -n '/^name = "wasm-bindgen"$$/{n;s/version = "\(.*\)"/\1/p;}' Cargo.lock)
+WASM_BINDGEN_ROOT    = $(TOOLS)/wasm-bindgen-$(WASM_BINDGEN_VERSION)
+WASM_BINDGEN_RUNNER  = $(WASM_BINDGEN_ROOT)/bin/wasm-bindgen-test-runner
+
+$(TOOLS)/wasm-bindgen-%/bin/wasm-bindgen-test-runner:
+	cargo install wasm-bindgen-cli --version $* --root $(TOOLS)/wasm-bindgen-$*
+
+.PHONY: wasm-test
+wasm-test: rust-targets
+	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "wasm-bindgen is not in Cargo.lock"; exit 1; }
+	$(MAKE) --no-print-directory $(WASM_BINDGEN_RUNNER)
+	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
+	  cargo test --target wasm32-unknown-unknown -p traffic-split --lib --no-default-features
 
 .PHONY: e2e-test
 e2e-test: build envoy apt-tools oci

@@ -627,3 +627,413 @@ impl Checker {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::RequestView;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    const ISSUE_EXAMPLE: &str = r#"{
+      "version_header": "x-split-version",
+      "cluster_header": "x-split-cluster",
+      "routes": [
+        {
+          "name": "hello",
+          "match": { "prefix": "/hello", "methods": ["GET"],
+                     "headers": [ { "name": "x-env", "exact": "prod" } ] },
+          "destinations": [
+            { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
+            { "version": "v2", "cluster": "springbootapp-v2", "weight": 30, "timeout": "5ms" }
+          ],
+          "timeout": "0.002s"
+        }
+      ]
+    }"#;
+
+    fn errors_of(json: &str) -> Vec<String> {
+        match compile(json.as_bytes()) {
+            Ok(_) => Vec::new(),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn assert_error(json: &str, expected: &str) {
+        let errors = errors_of(json);
+        assert!(
+            errors.iter().any(|e| e == expected),
+            "expected {expected:?} in {errors:?}"
+        );
+    }
+
+    fn route_with(destinations: &str) -> String {
+        format!(r#"{{ "routes": [ {{ "name": "r", "destinations": {destinations} }} ] }}"#)
+    }
+
+    fn route_with_match(matcher: &str) -> String {
+        format!(
+            r#"{{ "routes": [ {{ "name": "r", "match": {matcher},
+                  "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
+        )
+    }
+
+    #[test]
+    fn issue_example_compiles_with_deadlines_resolved() {
+        let plan = compile(ISSUE_EXAMPLE.as_bytes()).unwrap();
+        assert_eq!(plan.version_header, "x-split-version");
+        assert_eq!(plan.cluster_header, "x-split-cluster");
+        let route = &plan.routes[0];
+        assert_eq!(route.name, "hello");
+        let [v1, v2] = &route.destinations[..] else {
+            panic!("two destinations")
+        };
+        assert_eq!((v1.version.as_str(), v1.weight, v1.deadline_ms), ("v1", 70, Some(2)));
+        assert_eq!(v1.deadline_header_value.as_deref(), Some("2"));
+        assert_eq!(v2.deadline_ms, Some(5), "the destination's timeout overrides the route's");
+        assert_eq!(v2.cluster.as_deref(), Some("springbootapp-v2"));
+        assert_eq!(
+            v2.metric_names.requests,
+            "traffic_split.route.hello.version.v2.requests_total"
+        );
+    }
+
+    #[test]
+    fn header_names_default_and_are_lower_cased() {
+        let plan = compile(route_with(r#"[{"version":"v1","weight":1}]"#).as_bytes()).unwrap();
+        assert_eq!(plan.version_header, DEFAULT_VERSION_HEADER);
+        assert_eq!(plan.cluster_header, DEFAULT_CLUSTER_HEADER);
+        let json = r#"{ "version_header": "X-Canary", "cluster_header": "X-Target",
+                        "routes": [ { "name": "r", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
+        let plan = compile(json.as_bytes()).unwrap();
+        assert_eq!((plan.version_header.as_str(), plan.cluster_header.as_str()), ("x-canary", "x-target"));
+        assert!(plan.routes[0].destinations[0].deadline_ms.is_none());
+    }
+
+    #[test]
+    fn negative_weight_names_its_path() {
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":1},{"version":"v2","weight":-5}]"#),
+            "routes[0].destinations[1].weight: expected a non-negative integer, got -5",
+        );
+    }
+
+    #[test]
+    fn weights_must_be_integers_and_not_all_zero() {
+        for bad in ["1.5", "\"70\"", "null", "true", "[]"] {
+            let json = route_with(&format!(r#"[{{"version":"v1","weight":{bad}}}]"#));
+            let errors = errors_of(&json);
+            assert!(
+                errors.iter().any(|e| e.starts_with(
+                    "routes[0].destinations[0].weight: expected a non-negative integer, got"
+                )),
+                "{bad}: {errors:?}"
+            );
+        }
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":4294967296}]"#),
+            "routes[0].destinations[0].weight: expected at most 4294967295, got 4294967296",
+        );
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":0},{"version":"v2","weight":0}]"#),
+            "routes[0].destinations: the weights add up to 0; at least one must be above 0",
+        );
+    }
+
+    #[test]
+    fn integral_doubles_from_istio_structs_are_weights() {
+        let plan = compile(route_with(r#"[{"version":"v1","weight":70.0},{"version":"v2","weight":30}]"#).as_bytes())
+            .unwrap();
+        let weights: Vec<u32> = plan.routes[0].destinations.iter().map(|d| d.weight).collect();
+        assert_eq!(weights, vec![70, 30]);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_everywhere() {
+        assert_error(
+            &route_with(r#"[{"version":"v1","wieght":70}]"#),
+            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout",
+        );
+        let errors = errors_of(r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#);
+        assert!(errors.iter().any(|e| e.starts_with("routs: unknown field")), "{errors:?}");
+        assert!(errors.iter().any(|e| e.starts_with("routes[0].matches: unknown field")), "{errors:?}");
+        assert_error(
+            &route_with_match(r#"{ "prefix": "/", "header": [] }"#),
+            "routes[0].match.header: unknown field; expected one of prefix, exact, regex, methods, headers",
+        );
+        assert_error(
+            &route_with_match(r#"{ "headers": [ { "name": "a", "exact": "b", "invert": true } ] }"#),
+            "routes[0].match.headers[0].invert: unknown field; expected one of name, exact, prefix, regex, present",
+        );
+    }
+
+    #[test]
+    fn every_error_is_reported_not_only_the_first() {
+        let errors = errors_of(
+            r#"{ "routes": [
+                 { "name": "ok", "destinations": [ { "version": "v1", "weight": -1 } ] },
+                 { "name": "", "timeout": "0s", "destinations": [ { "version": "v 1", "weight": 1, "cluster": "" } ] }
+               ] }"#,
+        );
+        assert_eq!(
+            errors,
+            vec![
+                "routes[0].destinations[0].weight: expected a non-negative integer, got -1",
+                "routes[1].name: expected 1-64 characters of [A-Za-z0-9_-], got \"\"",
+                "routes[1].timeout: \"0s\" is shorter than the minimum of 1ms",
+                "routes[1].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got \"v 1\"",
+                "routes[1].destinations[0].cluster: expected 1-255 visible ASCII characters, got \"\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn top_level_shape_errors() {
+        assert_error("[]", "expected an object, got a list");
+        assert_error("{}", "routes: required: a non-empty list of routes");
+        assert_error(r#"{"routes": []}"#, "routes: expected at least one route");
+        assert_error(r#"{"routes": {}}"#, "routes: expected a list, got an object");
+        let errors = errors_of("{ not json");
+        assert!(errors[0].starts_with("the configuration is not valid JSON"), "{errors:?}");
+        assert!(!errors_of(&"[".repeat(10_000)).is_empty(), "deep nesting is an error, not a crash");
+        assert_eq!(errors_of("").len(), 1);
+    }
+
+    #[test]
+    fn header_names_must_be_valid_and_distinct() {
+        let with_headers = |version: &str, cluster: &str| {
+            format!(
+                r#"{{ "version_header": {version}, "cluster_header": {cluster},
+                     "routes": [ {{ "name": "r", "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
+            )
+        };
+        assert_error(
+            &with_headers(r#""x-a""#, r#""X-A""#),
+            "cluster_header: must differ from version_header (both are \"x-a\")",
+        );
+        assert_error(
+            &with_headers(r#""bad header""#, r#""x-b""#),
+            "version_header: expected an HTTP header name, got \"bad header\"",
+        );
+        assert_error(
+            &with_headers(r#""x-a""#, r#"":authority""#),
+            "cluster_header: expected an HTTP header name, got \":authority\"",
+        );
+        assert_error(
+            &with_headers(r#""x-envoy-upstream-rq-timeout-ms""#, r#""x-b""#),
+            "version_header: x-envoy-upstream-rq-timeout-ms is Envoy's deadline header",
+        );
+        assert_error(&with_headers("7", r#""x-b""#), "version_header: expected a string, got 7");
+    }
+
+    #[test]
+    fn route_names_and_versions_are_unique_metric_labels() {
+        assert_error(
+            r#"{ "routes": [
+                 { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] },
+                 { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+            "routes[1].name: duplicate route name \"a\"",
+        );
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":1},{"version":"v1","weight":2}]"#),
+            "routes[0].destinations[1].version: duplicate version \"v1\" in this route",
+        );
+        let long = "a".repeat(65);
+        assert_error(
+            &route_with(&format!(r#"[{{"version":"{long}","weight":1}}]"#)),
+            &format!("routes[0].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got \"{long}\""),
+        );
+        assert_error(
+            &route_with(r#"[{"version":"v.1","weight":1}]"#),
+            "routes[0].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got \"v.1\"",
+        );
+        assert_error(r#"{ "routes": [ { "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#, "routes[0].name: required");
+        assert_error(r#"{ "routes": [ { "name": "r" } ] }"#, "routes[0].destinations: required: a non-empty list of destinations");
+        assert_error(&route_with("[]"), "routes[0].destinations: expected at least one destination");
+        assert_error(&route_with(r#"[{"weight":1}]"#), "routes[0].destinations[0].version: required");
+        assert_error(&route_with(r#"[{"version":"v1"}]"#), "routes[0].destinations[0].weight: required: a non-negative integer");
+    }
+
+    #[test]
+    fn timeouts_are_checked_where_they_are_written() {
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":1,"timeout":"0.0001s"}]"#),
+            "routes[0].destinations[0].timeout: \"0.0001s\" is not a whole number of milliseconds (Envoy deadlines have millisecond resolution)",
+        );
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":1,"timeout":2}]"#),
+            "routes[0].destinations[0].timeout: expected a string, got 2",
+        );
+        assert_error(
+            r#"{ "routes": [ { "name": "r", "timeout": "25h", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+            "routes[0].timeout: \"25h\" is longer than the maximum of 24h",
+        );
+    }
+
+    #[test]
+    fn match_errors_name_their_field() {
+        assert_error(
+            &route_with_match(r#"{ "prefix": "/a", "exact": "/b" }"#),
+            "routes[0].match: at most one of prefix, exact, regex; got prefix, exact",
+        );
+        assert_error(
+            &route_with_match(r#"{ "prefix": "hello" }"#),
+            "routes[0].match.prefix: expected a path starting with \"/\", got \"hello\"",
+        );
+        assert_error(
+            &route_with_match(r#"{ "methods": ["get"] }"#),
+            "routes[0].match.methods[0]: expected an upper-case HTTP method such as \"GET\", got \"get\"",
+        );
+        assert_error(
+            &route_with_match(r#"{ "methods": [] }"#),
+            "routes[0].match.methods: expected at least one method, or no methods field",
+        );
+        assert_error(
+            &route_with_match(r#"{ "headers": [ { "name": "a" } ] }"#),
+            "routes[0].match.headers[0]: expected exactly one of exact, prefix, regex, present; got none",
+        );
+        assert_error(
+            &route_with_match(r#"{ "headers": [ { "name": "a", "exact": "x", "prefix": "y" } ] }"#),
+            "routes[0].match.headers[0]: expected exactly one of exact, prefix, regex, present; got exact, prefix",
+        );
+        assert_error(
+            &route_with_match(r#"{ "headers": [ { "name": "a", "present": false } ] }"#),
+            "routes[0].match.headers[0].present: expected true, got false",
+        );
+        assert_error(
+            &route_with_match(r#"{ "headers": [ { "exact": "x" } ] }"#),
+            "routes[0].match.headers[0].name: required",
+        );
+        let errors = errors_of(&route_with_match(r#"{ "regex": "/(unclosed" }"#));
+        assert!(
+            errors.iter().any(|e| e.starts_with("routes[0].match.regex: invalid regex \"/(unclosed\"")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn regexes_that_would_blow_up_are_refused() {
+        let huge = "a{1000}{1000}";
+        let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{huge}" }}"#)));
+        assert!(errors.iter().any(|e| e.starts_with("routes[0].match.regex: invalid regex")), "{errors:?}");
+        let nested = format!("{}a{}", "(".repeat(100), ")".repeat(100));
+        let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{nested}" }}"#)));
+        assert!(errors.iter().any(|e| e.starts_with("routes[0].match.regex: invalid regex")), "{errors:?}");
+        let long = "a".repeat(MAX_REGEX_LEN + 1);
+        assert_error(
+            &route_with_match(&format!(r#"{{ "regex": "{long}" }}"#)),
+            "routes[0].match.regex: regex is longer than 1024 characters",
+        );
+    }
+
+    /// A request for the matcher, answered from fixed values and counting header look-ups.
+    struct FakeRequest {
+        path: Option<Vec<u8>>,
+        method: Option<Vec<u8>>,
+        headers: Vec<(&'static str, Vec<u8>)>,
+        header_lookups: usize,
+    }
+
+    impl FakeRequest {
+        fn new(method: &str, path: &[u8], headers: &[(&'static str, &[u8])]) -> Self {
+            FakeRequest {
+                path: Some(path.to_vec()),
+                method: Some(method.as_bytes().to_vec()),
+                headers: headers.iter().map(|(n, v)| (*n, v.to_vec())).collect(),
+                header_lookups: 0,
+            }
+        }
+    }
+
+    impl RequestView for FakeRequest {
+        fn path(&mut self) -> Option<&[u8]> {
+            self.path.as_deref()
+        }
+        fn method(&mut self) -> Option<&[u8]> {
+            self.method.as_deref()
+        }
+        fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+            self.header_lookups += 1;
+            self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+        }
+    }
+
+    fn matched_route(plan: &Plan, request: &mut FakeRequest) -> Option<String> {
+        plan.match_route(request).map(|(_, route)| route.name.clone())
+    }
+
+    #[test]
+    fn issue_example_matches_prefix_method_and_header() {
+        let plan = compile(ISSUE_EXAMPLE.as_bytes()).unwrap();
+        let prod: &[(&str, &[u8])] = &[("x-env", b"prod")];
+        let hello = Some("hello".to_string());
+        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", prod)), hello);
+        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello/world?q=1", prod)), hello);
+        assert_eq!(matched_route(&plan, &mut FakeRequest::new("POST", b"/hello", prod)), None);
+        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hell", prod)), None);
+        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", &[("x-env", b"dev")])), None);
+        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", &[])), None);
+        let mut no_pseudo = FakeRequest::new("GET", b"/hello", prod);
+        no_pseudo.path = None;
+        no_pseudo.method = None;
+        assert_eq!(matched_route(&plan, &mut no_pseudo), None);
+    }
+
+    #[test]
+    fn path_matches_ignore_the_query_string() {
+        let plan = compile(route_with_match(r#"{ "exact": "/a" }"#).as_bytes()).unwrap();
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/a?x=/b", &[])).is_some());
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/a/", &[])).is_none());
+        let plan = compile(route_with_match(r#"{ "regex": "/v[0-9]+/items" }"#).as_bytes()).unwrap();
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/v12/items?page=2", &[])).is_some());
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/v12/items/3", &[])).is_none(), "anchored");
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"x/v1/items", &[])).is_none(), "anchored");
+    }
+
+    #[test]
+    fn header_rules_match_bytes_safely() {
+        let plan = compile(
+            route_with_match(
+                r#"{ "headers": [ { "name": "X-User", "prefix": "adm" }, { "name": "x-env", "regex": "pr(od|e)" },
+                                  { "name": "x-debug", "present": true } ] }"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let ok: &[(&str, &[u8])] = &[("x-user", b"admin"), ("x-env", b"pre"), ("x-debug", b"")];
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/", ok)).is_some());
+        let not_utf8: &[(&str, &[u8])] = &[("x-user", b"adm\xff"), ("x-env", b"pr\xffod"), ("x-debug", b"1")];
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/", not_utf8)).is_none());
+        let regex_partial: &[(&str, &[u8])] = &[("x-user", b"adm"), ("x-env", b"production"), ("x-debug", b"1")];
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/", regex_partial)).is_none());
+        let missing: &[(&str, &[u8])] = &[("x-user", b"adm"), ("x-env", b"prod")];
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"\xff\xfe", missing)).is_none());
+    }
+
+    #[test]
+    fn first_matching_route_wins_and_later_routes_are_not_asked() {
+        let plan = compile(
+            br#"{ "routes": [
+                 { "name": "first", "match": { "prefix": "/a" }, "destinations": [ { "version": "v1", "weight": 1 } ] },
+                 { "name": "second", "match": { "headers": [ { "name": "x", "present": true } ] },
+                   "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        )
+        .unwrap();
+        let mut request = FakeRequest::new("GET", b"/a", &[("x", b"1")]);
+        assert_eq!(matched_route(&plan, &mut request).as_deref(), Some("first"));
+        assert_eq!(request.header_lookups, 0, "the header of a later route was fetched");
+    }
+
+    #[test]
+    fn a_route_picks_its_destinations_by_weight() {
+        let plan = compile(ISSUE_EXAMPLE.as_bytes()).unwrap();
+        let route = &plan.routes[0];
+        let mut v1 = 0;
+        for _ in 0..1000 {
+            let (index, destination) = route.pick_destination().unwrap();
+            assert_eq!(route.destinations[index].version, destination.version);
+            v1 += usize::from(destination.version == "v1");
+        }
+        assert_eq!(v1, 700);
+    }
+}

@@ -53,7 +53,7 @@ impl WeightedRoundRobin {
             }
             let raised = current.get() + weight;
             current.set(raised);
-            if best.map_or(true, |(_, top)| raised > top) {
+            if best.is_none_or(|(_, top)| raised > top) {
                 best = Some((index, raised));
             }
         }

@@ -129,10 +129,10 @@ impl HttpContext for SplitStream {
             }
         }
         // Envoy's own timeouts answer 504; only then is the property read worth its cost.
-        if status.as_deref() == Some(b"504".as_slice()) {
-            if is_upstream_timeout(self.get_property(vec!["response", "flags"])) {
-                let _ = increment_metric(metrics.timeouts, 1);
-            }
+        if status.as_deref() == Some(b"504".as_slice())
+            && is_upstream_timeout(self.get_property(vec!["response", "flags"]))
+        {
+            let _ = increment_metric(metrics.timeouts, 1);
         }
         Action::Continue
     }

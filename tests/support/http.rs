@@ -2,7 +2,7 @@
 //! demo (keep-alive, content-length and chunked bodies, raw bytes for hostile requests)
 //! without pulling an HTTP stack into the dev-dependencies.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
