@@ -688,9 +688,16 @@ mod tests {
         let [v1, v2] = &route.destinations[..] else {
             panic!("two destinations")
         };
-        assert_eq!((v1.version.as_str(), v1.weight, v1.deadline_ms), ("v1", 70, Some(2)));
+        assert_eq!(
+            (v1.version.as_str(), v1.weight, v1.deadline_ms),
+            ("v1", 70, Some(2))
+        );
         assert_eq!(v1.deadline_header_value.as_deref(), Some("2"));
-        assert_eq!(v2.deadline_ms, Some(5), "the destination's timeout overrides the route's");
+        assert_eq!(
+            v2.deadline_ms,
+            Some(5),
+            "the destination's timeout overrides the route's"
+        );
         assert_eq!(v2.cluster.as_deref(), Some("springbootapp-v2"));
         assert_eq!(
             v2.metric_names.requests,
@@ -706,7 +713,10 @@ mod tests {
         let json = r#"{ "version_header": "X-Canary", "cluster_header": "X-Target",
                         "routes": [ { "name": "r", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
         let plan = compile(json.as_bytes()).unwrap();
-        assert_eq!((plan.version_header.as_str(), plan.cluster_header.as_str()), ("x-canary", "x-target"));
+        assert_eq!(
+            (plan.version_header.as_str(), plan.cluster_header.as_str()),
+            ("x-canary", "x-target")
+        );
         assert!(plan.routes[0].destinations[0].deadline_ms.is_none());
     }
 
@@ -742,9 +752,16 @@ mod tests {
 
     #[test]
     fn integral_doubles_from_istio_structs_are_weights() {
-        let plan = compile(route_with(r#"[{"version":"v1","weight":70.0},{"version":"v2","weight":30}]"#).as_bytes())
-            .unwrap();
-        let weights: Vec<u32> = plan.routes[0].destinations.iter().map(|d| d.weight).collect();
+        let plan = compile(
+            route_with(r#"[{"version":"v1","weight":70.0},{"version":"v2","weight":30}]"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        let weights: Vec<u32> = plan.routes[0]
+            .destinations
+            .iter()
+            .map(|d| d.weight)
+            .collect();
         assert_eq!(weights, vec![70, 30]);
     }
 
@@ -754,9 +771,19 @@ mod tests {
             &route_with(r#"[{"version":"v1","wieght":70}]"#),
             "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout",
         );
-        let errors = errors_of(r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#);
-        assert!(errors.iter().any(|e| e.starts_with("routs: unknown field")), "{errors:?}");
-        assert!(errors.iter().any(|e| e.starts_with("routes[0].matches: unknown field")), "{errors:?}");
+        let errors = errors_of(
+            r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("routs: unknown field")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].matches: unknown field")),
+            "{errors:?}"
+        );
         assert_error(
             &route_with_match(r#"{ "prefix": "/", "header": [] }"#),
             "routes[0].match.header: unknown field; expected one of prefix, exact, regex, methods, headers",
@@ -792,10 +819,19 @@ mod tests {
         assert_error("[]", "expected an object, got a list");
         assert_error("{}", "routes: required: a non-empty list of routes");
         assert_error(r#"{"routes": []}"#, "routes: expected at least one route");
-        assert_error(r#"{"routes": {}}"#, "routes: expected a list, got an object");
+        assert_error(
+            r#"{"routes": {}}"#,
+            "routes: expected a list, got an object",
+        );
         let errors = errors_of("{ not json");
-        assert!(errors[0].starts_with("the configuration is not valid JSON"), "{errors:?}");
-        assert!(!errors_of(&"[".repeat(10_000)).is_empty(), "deep nesting is an error, not a crash");
+        assert!(
+            errors[0].starts_with("the configuration is not valid JSON"),
+            "{errors:?}"
+        );
+        assert!(
+            !errors_of(&"[".repeat(10_000)).is_empty(),
+            "deep nesting is an error, not a crash"
+        );
         assert_eq!(errors_of("").len(), 1);
     }
 
@@ -823,7 +859,10 @@ mod tests {
             &with_headers(r#""x-envoy-upstream-rq-timeout-ms""#, r#""x-b""#),
             "version_header: x-envoy-upstream-rq-timeout-ms is Envoy's deadline header",
         );
-        assert_error(&with_headers("7", r#""x-b""#), "version_header: expected a string, got 7");
+        assert_error(
+            &with_headers("7", r#""x-b""#),
+            "version_header: expected a string, got 7",
+        );
     }
 
     #[test]
@@ -847,11 +886,26 @@ mod tests {
             &route_with(r#"[{"version":"v.1","weight":1}]"#),
             "routes[0].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got \"v.1\"",
         );
-        assert_error(r#"{ "routes": [ { "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#, "routes[0].name: required");
-        assert_error(r#"{ "routes": [ { "name": "r" } ] }"#, "routes[0].destinations: required: a non-empty list of destinations");
-        assert_error(&route_with("[]"), "routes[0].destinations: expected at least one destination");
-        assert_error(&route_with(r#"[{"weight":1}]"#), "routes[0].destinations[0].version: required");
-        assert_error(&route_with(r#"[{"version":"v1"}]"#), "routes[0].destinations[0].weight: required: a non-negative integer");
+        assert_error(
+            r#"{ "routes": [ { "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+            "routes[0].name: required",
+        );
+        assert_error(
+            r#"{ "routes": [ { "name": "r" } ] }"#,
+            "routes[0].destinations: required: a non-empty list of destinations",
+        );
+        assert_error(
+            &route_with("[]"),
+            "routes[0].destinations: expected at least one destination",
+        );
+        assert_error(
+            &route_with(r#"[{"weight":1}]"#),
+            "routes[0].destinations[0].version: required",
+        );
+        assert_error(
+            &route_with(r#"[{"version":"v1"}]"#),
+            "routes[0].destinations[0].weight: required: a non-negative integer",
+        );
     }
 
     #[test]
@@ -906,7 +960,9 @@ mod tests {
         );
         let errors = errors_of(&route_with_match(r#"{ "regex": "/(unclosed" }"#));
         assert!(
-            errors.iter().any(|e| e.starts_with("routes[0].match.regex: invalid regex \"/(unclosed\"")),
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].match.regex: invalid regex \"/(unclosed\"")),
             "{errors:?}"
         );
     }
@@ -915,10 +971,20 @@ mod tests {
     fn regexes_that_would_blow_up_are_refused() {
         let huge = "a{1000}{1000}";
         let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{huge}" }}"#)));
-        assert!(errors.iter().any(|e| e.starts_with("routes[0].match.regex: invalid regex")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].match.regex: invalid regex")),
+            "{errors:?}"
+        );
         let nested = format!("{}a{}", "(".repeat(100), ")".repeat(100));
         let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{nested}" }}"#)));
-        assert!(errors.iter().any(|e| e.starts_with("routes[0].match.regex: invalid regex")), "{errors:?}");
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].match.regex: invalid regex")),
+            "{errors:?}"
+        );
         let long = "a".repeat(MAX_REGEX_LEN + 1);
         assert_error(
             &route_with_match(&format!(r#"{{ "regex": "{long}" }}"#)),
@@ -954,12 +1020,16 @@ mod tests {
         }
         fn header(&mut self, name: &str) -> Option<Vec<u8>> {
             self.header_lookups += 1;
-            self.headers.iter().find(|(n, _)| *n == name).map(|(_, v)| v.clone())
+            self.headers
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
         }
     }
 
     fn matched_route(plan: &Plan, request: &mut FakeRequest) -> Option<String> {
-        plan.match_route(request).map(|(_, route)| route.name.clone())
+        plan.match_route(request)
+            .map(|(_, route)| route.name.clone())
     }
 
     #[test]
@@ -967,12 +1037,36 @@ mod tests {
         let plan = compile(ISSUE_EXAMPLE.as_bytes()).unwrap();
         let prod: &[(&str, &[u8])] = &[("x-env", b"prod")];
         let hello = Some("hello".to_string());
-        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", prod)), hello);
-        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello/world?q=1", prod)), hello);
-        assert_eq!(matched_route(&plan, &mut FakeRequest::new("POST", b"/hello", prod)), None);
-        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hell", prod)), None);
-        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", &[("x-env", b"dev")])), None);
-        assert_eq!(matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", &[])), None);
+        assert_eq!(
+            matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", prod)),
+            hello
+        );
+        assert_eq!(
+            matched_route(
+                &plan,
+                &mut FakeRequest::new("GET", b"/hello/world?q=1", prod)
+            ),
+            hello
+        );
+        assert_eq!(
+            matched_route(&plan, &mut FakeRequest::new("POST", b"/hello", prod)),
+            None
+        );
+        assert_eq!(
+            matched_route(&plan, &mut FakeRequest::new("GET", b"/hell", prod)),
+            None
+        );
+        assert_eq!(
+            matched_route(
+                &plan,
+                &mut FakeRequest::new("GET", b"/hello", &[("x-env", b"dev")])
+            ),
+            None
+        );
+        assert_eq!(
+            matched_route(&plan, &mut FakeRequest::new("GET", b"/hello", &[])),
+            None
+        );
         let mut no_pseudo = FakeRequest::new("GET", b"/hello", prod);
         no_pseudo.path = None;
         no_pseudo.method = None;
@@ -984,10 +1078,21 @@ mod tests {
         let plan = compile(route_with_match(r#"{ "exact": "/a" }"#).as_bytes()).unwrap();
         assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/a?x=/b", &[])).is_some());
         assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/a/", &[])).is_none());
-        let plan = compile(route_with_match(r#"{ "regex": "/v[0-9]+/items" }"#).as_bytes()).unwrap();
-        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/v12/items?page=2", &[])).is_some());
-        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/v12/items/3", &[])).is_none(), "anchored");
-        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"x/v1/items", &[])).is_none(), "anchored");
+        let plan =
+            compile(route_with_match(r#"{ "regex": "/v[0-9]+/items" }"#).as_bytes()).unwrap();
+        assert!(matched_route(
+            &plan,
+            &mut FakeRequest::new("GET", b"/v12/items?page=2", &[])
+        )
+        .is_some());
+        assert!(
+            matched_route(&plan, &mut FakeRequest::new("GET", b"/v12/items/3", &[])).is_none(),
+            "anchored"
+        );
+        assert!(
+            matched_route(&plan, &mut FakeRequest::new("GET", b"x/v1/items", &[])).is_none(),
+            "anchored"
+        );
     }
 
     #[test]
@@ -1002,9 +1107,17 @@ mod tests {
         .unwrap();
         let ok: &[(&str, &[u8])] = &[("x-user", b"admin"), ("x-env", b"pre"), ("x-debug", b"")];
         assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/", ok)).is_some());
-        let not_utf8: &[(&str, &[u8])] = &[("x-user", b"adm\xff"), ("x-env", b"pr\xffod"), ("x-debug", b"1")];
+        let not_utf8: &[(&str, &[u8])] = &[
+            ("x-user", b"adm\xff"),
+            ("x-env", b"pr\xffod"),
+            ("x-debug", b"1"),
+        ];
         assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/", not_utf8)).is_none());
-        let regex_partial: &[(&str, &[u8])] = &[("x-user", b"adm"), ("x-env", b"production"), ("x-debug", b"1")];
+        let regex_partial: &[(&str, &[u8])] = &[
+            ("x-user", b"adm"),
+            ("x-env", b"production"),
+            ("x-debug", b"1"),
+        ];
         assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/", regex_partial)).is_none());
         let missing: &[(&str, &[u8])] = &[("x-user", b"adm"), ("x-env", b"prod")];
         assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"\xff\xfe", missing)).is_none());
@@ -1021,7 +1134,10 @@ mod tests {
         .unwrap();
         let mut request = FakeRequest::new("GET", b"/a", &[("x", b"1")]);
         assert_eq!(matched_route(&plan, &mut request).as_deref(), Some("first"));
-        assert_eq!(request.header_lookups, 0, "the header of a later route was fetched");
+        assert_eq!(
+            request.header_lookups, 0,
+            "the header of a later route was fetched"
+        );
     }
 
     #[test]
