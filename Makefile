@@ -98,15 +98,25 @@ push: oci
 	echo "WasmPlugin.spec.url: oci://$(IMAGE)"; \
 	echo "WasmPlugin.spec.sha256: $${digest#sha256:}"
 
+# --- config checker ------------------------------------------------------------------------
+
+# Every plugin config under examples/ (JSON files, and the WasmPlugins in examples/istio/)
+# through the filter's own compiler, after the checker's tests (its integration tests are not
+# in the root package's `cargo test --test '*'`).
+.PHONY: check-examples
+check-examples:
+	cargo test --quiet -p traffic-split-check
+	cargo run --quiet -p traffic-split-check -- examples
+
 # --- tests ---------------------------------------------------------------------------------
 
 .PHONY: test
-test: lint compose-check unit-test wasm-test e2e-test
+test: lint compose-check unit-test wasm-test e2e-test check-examples
 
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
-	cargo clippy --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
 # The Docker path cannot run here (no engine), but its compose file must stay valid.

@@ -160,9 +160,52 @@ impl EnvoyConfig {
             }
         }
         rename_abstract_sockets(&mut self.document, tag);
+        self.add_warm_up_listener();
         self
     }
+
+    /// A listener without the filter that routes by `x-warm-up-cluster`. The first request
+    /// over a new upstream connection pays for setting it up inside its deadline, which alone
+    /// can exceed the demo's 2 ms; [`Envoy::start`] sends one request per cluster through this
+    /// listener so the filter's requests find the connections ready, and counts nothing.
+    fn add_warm_up_listener(&mut self) {
+        let listener: Value = serde_yaml::from_str(WARM_UP_LISTENER).expect("valid YAML");
+        if let Some(listeners) = self.document["static_resources"]["listeners"].as_sequence_mut() {
+            listeners.push(listener);
+        }
+    }
+
+    fn cluster_names(&self) -> Vec<String> {
+        self.document["static_resources"]["clusters"]
+            .as_sequence()
+            .into_iter()
+            .flatten()
+            .filter_map(|cluster| cluster["name"].as_str().map(str::to_string))
+            .collect()
+    }
 }
+
+const WARM_UP_LISTENER: &str = r#"
+name: warm-up
+address: { socket_address: { address: 127.0.0.1, port_value: 0 } }
+filter_chains:
+- filters:
+  - name: envoy.filters.network.http_connection_manager
+    typed_config:
+      "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+      stat_prefix: warm_up
+      route_config:
+        virtual_hosts:
+        - name: warm-up
+          domains: ["*"]
+          routes:
+          - match: { prefix: "/" }
+            route: { cluster_header: x-warm-up-cluster }
+      http_filters:
+      - name: envoy.filters.http.router
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+"#;
 
 impl EnvoyConfig {
     fn move_front_listener_to_lds(&mut self, dir: &Path) {
@@ -265,6 +308,7 @@ impl Envoy {
             .unwrap_or("ts")
             .to_string();
         let mut config = config.isolated(&tag);
+        let clusters = config.cluster_names();
         if config.front_from_lds {
             config.move_front_listener_to_lds(&dir);
         }
@@ -311,7 +355,13 @@ impl Envoy {
             }
             if let Some(admin) = read_admin_address(&admin_path) {
                 if http::get(admin, "/ready").is_ok_and(|response| response.status == 200) {
-                    let front = front_listener_address(admin);
+                    let front = listener_address(admin, "front");
+                    let warm_up = listener_address(admin, "warm-up");
+                    for cluster in &clusters {
+                        let _ = http::Connection::open(warm_up).and_then(|mut connection| {
+                            connection.request("GET", "/", &[("x-warm-up-cluster", cluster)])
+                        });
+                    }
                     let child = starting.child.take().expect("child is running");
                     return Ok(Envoy {
                         child,
@@ -467,8 +517,8 @@ fn read_admin_address(path: &Path) -> Option<SocketAddr> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
-/// The port Envoy bound for the `front` listener (configured as port 0).
-fn front_listener_address(admin: SocketAddr) -> SocketAddr {
+/// The address Envoy bound for a listener configured with port 0.
+fn listener_address(admin: SocketAddr, name: &str) -> SocketAddr {
     let response = http::get(admin, "/listeners?format=json").expect("read /listeners");
     let listeners: serde_json::Value =
         serde_json::from_slice(&response.body).expect("/listeners is JSON");
@@ -476,7 +526,7 @@ fn front_listener_address(admin: SocketAddr) -> SocketAddr {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|listener| listener["name"] == "front")
+        .find(|listener| listener["name"] == name)
         .and_then(|listener| {
             let socket = &listener["local_address"]["socket_address"];
             format!(
@@ -487,7 +537,7 @@ fn front_listener_address(admin: SocketAddr) -> SocketAddr {
             .parse()
             .ok()
         })
-        .expect("Envoy reports the front listener's address")
+        .unwrap_or_else(|| panic!("Envoy reports no address for listener {name}"))
 }
 
 /// Prometheus samples: metric name and labels to value.

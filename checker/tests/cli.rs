@@ -1,0 +1,73 @@
+//! The command line: `ok` and a line per route with exit status 0, or every error with its
+//! path and exit status 1; usage errors exit 2.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_traffic-split-check"))
+        .args(args)
+        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
+        .output()
+        .expect("run traffic-split-check")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+#[test]
+fn valid_wasm_plugin_prints_ok_and_one_line_per_route() {
+    let output = run(&["examples/istio/traffic-split.yaml"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    assert_eq!(
+        stdout(&output),
+        "ok: examples/istio/traffic-split.yaml: WasmPlugin istioclient/traffic-split\n\
+         \x20 writes x-split-version and x-split-cluster\n\
+         \x20 route hello [GET, prefix /hello, :authority prefix \"springbootapp\"]: \
+         v1 weight 70 (70%), cluster springbootapp-v1, deadline 2ms | \
+         v2 weight 30 (30%), cluster springbootapp-v2, deadline 2ms\n\
+         \x20 note: spec.sha256 is a placeholder: put the digest `make oci` prints there\n"
+    );
+}
+
+#[test]
+fn invalid_config_prints_every_error_with_its_path_and_exits_1() {
+    let output = run(&["checker/tests/broken/weight-typo.json"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(
+        stdout(&output),
+        "error: checker/tests/broken/weight-typo.json (2 errors)\n\
+         \x20 routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout\n\
+         \x20 routes[0].destinations[1].weight: required: a non-negative integer\n"
+    );
+}
+
+#[test]
+fn one_invalid_file_among_valid_ones_fails_the_run() {
+    let output = run(&["examples", "checker/tests/broken/zero-weights.json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains("ok: examples/istio/traffic-split.yaml"),
+        "{text}"
+    );
+    assert!(
+        text.contains("error: checker/tests/broken/zero-weights.json"),
+        "{text}"
+    );
+}
+
+#[test]
+fn missing_file_is_an_error() {
+    let output = run(&["no/such/config.json"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert!(stdout(&output).starts_with("error: no/such/config.json (1 error)\n  cannot read: "));
+}
+
+#[test]
+fn no_arguments_is_a_usage_error() {
+    let output = run(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).starts_with("usage: traffic-split-check"));
+}

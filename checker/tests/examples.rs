@@ -1,0 +1,63 @@
+//! Every plugin config shipped under examples/ passes the checker: the JSON files and the
+//! WasmPlugins of examples/istio/, the latter converted as Istio converts them.
+
+use std::path::PathBuf;
+use traffic_split_check::{Report, Verdict};
+
+fn examples() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples")
+}
+
+#[test]
+fn every_config_under_examples_passes() {
+    let report = Report::check(&[examples()]);
+    assert!(report.passed(), "{report}");
+    assert_eq!(report.errors(), Vec::<String>::new());
+}
+
+#[test]
+fn the_istio_wasm_plugin_is_found_and_split_70_30_with_a_2ms_deadline() {
+    let report = Report::check(&[examples().join("istio")]);
+    let plugins: Vec<_> = report
+        .entries
+        .iter()
+        .filter(|entry| {
+            entry
+                .origin
+                .ends_with("WasmPlugin istioclient/traffic-split")
+        })
+        .collect();
+    assert_eq!(plugins.len(), 1, "{report}");
+    let Verdict::Ok(plan) = &plugins[0].verdict else {
+        panic!("the example WasmPlugin is valid:\n{report}");
+    };
+    let route = &plan.routes[0];
+    assert_eq!(route.name, "hello");
+    let split: Vec<(&str, u32, Option<u64>)> = route
+        .destinations
+        .iter()
+        .map(|d| (d.version.as_str(), d.weight, d.deadline_ms))
+        .collect();
+    assert_eq!(split, [("v1", 70, Some(2)), ("v2", 30, Some(2))]);
+    // The placeholder digest is called out, not silently accepted.
+    assert!(
+        plugins[0]
+            .notes
+            .iter()
+            .any(|note| note.contains("placeholder")),
+        "{report}"
+    );
+}
+
+#[test]
+fn yaml_without_a_wasm_plugin_is_skipped_when_searching_a_folder() {
+    let report = Report::check(&[examples().join("istio")]);
+    let skipped: Vec<&str> = report
+        .entries
+        .iter()
+        .filter(|entry| matches!(entry.verdict, Verdict::Skipped(_)))
+        .filter_map(|entry| entry.origin.rsplit('/').next())
+        .collect();
+    assert!(skipped.contains(&"springbootapp.yaml"), "{report}");
+    assert!(skipped.contains(&"native.yaml"), "{report}");
+}
