@@ -9,26 +9,9 @@ use support::{exclusive, Envoy, EnvoyConfig};
 
 const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
 
-/// Counts per version after 1,000 requests to `/hello`: (2xx, 5xx, timeouts) from Envoy's stats.
+/// (requests, 2xx, 5xx, timeouts) of a version of the `hello` route, from Envoy's stats.
 fn outcomes(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
-    let metrics = envoy.metrics();
-    let labels = [("route", "hello"), ("version", version)];
-    let class = |class| {
-        metrics.count(
-            "traffic_split_responses_total",
-            &[
-                ("route", "hello"),
-                ("version", version),
-                ("code_class", class),
-            ],
-        )
-    };
-    (
-        metrics.count("traffic_split_requests_total", &labels),
-        class("2xx"),
-        class("5xx"),
-        metrics.count("traffic_split_timeouts_total", &labels),
-    )
+    envoy.metrics().outcome("hello", version)
 }
 
 fn send_hello(envoy: &Envoy, count: usize) -> (usize, usize) {

@@ -93,23 +93,7 @@ fn observe(envoy: &Envoy) -> Observed {
     let per_version = ["v1", "v2"]
         .into_iter()
         .map(|version| {
-            let labels = [("route", "hello"), ("version", version)];
-            let class = |class| {
-                metrics.count(
-                    "traffic_split_responses_total",
-                    &[
-                        ("route", "hello"),
-                        ("version", version),
-                        ("code_class", class),
-                    ],
-                )
-            };
-            let counts = (
-                metrics.count("traffic_split_requests_total", &labels),
-                class("2xx"),
-                class("5xx"),
-                metrics.count("traffic_split_timeouts_total", &labels),
-            );
+            let counts = metrics.outcome("hello", version);
             (version, counts)
         })
         .collect();

@@ -17,18 +17,6 @@ const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.module.wasm.config.v1+json";
 const WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.module.wasm.content.layer.v1+wasm";
 
-/// The shipped split without deadlines, so every request reaches its version.
-const SPLIT_70_30: &str = r#"{
-  "routes": [{
-    "name": "hello",
-    "match": { "prefix": "/hello", "methods": ["GET"] },
-    "destinations": [
-      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
-      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
-    ]
-  }]
-}"#;
-
 /// Runs a tool to completion; a missing tool or a failure fails the test with its output.
 fn run(command: &mut Command) -> Output {
     let output = command
@@ -298,7 +286,7 @@ fn module_pulled_from_the_registry_splits_70_30_in_envoy() {
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
             .with_wasm_module(&round_trip.pulled_module())
-            .with_plugin_config(SPLIT_70_30),
+            .with_plugin_config(support::SPLIT_70_30),
     );
     let mut connection = envoy.connect();
     let mut v1 = 0;

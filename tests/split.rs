@@ -5,18 +5,6 @@ mod support;
 use std::collections::BTreeMap;
 use support::{exclusive, Envoy, EnvoyConfig};
 
-/// The shipped split without deadlines, so every request reaches its version.
-const SPLIT_70_30: &str = r#"{
-  "routes": [{
-    "name": "hello",
-    "match": { "prefix": "/hello", "methods": ["GET"] },
-    "destinations": [
-      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
-      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
-    ]
-  }]
-}"#;
-
 /// Sends `count` requests on one connection; counts the version each upstream says it saw.
 fn versions_seen(
     envoy: &Envoy,
@@ -50,7 +38,7 @@ fn split(v1: usize, v2: usize) -> BTreeMap<String, usize> {
 #[test]
 fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
     let _machine = exclusive();
-    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(SPLIT_70_30));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 1000), split(700, 300));
 
     let metrics = envoy.metrics_when(|metrics| {
@@ -88,7 +76,7 @@ fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
 #[test]
 fn every_window_of_ten_requests_holds_seven_v1_and_three_v2() {
     let _machine = exclusive();
-    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(SPLIT_70_30));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     let mut connection = envoy.connect();
     let sequence: Vec<String> = (0..100)
         .map(|_| {
@@ -116,7 +104,7 @@ fn every_window_of_ten_requests_holds_seven_v1_and_three_v2() {
 #[test]
 fn zero_weight_version_gets_nothing() {
     let _machine = exclusive();
-    let config = SPLIT_70_30.replace("\"weight\": 70", "\"weight\": 0");
+    let config = support::SPLIT_70_30.replace("\"weight\": 70", "\"weight\": 0");
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 50), split(0, 50));
     let metrics = envoy.metrics();
@@ -127,7 +115,7 @@ fn zero_weight_version_gets_nothing() {
 #[test]
 fn request_matching_no_route_is_counted_once_without_labels_and_left_alone() {
     let _machine = exclusive();
-    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(SPLIT_70_30));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     let mut connection = envoy.connect();
     for path in ["/other", "/", "/hell"] {
         let response = connection.get(path).expect("request");

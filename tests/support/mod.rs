@@ -15,6 +15,18 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// The shipped 70/30 split without deadlines, so every request reaches its version.
+pub const SPLIT_70_30: &str = r#"{
+  "routes": [{
+    "name": "hello",
+    "match": { "prefix": "/hello", "methods": ["GET"] },
+    "destinations": [
+      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
+      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
+    ]
+  }]
+}"#;
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
@@ -583,6 +595,25 @@ impl Metrics {
             .iter()
             .find(|(sample_name, sample_labels, _)| sample_name == name && *sample_labels == wanted)
             .map(|(_, _, value)| *value)
+    }
+
+    /// One version's counters: (requests, 2xx responses, 5xx responses, timeouts).
+    pub fn outcome(&self, route: &str, version: &str) -> (u64, u64, u64, u64) {
+        let labels = [("route", route), ("version", version)];
+        let class = |class| {
+            let labels = [
+                ("route", route),
+                ("version", version),
+                ("code_class", class),
+            ];
+            self.count("traffic_split_responses_total", &labels)
+        };
+        (
+            self.count("traffic_split_requests_total", &labels),
+            class("2xx"),
+            class("5xx"),
+            self.count("traffic_split_timeouts_total", &labels),
+        )
     }
 
     /// Like [`Metrics::get`], with an absent series read as 0.
