@@ -147,3 +147,22 @@ wasm-test: rust-targets
 .PHONY: e2e-test
 e2e-test: build envoy apt-tools oci
 	cargo test --test '*'
+
+# --- benchmark -----------------------------------------------------------------------------
+# Not part of `make test`: speed and memory are measured here, as ratios against Envoy's native
+# routing in the same run (docs/performance.md). Results go to build/bench.json, build/soak.json.
+
+EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
+
+.PHONY: bench-build
+bench-build: build
+	cargo build --release --target $(WASM_TARGET) -p empty-filter --lib
+
+.PHONY: bench
+bench: bench-build envoy apt-tools
+	python3 bench/bench.py bench $(BENCH_ARGS)
+
+# 1M requests through the filter; Envoy's RSS must not grow beyond its first 100k.
+.PHONY: soak
+soak: bench-build envoy apt-tools
+	python3 bench/bench.py soak $(SOAK_ARGS)

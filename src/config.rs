@@ -1018,12 +1018,12 @@ mod tests {
         fn method(&mut self) -> Option<&[u8]> {
             self.method.as_deref()
         }
-        fn header(&mut self, name: &str) -> Option<Vec<u8>> {
+        fn header(&mut self, name: &str) -> Option<&[u8]> {
             self.header_lookups += 1;
             self.headers
                 .iter()
                 .find(|(n, _)| *n == name)
-                .map(|(_, v)| v.clone())
+                .map(|(_, v)| v.as_slice())
         }
     }
 

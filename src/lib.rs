@@ -10,6 +10,7 @@
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
+//! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels.
 #![cfg_attr(
     not(test),
@@ -23,6 +24,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod headers;
 pub mod metrics;
 pub mod pick;
 pub mod plan;

@@ -76,16 +76,16 @@ pub enum HeaderRule {
     Present,
 }
 
-/// The request as the matcher sees it. The adapter answers each question with a host call,
-/// asked only when a route needs it; `path` and `method` are cached by the adapter. Values are
-/// bytes: a client may send anything, and a header that is not UTF-8 must not break matching.
+/// The request as the matcher sees it. The adapter asks the host only when a route first needs
+/// to know something about the request. Values are bytes: a client may send anything, and a
+/// header that is not UTF-8 must not break matching.
 pub trait RequestView {
     /// The `:path` pseudo-header, query string included.
     fn path(&mut self) -> Option<&[u8]>;
     /// The `:method` pseudo-header.
     fn method(&mut self) -> Option<&[u8]>;
     /// The first value of a request header, by lower-case name.
-    fn header(&mut self, name: &str) -> Option<Vec<u8>>;
+    fn header(&mut self, name: &str) -> Option<&[u8]>;
 }
 
 impl Plan {
@@ -138,7 +138,7 @@ impl RouteMatch {
                 (_, None) => false,
                 (HeaderRule::Exact(exact), Some(value)) => value == exact.as_bytes(),
                 (HeaderRule::Prefix(prefix), Some(value)) => value.starts_with(prefix.as_bytes()),
-                (HeaderRule::Regex(regex), Some(value)) => regex_matches(regex, &value),
+                (HeaderRule::Regex(regex), Some(value)) => regex_matches(regex, value),
             }
         })
     }

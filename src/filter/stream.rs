@@ -1,11 +1,12 @@
 //! One HTTP stream: match, pick, write the owned headers, count.
 
 use super::{Active, DestinationMetrics};
+use crate::headers::HeaderPairs;
 use crate::metrics::CodeClass;
 use crate::plan::{RequestView, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use proxy_wasm::hostcalls::{increment_metric, record_metric};
 use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::Action;
+use proxy_wasm::types::{Action, MapType, Status};
 use std::rc::Rc;
 use std::time::SystemTime;
 
@@ -45,30 +46,56 @@ impl SplitStream {
 
 impl Context for SplitStream {}
 
-/// The request headers as the matcher sees them, fetched one by one and only when asked.
-struct HostRequest<'s> {
-    stream: &'s SplitStream,
-    path: Option<Option<Vec<u8>>>,
-    method: Option<Option<Vec<u8>>>,
+/// The request headers as the matcher sees them: all fetched in one host call, the first time
+/// a route asks about the request, and read in place (see `crate::headers` for why).
+struct HostRequest {
+    serialized: Option<Vec<u8>>,
 }
 
-impl RequestView for HostRequest<'_> {
+impl HostRequest {
+    fn headers(&mut self) -> HeaderPairs<'_> {
+        let bytes = self.serialized.get_or_insert_with(request_header_pairs);
+        HeaderPairs::new(bytes)
+    }
+}
+
+impl RequestView for HostRequest {
     fn path(&mut self) -> Option<&[u8]> {
-        let stream = self.stream;
-        self.path
-            .get_or_insert_with(|| stream.get_http_request_header_bytes(":path"))
-            .as_deref()
+        self.headers().get(":path")
     }
 
     fn method(&mut self) -> Option<&[u8]> {
-        let stream = self.stream;
-        self.method
-            .get_or_insert_with(|| stream.get_http_request_header_bytes(":method"))
-            .as_deref()
+        self.headers().get(":method")
     }
 
-    fn header(&mut self, name: &str) -> Option<Vec<u8>> {
-        self.stream.get_http_request_header_bytes(name)
+    fn header(&mut self, name: &str) -> Option<&[u8]> {
+        self.headers().get(name)
+    }
+}
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    // The SDK's own wrapper copies every pair into owned Strings (and panics on a name that is
+    // not UTF-8); the raw call hands over the host's buffer as it is.
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+}
+
+/// The request's headers, serialized by the host; empty if the host has none to give.
+fn request_header_pairs() -> Vec<u8> {
+    let mut data: *mut u8 = std::ptr::null_mut();
+    let mut size: usize = 0;
+    // SAFETY: on Ok the host has written a buffer it allocated through this module's
+    // `proxy_on_memory_allocate` (the SDK's, a Vec<u8> of exactly `size` bytes), whose
+    // ownership passes to us; rebuilding that Vec frees it when dropped.
+    unsafe {
+        match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
+            Status::Ok if !data.is_null() => Vec::from_raw_parts(data, size, size),
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -82,11 +109,7 @@ impl HttpContext for SplitStream {
             return Action::Continue;
         };
         let plan = &active.plan;
-        let mut request = HostRequest {
-            stream: self,
-            path: None,
-            method: None,
-        };
+        let mut request = HostRequest { serialized: None };
         let Some((route_index, route)) = plan.match_route(&mut request) else {
             self.remove_http_request_header(&plan.version_header);
             self.remove_http_request_header(&plan.cluster_header);

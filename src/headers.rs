@@ -1,0 +1,126 @@
+//! Reading a header map as proxy-wasm serializes it, without copying it apart.
+//!
+//! In Envoy, every value a host call returns costs a call back into the module to allocate its
+//! buffer, and that round trip dominates the filter's cost: `make bench` measured about 0.6 µs
+//! per header read that returns a value, against 0.14 µs for one that finds nothing. So the
+//! filter asks once for all request headers (`proxy_get_header_map_pairs`) and answers every
+//! match question (path, method, headers) from that one buffer.
+//!
+//! The format: a little-endian `u32` count of pairs, then a `u32` name size and a `u32` value
+//! size per pair, then for each pair the name, a NUL, the value, a NUL. A malformed buffer
+//! reads as a map with fewer (or no) headers; it never panics.
+
+/// A serialized header map, borrowed.
+#[derive(Clone, Copy, Debug)]
+pub struct HeaderPairs<'a> {
+    bytes: &'a [u8],
+}
+
+fn read_u32(bytes: &[u8], at: usize) -> Option<usize> {
+    let word: [u8; 4] = bytes.get(at..at.checked_add(4)?)?.try_into().ok()?;
+    usize::try_from(u32::from_le_bytes(word)).ok()
+}
+
+impl<'a> HeaderPairs<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        HeaderPairs { bytes }
+    }
+
+    /// Every (name, value) pair, in the order Envoy holds them, up to the first malformed one.
+    pub fn iter(&self) -> impl Iterator<Item = (&'a [u8], &'a [u8])> + 'a {
+        let bytes = self.bytes;
+        let count = read_u32(bytes, 0).unwrap_or(0);
+        // The sizes table must fit, or nothing is read.
+        let data_start = count
+            .checked_mul(8)
+            .and_then(|table| table.checked_add(4))
+            .filter(|&start| start <= bytes.len())
+            .unwrap_or(usize::MAX);
+        let count = if data_start == usize::MAX { 0 } else { count };
+        let mut cursor = data_start;
+        (0..count).map_while(move |index| {
+            let name_size = read_u32(bytes, 4 + index * 8)?;
+            let value_size = read_u32(bytes, 8 + index * 8)?;
+            let name_end = cursor.checked_add(name_size)?;
+            let name = bytes.get(cursor..name_end)?;
+            let value_start = name_end.checked_add(1)?;
+            let value_end = value_start.checked_add(value_size)?;
+            let value = bytes.get(value_start..value_end)?;
+            cursor = value_end.checked_add(1)?;
+            Some((name, value))
+        })
+    }
+
+    /// The first value of a header by its lower-case name, as Envoy's single-header read gives.
+    pub fn get(&self, name: &str) -> Option<&'a [u8]> {
+        self.iter()
+            .find(|(key, _)| *key == name.as_bytes())
+            .map(|(_, value)| value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// Serializes pairs the way the host does.
+    fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
+        for (name, value) in pairs {
+            bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+        }
+        for (name, value) in pairs {
+            bytes.extend_from_slice(name.as_bytes());
+            bytes.push(0);
+            bytes.extend_from_slice(value);
+            bytes.push(0);
+        }
+        bytes
+    }
+
+    #[test]
+    fn reads_pseudo_and_regular_headers() {
+        let bytes = serialize(&[
+            (":path", b"/hello?x=1"),
+            (":method", b"GET"),
+            ("x-env", b"prod"),
+            ("x-env", b"second"),
+            ("x-empty", b""),
+            ("x-binary", b"\xff\x00\xfe"),
+        ]);
+        let headers = HeaderPairs::new(&bytes);
+        assert_eq!(headers.get(":path"), Some(&b"/hello?x=1"[..]));
+        assert_eq!(headers.get(":method"), Some(&b"GET"[..]));
+        assert_eq!(headers.get("x-env"), Some(&b"prod"[..]), "the first value");
+        assert_eq!(headers.get("x-empty"), Some(&b""[..]));
+        assert_eq!(headers.get("x-binary"), Some(&b"\xff\x00\xfe"[..]));
+        assert_eq!(headers.get("x-missing"), None);
+        assert_eq!(headers.iter().count(), 6);
+    }
+
+    #[test]
+    fn empty_and_malformed_buffers_never_panic() {
+        assert_eq!(HeaderPairs::new(&[]).iter().count(), 0);
+        assert_eq!(HeaderPairs::new(&[1, 0]).iter().count(), 0);
+        // A count far larger than the buffer.
+        assert_eq!(
+            HeaderPairs::new(&[255, 255, 255, 255, 0, 0]).iter().count(),
+            0
+        );
+        let good = serialize(&[("a", b"1"), ("b", b"2")]);
+        // Every truncation reads some prefix of the pairs, and never panics.
+        for end in 0..good.len() {
+            let headers = HeaderPairs::new(&good[..end]);
+            assert!(headers.iter().count() <= 2);
+            let _ = headers.get("b");
+        }
+        // Sizes that point past the end.
+        let mut lying = good.clone();
+        lying[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(HeaderPairs::new(&lying).get("b"), None);
+    }
+}
