@@ -212,6 +212,13 @@ def git_commit():
     return result.stdout.strip() or None
 
 
+def paired_difference(runs, variant, baseline):
+    """The median over rounds of variant minus baseline CPU per request, both from the same
+    round: steadier than the difference of the medians when the machine drifts."""
+    return statistics.median(ours["cpu_per_request_us"] - base["cpu_per_request_us"]
+                             for ours, base in zip(runs[variant], runs[baseline]))
+
+
 def median_of(runs):
     return {key: statistics.median(run[key] for run in runs) for key in
             ("cpu_per_request_us", "requests_per_s", "p50_ms", "p99_ms")}
@@ -245,6 +252,9 @@ def bench(options):
                 split[variant] = split_of(front)
                 print(f"{variant:>14}: RSS {rss[variant] / 1024:.1f} MiB after "
                       f"{options.warmup_requests} requests; split {split[variant]}")
+                if any(abs(split[variant][version] - share) > 0.01
+                       for version, share in zip(VERSIONS, EXPECTED_SPLIT)):
+                    print(f"warning: {variant} does not split {EXPECTED_SPLIT}", file=sys.stderr)
             for round_index in range(options.rounds):
                 # Rotate the order so that no variant always runs first or last.
                 order = VARIANTS[round_index % 3:] + VARIANTS[:round_index % 3]
@@ -267,6 +277,8 @@ def bench(options):
         "cpu_per_request_vs_empty": ours["cpu_per_request_us"] / empty["cpu_per_request_us"],
         "cpu_per_request_over_empty_us": ours["cpu_per_request_us"] - empty["cpu_per_request_us"],
         "cpu_per_request_over_native_us": ours["cpu_per_request_us"] - native["cpu_per_request_us"],
+        "paired_over_empty_us": paired_difference(runs, "traffic-split", "empty"),
+        "paired_over_native_us": paired_difference(runs, "traffic-split", "native"),
         "throughput_vs_native": ours["requests_per_s"] / native["requests_per_s"],
         "throughput_vs_empty": ours["requests_per_s"] / empty["requests_per_s"],
         "rss_vs_native": rss["traffic-split"] / rss["native"],
@@ -322,7 +334,8 @@ def print_table(report):
           f"(+{r['cpu_per_request_over_native_us']:.2f} µs), req/s {r['throughput_vs_native']:.3f}, "
           f"RSS {r['rss_vs_native']:.3f}")
     print(f"traffic-split/empty:  CPU/req {r['cpu_per_request_vs_empty']:.3f} "
-          f"(+{r['cpu_per_request_over_empty_us']:.2f} µs), req/s {r['throughput_vs_empty']:.3f}")
+          f"(+{r['cpu_per_request_over_empty_us']:.2f} µs; paired by round +{r['paired_over_empty_us']:.2f} µs), "
+          f"req/s {r['throughput_vs_empty']:.3f}")
     sizes = report["wasm_size"]
     print(f"traffic_split.wasm: {sizes['before_bytes']} bytes, after wasm-opt -Oz {sizes['after_bytes']} bytes")
     print("\ntargets:")
@@ -338,7 +351,9 @@ def print_table(report):
 
 
 def soak(options):
-    wasm = Path(options.wasm) if options.wasm else WASM
+    if not options.wasm:
+        optimize_wasm()
+    wasm = Path(options.wasm) if options.wasm else OPT_WASM
     step = options.sample_every
     samples = []
     with tempfile.TemporaryDirectory(prefix="traffic-split-soak-") as workdir:
@@ -383,8 +398,8 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("bench", help="native vs empty vs traffic-split")
-    run.add_argument("--rounds", type=int, default=5)
-    run.add_argument("--duration", type=int, default=10, help="seconds per timed run")
+    run.add_argument("--rounds", type=int, default=9)
+    run.add_argument("--duration", type=int, default=5, help="seconds per timed run")
     run.add_argument("--connections", type=int, default=16)
     run.add_argument("--warmup-requests", type=int, default=100_000)
     run.add_argument("--wasm", help="the module to benchmark (default: build/traffic_split.opt.wasm)")
@@ -396,16 +411,16 @@ def main():
     long.add_argument("--sample-every", type=int, default=100_000)
     long.add_argument("--connections", type=int, default=16)
     long.add_argument("--max-growth-kib", type=int, default=1024)
-    long.add_argument("--wasm", help="the module to soak (default: the cargo build)")
+    long.add_argument("--wasm", help="the module to soak (default: build/traffic_split.opt.wasm)")
     long.add_argument("--out", default=str(BUILD / "soak.json"))
     long.set_defaults(handler=soak)
     options = parser.parse_args()
     for tool in ("wrk", "h2load", "wasm-opt"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
             sys.exit(f"{tool} is missing: run `make apt-tools`")
-    for module in (WASM, EMPTY_WASM):
+    for module in (WASM, EMPTY_WASM) if options.command == "bench" else (WASM,):
         if not module.exists():
-            sys.exit(f"{module} is missing: run `make build` and build benches/empty-filter")
+            sys.exit(f"{module} is missing: run `make bench` (it builds both modules)")
     options.handler(options)
 
 
