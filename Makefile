@@ -156,7 +156,7 @@ EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
 
 .PHONY: bench-build
 bench-build: build
-	cargo build --release --target $(WASM_TARGET) -p empty-filter --lib
+	cargo build --release --target $(WASM_TARGET) -p empty-filter -p bare-filter --lib
 
 .PHONY: bench
 bench: bench-build envoy apt-tools

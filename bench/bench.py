@@ -36,9 +36,17 @@ BUILD = ROOT / "build"
 ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv" / "bin" / "envoy"))
 WASM = Path(os.environ.get("TRAFFIC_SPLIT_WASM", ROOT / "target/wasm32-wasip1/release/traffic_split.wasm"))
 EMPTY_WASM = ROOT / "target/wasm32-wasip1/release/empty_filter.wasm"
+BARE_WASM = ROOT / "target/wasm32-wasip1/release/bare_filter.wasm"
 OPT_WASM = BUILD / "traffic_split.opt.wasm"
 
-VARIANTS = ("native", "empty", "traffic-split")
+VARIANTS = ("native", "bare", "empty", "traffic-split")
+# Each variant's front Envoy config (bench/envoy/) and the module it loads, if any. "bare" is
+# empty.yaml with a module that exports only a request-headers callback (benches/bare-filter):
+# Envoy enters a module only for the callbacks it exports, so bare is the lowest floor of a
+# Wasm filter, and "empty" (benches/empty-filter, built with the proxy-wasm Rust SDK, which
+# exports every callback) the floor of a filter built the usual way.
+TEMPLATES = {"native": "native.yaml", "bare": "empty.yaml", "empty": "empty.yaml",
+             "traffic-split": "traffic-split.yaml"}
 # The benchmark's request: it matches the last of the five routes, by prefix, method and header.
 REQUEST_PATH = "/api/items"
 REQUEST_HEADER = "x-tenant: acme-corp"
@@ -201,9 +209,9 @@ def start_upstream(workdir):
     return upstream, {f"{version}_port": ports[version] for version in VERSIONS}
 
 
-def start_front(variant, workdir, ports, wasm):
-    values = dict(ports, wasm=wasm, empty_wasm=EMPTY_WASM)
-    return Envoy(variant, f"{variant}.yaml", values, workdir, FRONT_CPUS)
+def start_front(variant, workdir, ports, wasm, template=None):
+    values = dict(ports, wasm=wasm, empty_wasm=BARE_WASM if variant == "bare" else EMPTY_WASM)
+    return Envoy(variant, template or TEMPLATES[variant], values, workdir, FRONT_CPUS)
 
 
 def git_commit():
@@ -234,7 +242,10 @@ def bench(options):
     wasm = Path(options.wasm) if options.wasm else OPT_WASM
     print(f"traffic_split.wasm: {sizes['before_bytes'] / 1024:.1f} KiB, "
           f"after wasm-opt -Oz: {sizes['after_bytes'] / 1024:.1f} KiB; benchmarking {wasm.name}")
-    runs = {variant: [] for variant in VARIANTS}
+    # --also NAME=MODULE: more modules under traffic-split.yaml, for taking the cost apart.
+    extra = dict(item.split("=", 1) for item in options.also)
+    variants = VARIANTS + tuple(extra)
+    runs = {variant: [] for variant in variants}
     rss, split = {}, {}
     with tempfile.TemporaryDirectory(prefix="traffic-split-bench-") as workdir:
         envoys = []
@@ -244,6 +255,9 @@ def bench(options):
             fronts = {}
             for variant in VARIANTS:
                 fronts[variant] = start_front(variant, workdir, ports, wasm)
+                envoys.append(fronts[variant])
+            for variant, module in extra.items():
+                fronts[variant] = start_front(variant, workdir, ports, module, "traffic-split.yaml")
                 envoys.append(fronts[variant])
             # The first 100k requests of each front Envoy warm it up and measure its memory.
             for variant, front in fronts.items():
@@ -257,7 +271,8 @@ def bench(options):
                     print(f"warning: {variant} does not split {EXPECTED_SPLIT}", file=sys.stderr)
             for round_index in range(options.rounds):
                 # Rotate the order so that no variant always runs first or last.
-                order = VARIANTS[round_index % 3:] + VARIANTS[:round_index % 3]
+                shift = round_index % len(variants)
+                order = variants[shift:] + variants[:shift]
                 for variant in order:
                     run = measure(fronts[variant], options.duration, options.connections)
                     runs[variant].append(run)
@@ -270,14 +285,19 @@ def bench(options):
             for envoy in envoys:
                 envoy.stop()
 
-    medians = {variant: median_of(runs[variant]) for variant in VARIANTS}
-    native, empty, ours = (medians[variant] for variant in VARIANTS)
+    medians = {variant: median_of(runs[variant]) for variant in variants}
+    native, bare, empty, ours = (medians[variant] for variant in VARIANTS)
     ratios = {
         "cpu_per_request_vs_native": ours["cpu_per_request_us"] / native["cpu_per_request_us"],
         "cpu_per_request_vs_empty": ours["cpu_per_request_us"] / empty["cpu_per_request_us"],
         "cpu_per_request_over_empty_us": ours["cpu_per_request_us"] - empty["cpu_per_request_us"],
         "cpu_per_request_over_native_us": ours["cpu_per_request_us"] - native["cpu_per_request_us"],
         "paired_over_empty_us": paired_difference(runs, "traffic-split", "empty"),
+        "cpu_per_request_over_bare_us": ours["cpu_per_request_us"] - bare["cpu_per_request_us"],
+        "paired_over_bare_us": paired_difference(runs, "traffic-split", "bare"),
+        "empty_over_bare_us": empty["cpu_per_request_us"] - bare["cpu_per_request_us"],
+        "bare_vs_native": bare["cpu_per_request_us"] / native["cpu_per_request_us"],
+        "empty_vs_native": empty["cpu_per_request_us"] / native["cpu_per_request_us"],
         "paired_over_native_us": paired_difference(runs, "traffic-split", "native"),
         "throughput_vs_native": ours["requests_per_s"] / native["requests_per_s"],
         "throughput_vs_empty": ours["requests_per_s"] / empty["requests_per_s"],
@@ -300,6 +320,7 @@ def bench(options):
                      "request": f"GET {REQUEST_PATH} with {REQUEST_HEADER}", "wasm": str(wasm),
                      "load": "wrk -t1, HTTP/1.1 keep-alive; upstreams over HTTP/2"},
         "medians": medians,
+        "also": extra,
         "ratios": ratios,
         "targets": targets,
         "wasm_size": sizes,
@@ -325,7 +346,7 @@ def check_filter_metrics(front):
 def print_table(report):
     medians, rss = report["medians"], report["rss_after_warmup_kib"]
     print(f"\n{'variant':<14} {'CPU/req µs':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8}")
-    for variant in VARIANTS:
+    for variant in medians:
         m = medians[variant]
         print(f"{variant:<14} {m['cpu_per_request_us']:>10.2f} {m['requests_per_s']:>9.0f} "
               f"{m['p50_ms']:>8.3f} {m['p99_ms']:>8.3f} {rss[variant] / 1024:>8.1f}")
@@ -336,6 +357,12 @@ def print_table(report):
     print(f"traffic-split/empty:  CPU/req {r['cpu_per_request_vs_empty']:.3f} "
           f"(+{r['cpu_per_request_over_empty_us']:.2f} µs; paired by round +{r['paired_over_empty_us']:.2f} µs), "
           f"req/s {r['throughput_vs_empty']:.3f}")
+    print(f"traffic-split/bare:   +{r['cpu_per_request_over_bare_us']:.2f} µs (paired by round "
+          f"+{r['paired_over_bare_us']:.2f} µs); empty is bare +{r['empty_over_bare_us']:.2f} µs; "
+          f"bare/native {r['bare_vs_native']:.3f}, empty/native {r['empty_vs_native']:.3f}")
+    for variant in report["also"]:
+        print(f"{variant}: paired by round over empty "
+              f"{paired_difference(report['runs'], variant, 'empty'):+.2f} µs")
     sizes = report["wasm_size"]
     print(f"traffic_split.wasm: {sizes['before_bytes']} bytes, after wasm-opt -Oz {sizes['after_bytes']} bytes")
     print("\ntargets:")
@@ -403,6 +430,8 @@ def main():
     run.add_argument("--connections", type=int, default=16)
     run.add_argument("--warmup-requests", type=int, default=100_000)
     run.add_argument("--wasm", help="the module to benchmark (default: build/traffic_split.opt.wasm)")
+    run.add_argument("--also", action="append", default=[], metavar="NAME=MODULE",
+                     help="also benchmark another module under traffic-split.yaml (repeatable)")
     run.add_argument("--no-check-metrics", dest="check_metrics", action="store_false")
     run.add_argument("--out", default=str(BUILD / "bench.json"))
     run.set_defaults(handler=bench)

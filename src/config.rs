@@ -10,10 +10,10 @@ use crate::duration::parse_timeout_ms;
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
 use crate::plan::{
-    Destination, HeaderMatch, HeaderRule, PathMatch, Plan, Route, RouteMatch, DEADLINE_HEADER,
-    DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+    Destination, HeaderMatch, HeaderRule, PathMatch, Plan, Route, RouteMatch, WholeValueRegex,
+    DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
 };
-use regex_lite::{Regex, RegexBuilder};
+use regex_lite::RegexBuilder;
 use serde_json::{Map, Value};
 use std::collections::HashSet;
 use std::fmt;
@@ -180,7 +180,7 @@ impl Checker {
         Some(name.to_ascii_lowercase())
     }
 
-    fn regex(&mut self, value: &Value, path: &str) -> Option<Regex> {
+    fn regex(&mut self, value: &Value, path: &str) -> Option<WholeValueRegex> {
         let pattern = self.string(value, path)?;
         if pattern.len() > MAX_REGEX_LEN {
             self.error(
@@ -196,7 +196,7 @@ impl Checker {
             .nest_limit(MAX_REGEX_NESTING)
             .build()
         {
-            Ok(regex) => Some(regex),
+            Ok(regex) => Some(WholeValueRegex::new(pattern, regex)),
             Err(error) => {
                 let first_line = error.to_string();
                 let first_line = first_line.lines().last().unwrap_or("").trim().to_string();

@@ -1,32 +1,30 @@
 //! One HTTP stream: match, pick, write the owned headers, count.
 
+use super::abi;
 use super::{Active, DestinationMetrics};
 use crate::headers::HeaderPairs;
 use crate::metrics::CodeClass;
 use crate::plan::{RequestView, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
-use proxy_wasm::hostcalls::{increment_metric, record_metric};
-use proxy_wasm::traits::{Context, HttpContext};
-use proxy_wasm::types::{Action, MapType, Status};
 use std::rc::Rc;
-use std::time::SystemTime;
+
+/// Envoy's attributes, as the ABI spells a path: the parts separated by NUL.
+const RESPONSE_CODE: &[u8] = b"response\0code";
+const RESPONSE_FLAGS: &[u8] = b"response\0flags";
 
 /// The `UT` (upstream request timeout) bit of Envoy's `response.flags` attribute: Envoy's own
 /// signal that the stream's deadline (or a per-try deadline) fired, as opposed to a 504 that
-/// the upstream sent itself. The flags are a little-endian u64.
-const UPSTREAM_REQUEST_TIMEOUT_FLAG: u64 = 0x4;
+/// the upstream sent itself.
+const UPSTREAM_REQUEST_TIMEOUT_FLAG: i64 = 0x4;
 
-fn is_upstream_timeout(flags: Option<Vec<u8>>) -> bool {
-    let Some(bytes) = flags.and_then(|flags| <[u8; 8]>::try_from(flags.as_slice()).ok()) else {
-        return false;
-    };
-    u64::from_le_bytes(bytes) & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0
-}
+const NANOS_PER_MILLI: u64 = 1_000_000;
 
 pub(crate) struct SplitStream {
+    /// The configuration of the stream's root context when the stream began; a later
+    /// reconfiguration applies to later streams.
     active: Option<Rc<Active>>,
     /// The route and destination chosen for this request, as indexes into the plan.
     chosen: Option<(usize, usize)>,
-    started: Option<SystemTime>,
+    started_nanos: u64,
 }
 
 impl SplitStream {
@@ -34,7 +32,7 @@ impl SplitStream {
         Self {
             active,
             chosen: None,
-            started: None,
+            started_nanos: 0,
         }
     }
 
@@ -42,9 +40,68 @@ impl SplitStream {
         let (route, destination) = self.chosen?;
         self.active.as_ref()?.metrics.get(route)?.get(destination)
     }
-}
 
-impl Context for SplitStream {}
+    pub fn on_request_headers(&mut self) {
+        let Some(active) = self.active.as_deref() else {
+            // Not configured (Envoy does not normally run a filter whose configuration failed):
+            // still never let a client choose the cluster or version.
+            abi::remove_request_header(DEFAULT_VERSION_HEADER);
+            abi::remove_request_header(DEFAULT_CLUSTER_HEADER);
+            return;
+        };
+        let plan = &active.plan;
+        let mut request = HostRequest { serialized: None };
+        let Some((route_index, route)) = plan.match_route(&mut request) else {
+            request.remove_if_sent(&plan.version_header);
+            request.remove_if_sent(&plan.cluster_header);
+            abi::increment_metric(active.unmatched);
+            return;
+        };
+        let Some((destination_index, destination)) = route.pick_destination() else {
+            return;
+        };
+        abi::replace_request_header(&plan.version_header, &destination.version);
+        match &destination.cluster {
+            Some(cluster) => abi::replace_request_header(&plan.cluster_header, cluster),
+            None => request.remove_if_sent(&plan.cluster_header),
+        }
+        if let Some(deadline) = &destination.deadline_header_value {
+            abi::replace_request_header(DEADLINE_HEADER, deadline);
+        }
+        self.chosen = Some((route_index, destination_index));
+        self.started_nanos = abi::now_nanos();
+        if let Some(metrics) = self.chosen_metrics() {
+            abi::increment_metric(metrics.requests);
+        }
+    }
+
+    /// Counts the response by class (and a timeout, if Envoy's deadline fired) and records the
+    /// duration. Done once, when Envoy deletes the stream: by then the response code and flags
+    /// are final, and one callback serves where response headers and the access log would be two.
+    pub fn on_delete(self) {
+        let Some(metrics) = self.chosen_metrics() else {
+            return;
+        };
+        let elapsed_ms = abi::now_nanos().saturating_sub(self.started_nanos) / NANOS_PER_MILLI;
+        abi::record_metric(metrics.duration, elapsed_ms);
+        // No code when the stream ended before any response (a client reset): nothing to count.
+        let Some(code) = abi::integer_property(RESPONSE_CODE) else {
+            return;
+        };
+        if let Some(&id) =
+            CodeClass::of_code(code).and_then(|class| metrics.responses.get(class.index()))
+        {
+            abi::increment_metric(id);
+        }
+        // Envoy's own timeouts answer 504; only then is the flags attribute worth its cost.
+        if code == 504
+            && abi::integer_property(RESPONSE_FLAGS)
+                .is_some_and(|flags| flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0)
+        {
+            abi::increment_metric(metrics.timeouts);
+        }
+    }
+}
 
 /// The request headers as the matcher sees them: all fetched in one host call, the first time
 /// a route asks about the request, and read in place (see `crate::headers` for why).
@@ -54,8 +111,24 @@ struct HostRequest {
 
 impl HostRequest {
     fn headers(&mut self) -> HeaderPairs<'_> {
-        let bytes = self.serialized.get_or_insert_with(request_header_pairs);
+        let bytes = self
+            .serialized
+            .get_or_insert_with(abi::request_header_pairs);
         HeaderPairs::new(bytes)
+    }
+
+    /// Removes a header the filter owns if the client sent it. A removal costs a host call
+    /// (and clears Envoy's route cache); when the headers are already at hand, a header the
+    /// client did not send needs neither. Without them, removing blindly is cheaper than
+    /// fetching them.
+    fn remove_if_sent(&self, name: &str) {
+        let sent = match &self.serialized {
+            Some(bytes) => HeaderPairs::new(bytes).get(name).is_some(),
+            None => true,
+        };
+        if sent {
+            abi::remove_request_header(name);
+        }
     }
 }
 
@@ -70,107 +143,5 @@ impl RequestView for HostRequest {
 
     fn header(&mut self, name: &str) -> Option<&[u8]> {
         self.headers().get(name)
-    }
-}
-
-#[link(wasm_import_module = "env")]
-extern "C" {
-    // The SDK's own wrapper copies every pair into owned Strings (and panics on a name that is
-    // not UTF-8); the raw call hands over the host's buffer as it is.
-    fn proxy_get_header_map_pairs(
-        map_type: MapType,
-        return_map_data: *mut *mut u8,
-        return_map_size: *mut usize,
-    ) -> Status;
-}
-
-/// The request's headers, serialized by the host; empty if the host has none to give.
-fn request_header_pairs() -> Vec<u8> {
-    let mut data: *mut u8 = std::ptr::null_mut();
-    let mut size: usize = 0;
-    // SAFETY: on Ok the host has written a buffer it allocated through this module's
-    // `proxy_on_memory_allocate` (the SDK's, a Vec<u8> of exactly `size` bytes), whose
-    // ownership passes to us; rebuilding that Vec frees it when dropped.
-    unsafe {
-        match proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size) {
-            Status::Ok if !data.is_null() => Vec::from_raw_parts(data, size, size),
-            _ => Vec::new(),
-        }
-    }
-}
-
-impl HttpContext for SplitStream {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(active) = self.active.clone() else {
-            // Not configured (Envoy does not normally run a filter whose configuration failed):
-            // still never let a client choose the cluster or version.
-            self.remove_http_request_header(DEFAULT_VERSION_HEADER);
-            self.remove_http_request_header(DEFAULT_CLUSTER_HEADER);
-            return Action::Continue;
-        };
-        let plan = &active.plan;
-        let mut request = HostRequest { serialized: None };
-        let Some((route_index, route)) = plan.match_route(&mut request) else {
-            self.remove_http_request_header(&plan.version_header);
-            self.remove_http_request_header(&plan.cluster_header);
-            let _ = increment_metric(active.unmatched, 1);
-            return Action::Continue;
-        };
-        let Some((destination_index, destination)) = route.pick_destination() else {
-            return Action::Continue;
-        };
-        // Replacing a request header also makes Envoy clear its route cache, so the router
-        // re-resolves the route against the headers written here.
-        self.set_http_request_header(&plan.version_header, Some(&destination.version));
-        match &destination.cluster {
-            Some(cluster) => self.set_http_request_header(&plan.cluster_header, Some(cluster)),
-            None => self.remove_http_request_header(&plan.cluster_header),
-        }
-        if let Some(deadline) = &destination.deadline_header_value {
-            self.set_http_request_header(DEADLINE_HEADER, Some(deadline));
-        }
-        self.chosen = Some((route_index, destination_index));
-        self.started = Some(self.get_current_time());
-        if let Some(metrics) = self.chosen_metrics() {
-            let _ = increment_metric(metrics.requests, 1);
-        }
-        Action::Continue
-    }
-
-    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        let Some(metrics) = self.chosen_metrics() else {
-            return Action::Continue;
-        };
-        let status = self.get_http_response_header_bytes(":status");
-        let class = status
-            .as_deref()
-            .and_then(|status| std::str::from_utf8(status).ok())
-            .and_then(CodeClass::of_status);
-        if let Some(class) = class {
-            if let Some(&id) = metrics.responses.get(class.index()) {
-                let _ = increment_metric(id, 1);
-            }
-        }
-        // Envoy's own timeouts answer 504; only then is the property read worth its cost.
-        if status.as_deref() == Some(b"504".as_slice())
-            && is_upstream_timeout(self.get_property(vec!["response", "flags"]))
-        {
-            let _ = increment_metric(metrics.timeouts, 1);
-        }
-        Action::Continue
-    }
-
-    fn on_log(&mut self) {
-        let (Some(metrics), Some(started)) = (self.chosen_metrics(), self.started) else {
-            return;
-        };
-        let elapsed_ms = self
-            .get_current_time()
-            .duration_since(started)
-            .map_or(0, |elapsed| elapsed.as_millis());
-        let _ = record_metric(
-            metrics.duration,
-            u64::try_from(elapsed_ms).unwrap_or(u64::MAX),
-        );
     }
 }
