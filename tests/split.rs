@@ -180,3 +180,37 @@ fn first_matching_route_wins_with_header_and_regex_matches() {
         (5, 5, 10)
     );
 }
+
+/// Two plugins in one VM (same `vm_id` and module, as Istio does for two WasmPlugins of one
+/// image on a workload): each stream must follow the configuration of its own plugin, which the
+/// filter learns from the root context Envoy names when it creates the stream.
+#[test]
+fn plugins_sharing_one_vm_each_follow_their_own_configuration() {
+    let _machine = exclusive();
+    let only = |route: &str, version: &str| {
+        format!(
+            r#"{{ "routes": [ {{ "name": "{route}", "match": {{ "prefix": "/hello" }},
+                  "destinations": [ {{ "version": "{version}", "cluster": "springbootapp-{version}", "weight": 1 }} ] }} ] }}"#
+        )
+    };
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&only("first", "v1"))
+            .with_another_front("second-front", &only("second", "v2")),
+    );
+    let mut first = envoy.connect();
+    let mut second =
+        support::http::Connection::open(envoy.listener("second-front")).expect("connect");
+    for _ in 0..20 {
+        for (connection, version) in [(&mut first, "v1"), (&mut second, "v2")] {
+            let response = connection.request("GET", "/hello", &[]).expect("request");
+            assert_eq!(response.header("x-upstream-saw-version"), Some(version));
+        }
+    }
+    let metrics =
+        envoy.metrics_when(|m| m.outcome("first", "v1").0 + m.outcome("second", "v2").0 >= 40);
+    assert_eq!(metrics.outcome("first", "v1").0, 20);
+    assert_eq!(metrics.outcome("second", "v2").0, 20);
+    assert_eq!(metrics.outcome("first", "v2").0, 0);
+    assert_eq!(metrics.outcome("second", "v1").0, 0);
+}

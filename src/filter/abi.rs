@@ -63,6 +63,13 @@ extern "C" {
         value: *const u8,
         value_size: usize,
     ) -> u32;
+    fn proxy_add_header_map_value(
+        map_type: u32,
+        key: *const u8,
+        key_size: usize,
+        value: *const u8,
+        value_size: usize,
+    ) -> u32;
     fn proxy_remove_header_map_value(map_type: u32, key: *const u8, key_size: usize) -> u32;
     fn proxy_get_property(
         path: *const u8,
@@ -173,6 +180,21 @@ pub fn replace_request_header(name: &str, value: &str) {
     // SAFETY: the host only reads the two slices.
     unsafe {
         proxy_replace_header_map_value(
+            MAP_REQUEST_HEADERS,
+            name.as_ptr(),
+            name.len(),
+            value.as_ptr(),
+            value.len(),
+        );
+    }
+}
+
+/// Adds a request header the request does not have: Envoy skips the search and removal a
+/// replacement makes. Also clears the route cache.
+pub fn add_request_header(name: &str, value: &str) {
+    // SAFETY: the host only reads the two slices.
+    unsafe {
+        proxy_add_header_map_value(
             MAP_REQUEST_HEADERS,
             name.as_ptr(),
             name.len(),

@@ -60,13 +60,13 @@ impl SplitStream {
         let Some((destination_index, destination)) = route.pick_destination() else {
             return;
         };
-        abi::replace_request_header(&plan.version_header, &destination.version);
+        request.set(&plan.version_header, &destination.version);
         match &destination.cluster {
-            Some(cluster) => abi::replace_request_header(&plan.cluster_header, cluster),
+            Some(cluster) => request.set(&plan.cluster_header, cluster),
             None => request.remove_if_sent(&plan.cluster_header),
         }
         if let Some(deadline) = &destination.deadline_header_value {
-            abi::replace_request_header(DEADLINE_HEADER, deadline);
+            request.set(DEADLINE_HEADER, deadline);
         }
         self.chosen = Some((route_index, destination_index));
         self.started_nanos = abi::now_nanos();
@@ -117,16 +117,26 @@ impl HostRequest {
         HeaderPairs::new(bytes)
     }
 
-    /// Removes a header the filter owns if the client sent it. A removal costs a host call
-    /// (and clears Envoy's route cache); when the headers are already at hand, a header the
-    /// client did not send needs neither. Without them, removing blindly is cheaper than
-    /// fetching them.
+    /// Whether the client sent a header, if the headers are already at hand. Fetching them
+    /// only to find out would cost more than what knowing saves.
+    fn sent(&self, name: &str) -> Option<bool> {
+        let bytes = self.serialized.as_deref()?;
+        Some(HeaderPairs::new(bytes).get(name).is_some())
+    }
+
+    /// Sets a header the filter owns: every value the client sent for it is replaced.
+    fn set(&self, name: &str, value: &str) {
+        if self.sent(name) == Some(false) {
+            abi::add_request_header(name, value);
+        } else {
+            abi::replace_request_header(name, value);
+        }
+    }
+
+    /// Removes a header the filter owns if the client sent it: a removal the request does not
+    /// need still costs a host call and clears Envoy's route cache.
     fn remove_if_sent(&self, name: &str) {
-        let sent = match &self.serialized {
-            Some(bytes) => HeaderPairs::new(bytes).get(name).is_some(),
-            None => true,
-        };
-        if sent {
+        if self.sent(name) != Some(false) {
             abi::remove_request_header(name);
         }
     }

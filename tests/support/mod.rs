@@ -77,11 +77,27 @@ fn private_dir() -> PathBuf {
     dir
 }
 
+/// The `config` of a listener's traffic-split filter.
+fn traffic_split_filter(listener: &mut Value) -> &mut Value {
+    let filters = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+    let filter = filters
+        .as_sequence_mut()
+        .and_then(|filters| {
+            filters
+                .iter_mut()
+                .find(|filter| filter["name"].as_str() == Some("traffic-split"))
+        })
+        .expect("the listener has the traffic-split filter");
+    &mut filter["typed_config"]["config"]
+}
+
 /// The shipped `envoy/envoy.yaml`, as a YAML document to adapt.
 pub struct EnvoyConfig {
     pub document: Value,
     /// Serve the front listener through file-based LDS, so a test can reconfigure it live.
     front_from_lds: bool,
+    /// More listeners like the front one, each with its own plugin configuration: (name, JSON).
+    more_fronts: Vec<(String, String)>,
 }
 
 impl EnvoyConfig {
@@ -94,21 +110,12 @@ impl EnvoyConfig {
         EnvoyConfig {
             document: serde_yaml::from_str(&text).expect("parse the Envoy config"),
             front_from_lds: false,
+            more_fronts: Vec::new(),
         }
     }
 
     fn wasm_filter_config(&mut self) -> &mut Value {
-        let filters = &mut self.document["static_resources"]["listeners"][0]["filter_chains"][0]
-            ["filters"][0]["typed_config"]["http_filters"];
-        let filter = filters
-            .as_sequence_mut()
-            .and_then(|filters| {
-                filters
-                    .iter_mut()
-                    .find(|filter| filter["name"].as_str() == Some("traffic-split"))
-            })
-            .expect("the front listener has the traffic-split filter");
-        &mut filter["typed_config"]["config"]
+        traffic_split_filter(&mut self.document["static_resources"]["listeners"][0])
     }
 
     /// Replaces the filter's plugin configuration (the JSON Envoy hands to `on_configure`).
@@ -146,6 +153,15 @@ impl EnvoyConfig {
             .to_string()
     }
 
+    /// Adds a listener `name` like the front one, whose filter has its own plugin
+    /// configuration but the same `vm_id` and module: Envoy then runs both plugins in one VM,
+    /// each with a root context of its own. Reach it with [`Envoy::listener`].
+    pub fn with_another_front(mut self, name: &str, plugin_config: &str) -> EnvoyConfig {
+        self.more_fronts
+            .push((name.to_string(), plugin_config.to_string()));
+        self
+    }
+
     /// Loads a different module file (for example one pulled back from a registry).
     pub fn with_wasm_module(mut self, path: &Path) -> EnvoyConfig {
         self.wasm_filter_config()["vm_config"]["code"]["local"]["filename"] =
@@ -162,6 +178,17 @@ impl EnvoyConfig {
             .expect("the module is a local file");
         if !module.is_absolute() {
             self = self.with_wasm_module(&wasm_module());
+        }
+        for (name, plugin_config) in std::mem::take(&mut self.more_fronts) {
+            let mut listener = self.document["static_resources"]["listeners"][0].clone();
+            listener["name"] = Value::String(name);
+            traffic_split_filter(&mut listener)["configuration"]["value"] =
+                Value::String(plugin_config);
+            if let Some(listeners) =
+                self.document["static_resources"]["listeners"].as_sequence_mut()
+            {
+                listeners.push(listener);
+            }
         }
         self.document["admin"]["address"]["socket_address"]["port_value"] = Value::from(0);
         if let Some(listeners) = self.document["static_resources"]["listeners"].as_sequence_mut() {
@@ -482,6 +509,11 @@ impl Envoy {
             })
             .map(str::to_string)
             .collect()
+    }
+
+    /// The address of a listener by name (see [`EnvoyConfig::with_another_front`]).
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        listener_address(self.admin, name)
     }
 
     pub fn connect(&self) -> http::Connection {
