@@ -138,9 +138,18 @@ pub extern "C" fn proxy_on_request_headers(
     _end_of_stream: u32,
 ) -> u32 {
     CONTEXTS.with_borrow_mut(|contexts| {
-        if let Some(stream) = contexts.streams.get_mut(&context_id) {
-            stream.on_request_headers();
-        }
+        let Contexts { roots, streams } = contexts;
+        // Envoy always creates a stream before its headers arrive; should a host not, the
+        // stream still gets the filter (or, if the VM's roots leave the choice open, at least
+        // the removal of the default owned headers), never a pass with a client's own choice.
+        let stream = streams.entry(context_id).or_insert_with(|| {
+            let only_root = match roots.len() {
+                1 => roots.values().next().cloned().flatten(),
+                _ => None,
+            };
+            SplitStream::new(only_root)
+        });
+        stream.on_request_headers();
     });
     abi::ACTION_CONTINUE
 }
