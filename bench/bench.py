@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The benchmark of traffic-split against Envoy's native routing (`make bench`, `make soak`).
 
-`bench`: three front Envoys, one per variant of bench/envoy/ (native: Envoy's own
-weighted_clusters; empty: an empty Wasm filter before the same routes; traffic-split: our
-filter), send the same request through each, in rounds that alternate the variants, and report
-the medians of: front Envoy CPU time per request, requests per second at a fixed concurrency,
+`bench`: four front Envoys, one per variant (native: Envoy's own weighted_clusters; bare and
+empty: an empty Wasm filter before the same routes, exporting one callback or, built with the
+SDK, all of them; traffic-split: our filter), send the same request through each, in rounds
+that alternate the variants, and report the medians of: front Envoy CPU time per request, requests per second at a fixed concurrency,
 latency p50/p99. Also the module's size before and after `wasm-opt -Oz`, and each front Envoy's
 RSS after its first 100k requests. Written to build/bench.json.
 
