@@ -6,7 +6,8 @@ empty: an empty Wasm filter before the same routes, exporting one callback or, b
 SDK, all of them; traffic-split: our filter), send the same request through each, in rounds
 that alternate the variants, and report the medians of: front Envoy CPU time per request,
 requests per second at a fixed concurrency, latency p50/p99. Also the module's size before and
-after `wasm-opt -Oz`, and each front Envoy's RSS after its first 100k requests. Written to build/bench.json.
+after `wasm-opt -Oz`, and each front Envoy's RSS after its first 100k requests. Written to
+build/bench.json.
 
 `soak`: 1M requests through the filter; the front Envoy's RSS after the first 100k and after
 every further 100k. Written to build/soak.json.
