@@ -10,8 +10,8 @@ use crate::duration::parse_timeout_ms;
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
 use crate::plan::{
-    Destination, HeaderMatch, HeaderRule, PathMatch, Plan, Route, RouteMatch, WholeValueRegex,
-    DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+    Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, Route,
+    RouteMatch, WholeValueRegex, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
 };
 use regex_lite::RegexBuilder;
 use serde_json::{Map, Value};
@@ -254,6 +254,8 @@ impl Checker {
             version_header: version_header?,
             cluster_header: cluster_header?,
             routes: routes?,
+            metrics: MetricsMode::Full,
+            log_level: LogLevel::Info,
         })
     }
 

@@ -21,6 +21,33 @@ pub struct Plan {
     pub cluster_header: String,
     /// Tried in order; the first match wins.
     pub routes: Vec<Route>,
+    /// What the filter counts (`"metrics"` in the config).
+    pub metrics: MetricsMode,
+    /// The most verbose level the filter logs at (`"log_level"` in the config).
+    pub log_level: LogLevel,
+}
+
+/// How much the filter counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsMode {
+    /// Requests, response classes, timeouts and the latency histogram per route and version.
+    #[default]
+    Full,
+    /// Only requests per route and version (and unmatched requests): no work when a stream
+    /// ends, for users whose cluster stats or mesh telemetry already give responses and latency.
+    Requests,
+}
+
+/// Log levels, as the config spells them (`"trace"` .. `"critical"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+    Critical,
 }
 
 #[derive(Debug)]
