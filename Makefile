@@ -11,8 +11,10 @@ ENVOY         := $(VENV)/bin/envoy
 TOOLS         := .tools
 BUILD         := build
 WASM_TARGET   := wasm32-wasip1
-WASM          := target/$(WASM_TARGET)/release/traffic_split.wasm
-WASM_OPT      := $(BUILD)/traffic_split.opt.wasm
+# What cargo builds, and the module we ship, test and benchmark (see `build` below).
+WASM_RAW      := target/$(WASM_TARGET)/release/traffic_split.wasm
+WASM          := $(BUILD)/traffic_split.wasm
+MODULE_EXPORTS := src/filter/exports.json
 APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose
 
 export ENVOY_BIN := $(abspath $(ENVOY))
@@ -50,11 +52,28 @@ apt-tools:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
 	fi
 
+# binaryen (wasm-metadce, wasm-opt) alone, for `make build` on a machine without the rest.
+.PHONY: binaryen
+binaryen:
+	@command -v wasm-metadce >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq binaryen >/dev/null; }
+
 # --- build ---------------------------------------------------------------------------------
 
-.PHONY: build
-build: rust-targets
+.PHONY: cargo-build
+cargo-build: rust-targets
 	cargo build --release --target $(WASM_TARGET) -p traffic-split --lib
+
+# The module we ship: Envoy enters a module for every callback it exports, and the SDK exports
+# all of them, so wasm-metadce keeps only the exports in $(MODULE_EXPORTS) (the callbacks the
+# filter implements, and what the SDK needs to create and free contexts); then wasm-opt -Oz.
+# tests/module_exports.rs checks the result. docs/performance.md has the figures.
+.PHONY: build
+build: cargo-build binaryen
+	@mkdir -p $(BUILD)
+	wasm-metadce -f $(MODULE_EXPORTS) $(WASM_RAW) -o $(BUILD)/traffic_split.dce.wasm >/dev/null
+	wasm-opt -Oz --strip-debug --strip-producers $(BUILD)/traffic_split.dce.wasm -o $(WASM)
+	@rm -f $(BUILD)/traffic_split.dce.wasm
 
 # --- demo ----------------------------------------------------------------------------------
 
@@ -71,19 +90,10 @@ CRATE_VERSION    = $(shell python3 -c 'import tomllib; print(tomllib.load(open("
 IMAGE_HOST       = $(firstword $(subst /, ,$(IMAGE)))
 DEST_TLS_VERIFY  = $(if $(filter 127.0.0.1 127.0.0.1:% localhost localhost:%,$(IMAGE_HOST)),false,true)
 
-# cargo decides whether the module is stale (`build`); make then compares the file's time.
-$(WASM): build ;
-
-# The module we ship (and benchmark): the release build optimised for size. wasm-opt takes the
-# features the module uses (bulk memory, sign extension, ...) from its target_features section.
-$(WASM_OPT): $(WASM) | apt-tools
-	@mkdir -p $(@D)
-	wasm-opt -Oz --strip-debug --strip-producers $(WASM) -o $@
-
 # An OCI image layout of the shipped module, tagged with the crate version.
 .PHONY: oci
-oci: $(WASM_OPT)
-	python3 scripts/oci_layout.py --module $(WASM_OPT) --layout $(OCI_LAYOUT) --tag $(CRATE_VERSION)
+oci: build
+	python3 scripts/oci_layout.py --module $(WASM) --layout $(OCI_LAYOUT) --tag $(CRATE_VERSION)
 
 # `make push IMAGE=host:port/name:tag`. Digests are preserved, so the manifest digest printed
 # by `make oci` is the one in the registry, the value of WasmPlugin.spec.sha256.

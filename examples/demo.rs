@@ -39,7 +39,7 @@ fn main() {
     }
 
     let metrics = envoy.metrics_when(|metrics| {
-        let durations = "traffic_split_request_duration_milliseconds_count";
+        let durations = "traffic_split_request_duration_microseconds_count";
         let recorded: u64 = ["v1", "v2"]
             .iter()
             .map(|version| metrics.count(durations, &[("route", ROUTE), ("version", version)]))

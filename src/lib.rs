@@ -11,7 +11,8 @@
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
 //! - [`headers`]: the request's header map, read in one host call;
-//! - [`metrics`]: metric names and labels.
+//! - [`metrics`]: metric names and labels;
+//! - [`stream`]: what the filter does for one stream, against a small host trait.
 #![cfg_attr(
     not(test),
     deny(
@@ -28,6 +29,7 @@ pub mod headers;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
+pub mod stream;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

@@ -8,8 +8,9 @@
 //! traffic_split.route.<route>.version.<version>.requests_total
 //! traffic_split.route.<route>.version.<version>.code_class.<2xx..5xx>.responses_total
 //! traffic_split.route.<route>.version.<version>.timeouts_total
-//! traffic_split.route.<route>.version.<version>.request_duration_milliseconds
+//! traffic_split.route.<route>.version.<version>.request_duration_microseconds
 //! traffic_split.unmatched_total
+//! traffic_split.host_errors_total
 //! ```
 //!
 //! Envoy puts every Wasm-defined stat under the `wasmcustom.` namespace and strips it again in
@@ -21,6 +22,10 @@
 pub const PREFIX: &str = "traffic_split";
 /// The counter of requests that matched no route.
 pub const UNMATCHED: &str = "traffic_split.unmatched_total";
+/// The counter of host calls that failed while handling a request (a header that could not be
+/// read or written, a response that could not be read). A request with a failed write is
+/// counted here and not as routed.
+pub const HOST_ERRORS: &str = "traffic_split.host_errors_total";
 
 /// The response classes counted. Envoy never forwards a final 1xx except on upgrades, so they
 /// and any status outside 100-599 are not counted as a response class.
@@ -85,7 +90,7 @@ impl DestinationMetricNames {
             responses: CodeClass::ALL
                 .map(|class| format!("{base}.code_class.{}.responses_total", class.label())),
             timeouts: format!("{base}.timeouts_total"),
-            duration: format!("{base}.request_duration_milliseconds"),
+            duration: format!("{base}.request_duration_microseconds"),
         }
     }
 }
@@ -113,7 +118,7 @@ mod tests {
         );
         assert_eq!(
             names.duration,
-            "traffic_split.route.hello.version.v1.request_duration_milliseconds"
+            "traffic_split.route.hello.version.v1.request_duration_microseconds"
         );
     }
 

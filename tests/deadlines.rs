@@ -9,6 +9,20 @@ use support::{exclusive, Envoy, EnvoyConfig};
 
 const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
 
+/// The Istio experiment's 2 ms route timeout; v1 carries its own generous deadline so that a
+/// scheduling hiccup on a busy 2-core machine cannot turn a fast v1 answer into a timeout.
+const ROUTE_2MS_V1_10S: &str = r#"{
+  "routes": [{
+    "name": "hello",
+    "match": { "prefix": "/hello" },
+    "timeout": "0.002s",
+    "destinations": [
+      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
+      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
+    ]
+  }]
+}"#;
+
 /// (requests, 2xx, 5xx, timeouts) of a version of the `hello` route, from Envoy's stats.
 fn outcomes(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
     envoy.metrics().outcome("hello", version)
@@ -31,20 +45,7 @@ fn send_hello(envoy: &Envoy, count: usize) -> (usize, usize) {
 #[test]
 fn route_deadline_times_out_every_slow_v2_request_and_counts_them_under_v2() {
     let _machine = exclusive();
-    // The Istio experiment's 2 ms route timeout; v1 carries its own generous deadline so that a
-    // scheduling hiccup on a busy 2-core machine cannot turn a fast v1 answer into a timeout.
-    let config = r#"{
-      "routes": [{
-        "name": "hello",
-        "match": { "prefix": "/hello" },
-        "timeout": "0.002s",
-        "destinations": [
-          { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
-          { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
-        ]
-      }]
-    }"#;
-    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(config));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(ROUTE_2MS_V1_10S));
     assert_eq!(send_hello(&envoy, 1000), (700, 300));
     // (requests, 2xx, 5xx, timeouts)
     assert_eq!(outcomes(&envoy, "v1"), (700, 700, 0, 0));
@@ -202,4 +203,80 @@ fn upstream_504_is_a_5xx_but_not_a_timeout() {
     let five_xx = [("route", "hello"), ("version", "v1"), ("code_class", "5xx")];
     assert_eq!(metrics.count("traffic_split_responses_total", &five_xx), 1);
     assert_eq!(metrics.count("traffic_split_timeouts_total", &v1), 0);
+}
+
+/// The mean of a version's latency histogram, in milliseconds (Envoy's `_sum` is estimated
+/// from its internal bins: a few percent).
+fn histogram_mean_ms(envoy: &Envoy, version: &str) -> f64 {
+    let metrics = envoy.metrics();
+    let labels = [("route", "hello"), ("version", version)];
+    let sum = metrics
+        .get("traffic_split_request_duration_microseconds_sum", &labels)
+        .expect("histogram sum");
+    let count = metrics
+        .get("traffic_split_request_duration_microseconds_count", &labels)
+        .expect("histogram count");
+    sum / count / 1000.0
+}
+
+#[test]
+fn the_latency_histogram_matches_what_the_client_waited() {
+    let _machine = exclusive();
+    // v2 is cut at 2 ms (Envoy's timer fires between 2 and about 5 ms: the client waits as
+    // long); v1 answers in well under a millisecond.
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(ROUTE_2MS_V1_10S));
+    let mut connection = envoy.connect();
+    let (mut v1_waited, mut v2_waited) = (Vec::new(), Vec::new());
+    for _ in 0..1000 {
+        let started = std::time::Instant::now();
+        let response = connection.get("/hello").expect("request");
+        let waited_ms = started.elapsed().as_secs_f64() * 1000.0;
+        match response.status {
+            200 => v1_waited.push(waited_ms),
+            504 => v2_waited.push(waited_ms),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert_eq!((v1_waited.len(), v2_waited.len()), (700, 300));
+    envoy.metrics_when(|metrics| {
+        metrics.count(
+            "traffic_split_request_duration_microseconds_count",
+            &[("route", "hello"), ("version", "v2")],
+        ) >= 300
+    });
+    let mean = |waited: &[f64]| waited.iter().sum::<f64>() / waited.len() as f64;
+    let (v1_client, v2_client) = (mean(&v1_waited), mean(&v2_waited));
+    let (v1_filter, v2_filter) = (
+        histogram_mean_ms(&envoy, "v1"),
+        histogram_mean_ms(&envoy, "v2"),
+    );
+    println!(
+        "mean latency, filter vs client: v1 {v1_filter:.3} vs {v1_client:.3} ms, v2 {v2_filter:.3} vs {v2_client:.3} ms"
+    );
+    // The client's wait holds the filter's span plus its own socket work: the filter may read
+    // a little less, never clearly more, and not much less.
+    for (version, filter, client) in [("v1", v1_filter, v1_client), ("v2", v2_filter, v2_client)] {
+        assert!(
+            filter <= client * 1.05 && client - filter <= 0.4 + client * 0.05,
+            "{version}: the histogram's mean is {filter:.3} ms, the client waited {client:.3} ms"
+        );
+    }
+    assert!(
+        v1_filter > 0.05,
+        "v1 answers in a fraction of a millisecond, which must not read as 0 ({v1_filter} ms)"
+    );
+    // Envoy's own downstream_rq_time (whole milliseconds, truncated) for the same requests.
+    let metrics = envoy.metrics();
+    let front = [("envoy_http_conn_manager_prefix", "front")];
+    let envoy_mean = metrics
+        .get("envoy_http_downstream_rq_time_sum", &front)
+        .expect("downstream_rq_time")
+        / metrics
+            .get("envoy_http_downstream_rq_time_count", &front)
+            .expect("downstream_rq_time");
+    let filter_mean = (v1_filter * 700.0 + v2_filter * 300.0) / 1000.0;
+    assert!(
+        (-0.2..=1.0).contains(&(filter_mean - envoy_mean)),
+        "the filter's mean is {filter_mean:.3} ms, Envoy's downstream_rq_time {envoy_mean:.3} ms"
+    );
 }

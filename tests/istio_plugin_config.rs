@@ -6,10 +6,10 @@
 
 mod support;
 
-use serde_json::Value as Json;
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
 use support::{exclusive, repo_root, Envoy, EnvoyConfig};
+use traffic_split_check::istio_struct::to_struct_json;
 
 /// All documents of a multi-document YAML file under examples/istio/ (separated by lines of
 /// `---`, as they are written there).
@@ -28,38 +28,18 @@ fn document<'a>(documents: &'a [Yaml], kind: &str) -> &'a Yaml {
         .unwrap_or_else(|| panic!("a {kind} in the example"))
 }
 
-/// YAML as a protobuf Struct carries it to the filter: every number a double.
-fn struct_json(value: &Yaml) -> Json {
-    match value {
-        Yaml::Null => Json::Null,
-        Yaml::Bool(flag) => Json::Bool(*flag),
-        Yaml::Number(number) => Json::from(number.as_f64().expect("a number")),
-        Yaml::String(text) => Json::String(text.clone()),
-        Yaml::Sequence(items) => Json::Array(items.iter().map(struct_json).collect()),
-        Yaml::Mapping(mapping) => Json::Object(
-            mapping
-                .iter()
-                .map(|(key, item)| {
-                    (
-                        key.as_str().expect("a string key").to_string(),
-                        struct_json(item),
-                    )
-                })
-                .collect(),
-        ),
-        Yaml::Tagged(_) => panic!("no YAML tags in a pluginConfig"),
-    }
-}
-
 /// The WasmPlugin's pluginConfig, as the JSON Envoy hands the filter in Istio.
 fn wasm_plugin_config() -> String {
     let documents = istio_example("traffic-split.yaml");
     let plugin = document(&documents, "WasmPlugin");
-    serde_json::to_string(&struct_json(&plugin["spec"]["pluginConfig"])).expect("JSON")
+    let config = to_struct_json(&plugin["spec"]["pluginConfig"], "spec.pluginConfig")
+        .expect("the pluginConfig converts as Istio converts it");
+    serde_json::to_string(&config).expect("JSON")
 }
 
-/// The stats tag rules the busyclient's sidecar gets from its bootstrap override.
-fn bootstrap_override_stats_tags() -> Yaml {
+/// The stats config (tag rules, histogram buckets) the busyclient's sidecar gets from its
+/// bootstrap override.
+fn bootstrap_override_stats_config() -> Yaml {
     let documents = istio_example("busyclient.yaml");
     let config_map = document(&documents, "ConfigMap");
     let bootstrap = config_map["data"]["custom_bootstrap.json"]
@@ -67,7 +47,7 @@ fn bootstrap_override_stats_tags() -> Yaml {
         .expect("a custom_bootstrap.json");
     // JSON is YAML: read it straight into the Envoy document's value type.
     let bootstrap: Yaml = serde_yaml::from_str(bootstrap).expect("the override is JSON");
-    bootstrap["stats_config"]["stats_tags"].clone()
+    bootstrap["stats_config"].clone()
 }
 
 /// What 1,000 GET /hello did: responses by (status, version the upstream saw), and per version
@@ -142,13 +122,23 @@ fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
     drop(shipped);
     assert_experiment_outcome(&shipped_observed);
 
-    // The Istio config, with the tag rules of the sidecar's bootstrap override in place of
-    // envoy.yaml's: the labelled metrics read above must come out of those rules too.
+    // The Istio config, with the tag rules and buckets of the sidecar's bootstrap override in
+    // place of envoy.yaml's: the labelled metrics read above must come out of those rules too.
     let mut istio = EnvoyConfig::shipped().with_plugin_config(&wasm_plugin_config());
-    istio.document["stats_config"]["stats_tags"] = bootstrap_override_stats_tags();
+    let overrides = bootstrap_override_stats_config();
+    for field in ["stats_tags", "histogram_bucket_settings"] {
+        istio.document["stats_config"][field] = overrides[field].clone();
+    }
     let istio = Envoy::start(istio);
     let istio_observed = observe(&istio);
     assert_experiment_outcome(&istio_observed);
+    // The override's buckets hold a bound at the 2 ms deadline (the histogram is in µs).
+    assert!(
+        istio.prometheus_lines().iter().any(|line| line.starts_with(
+            r#"traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="2000"}"#
+        )),
+        "no 2 ms bucket in the sidecar's histogram"
+    );
 
     // Beyond a scheduling hiccup on v1, the two runs are the same.
     assert_eq!(

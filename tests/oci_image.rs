@@ -237,7 +237,7 @@ fn pulled_manifest_is_the_wasm_oci_variant_istio_reads() {
 #[test]
 fn pulled_wasm_layer_is_the_shipped_module_byte_for_byte() {
     let round_trip = &*ROUND_TRIP;
-    let shipped = repo_root().join("build/traffic_split.opt.wasm");
+    let shipped = support::wasm_module();
     let layer = round_trip.wasm_layer();
     assert_eq!(layer["digest"].as_str(), Some(sha256_of(&shipped).as_str()));
     assert_eq!(

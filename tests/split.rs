@@ -43,7 +43,7 @@ fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
 
     let metrics = envoy.metrics_when(|metrics| {
         metrics.count(
-            "traffic_split_request_duration_milliseconds_count",
+            "traffic_split_request_duration_microseconds_count",
             &[("route", "hello"), ("version", "v1")],
         ) >= 700
     });
@@ -66,7 +66,7 @@ fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
         );
         assert_eq!(metrics.count("traffic_split_timeouts_total", &labels), 0);
         assert_eq!(
-            metrics.count("traffic_split_request_duration_milliseconds_count", &labels),
+            metrics.count("traffic_split_request_duration_microseconds_count", &labels),
             expected
         );
     }

@@ -1,29 +1,35 @@
-//! The proxy-wasm adapter: reads the plugin configuration, defines the metrics once, and for
-//! each request asks the [`Plan`] what to do. Everything that needs thought lives in the core.
-//!
-//! The module speaks the ABI directly ([`abi`]) rather than through the Rust SDK, so that Envoy
-//! enters it only for the callbacks a request needs (see `abi` for the measured reason).
-//! Envoy runs one VM per worker thread; within it calls are never concurrent, so the state
-//! below lives in thread-locals.
+//! The proxy-wasm adapter, on the proxy-wasm Rust SDK: the root context reads the plugin
+//! configuration, compiles it into a [`Plan`] and defines the metrics once; each HTTP context
+//! hands its request to [`crate::stream::Stream`] with [`host::EnvoyHost`] as its host.
+//! Everything that needs thought lives in the core.
 
-mod abi;
-mod stream;
+mod host;
 
 use crate::config::{compile, describe_errors};
-use crate::metrics::{DestinationMetricNames, UNMATCHED};
-use crate::plan::Plan;
-use abi::{define_metric, log, LogLevel, MetricKind};
-use std::cell::RefCell;
-use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use crate::metrics::{DestinationMetricNames, HOST_ERRORS, UNMATCHED};
+use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
+use crate::stream::Stream;
+use host::EnvoyHost;
+use proxy_wasm::hostcalls::{self, define_metric};
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
 use std::rc::Rc;
-use stream::SplitStream;
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SplitRoot::default()) });
+}}
 
 /// The metric ids of one route and version, defined at configure time.
 pub(crate) struct DestinationMetrics {
     pub requests: u32,
+    /// Defined only with full metrics, so that `requests` mode shows no counters that stay 0.
+    pub responses: Option<ResponseMetrics>,
+}
+
+pub(crate) struct ResponseMetrics {
     /// Indexed by `CodeClass::index`.
-    pub responses: [u32; 4],
+    pub classes: [u32; 4],
     pub timeouts: u32,
     pub duration: u32,
 }
@@ -34,149 +40,126 @@ pub(crate) struct Active {
     /// `metrics[route][destination]`, parallel to `plan.routes[route].destinations`.
     pub metrics: Vec<Vec<DestinationMetrics>>,
     pub unmatched: u32,
+    pub host_errors: u32,
 }
 
-/// Context ids are small integers Envoy hands out in sequence: hashing them with SipHash (and
-/// seeding it from WASI's random source) buys nothing. A multiplicative hash spreads them.
+/// One per plugin configuration (several plugins may share a VM, each with its own root).
 #[derive(Default)]
-struct ContextIdHasher(u64);
-
-impl Hasher for ContextIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &byte in bytes {
-            self.write_u32(u32::from(byte));
-        }
-    }
-
-    fn write_u32(&mut self, id: u32) {
-        self.0 = (self.0 ^ u64::from(id)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
+struct SplitRoot {
+    /// `None` until a configuration has been accepted. A refused reconfiguration keeps the
+    /// previous one: requests already flowing are never disturbed.
+    active: Option<Rc<Active>>,
 }
 
-type ById<T> = HashMap<u32, T, BuildHasherDefault<ContextIdHasher>>;
+impl Context for SplitRoot {}
 
-/// Every context Envoy created in this VM and has not deleted yet.
-#[derive(Default)]
-struct Contexts {
-    /// Root contexts, one per plugin configuration sharing this VM. `None` until a
-    /// configuration has been accepted; a refused reconfiguration keeps the previous one, so
-    /// requests already flowing are never disturbed.
-    roots: ById<Option<Rc<Active>>>,
-    streams: ById<SplitStream>,
-}
-
-thread_local! {
-    static CONTEXTS: RefCell<Contexts> = RefCell::new(Contexts::default());
-}
-
-/// A root context (`root_context_id == 0`) or an HTTP stream of the root `root_context_id`.
-#[no_mangle]
-pub extern "C" fn proxy_on_context_create(context_id: u32, root_context_id: u32) {
-    CONTEXTS.with_borrow_mut(|contexts| {
-        if root_context_id == 0 {
-            contexts.roots.insert(context_id, None);
-        } else {
-            let active = contexts.roots.get(&root_context_id).cloned().flatten();
-            contexts
-                .streams
-                .insert(context_id, SplitStream::new(active));
-        }
-    });
-}
-
-#[no_mangle]
-pub extern "C" fn proxy_on_configure(root_context_id: u32, configuration_size: usize) -> u32 {
-    let json = abi::plugin_configuration(configuration_size);
-    let plan = match compile(&json) {
-        Ok(plan) => plan,
-        Err(errors) => {
-            log(
-                LogLevel::Error,
-                &format!(
+impl RootContext for SplitRoot {
+    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+        let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
+            Ok(json) => json.unwrap_or_default(),
+            Err(status) => {
+                log::error!("traffic-split: configuration refused: reading it failed: {status:?}");
+                return false;
+            }
+        };
+        let plan = match compile(&json) {
+            Ok(plan) => plan,
+            Err(errors) => {
+                log::error!(
                     "traffic-split: configuration refused: {}",
                     describe_errors(&errors)
-                ),
-            );
-            return 0;
+                );
+                return false;
+            }
+        };
+        let level = plan.log_level;
+        match define_metrics(plan) {
+            Ok(active) => {
+                proxy_wasm::set_log_level(sdk_log_level(level));
+                log::info!(
+                    "traffic-split: configured {} route(s)",
+                    active.plan.routes.len()
+                );
+                self.active = Some(Rc::new(active));
+                true
+            }
+            Err(status) => {
+                log::error!(
+                    "traffic-split: configuration refused: defining metrics failed: {status:?}"
+                );
+                false
+            }
         }
-    };
-    let active = match define_metrics(plan) {
-        Ok(active) => active,
-        Err(status) => {
-            log(
-                LogLevel::Error,
-                &format!(
-                    "traffic-split: configuration refused: defining metrics failed (host status {status})"
-                ),
-            );
-            return 0;
-        }
-    };
-    log(
-        LogLevel::Info,
-        &format!(
-            "traffic-split: configured {} route(s)",
-            active.plan.routes.len()
-        ),
-    );
-    CONTEXTS.with_borrow_mut(|contexts| {
-        contexts
-            .roots
-            .insert(root_context_id, Some(Rc::new(active)));
-    });
-    1
-}
+    }
 
-#[no_mangle]
-pub extern "C" fn proxy_on_request_headers(
-    context_id: u32,
-    _num_headers: usize,
-    _end_of_stream: u32,
-) -> u32 {
-    CONTEXTS.with_borrow_mut(|contexts| {
-        let Contexts { roots, streams } = contexts;
-        // Envoy always creates a stream before its headers arrive; should a host not, the
-        // stream still gets the filter (or, if the VM's roots leave the choice open, at least
-        // the removal of the default owned headers), never a pass with a client's own choice.
-        let stream = streams.entry(context_id).or_insert_with(|| {
-            let only_root = match roots.len() {
-                1 => roots.values().next().cloned().flatten(),
-                _ => None,
-            };
-            SplitStream::new(only_root)
-        });
-        stream.on_request_headers();
-    });
-    abi::ACTION_CONTINUE
-}
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        Some(Box::new(SplitStream {
+            active: self.active.clone(),
+            stream: Stream::default(),
+        }))
+    }
 
-/// The end of a stream (Envoy calls it when it destroys the filter, after the response and the
-/// access log): count the response and record the duration, then forget the stream.
-#[no_mangle]
-pub extern "C" fn proxy_on_delete(context_id: u32) {
-    let stream = CONTEXTS.with_borrow_mut(|contexts| {
-        let stream = contexts.streams.remove(&context_id);
-        if stream.is_none() {
-            contexts.roots.remove(&context_id);
-        }
-        stream
-    });
-    if let Some(stream) = stream {
-        stream.on_delete();
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
     }
 }
 
-fn define_metrics(plan: Plan) -> Result<Active, u32> {
-    let unmatched = define_metric(MetricKind::Counter, UNMATCHED)?;
+fn sdk_log_level(level: plan::LogLevel) -> LogLevel {
+    match level {
+        plan::LogLevel::Trace => LogLevel::Trace,
+        plan::LogLevel::Debug => LogLevel::Debug,
+        plan::LogLevel::Info => LogLevel::Info,
+        plan::LogLevel::Warn => LogLevel::Warn,
+        plan::LogLevel::Error => LogLevel::Error,
+        plan::LogLevel::Critical => LogLevel::Critical,
+    }
+}
+
+/// One HTTP stream: its configuration as of when it began (a later reconfiguration applies to
+/// later streams) and what the core decided for it.
+struct SplitStream {
+    active: Option<Rc<Active>>,
+    stream: Stream,
+}
+
+impl Context for SplitStream {}
+
+impl HttpContext for SplitStream {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        match &self.active {
+            Some(active) => self
+                .stream
+                .on_request_headers(&active.plan, &mut EnvoyHost::new(active)),
+            None => {
+                // Not configured (Envoy does not run a filter whose configuration failed):
+                // still never let a client choose the cluster or version.
+                host::remove_request_header_anyway(DEFAULT_VERSION_HEADER);
+                host::remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
+            }
+        }
+        Action::Continue
+    }
+
+    /// The stream's end, at Envoy's access log: the response code and flags are final.
+    fn on_log(&mut self) {
+        if let Some(active) = &self.active {
+            self.stream
+                .on_end(&active.plan, &mut EnvoyHost::new(active));
+        }
+    }
+}
+
+fn define_metrics(plan: Plan) -> Result<Active, Status> {
+    let unmatched = define_metric(MetricType::Counter, UNMATCHED)?;
+    let host_errors = define_metric(MetricType::Counter, HOST_ERRORS)?;
     let mut metrics = Vec::with_capacity(plan.routes.len());
     for route in &plan.routes {
         let mut route_metrics = Vec::with_capacity(route.destinations.len());
         for destination in &route.destinations {
-            route_metrics.push(define_destination_metrics(&destination.metric_names)?);
+            route_metrics.push(define_destination_metrics(
+                &destination.metric_names,
+                plan.metrics,
+            )?);
         }
         metrics.push(route_metrics);
     }
@@ -184,20 +167,33 @@ fn define_metrics(plan: Plan) -> Result<Active, u32> {
         plan,
         metrics,
         unmatched,
+        host_errors,
     })
 }
 
-fn define_destination_metrics(names: &DestinationMetricNames) -> Result<DestinationMetrics, u32> {
-    let [success, redirect, client_error, server_error] = &names.responses;
+fn define_destination_metrics(
+    names: &DestinationMetricNames,
+    mode: MetricsMode,
+) -> Result<DestinationMetrics, Status> {
+    let requests = define_metric(MetricType::Counter, &names.requests)?;
+    let responses = match mode {
+        MetricsMode::Requests => None,
+        MetricsMode::Full => {
+            let [success, redirect, client_error, server_error] = &names.responses;
+            Some(ResponseMetrics {
+                classes: [
+                    define_metric(MetricType::Counter, success)?,
+                    define_metric(MetricType::Counter, redirect)?,
+                    define_metric(MetricType::Counter, client_error)?,
+                    define_metric(MetricType::Counter, server_error)?,
+                ],
+                timeouts: define_metric(MetricType::Counter, &names.timeouts)?,
+                duration: define_metric(MetricType::Histogram, &names.duration)?,
+            })
+        }
+    };
     Ok(DestinationMetrics {
-        requests: define_metric(MetricKind::Counter, &names.requests)?,
-        responses: [
-            define_metric(MetricKind::Counter, success)?,
-            define_metric(MetricKind::Counter, redirect)?,
-            define_metric(MetricKind::Counter, client_error)?,
-            define_metric(MetricKind::Counter, server_error)?,
-        ],
-        timeouts: define_metric(MetricKind::Counter, &names.timeouts)?,
-        duration: define_metric(MetricKind::Histogram, &names.duration)?,
+        requests,
+        responses,
     })
 }

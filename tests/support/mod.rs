@@ -45,11 +45,11 @@ pub fn envoy_binary() -> PathBuf {
     path
 }
 
-/// The release module: `$TRAFFIC_SPLIT_WASM`, else the cargo release output.
+/// The shipped module: `$TRAFFIC_SPLIT_WASM`, else what `make build` writes.
 pub fn wasm_module() -> PathBuf {
     let path = std::env::var_os("TRAFFIC_SPLIT_WASM")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("target/wasm32-wasip1/release/traffic_split.wasm"));
+        .unwrap_or_else(|| repo_root().join("build/traffic_split.wasm"));
     assert!(
         path.is_file(),
         "no Wasm module at {}: run `make build`",
@@ -472,8 +472,19 @@ impl Envoy {
         }
     }
 
-    /// Everything Envoy logged so far.
+    /// Everything Envoy logged so far (Envoy writes its log file in batches: see
+    /// [`Envoy::stop`] for all of it).
     pub fn log(&self) -> String {
+        read_logs(&self.dir)
+    }
+
+    /// Stops Envoy as an operator would (SIGTERM), so that it flushes its log, and returns
+    /// everything it logged.
+    pub fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
         read_logs(&self.dir)
     }
 

@@ -1,0 +1,194 @@
+//! [`StreamHost`] on Envoy: the host calls one stream makes, through the proxy-wasm SDK.
+//!
+//! The request-header calls are the exception. The SDK's wrappers (`proxy_wasm::hostcalls`,
+//! 0.2.5) panic on any status but the expected ones, and a panic in a Wasm VM is a trap that
+//! takes the VM down, so a host failure could not be handled as a value there; its header-map
+//! read also copies every pair into owned `String`s and panics on a name that is not UTF-8.
+//! These four calls are therefore declared here, on the SDK's own types, with their status
+//! returned to the core, which fails towards safety (`crate::stream`).
+
+use super::{Active, DestinationMetrics};
+use crate::stream::{Chosen, Count, HostError, StreamHost};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::{MapType, Status};
+use std::ptr::null_mut;
+use std::time::UNIX_EPOCH;
+
+#[link(wasm_import_module = "env")]
+extern "C" {
+    fn proxy_get_header_map_pairs(
+        map_type: MapType,
+        return_map_data: *mut *mut u8,
+        return_map_size: *mut usize,
+    ) -> Status;
+    fn proxy_replace_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_add_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+        value_data: *const u8,
+        value_size: usize,
+    ) -> Status;
+    fn proxy_remove_header_map_value(
+        map_type: MapType,
+        key_data: *const u8,
+        key_size: usize,
+    ) -> Status;
+}
+
+fn status_result(status: Status) -> Result<(), HostError> {
+    match status {
+        Status::Ok => Ok(()),
+        failed => Err(HostError(failed as u32)),
+    }
+}
+
+/// Removes a request header, ignoring a failure: for a stream with no configuration, where
+/// there is nothing to count it in.
+pub(super) fn remove_request_header_anyway(name: &str) {
+    // SAFETY: the host only reads `name`.
+    let _ = unsafe {
+        proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
+    };
+}
+
+/// The host for one callback of one stream, counting into the metrics of its configuration.
+pub(super) struct EnvoyHost<'a> {
+    active: &'a Active,
+}
+
+impl<'a> EnvoyHost<'a> {
+    pub fn new(active: &'a Active) -> Self {
+        EnvoyHost { active }
+    }
+
+    fn metrics(&self, chosen: Chosen) -> Option<&'a DestinationMetrics> {
+        self.active
+            .metrics
+            .get(chosen.route)?
+            .get(chosen.destination)
+    }
+
+    /// An integer attribute of Envoy's (8 little-endian bytes).
+    fn integer_property(path: &[&str]) -> Result<Option<u64>, HostError> {
+        match hostcalls::get_property(path.to_vec()) {
+            Ok(Some(bytes)) => Ok(<[u8; 8]>::try_from(bytes.as_slice())
+                .ok()
+                .map(u64::from_le_bytes)),
+            Ok(None) => Ok(None),
+            Err(status) => Err(HostError(status as u32)),
+        }
+    }
+}
+
+fn increment(id: u32) {
+    // Fails only for an id that was never defined; every id here was defined at configure.
+    let _ = hostcalls::increment_metric(id, 1);
+}
+
+impl StreamHost for EnvoyHost<'_> {
+    fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: on Ok the host has written a buffer it allocated through this module's
+        // `proxy_on_memory_allocate` (the SDK's: a `Vec<u8>` of exactly `size` bytes), whose
+        // ownership passes to us; rebuilding that Vec frees it when dropped.
+        let status = unsafe {
+            proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size)
+        };
+        status_result(status)?;
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        // SAFETY: see above.
+        Ok(unsafe { Vec::from_raw_parts(data, size, size) })
+    }
+
+    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // SAFETY: the host only reads the two slices. Envoy also clears its route cache, so the
+        // router resolves the route again against what the filter wrote (ABI 0.2.1).
+        status_result(unsafe {
+            proxy_replace_header_map_value(
+                MapType::HttpRequestHeaders,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // SAFETY: the host only reads the two slices.
+        status_result(unsafe {
+            proxy_add_header_map_value(
+                MapType::HttpRequestHeaders,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        // SAFETY: the host only reads `name`.
+        status_result(unsafe {
+            proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
+        })
+    }
+
+    fn response_code(&mut self) -> Result<Option<i64>, HostError> {
+        Ok(
+            Self::integer_property(&["response", "code"])?
+                .and_then(|code| i64::try_from(code).ok()),
+        )
+    }
+
+    fn response_flags(&mut self) -> Result<Option<u64>, HostError> {
+        Self::integer_property(&["response", "flags"])
+    }
+
+    fn now_nanos(&mut self) -> u64 {
+        hostcalls::get_current_time()
+            .ok()
+            .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |since_epoch| {
+                u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
+            })
+    }
+
+    fn count(&mut self, what: Count) {
+        let id = match what {
+            Count::Routed(chosen) => self.metrics(chosen).map(|metrics| metrics.requests),
+            Count::Unmatched => Some(self.active.unmatched),
+            Count::HostError => Some(self.active.host_errors),
+            Count::Response(chosen, class) => self
+                .metrics(chosen)
+                .and_then(|metrics| metrics.responses.as_ref())
+                .and_then(|responses| responses.classes.get(class.index()).copied()),
+            Count::Timeout(chosen) => self
+                .metrics(chosen)
+                .and_then(|metrics| metrics.responses.as_ref())
+                .map(|responses| responses.timeouts),
+        };
+        if let Some(id) = id {
+            increment(id);
+        }
+    }
+
+    fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
+        if let Some(responses) = self
+            .metrics(chosen)
+            .and_then(|metrics| metrics.responses.as_ref())
+        {
+            let _ = hostcalls::record_metric(responses.duration, microseconds);
+        }
+    }
+}

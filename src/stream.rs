@@ -1,0 +1,617 @@
+//! What the filter does for one HTTP stream, written against a small [`StreamHost`] trait so
+//! that every path, the host's failures included, is unit-tested on the host target. The
+//! proxy-wasm adapter (`crate::filter`) implements the trait with host calls.
+//!
+//! Request headers: match a route, pick a destination, write the owned headers (version,
+//! cluster, deadline), count. Stream end: count the response class and a timeout, record the
+//! duration.
+//!
+//! Failing towards safety: a client must never choose a cluster, version or deadline the config
+//! does not allow. When the host cannot give the request's headers, the filter cannot know
+//! whether the client sent an owned header, so it removes or replaces every one as if it had.
+//! When the host fails a write, the request is counted as a host error, not as routed, and the
+//! filter removes that owned header rather than leave what the client sent.
+
+use crate::headers::HeaderPairs;
+use crate::metrics::CodeClass;
+use crate::plan::{MetricsMode, Plan, RequestView, DEADLINE_HEADER};
+
+/// A host call that did not succeed; the host's status code, for the log of a test.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HostError(pub u32);
+
+/// What the stream counts, by route and destination index into the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Count {
+    /// A request sent to this destination with every owned header written.
+    Routed(Chosen),
+    /// A request no route matched.
+    Unmatched,
+    /// A host call that failed while handling a request.
+    HostError,
+    /// The class of the response to a routed request.
+    Response(Chosen, CodeClass),
+    /// Envoy's own deadline (or a per-try deadline) cut a routed request.
+    Timeout(Chosen),
+}
+
+/// The route and destination a request was sent to, as indexes into the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Chosen {
+    pub route: usize,
+    pub destination: usize,
+}
+
+/// The host calls a stream needs.
+pub trait StreamHost {
+    /// Every request header, serialized as proxy-wasm serializes a header map
+    /// ([`crate::headers`]), in one host call.
+    fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError>;
+    /// Sets a request header, replacing every value it had.
+    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Adds a request header the request does not have (cheaper for Envoy than a replace).
+    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// The response's status code, if there was a response.
+    fn response_code(&mut self) -> Result<Option<i64>, HostError>;
+    /// Envoy's `response.flags` bit set.
+    fn response_flags(&mut self) -> Result<Option<u64>, HostError>;
+    /// A monotonic-enough clock for the request's duration, in nanoseconds.
+    fn now_nanos(&mut self) -> u64;
+    fn count(&mut self, what: Count);
+    /// Records a routed request's duration in the latency histogram, in microseconds.
+    fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64);
+}
+
+/// The `UT` (upstream request timeout) bit of Envoy's `response.flags`: Envoy's own deadline
+/// fired, as opposed to a 504 the upstream sent itself.
+const UPSTREAM_REQUEST_TIMEOUT_FLAG: u64 = 0x4;
+
+/// Durations are recorded in microseconds: a sidecar-local version answers in well under a
+/// millisecond, and deadlines are a few milliseconds, so whole milliseconds would read 0 for
+/// the one and blur the other.
+const NANOS_PER_MICRO: u64 = 1_000;
+
+/// The state a stream keeps between its request headers and its end.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stream {
+    /// Set only when the request was routed with every owned header written.
+    pub chosen: Option<Chosen>,
+    started_nanos: u64,
+}
+
+impl Stream {
+    /// Handles the request headers: everything the filter decides for a request.
+    pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) {
+        let mut request = HostRequest::new(host);
+        let matched = plan.match_route(&mut request);
+        let Some((route_index, destination_index, destination)) =
+            matched.and_then(|(route_index, route)| {
+                let (destination_index, destination) = route.pick_destination()?;
+                Some((route_index, destination_index, destination))
+            })
+        else {
+            // Unmatched (or, never built by validation, a route without destinations).
+            request.remove_if_sent(&plan.version_header);
+            request.remove_if_sent(&plan.cluster_header);
+            if matched.is_none() {
+                request.host.count(Count::Unmatched);
+            }
+            request.count_failures();
+            return;
+        };
+        request.set(&plan.version_header, &destination.version);
+        match &destination.cluster {
+            Some(cluster) => request.set(&plan.cluster_header, cluster),
+            None => request.remove_if_sent(&plan.cluster_header),
+        }
+        if let Some(deadline) = &destination.deadline_header_value {
+            request.set(DEADLINE_HEADER, deadline);
+        }
+        if request.write_failed {
+            request.count_failures();
+            return;
+        }
+        // A failed read of the headers alone does not stop the request: every owned header was
+        // written regardless of what the client sent.
+        request.count_failures();
+        let chosen = Chosen {
+            route: route_index,
+            destination: destination_index,
+        };
+        self.chosen = Some(chosen);
+        if plan.metrics == MetricsMode::Full {
+            self.started_nanos = request.host.now_nanos();
+        }
+        request.host.count(Count::Routed(chosen));
+    }
+
+    /// Handles the end of the stream (after the response, at Envoy's access log): the response
+    /// class, a timeout, the duration. Nothing in [`MetricsMode::Requests`].
+    pub fn on_end(&self, plan: &Plan, host: &mut impl StreamHost) {
+        let Some(chosen) = self.chosen else {
+            return;
+        };
+        if plan.metrics != MetricsMode::Full {
+            return;
+        }
+        let elapsed_nanos = host.now_nanos().saturating_sub(self.started_nanos);
+        host.record_duration_us(chosen, elapsed_nanos / NANOS_PER_MICRO);
+        // No code when the stream ended before any response (a client reset): nothing to count.
+        let code = match host.response_code() {
+            Ok(Some(code)) => code,
+            Ok(None) => return,
+            Err(_) => {
+                host.count(Count::HostError);
+                return;
+            }
+        };
+        if let Some(class) = CodeClass::of_code(code) {
+            host.count(Count::Response(chosen, class));
+        }
+        // Envoy's own timeouts answer 504; only then is the flags attribute worth its cost.
+        if code == 504 {
+            match host.response_flags() {
+                Ok(Some(flags)) if flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0 => {
+                    host.count(Count::Timeout(chosen));
+                }
+                Ok(_) => {}
+                Err(_) => host.count(Count::HostError),
+            }
+        }
+    }
+}
+
+/// The request's headers as the matcher sees them: fetched in one host call the first time a
+/// route asks about the request, then read in place.
+enum Fetched {
+    NotYet,
+    Headers(Vec<u8>),
+    /// The host could not give them: the request reads as one without headers, and whether
+    /// the client sent an owned header is unknown.
+    Failed,
+}
+
+struct HostRequest<'h, H: StreamHost> {
+    host: &'h mut H,
+    fetched: Fetched,
+    /// Whether a write of an owned header failed: the request is then not counted as routed.
+    write_failed: bool,
+    /// Host calls that failed for this request, counted once the request is handled.
+    failures: u32,
+}
+
+impl<'h, H: StreamHost> HostRequest<'h, H> {
+    fn new(host: &'h mut H) -> Self {
+        HostRequest {
+            host,
+            fetched: Fetched::NotYet,
+            write_failed: false,
+            failures: 0,
+        }
+    }
+
+    /// Notes the outcome of a header write; whether it succeeded.
+    fn note_write(&mut self, result: Result<(), HostError>) -> bool {
+        let ok = result.is_ok();
+        if !ok {
+            self.write_failed = true;
+            self.failures += 1;
+        }
+        ok
+    }
+
+    fn headers(&mut self) -> Option<HeaderPairs<'_>> {
+        if matches!(self.fetched, Fetched::NotYet) {
+            self.fetched = match self.host.request_header_pairs() {
+                Ok(bytes) => Fetched::Headers(bytes),
+                Err(_) => {
+                    self.failures += 1;
+                    Fetched::Failed
+                }
+            };
+        }
+        match &self.fetched {
+            Fetched::Headers(bytes) => Some(HeaderPairs::new(bytes)),
+            Fetched::NotYet | Fetched::Failed => None,
+        }
+    }
+
+    /// Whether the client sent a header, if the headers are at hand. Fetching them only to
+    /// find out would cost more than what knowing saves; unknown reads as "maybe".
+    fn sent(&self, name: &str) -> Option<bool> {
+        match &self.fetched {
+            Fetched::Headers(bytes) => Some(HeaderPairs::new(bytes).get(name).is_some()),
+            Fetched::NotYet | Fetched::Failed => None,
+        }
+    }
+
+    /// Sets a header the filter owns: every value the client sent for it is replaced. If the
+    /// host fails the write, the header is removed, so that no client value survives.
+    fn set(&mut self, name: &str, value: &str) {
+        let written = if self.sent(name) == Some(false) {
+            self.host.add_request_header(name, value)
+        } else {
+            self.host.replace_request_header(name, value)
+        };
+        if !self.note_write(written) {
+            let removed = self.host.remove_request_header(name);
+            self.note_write(removed);
+        }
+    }
+
+    /// Removes a header the filter owns unless the client is known not to have sent it: a
+    /// removal the request does not need still costs a host call and a route-cache clear.
+    fn remove_if_sent(&mut self, name: &str) {
+        if self.sent(name) != Some(false) {
+            let removed = self.host.remove_request_header(name);
+            self.note_write(removed);
+        }
+    }
+
+    fn count_failures(&mut self) {
+        for _ in 0..self.failures {
+            self.host.count(Count::HostError);
+        }
+        self.failures = 0;
+    }
+}
+
+impl<H: StreamHost> RequestView for HostRequest<'_, H> {
+    fn path(&mut self) -> Option<&[u8]> {
+        self.headers()?.get(":path")
+    }
+
+    fn method(&mut self) -> Option<&[u8]> {
+        self.headers()?.get(":method")
+    }
+
+    fn header(&mut self, name: &str) -> Option<&[u8]> {
+        self.headers()?.get(name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::compile;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A host holding a request's headers, recording what the stream does, failing on demand.
+    #[derive(Default)]
+    struct FakeHost {
+        headers: Vec<(String, Vec<u8>)>,
+        fail_read: bool,
+        /// Header names whose add or replace fails.
+        fail_writes_of: Vec<&'static str>,
+        fail_removes: bool,
+        fail_response_code: bool,
+        reads: usize,
+        response_code: Option<i64>,
+        response_flags: Option<u64>,
+        flags_reads: usize,
+        clock: u64,
+        counts: Vec<Count>,
+        durations: Vec<(Chosen, u64)>,
+    }
+
+    impl FakeHost {
+        fn with_headers(headers: &[(&str, &str)]) -> Self {
+            FakeHost {
+                headers: headers
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
+                    .collect(),
+                ..FakeHost::default()
+            }
+        }
+
+        fn values(&self, name: &str) -> Vec<&str> {
+            self.headers
+                .iter()
+                .filter(|(key, _)| key == name)
+                .map(|(_, value)| std::str::from_utf8(value).unwrap())
+                .collect()
+        }
+
+        fn count_of(&self, what: Count) -> usize {
+            self.counts.iter().filter(|&&seen| seen == what).count()
+        }
+    }
+
+    impl StreamHost for FakeHost {
+        fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
+            self.reads += 1;
+            if self.fail_read {
+                return Err(HostError(2));
+            }
+            let mut bytes = (self.headers.len() as u32).to_le_bytes().to_vec();
+            for (name, value) in &self.headers {
+                bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
+                bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
+            }
+            for (name, value) in &self.headers {
+                bytes.extend_from_slice(name.as_bytes());
+                bytes.push(0);
+                bytes.extend_from_slice(value);
+                bytes.push(0);
+            }
+            Ok(bytes)
+        }
+
+        fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+            if self.fail_writes_of.contains(&name) {
+                return Err(HostError(2));
+            }
+            self.headers.retain(|(key, _)| key != name);
+            self.headers
+                .push((name.to_string(), value.as_bytes().to_vec()));
+            Ok(())
+        }
+
+        fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+            if self.fail_writes_of.contains(&name) {
+                return Err(HostError(2));
+            }
+            self.headers
+                .push((name.to_string(), value.as_bytes().to_vec()));
+            Ok(())
+        }
+
+        fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+            if self.fail_removes {
+                return Err(HostError(2));
+            }
+            self.headers.retain(|(key, _)| key != name);
+            Ok(())
+        }
+
+        fn response_code(&mut self) -> Result<Option<i64>, HostError> {
+            if self.fail_response_code {
+                return Err(HostError(2));
+            }
+            Ok(self.response_code)
+        }
+
+        fn response_flags(&mut self) -> Result<Option<u64>, HostError> {
+            self.flags_reads += 1;
+            Ok(self.response_flags)
+        }
+
+        fn now_nanos(&mut self) -> u64 {
+            self.clock
+        }
+
+        fn count(&mut self, what: Count) {
+            self.counts.push(what);
+        }
+
+        fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
+            self.durations.push((chosen, microseconds));
+        }
+    }
+
+    const SPLIT: &str = r#"{ "routes": [
+        { "name": "hello", "match": { "prefix": "/hello" }, "timeout": "2ms",
+          "destinations": [ { "version": "v1", "cluster": "app-v1", "weight": 1 } ] },
+        { "name": "rest", "destinations": [ { "version": "v9", "weight": 1 } ] } ] }"#;
+
+    const PREFIX_ONLY: &str = r#"{ "routes": [
+        { "name": "hello", "match": { "prefix": "/hello" },
+          "destinations": [ { "version": "v1", "cluster": "app-v1", "weight": 1 } ] } ] }"#;
+
+    const HELLO: Chosen = Chosen {
+        route: 0,
+        destination: 0,
+    };
+    const REST: Chosen = Chosen {
+        route: 1,
+        destination: 0,
+    };
+
+    fn plan(json: &str) -> Plan {
+        compile(json.as_bytes()).unwrap()
+    }
+
+    fn handle(json: &str, host: &mut FakeHost) -> Stream {
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan(json), host);
+        stream
+    }
+
+    #[test]
+    fn a_routed_request_gets_every_owned_header_and_is_counted() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, Some(HELLO));
+        assert_eq!(host.values("x-split-version"), ["v1"]);
+        assert_eq!(host.values("x-split-cluster"), ["app-v1"]);
+        assert_eq!(host.values(DEADLINE_HEADER), ["2"]);
+        assert_eq!(host.counts, [Count::Routed(HELLO)]);
+        assert_eq!(host.reads, 1, "the headers are read once");
+    }
+
+    #[test]
+    fn spoofed_owned_headers_are_replaced_not_added_to() {
+        let mut host = FakeHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-split-version", "v2"),
+            ("x-split-cluster", "admin"),
+            (DEADLINE_HEADER, "600000"),
+        ]);
+        handle(SPLIT, &mut host);
+        assert_eq!(host.values("x-split-version"), ["v1"]);
+        assert_eq!(host.values("x-split-cluster"), ["app-v1"]);
+        assert_eq!(host.values(DEADLINE_HEADER), ["2"]);
+    }
+
+    #[test]
+    fn a_destination_without_cluster_removes_a_spoofed_cluster_header() {
+        let mut host = FakeHost::with_headers(&[(":path", "/other"), ("x-split-cluster", "x")]);
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, Some(REST));
+        assert!(host.values("x-split-cluster").is_empty());
+        assert_eq!(host.values("x-split-version"), ["v9"]);
+    }
+
+    #[test]
+    fn an_unmatched_request_loses_spoofed_owned_headers_and_is_counted() {
+        let mut host = FakeHost::with_headers(&[
+            (":path", "/other"),
+            ("x-split-version", "v2"),
+            ("x-split-cluster", "admin"),
+        ]);
+        let stream = handle(PREFIX_ONLY, &mut host);
+        assert_eq!(stream.chosen, None);
+        assert!(host.values("x-split-version").is_empty());
+        assert!(host.values("x-split-cluster").is_empty());
+        assert_eq!(host.counts, [Count::Unmatched]);
+    }
+
+    #[test]
+    fn when_the_headers_cannot_be_read_owned_headers_are_still_written() {
+        let mut host = FakeHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-split-version", "v2"),
+            ("x-split-cluster", "admin"),
+        ]);
+        host.fail_read = true;
+        // The request reads as one without a path: only the catch-all route matches, and its
+        // headers replace the client's, which the filter could not see.
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, Some(REST));
+        assert_eq!(host.values("x-split-version"), ["v9"]);
+        assert!(host.values("x-split-cluster").is_empty());
+        assert_eq!(host.count_of(Count::HostError), 1);
+        assert_eq!(host.count_of(Count::Routed(REST)), 1);
+    }
+
+    #[test]
+    fn when_the_headers_cannot_be_read_an_unmatched_request_loses_owned_headers() {
+        let mut host = FakeHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-split-version", "v2"),
+            ("x-split-cluster", "admin"),
+        ]);
+        host.fail_read = true;
+        let stream = handle(PREFIX_ONLY, &mut host);
+        assert_eq!(stream.chosen, None);
+        assert!(host.values("x-split-version").is_empty());
+        assert!(host.values("x-split-cluster").is_empty());
+        assert_eq!(host.count_of(Count::Unmatched), 1);
+        assert_eq!(host.count_of(Count::HostError), 1);
+    }
+
+    #[test]
+    fn a_failed_write_is_a_host_error_not_a_routed_request() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello"), ("x-split-version", "v2")]);
+        host.fail_writes_of = vec!["x-split-version"];
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, None, "not counted at its end either");
+        assert!(
+            host.values("x-split-version").is_empty(),
+            "the client's value is removed when the write fails"
+        );
+        assert_eq!(host.counts, [Count::HostError]);
+    }
+
+    #[test]
+    fn a_failed_write_and_removal_are_both_counted() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.fail_writes_of = vec![DEADLINE_HEADER];
+        host.fail_removes = true;
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, None);
+        assert_eq!(host.count_of(Count::HostError), 2);
+        assert_eq!(host.count_of(Count::Routed(HELLO)), 0);
+    }
+
+    fn end(json: &str, host: &mut FakeHost) {
+        end_with(plan(json), host);
+    }
+
+    fn end_with(plan: Plan, host: &mut FakeHost) {
+        let mut stream = Stream::default();
+        host.clock = 1_000_000_000;
+        stream.on_request_headers(&plan, host);
+        host.clock += 2_600_000;
+        stream.on_end(&plan, host);
+    }
+
+    #[test]
+    fn the_end_counts_the_response_class_and_records_the_duration() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = Some(200);
+        end(SPLIT, &mut host);
+        assert_eq!(
+            host.counts,
+            [
+                Count::Routed(HELLO),
+                Count::Response(HELLO, CodeClass::Success)
+            ]
+        );
+        assert_eq!(host.durations, [(HELLO, 2_600)]);
+        assert_eq!(host.flags_reads, 0, "flags are read only on a 504");
+    }
+
+    #[test]
+    fn only_envoys_own_deadline_counts_as_a_timeout() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = Some(504);
+        host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG | 0x100);
+        end(SPLIT, &mut host);
+        assert_eq!(host.count_of(Count::Timeout(HELLO)), 1);
+        assert_eq!(
+            host.count_of(Count::Response(HELLO, CodeClass::ServerError)),
+            1
+        );
+
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = Some(504);
+        host.response_flags = Some(0);
+        end(SPLIT, &mut host);
+        assert_eq!(
+            host.count_of(Count::Timeout(HELLO)),
+            0,
+            "the upstream's 504"
+        );
+    }
+
+    #[test]
+    fn a_stream_without_response_records_only_its_duration() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        end(SPLIT, &mut host);
+        assert_eq!(host.counts, [Count::Routed(HELLO)]);
+        assert_eq!(host.durations.len(), 1);
+    }
+
+    #[test]
+    fn a_failed_response_read_is_a_host_error() {
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.fail_response_code = true;
+        end(SPLIT, &mut host);
+        assert_eq!(host.count_of(Count::HostError), 1);
+    }
+
+    #[test]
+    fn requests_mode_counts_requests_and_does_nothing_at_the_end() {
+        let mut requests_only = plan(SPLIT);
+        requests_only.metrics = MetricsMode::Requests;
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = Some(504);
+        host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG);
+        end_with(requests_only, &mut host);
+        assert_eq!(host.counts, [Count::Routed(HELLO)]);
+        assert!(host.durations.is_empty());
+    }
+
+    #[test]
+    fn an_unrouted_stream_counts_nothing_at_its_end() {
+        let mut host = FakeHost::with_headers(&[(":path", "/other")]);
+        host.response_code = Some(404);
+        end(PREFIX_ONLY, &mut host);
+        assert_eq!(host.counts, [Count::Unmatched]);
+        assert!(host.durations.is_empty());
+    }
+}

@@ -1,0 +1,43 @@
+//! The shipped module exports exactly the callbacks the filter needs.
+//!
+//! Envoy enters a Wasm module for every callback the module exports, even one that only
+//! returns Continue, and the proxy-wasm SDK exports every callback of the ABI. `make build`
+//! keeps only those listed in src/filter/exports.json (wasm-metadce): this test pins the list,
+//! so that a callback the filter starts to implement is added there on purpose, and one that
+//! was dropped by mistake (a request or a context never freed) is seen at once.
+
+mod support;
+
+use std::fs;
+
+#[test]
+fn the_shipped_module_exports_only_what_the_filter_uses() {
+    let module = fs::read(support::wasm_module()).expect("the shipped module");
+    let mut exports = Vec::new();
+    for payload in wasmparser::Parser::new(0).parse_all(&module) {
+        if let wasmparser::Payload::ExportSection(section) = payload.expect("a valid module") {
+            for export in section {
+                exports.push(export.expect("a valid export").name.to_string());
+            }
+        }
+    }
+    exports.sort();
+    assert_eq!(
+        exports,
+        [
+            // Runs the SDK's constructors and `proxy_wasm::main!` once, when the VM starts.
+            "_initialize",
+            "memory",
+            "proxy_abi_version_0_2_1",
+            "proxy_on_configure",
+            "proxy_on_context_create",
+            // Frees a stream's (or a root's) context in the SDK's dispatcher.
+            "proxy_on_delete",
+            // Counts the response and records the duration.
+            "proxy_on_log",
+            "proxy_on_memory_allocate",
+            "proxy_on_request_headers",
+            "proxy_on_vm_start",
+        ]
+    );
+}
