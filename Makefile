@@ -176,3 +176,22 @@ bench: bench-build envoy apt-tools
 .PHONY: soak
 soak: bench-build envoy apt-tools
 	python3 bench/bench.py soak $(SOAK_ARGS)
+
+# The filter as it was at BASELINE_REV (by default the last commit of the hand-written ABI
+# adapter, before the move to the proxy-wasm SDK), built from git into build/ and optimised like
+# the shipped module, to benchmark beside the current one in the same rounds:
+#   make bench-baseline && make bench BENCH_ARGS="--also hand-abi=build/hand-abi.wasm"
+BASELINE_REV    ?= 385da35
+BASELINE_NAME   ?= hand-abi
+BASELINE_SRC    := $(BUILD)/baseline/$(BASELINE_NAME)-src
+BASELINE_TARGET := $(BUILD)/baseline/target
+
+.PHONY: bench-baseline
+bench-baseline: rust-targets apt-tools
+	rm -rf $(BASELINE_SRC) && mkdir -p $(BASELINE_SRC)
+	git archive $(BASELINE_REV) | tar -x -C $(BASELINE_SRC)
+	cargo build --release --locked --target $(WASM_TARGET) -p traffic-split --lib \
+	  --manifest-path $(BASELINE_SRC)/Cargo.toml --target-dir $(BASELINE_TARGET)
+	wasm-opt -Oz --strip-debug --strip-producers \
+	  $(BASELINE_TARGET)/$(WASM_TARGET)/release/traffic_split.wasm -o $(BUILD)/$(BASELINE_NAME).wasm
+	@echo "$(BUILD)/$(BASELINE_NAME).wasm: traffic-split at $$(git rev-parse --short $(BASELINE_REV))"
