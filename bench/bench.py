@@ -37,10 +37,12 @@ CONFIGS = ROOT / "bench" / "envoy"
 WRK_SCRIPT = ROOT / "bench" / "report.lua"
 BUILD = ROOT / "build"
 ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv" / "bin" / "envoy"))
-WASM = Path(os.environ.get("TRAFFIC_SPLIT_WASM", ROOT / "target/wasm32-wasip1/release/traffic_split.wasm"))
-OPT_WASM = BUILD / "traffic_split.opt.wasm"
+# What cargo builds, and the module we ship: `make build` keeps only the callbacks the filter
+# uses (wasm-metadce) and optimises it for size (wasm-opt -Oz).
+RAW_WASM = ROOT / "target/wasm32-wasip1/release/traffic_split.wasm"
+WASM = Path(os.environ.get("TRAFFIC_SPLIT_WASM", BUILD / "traffic_split.wasm"))
 # The modules a variant can load, by the name VARIANTS gives them; "filter" is the module under
-# test (build/traffic_split.opt.wasm, or --wasm).
+# test (the shipped build/traffic_split.wasm, or --wasm).
 MODULES = {
     "bare": ROOT / "target/wasm32-wasip1/release/bare_filter.wasm",
     "empty": ROOT / "target/wasm32-wasip1/release/empty_filter.wasm",
@@ -289,11 +291,10 @@ def split_of(envoy):
 
 
 
-def optimize_wasm():
-    BUILD.mkdir(exist_ok=True)
-    subprocess.run(["wasm-opt", "-Oz", "--strip-debug", "--strip-producers", str(WASM),
-                    "-o", str(OPT_WASM)], check=True)
-    return {"before_bytes": WASM.stat().st_size, "after_bytes": OPT_WASM.stat().st_size}
+def module_sizes():
+    """The filter as cargo builds it, and as shipped (`make build`)."""
+    return {"before_bytes": RAW_WASM.stat().st_size if RAW_WASM.exists() else None,
+            "after_bytes": WASM.stat().st_size}
 
 
 def start_upstream(workdir):
@@ -391,10 +392,10 @@ def failed(results):
 
 
 def bench(options):
-    sizes = optimize_wasm()
-    filter_module = Path(options.wasm) if options.wasm else OPT_WASM
-    print(f"traffic_split.wasm: {sizes['before_bytes'] / 1024:.1f} KiB, "
-          f"after wasm-opt -Oz: {sizes['after_bytes'] / 1024:.1f} KiB; benchmarking {filter_module.name}")
+    sizes = module_sizes()
+    filter_module = Path(options.wasm) if options.wasm else WASM
+    print(f"traffic_split.wasm: {sizes['before_bytes']} bytes built, {sizes['after_bytes']} bytes "
+          f"shipped (wasm-metadce, wasm-opt -Oz); benchmarking {filter_module}")
     variants = [variant for variant in VARIANTS if variant.name not in options.skip]
     variants += [also_variant(*item.split("=", 1)) for item in options.also]
     names = tuple(variant.name for variant in variants)
@@ -495,16 +496,14 @@ def print_tables(report):
               f"{c['rss_vs_native']:>10.3f} {delta(c['over_native_us']):>9} {delta(c['over_bare_us']):>8} "
               f"{delta(c['over_empty_us']):>8} {delta(c['over_lua_us']):>8}")
     sizes = report["wasm_size"]
-    print(f"\ntraffic_split.wasm: {sizes['before_bytes']} bytes, after wasm-opt -Oz {sizes['after_bytes']} bytes")
+    print(f"\ntraffic_split.wasm: {sizes['before_bytes']} bytes built, {sizes['after_bytes']} bytes shipped")
     for name, variant in report["variants"].items():
         if variant["module"] and name not in ("bare", "empty"):
             print(f"  {name} loads {variant['module']}: {Path(variant['module']).stat().st_size} bytes")
 
 
 def soak(options):
-    if not options.wasm:
-        optimize_wasm()
-    wasm = Path(options.wasm) if options.wasm else OPT_WASM
+    wasm = Path(options.wasm) if options.wasm else WASM
     step = options.sample_every
     samples = []
     with tempfile.TemporaryDirectory(prefix="traffic-split-soak-") as workdir:
@@ -554,7 +553,7 @@ def main():
     run.add_argument("--duration", type=int, default=5, help="seconds per timed run")
     run.add_argument("--connections", type=int, default=16)
     run.add_argument("--warmup-requests", type=int, default=100_000)
-    run.add_argument("--wasm", help="the module to benchmark (default: build/traffic_split.opt.wasm)")
+    run.add_argument("--wasm", help="the module to benchmark (default: the shipped build/traffic_split.wasm)")
     run.add_argument("--also", action="append", default=[], metavar="NAME=MODULE",
                      help="also benchmark another module like the traffic-split variant (repeatable)")
     run.add_argument("--skip", action="append", default=[], metavar="VARIANT",
@@ -567,7 +566,7 @@ def main():
     long.add_argument("--requests", type=int, default=1_000_000)
     long.add_argument("--sample-every", type=int, default=100_000)
     long.add_argument("--connections", type=int, default=16)
-    long.add_argument("--wasm", help="the module to soak (default: build/traffic_split.opt.wasm)")
+    long.add_argument("--wasm", help="the module to soak (default: the shipped build/traffic_split.wasm)")
     long.add_argument("--out", default=str(BUILD / "soak.json"))
     long.set_defaults(handler=soak)
     options = parser.parse_args()
