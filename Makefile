@@ -14,17 +14,23 @@ WASM_TARGET   := wasm32-wasip1
 # What cargo builds, and the module we ship, test and benchmark (see `build` below).
 WASM_RAW      := target/$(WASM_TARGET)/release/traffic_split.wasm
 WASM          := $(BUILD)/traffic_split.wasm
+# Test-only: the module built with `trap-on-marked-request` (tests/filter_failure.rs).
+TRAP_TARGET   := target/trap
+TRAP_WASM     := $(BUILD)/traffic_split_trap.wasm
 MODULE_EXPORTS := src/filter/exports.json
 APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
+export TRAFFIC_SPLIT_TRAP_WASM := $(abspath $(TRAP_WASM))
 
 .PHONY: help
 help:
 	@echo "make run    build, start a local Envoy with the filter, send 1,000 requests, show the split"
 	@echo "make test   format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make bench  benchmark against Envoy's native routing (not part of make test)"
+	@echo "make fuzz   fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
+	@echo "make soak   1M requests through the filter; Envoy's memory must stay flat"
 
 # --- installs ------------------------------------------------------------------------------
 
@@ -68,12 +74,22 @@ cargo-build: rust-targets
 # all of them, so wasm-metadce keeps only the exports in $(MODULE_EXPORTS) (the callbacks the
 # filter implements, and what the SDK needs to create and free contexts); then wasm-opt -Oz.
 # tests/module_exports.rs checks the result. docs/performance.md has the figures.
+shrink = wasm-metadce -f $(MODULE_EXPORTS) $(1) -o $(2).dce.wasm >/dev/null && \
+  wasm-opt -Oz --strip-debug --strip-producers $(2).dce.wasm -o $(2) && rm -f $(2).dce.wasm
+
 .PHONY: build
 build: cargo-build binaryen
 	@mkdir -p $(BUILD)
-	wasm-metadce -f $(MODULE_EXPORTS) $(WASM_RAW) -o $(BUILD)/traffic_split.dce.wasm >/dev/null
-	wasm-opt -Oz --strip-debug --strip-producers $(BUILD)/traffic_split.dce.wasm -o $(WASM)
-	@rm -f $(BUILD)/traffic_split.dce.wasm
+	$(call shrink,$(WASM_RAW),$(WASM))
+
+# The module that traps on a marked request, built like the shipped one but in a target dir
+# of its own, so that it never replaces the shipped build's artifacts.
+.PHONY: build-trap
+build-trap: rust-targets binaryen
+	@mkdir -p $(BUILD)
+	cargo build --release --target $(WASM_TARGET) -p traffic-split --lib \
+	  --features trap-on-marked-request --target-dir $(TRAP_TARGET)
+	$(call shrink,$(TRAP_TARGET)/$(WASM_TARGET)/release/traffic_split.wasm,$(TRAP_WASM))
 
 # --- demo ----------------------------------------------------------------------------------
 
@@ -121,11 +137,12 @@ check-examples:
 # --- tests ---------------------------------------------------------------------------------
 
 .PHONY: test
-test: lint compose-check unit-test wasm-test e2e-test check-examples
+test: lint compose-check unit-test wasm-test e2e-test check-examples fuzz-smoke
 
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
@@ -155,8 +172,56 @@ wasm-test: rust-targets
 	  cargo test --target wasm32-unknown-unknown -p traffic-split --lib --no-default-features
 
 .PHONY: e2e-test
-e2e-test: build envoy apt-tools oci
+e2e-test: build build-trap envoy apt-tools oci
 	cargo test --test '*'
+
+# --- fuzzing -------------------------------------------------------------------------------
+# cargo-fuzz (libFuzzer, on the host target) on the core's entry points: hostile requests
+# through the stream path, the header-map parser, the config parser on raw bytes and on JSON
+# trees. Targets in fuzz/fuzz_targets, inputs and checks in src/fuzzing.rs, seeds in
+# fuzz/corpus/<target> and examples/configs (read only: what a run finds goes to build/fuzz).
+# cargo-fuzz needs a nightly toolchain: both are pinned and installed when missing.
+# docs/reliability.md has the figures of the last run.
+FUZZ_TOOLCHAIN     := nightly-2026-05-20
+CARGO_FUZZ_VERSION := 0.13.2
+CARGO_FUZZ_BIN     := $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)/bin
+FUZZ_TARGETS       := request header_map config_text config_tree
+FUZZ_SECONDS       ?= 300
+FUZZ_WORK          := $(BUILD)/fuzz
+
+.PHONY: fuzz-tools
+fuzz-tools:
+	@rustup toolchain list | grep -q '^$(FUZZ_TOOLCHAIN)' || \
+	  rustup toolchain install $(FUZZ_TOOLCHAIN) --profile minimal
+	@test -x $(CARGO_FUZZ_BIN)/cargo-fuzz || cargo install cargo-fuzz --locked \
+	  --version $(CARGO_FUZZ_VERSION) --root $(TOOLS)/cargo-fuzz-$(CARGO_FUZZ_VERSION)
+
+# Each target for FUZZ_SECONDS; a crash fails the run and leaves its input in build/fuzz.
+.PHONY: fuzz
+fuzz: fuzz-tools
+	PATH="$(abspath $(CARGO_FUZZ_BIN)):$$PATH" cargo +$(FUZZ_TOOLCHAIN) fuzz build -O
+	@for target in $(FUZZ_TARGETS); do \
+	  mkdir -p $(FUZZ_WORK)/corpus/$$target $(FUZZ_WORK)/artifacts/$$target; \
+	  seeds="fuzz/corpus/$$target"; [ $$target != config_text ] || seeds="$$seeds examples/configs"; \
+	  PATH="$(abspath $(CARGO_FUZZ_BIN)):$$PATH" cargo +$(FUZZ_TOOLCHAIN) fuzz run -O $$target \
+	    $(FUZZ_WORK)/corpus/$$target $$seeds -- \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=5 -print_final_stats=1 \
+	    -artifact_prefix=$(FUZZ_WORK)/artifacts/$$target/ > $(FUZZ_WORK)/$$target.log 2>&1 \
+	  || { tail -40 $(FUZZ_WORK)/$$target.log; echo "fuzz $$target: FAILED (build/fuzz/artifacts/$$target)"; exit 1; }; \
+	  python3 scripts/fuzz_summary.py $$target $(FUZZ_WORK)/$$target.log; \
+	done
+
+# In `make test`: 30 s per fuzz target when the pinned nightly and cargo-fuzz install; where
+# they cannot, the property tests of src/fuzzing.rs (same inputs and checks, in unit-test)
+# are what ran. Either way it says which.
+.PHONY: fuzz-smoke
+fuzz-smoke:
+	@if $(MAKE) --no-print-directory fuzz-tools; then \
+	  $(MAKE) --no-print-directory fuzz FUZZ_SECONDS=30 && \
+	  echo "fuzz-smoke: cargo-fuzz ran 30 s per target; the proptest equivalents ran in unit-test"; \
+	else \
+	  echo "fuzz-smoke: no nightly toolchain or cargo-fuzz here; only the proptest equivalents ran (unit-test)"; \
+	fi
 
 # --- benchmark -----------------------------------------------------------------------------
 # Not part of `make test`: speed and memory are measured here, as ratios against Envoy's native

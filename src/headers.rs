@@ -59,27 +59,34 @@ impl<'a> HeaderPairs<'a> {
     }
 }
 
+/// Serializes pairs the way the host does: for the tests' and the fuzzers' stand-in hosts.
+/// Sizes beyond `u32::MAX` are not representable, and no test builds them.
+#[cfg(any(test, feature = "fuzzing"))]
+pub fn serialize_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<u8> {
+    let size = |bytes: &[u8]| u32::try_from(bytes.len()).unwrap_or(u32::MAX).to_le_bytes();
+    let count = u32::try_from(pairs.len()).unwrap_or(u32::MAX);
+    let mut bytes = count.to_le_bytes().to_vec();
+    for (name, value) in pairs {
+        bytes.extend_from_slice(&size(name.as_ref()));
+        bytes.extend_from_slice(&size(value.as_ref()));
+    }
+    for (name, value) in pairs {
+        bytes.extend_from_slice(name.as_ref());
+        bytes.push(0);
+        bytes.extend_from_slice(value.as_ref());
+        bytes.push(0);
+    }
+    bytes
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
-    /// Serializes pairs the way the host does.
     fn serialize(pairs: &[(&str, &[u8])]) -> Vec<u8> {
-        let mut bytes = Vec::new();
-        bytes.extend_from_slice(&(pairs.len() as u32).to_le_bytes());
-        for (name, value) in pairs {
-            bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-            bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-        }
-        for (name, value) in pairs {
-            bytes.extend_from_slice(name.as_bytes());
-            bytes.push(0);
-            bytes.extend_from_slice(value);
-            bytes.push(0);
-        }
-        bytes
+        serialize_pairs(pairs)
     }
 
     #[test]

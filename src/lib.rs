@@ -13,6 +13,8 @@
 //! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels;
 //! - [`stream`]: what the filter does for one stream, against a small host trait.
+//!
+//! `fuzzing` (tests and the `fuzzing` feature only) holds the fuzz targets' inputs and checks.
 #![cfg_attr(
     not(test),
     deny(
@@ -25,6 +27,8 @@
 
 pub mod config;
 pub mod duration;
+#[cfg(any(feature = "fuzzing", all(test, not(target_arch = "wasm32"))))]
+pub mod fuzzing;
 pub mod headers;
 pub mod metrics;
 pub mod pick;

@@ -16,6 +16,9 @@ use crate::headers::HeaderPairs;
 use crate::metrics::CodeClass;
 use crate::plan::{MetricsMode, Plan, RequestView, DEADLINE_HEADER};
 
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod scripted_host;
+
 /// A host call that did not succeed; the host's status code, for the log of a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostError(pub u32);
@@ -275,122 +278,9 @@ impl<H: StreamHost> RequestView for HostRequest<'_, H> {
 mod tests {
     use super::*;
     use crate::config::compile;
+    use scripted_host::ScriptedHost;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    /// A host holding a request's headers, recording what the stream does, failing on demand.
-    #[derive(Default)]
-    struct FakeHost {
-        headers: Vec<(String, Vec<u8>)>,
-        fail_read: bool,
-        /// Header names whose add or replace fails.
-        fail_writes_of: Vec<&'static str>,
-        fail_removes: bool,
-        fail_response_code: bool,
-        reads: usize,
-        response_code: Option<i64>,
-        response_flags: Option<u64>,
-        flags_reads: usize,
-        clock: u64,
-        counts: Vec<Count>,
-        durations: Vec<(Chosen, u64)>,
-    }
-
-    impl FakeHost {
-        fn with_headers(headers: &[(&str, &str)]) -> Self {
-            FakeHost {
-                headers: headers
-                    .iter()
-                    .map(|(name, value)| (name.to_string(), value.as_bytes().to_vec()))
-                    .collect(),
-                ..FakeHost::default()
-            }
-        }
-
-        fn values(&self, name: &str) -> Vec<&str> {
-            self.headers
-                .iter()
-                .filter(|(key, _)| key == name)
-                .map(|(_, value)| std::str::from_utf8(value).unwrap())
-                .collect()
-        }
-
-        fn count_of(&self, what: Count) -> usize {
-            self.counts.iter().filter(|&&seen| seen == what).count()
-        }
-    }
-
-    impl StreamHost for FakeHost {
-        fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
-            self.reads += 1;
-            if self.fail_read {
-                return Err(HostError(2));
-            }
-            let mut bytes = (self.headers.len() as u32).to_le_bytes().to_vec();
-            for (name, value) in &self.headers {
-                bytes.extend_from_slice(&(name.len() as u32).to_le_bytes());
-                bytes.extend_from_slice(&(value.len() as u32).to_le_bytes());
-            }
-            for (name, value) in &self.headers {
-                bytes.extend_from_slice(name.as_bytes());
-                bytes.push(0);
-                bytes.extend_from_slice(value);
-                bytes.push(0);
-            }
-            Ok(bytes)
-        }
-
-        fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-            if self.fail_writes_of.contains(&name) {
-                return Err(HostError(2));
-            }
-            self.headers.retain(|(key, _)| key != name);
-            self.headers
-                .push((name.to_string(), value.as_bytes().to_vec()));
-            Ok(())
-        }
-
-        fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-            if self.fail_writes_of.contains(&name) {
-                return Err(HostError(2));
-            }
-            self.headers
-                .push((name.to_string(), value.as_bytes().to_vec()));
-            Ok(())
-        }
-
-        fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
-            if self.fail_removes {
-                return Err(HostError(2));
-            }
-            self.headers.retain(|(key, _)| key != name);
-            Ok(())
-        }
-
-        fn response_code(&mut self) -> Result<Option<i64>, HostError> {
-            if self.fail_response_code {
-                return Err(HostError(2));
-            }
-            Ok(self.response_code)
-        }
-
-        fn response_flags(&mut self) -> Result<Option<u64>, HostError> {
-            self.flags_reads += 1;
-            Ok(self.response_flags)
-        }
-
-        fn now_nanos(&mut self) -> u64 {
-            self.clock
-        }
-
-        fn count(&mut self, what: Count) {
-            self.counts.push(what);
-        }
-
-        fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
-            self.durations.push((chosen, microseconds));
-        }
-    }
 
     const SPLIT: &str = r#"{ "routes": [
         { "name": "hello", "match": { "prefix": "/hello" }, "timeout": "2ms",
@@ -414,7 +304,7 @@ mod tests {
         compile(json.as_bytes()).unwrap()
     }
 
-    fn handle(json: &str, host: &mut FakeHost) -> Stream {
+    fn handle(json: &str, host: &mut ScriptedHost) -> Stream {
         let mut stream = Stream::default();
         stream.on_request_headers(&plan(json), host);
         stream
@@ -422,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_routed_request_gets_every_owned_header_and_is_counted() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         let stream = handle(SPLIT, &mut host);
         assert_eq!(stream.chosen, Some(HELLO));
         assert_eq!(host.values("x-split-version"), ["v1"]);
@@ -434,7 +324,7 @@ mod tests {
 
     #[test]
     fn spoofed_owned_headers_are_replaced_not_added_to() {
-        let mut host = FakeHost::with_headers(&[
+        let mut host = ScriptedHost::with_headers(&[
             (":path", "/hello"),
             ("x-split-version", "v2"),
             ("x-split-cluster", "admin"),
@@ -448,7 +338,7 @@ mod tests {
 
     #[test]
     fn a_destination_without_cluster_removes_a_spoofed_cluster_header() {
-        let mut host = FakeHost::with_headers(&[(":path", "/other"), ("x-split-cluster", "x")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/other"), ("x-split-cluster", "x")]);
         let stream = handle(SPLIT, &mut host);
         assert_eq!(stream.chosen, Some(REST));
         assert!(host.values("x-split-cluster").is_empty());
@@ -457,7 +347,7 @@ mod tests {
 
     #[test]
     fn an_unmatched_request_loses_spoofed_owned_headers_and_is_counted() {
-        let mut host = FakeHost::with_headers(&[
+        let mut host = ScriptedHost::with_headers(&[
             (":path", "/other"),
             ("x-split-version", "v2"),
             ("x-split-cluster", "admin"),
@@ -471,7 +361,7 @@ mod tests {
 
     #[test]
     fn when_the_headers_cannot_be_read_owned_headers_are_still_written() {
-        let mut host = FakeHost::with_headers(&[
+        let mut host = ScriptedHost::with_headers(&[
             (":path", "/hello"),
             ("x-split-version", "v2"),
             ("x-split-cluster", "admin"),
@@ -489,7 +379,7 @@ mod tests {
 
     #[test]
     fn when_the_headers_cannot_be_read_an_unmatched_request_loses_owned_headers() {
-        let mut host = FakeHost::with_headers(&[
+        let mut host = ScriptedHost::with_headers(&[
             (":path", "/hello"),
             ("x-split-version", "v2"),
             ("x-split-cluster", "admin"),
@@ -505,8 +395,9 @@ mod tests {
 
     #[test]
     fn a_failed_write_is_a_host_error_not_a_routed_request() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello"), ("x-split-version", "v2")]);
-        host.fail_writes_of = vec!["x-split-version"];
+        let mut host =
+            ScriptedHost::with_headers(&[(":path", "/hello"), ("x-split-version", "v2")]);
+        host.fail_writes_of = vec!["x-split-version".to_string()];
         let stream = handle(SPLIT, &mut host);
         assert_eq!(stream.chosen, None, "not counted at its end either");
         assert!(
@@ -518,8 +409,8 @@ mod tests {
 
     #[test]
     fn a_failed_write_and_removal_are_both_counted() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
-        host.fail_writes_of = vec![DEADLINE_HEADER];
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.fail_writes_of = vec![DEADLINE_HEADER.to_string()];
         host.fail_removes = true;
         let stream = handle(SPLIT, &mut host);
         assert_eq!(stream.chosen, None);
@@ -527,11 +418,11 @@ mod tests {
         assert_eq!(host.count_of(Count::Routed(HELLO)), 0);
     }
 
-    fn end(json: &str, host: &mut FakeHost) {
+    fn end(json: &str, host: &mut ScriptedHost) {
         end_with(plan(json), host);
     }
 
-    fn end_with(plan: Plan, host: &mut FakeHost) {
+    fn end_with(plan: Plan, host: &mut ScriptedHost) {
         let mut stream = Stream::default();
         host.clock = 1_000_000_000;
         stream.on_request_headers(&plan, host);
@@ -541,7 +432,7 @@ mod tests {
 
     #[test]
     fn the_end_counts_the_response_class_and_records_the_duration() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = Some(200);
         end(SPLIT, &mut host);
         assert_eq!(
@@ -557,7 +448,7 @@ mod tests {
 
     #[test]
     fn only_envoys_own_deadline_counts_as_a_timeout() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = Some(504);
         host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG | 0x100);
         end(SPLIT, &mut host);
@@ -567,7 +458,7 @@ mod tests {
             1
         );
 
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = Some(504);
         host.response_flags = Some(0);
         end(SPLIT, &mut host);
@@ -580,7 +471,7 @@ mod tests {
 
     #[test]
     fn a_stream_without_response_records_only_its_duration() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         end(SPLIT, &mut host);
         assert_eq!(host.counts, [Count::Routed(HELLO)]);
         assert_eq!(host.durations.len(), 1);
@@ -588,7 +479,7 @@ mod tests {
 
     #[test]
     fn a_failed_response_read_is_a_host_error() {
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.fail_response_code = true;
         end(SPLIT, &mut host);
         assert_eq!(host.count_of(Count::HostError), 1);
@@ -598,7 +489,7 @@ mod tests {
     fn requests_mode_counts_requests_and_does_nothing_at_the_end() {
         let mut requests_only = plan(SPLIT);
         requests_only.metrics = MetricsMode::Requests;
-        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = Some(504);
         host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG);
         end_with(requests_only, &mut host);
@@ -608,7 +499,7 @@ mod tests {
 
     #[test]
     fn an_unrouted_stream_counts_nothing_at_its_end() {
-        let mut host = FakeHost::with_headers(&[(":path", "/other")]);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/other")]);
         host.response_code = Some(404);
         end(PREFIX_ONLY, &mut host);
         assert_eq!(host.counts, [Count::Unmatched]);

@@ -115,6 +115,10 @@ fn sdk_log_level(level: plan::LogLevel) -> LogLevel {
     }
 }
 
+/// The request header that makes the test-only trap build trap.
+#[cfg(feature = "trap-on-marked-request")]
+const TRAP_HEADER: &str = "x-traffic-split-test-trap";
+
 /// One HTTP stream: its configuration as of when it began (a later reconfiguration applies to
 /// later streams) and what the core decided for it.
 struct SplitStream {
@@ -126,6 +130,10 @@ impl Context for SplitStream {}
 
 impl HttpContext for SplitStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        #[cfg(feature = "trap-on-marked-request")]
+        if self.get_http_request_header(TRAP_HEADER).is_some() {
+            core::arch::wasm32::unreachable();
+        }
         match &self.active {
             Some(active) => self
                 .stream

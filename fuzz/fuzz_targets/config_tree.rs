@@ -1,0 +1,7 @@
+//! The plugin configuration as a JSON tree shaped like the config, as text and as a value.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use traffic_split::fuzzing::{check_config_tree, JsonTree};
+
+fuzz_target!(|tree: JsonTree| check_config_tree(&tree));
