@@ -31,32 +31,48 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The Envoy binary: `$ENVOY_BIN`, else the one `make envoy` installs. A missing Envoy fails
-/// the test; it never skips it.
-pub fn envoy_binary() -> PathBuf {
-    let path = std::env::var_os("ENVOY_BIN")
+/// A file a test needs: `$variable` if set, else `default` under the repository. A missing
+/// file fails the test with the command that makes it; it never skips the test.
+fn required_file(variable: &str, default: &str, what: &str, make_it: &str) -> PathBuf {
+    let path = std::env::var_os(variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(".venv/bin/envoy"));
+        .unwrap_or_else(|| repo_root().join(default));
     assert!(
         path.is_file(),
-        "no Envoy at {}: run `make envoy` (or set ENVOY_BIN)",
+        "no {what} at {}: run `{make_it}` (or set {variable})",
         path.display()
     );
     path
 }
 
+/// The Envoy binary: `$ENVOY_BIN`, else the one `make envoy` installs.
+pub fn envoy_binary() -> PathBuf {
+    required_file("ENVOY_BIN", ".venv/bin/envoy", "Envoy", "make envoy")
+}
+
 /// The shipped module: `$TRAFFIC_SPLIT_WASM`, else what `make build` writes.
 pub fn wasm_module() -> PathBuf {
-    let path = std::env::var_os("TRAFFIC_SPLIT_WASM")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("build/traffic_split.wasm"));
-    assert!(
-        path.is_file(),
-        "no Wasm module at {}: run `make build`",
-        path.display()
-    );
-    path
+    required_file(
+        "TRAFFIC_SPLIT_WASM",
+        "build/traffic_split.wasm",
+        "Wasm module",
+        "make build",
+    )
 }
+
+/// The test-only module that traps on a request carrying [`TRAP_HEADER`]:
+/// `$TRAFFIC_SPLIT_TRAP_WASM`, else what `make build-trap` writes.
+pub fn trap_module() -> PathBuf {
+    required_file(
+        "TRAFFIC_SPLIT_TRAP_WASM",
+        "build/traffic_split_trap.wasm",
+        "trap module",
+        "make build-trap",
+    )
+}
+
+/// The header that makes [`trap_module`] trap.
+pub const TRAP_HEADER: &str = "x-traffic-split-test-trap";
 
 /// Envoy-based tests take the whole machine (2 cores) and 2 ms deadlines: one at a time.
 pub fn exclusive() -> MutexGuard<'static, ()> {
@@ -159,6 +175,42 @@ impl EnvoyConfig {
     pub fn with_another_front(mut self, name: &str, plugin_config: &str) -> EnvoyConfig {
         self.more_fronts
             .push((name.to_string(), plugin_config.to_string()));
+        self
+    }
+
+    /// What Envoy does when the filter's VM fails: `FAIL_CLOSED`, `FAIL_OPEN` or `FAIL_RELOAD`
+    /// (the Wasm filter's `failure_policy`, which replaced `fail_open`).
+    pub fn with_failure_policy(mut self, policy: &str) -> EnvoyConfig {
+        let filter = self.wasm_filter_config();
+        if let Some(filter) = filter.as_mapping_mut() {
+            filter.remove("fail_open");
+        }
+        filter["failure_policy"] = Value::from(policy);
+        self
+    }
+
+    /// The Wasm filter's older `fail_open` flag instead of its `failure_policy` (what Istio
+    /// releases before `failure_policy` set for `failStrategy`).
+    pub fn with_fail_open(mut self, fail_open: bool) -> EnvoyConfig {
+        let filter = self.wasm_filter_config();
+        if let Some(filter) = filter.as_mapping_mut() {
+            filter.remove("failure_policy");
+        }
+        filter["fail_open"] = Value::Bool(fail_open);
+        self
+    }
+
+    /// Adds a cluster the routes do not list, whose endpoint does not answer: a request that
+    /// reaches it gets a 503, so a test sees at once whether a client could pick it.
+    pub fn with_unlisted_cluster(mut self, name: &str) -> EnvoyConfig {
+        let cluster: Value = serde_yaml::from_str(&format!(
+            "{{ name: {name}, connect_timeout: 1s, load_assignment: {{ cluster_name: {name}, \
+             endpoints: [ {{ lb_endpoints: [ {{ endpoint: {{ address: {{ pipe: {{ path: '@{name}-nobody' }} }} }} }} ] }} ] }} }}"
+        ))
+        .expect("valid YAML");
+        if let Some(clusters) = self.document["static_resources"]["clusters"].as_sequence_mut() {
+            clusters.push(cluster);
+        }
         self
     }
 
@@ -486,6 +538,16 @@ impl Envoy {
             .status();
         let _ = self.child.wait();
         read_logs(&self.dir)
+    }
+
+    /// One of Envoy's own stats by its full name (`wasm.traffic-split.vm_reload_success`), as
+    /// `/stats` spells it; `None` when Envoy has no such stat.
+    pub fn stat(&self, name: &str) -> Option<u64> {
+        let response = http::get(self.admin, "/stats").expect("read /stats");
+        response.body_text().lines().find_map(|line| {
+            let (stat, value) = line.split_once(": ")?;
+            (stat == name).then(|| value.trim().parse().ok()).flatten()
+        })
     }
 
     /// Envoy's admin `/stats/prometheus`, parsed.
