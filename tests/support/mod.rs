@@ -550,6 +550,26 @@ impl Envoy {
         })
     }
 
+    /// Asserts that the filter's VM never failed: Envoy's Wasm failure counters are 0 and its
+    /// log holds no failed call into the module. The counters move only under
+    /// `failure_policy: FAIL_RELOAD` (a failed VM is reloaded and counted; under the other
+    /// policies Envoy counts nothing), so tests that need this run with it.
+    pub fn assert_vm_never_failed(&self) {
+        for counter in [
+            "vm_reload_backoff",
+            "vm_reload_success",
+            "vm_reload_failure",
+        ] {
+            let name = format!("wasm.traffic-split.{counter}");
+            assert_eq!(self.stat(&name), Some(0), "{name}");
+        }
+        let log = self.log();
+        assert!(
+            !log.contains("failed: Uncaught"),
+            "a call into the VM failed:\n{log}"
+        );
+    }
+
     /// Envoy's admin `/stats/prometheus`, parsed.
     pub fn metrics(&self) -> Metrics {
         let response = http::get(self.admin, "/stats/prometheus").expect("read /stats/prometheus");
