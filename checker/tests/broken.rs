@@ -44,6 +44,26 @@ fn negative_weight_is_refused() {
 }
 
 #[test]
+fn a_key_written_twice_in_json_is_refused_with_its_path() {
+    assert_eq!(
+        errors("duplicate-key.json"),
+        ["routes[0].destinations[1].weight: duplicate field"]
+    );
+}
+
+#[test]
+fn a_key_written_twice_in_yaml_is_refused_by_the_yaml_reader() {
+    // serde_yaml refuses the whole file, naming the mapping that holds the key twice; the
+    // filter's compiler never sees a pluginConfig with one of the two values dropped.
+    assert_eq!(
+        errors("wasm-plugin-duplicate-key.yaml"),
+        [
+            r#"not valid YAML: spec.pluginConfig.routes[0].destinations[1]: duplicate entry with key "weight" at line 17 column 9"#
+        ]
+    );
+}
+
+#[test]
 fn weights_adding_up_to_zero_are_refused() {
     assert_eq!(
         errors("zero-weights.json"),
