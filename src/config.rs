@@ -799,6 +799,46 @@ mod tests {
     }
 
     #[test]
+    fn re2_syntax_regex_lite_lacks_is_refused_with_the_reason() {
+        for (pattern, reason) in [
+            (r"\\p{L}+", "Unicode character classes are not supported"),
+            (r"\\Q.\\E", "unrecognized escape sequence"),
+            (r"\\101", "backreferences are not supported"),
+            ("[a-z&&b]", "character class intersection is not supported"),
+        ] {
+            let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{pattern}" }}"#)));
+            let [error] = &errors[..] else {
+                panic!("one error for {pattern}: {errors:?}")
+            };
+            assert!(
+                error.starts_with("routes[0].match.regex: invalid regex ")
+                    && error.ends_with(reason),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn case_insensitive_regexes_fold_ascii_only() {
+        let plan =
+            compile(route_with_match(r#"{ "regex": "(?i)/caf[eé]/[a-z]+" }"#).as_bytes()).unwrap();
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/CAFE/MENU", &[])).is_some());
+        assert!(matched_route(
+            &plan,
+            &mut FakeRequest::new("GET", "/Café/x".as_bytes(), &[])
+        )
+        .is_some());
+        assert!(
+            matched_route(
+                &plan,
+                &mut FakeRequest::new("GET", "/CAFÉ/x".as_bytes(), &[])
+            )
+            .is_none(),
+            "RE2 would match: (?i) folds É to é there"
+        );
+    }
+
+    #[test]
     fn regexes_that_would_blow_up_are_refused() {
         let huge = "a{1000}{1000}";
         let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{huge}" }}"#)));
