@@ -6,7 +6,8 @@
 //!
 //! The crate is a pure core, built and tested on any target, and a thin proxy-wasm adapter
 //! ([`filter`], only in the Wasm module):
-//! - [`config`]: the JSON config, checked field by field and compiled into a [`plan::Plan`];
+//! - [`config`]: the JSON config as users write it, read with every error's JSON path;
+//! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod pick;
 pub mod plan;
 pub mod stream;
+pub mod validate;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

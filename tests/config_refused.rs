@@ -29,7 +29,7 @@ fn bad_config_at_start_is_refused_with_the_field_path_in_envoys_log() {
     assert!(!lines.is_empty(), "no refusal in the log:\n{}", failure.log);
     assert!(
         lines[0]
-            .contains("routes[0].destinations[1].weight: expected a non-negative integer, got -5"),
+            .contains("routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5"),
         "{}",
         lines[0]
     );
@@ -90,7 +90,7 @@ fn bad_reconfiguration_is_refused_and_the_running_split_goes_on() {
     );
     assert!(envoy
         .log()
-        .contains("routes[0].destinations[1].weight: expected a non-negative integer, got -5"));
+        .contains("routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5"));
     assert_eq!(
         versions_seen(&envoy, 100),
         expected,
