@@ -8,7 +8,8 @@
 //!
 //! - [`inputs`]: finding the configs in files and folders;
 //! - [`istio_struct`]: YAML to JSON as a protobuf `Struct` carries it;
-//! - [`summary`]: one line per route of a valid config.
+//! - [`summary`]: one line per route of a valid config;
+//! - [`check_command`]: the command line of `traffic-split-check` and `traffic-split check`.
 #![cfg_attr(
     not(test),
     deny(
@@ -19,6 +20,7 @@
     )
 )]
 
+pub mod check_command;
 pub mod inputs;
 pub mod istio_struct;
 pub mod summary;
