@@ -292,8 +292,10 @@ fn footer_lines(frame: &Frame) -> Vec<Line<'static>> {
     let mut lines = Vec::new();
     if frame.routes.is_empty() {
         lines.push(Line::from(
-            "no traffic-split stats with route and version labels: is the filter loaded, \
-             and are the stats_tags of docs/metrics.md in Envoy's bootstrap? (try --stats json)",
+            "no traffic-split stats with route and version labels: is the filter loaded,",
+        ));
+        lines.push(Line::from(
+            "and are the stats_tags of docs/metrics.md in Envoy's bootstrap? (try --stats json)",
         ));
     }
     if let Some(unmatched) = frame.unmatched {
