@@ -5,11 +5,16 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_traffic-split-check"))
+    run_binary(env!("CARGO_BIN_EXE_traffic-split-check"), args)
+}
+
+/// Runs a binary of this package from the repository's root.
+fn run_binary(binary: &str, args: &[&str]) -> Output {
+    Command::new(binary)
         .args(args)
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
         .output()
-        .expect("run traffic-split-check")
+        .expect("run the binary")
 }
 
 fn stdout(output: &Output) -> String {
@@ -74,11 +79,7 @@ fn no_arguments_is_a_usage_error() {
 
 /// `traffic-split check` runs the same command as `traffic-split-check`.
 fn run_traffic_split(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_traffic-split"))
-        .args(args)
-        .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
-        .output()
-        .expect("run traffic-split")
+    run_binary(env!("CARGO_BIN_EXE_traffic-split"), args)
 }
 
 #[test]
