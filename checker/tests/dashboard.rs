@@ -241,8 +241,7 @@ fn check(title: &str, ref_id: &str, v1: f64, v2: f64) -> Result<(), String> {
 #[test]
 fn every_dashboard_query_gives_v1_and_v2_the_values_the_traffic_implies() {
     let _machine = exclusive();
-    let envoy =
-        Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
     let exported: Vec<String> = envoy
         .prometheus_lines()
         .iter()

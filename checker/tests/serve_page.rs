@@ -120,8 +120,7 @@ fn cell<'a>(row: &'a str, class: &str) -> Option<&'a str> {
 #[test]
 fn the_page_shows_each_version_and_its_share_from_a_real_envoy() {
     let _machine = exclusive();
-    let envoy =
-        Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
     send_hello(&envoy, REQUESTS as usize);
     wait_until_counted(&envoy, REQUESTS);
     let page = Page::serve(&envoy);

@@ -130,7 +130,10 @@ fn once_prints_the_exact_counts_per_version() {
         filled("v1") > 2 * filled("v2") && filled("v2") > 0,
         "{text}"
     );
-    assert!(line("unmatched requests").ends_with(": 0"));
+    assert_eq!(
+        line("unmatched requests"),
+        "unmatched requests: 0   host errors: 0"
+    );
 }
 
 #[test]
@@ -141,6 +144,7 @@ fn json_gives_the_same_exact_counts_from_either_form_of_envoys_stats() {
         let frame = once_json(&envoy, form);
         assert_eq!(frame["routes"][0]["requests"], REQUESTS, "{form}: {frame}");
         assert_eq!(frame["unmatched"], 0);
+        assert_eq!(frame["host_errors"], 0);
         assert_eq!(frame["weights_known"], false);
         assert_eq!(frame["guard_known"], false);
         assert!(frame["interval_seconds"].as_f64().is_some_and(|s| s >= 0.1));

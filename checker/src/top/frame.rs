@@ -50,10 +50,11 @@ pub struct Window {
     /// Only for an interval: the time since Envoy started is not in its stats.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub requests_per_second: Option<f64>,
-    pub responses: Responses,
+    /// `None` (and no error ratio or timeouts) when the filter counts requests only.
+    pub responses: Option<Responses>,
     /// 5xx responses over all responses.
     pub error_ratio: Option<f64>,
-    pub timeouts: u64,
+    pub timeouts: Option<u64>,
     /// Latency quantiles from the histogram's buckets; `None` without samples.
     pub p50_ms: Option<f64>,
     pub p99_ms: Option<f64>,
@@ -95,6 +96,8 @@ pub struct Frame {
     pub routes: Vec<RouteRows>,
     /// Requests that matched no route, since Envoy started.
     pub unmatched: Option<u64>,
+    /// Host calls the filter saw fail, since Envoy started (expected to stay 0).
+    pub host_errors: Option<u64>,
     /// Whether the filter exports the effective weights; when not, they are unknown.
     pub weights_known: bool,
     /// Whether the filter exports the guard's state; when not, there is no guard column.
@@ -136,7 +139,9 @@ fn interval_stats(now: &VersionStats, before: Option<&VersionStats>) -> VersionS
 }
 
 fn window(stats: &VersionStats, route_requests: u64, seconds: Option<f64>) -> Window {
-    let responses = Responses::from_counts(&stats.responses);
+    let responses = stats
+        .outcomes_counted
+        .then(|| Responses::from_counts(&stats.responses));
     let quantile = |q| {
         stats
             .duration
@@ -150,8 +155,8 @@ fn window(stats: &VersionStats, route_requests: u64, seconds: Option<f64>) -> Wi
             .filter(|seconds| *seconds > 0.0)
             .map(|seconds| stats.requests as f64 / seconds),
         responses,
-        error_ratio: responses.error_ratio(),
-        timeouts: stats.timeouts,
+        error_ratio: responses.and_then(|responses| responses.error_ratio()),
+        timeouts: stats.outcomes_counted.then_some(stats.timeouts),
         p50_ms: quantile(0.5),
         p99_ms: quantile(0.99),
     }
@@ -171,6 +176,7 @@ impl Frame {
         let mut frame = Frame {
             interval_seconds: previous.map(|(_, elapsed)| elapsed.as_secs_f64()),
             unmatched: current.unmatched,
+            host_errors: current.host_errors,
             ..Frame::default()
         };
         // The snapshot is ordered by route, then version.
@@ -259,6 +265,7 @@ mod tests {
             requests,
             responses: [requests - server_errors, 0, 0, server_errors],
             timeouts,
+            outcomes_counted: true,
             duration: Some(Histogram {
                 buckets: vec![
                     Bucket {
@@ -292,6 +299,7 @@ mod tests {
                 })
                 .collect(),
             unmatched: Some(0),
+            host_errors: Some(0),
         }
     }
 
@@ -311,10 +319,10 @@ mod tests {
         };
         assert_eq!(v1.since_start.share, Some(0.7));
         assert_eq!(v2.since_start.share, Some(0.3));
-        assert_eq!(v2.since_start.responses.server_error, 300);
+        assert_eq!(v2.since_start.responses.map(|r| r.server_error), Some(300));
         assert_eq!(v2.since_start.error_ratio, Some(1.0));
         assert_eq!(v1.since_start.error_ratio, Some(0.0));
-        assert_eq!(v2.since_start.timeouts, 300);
+        assert_eq!(v2.since_start.timeouts, Some(300));
         assert_eq!(v2.since_start.p50_ms, Some(3.0));
         assert_eq!(v1.since_start.p50_ms, Some(0.5));
         assert_eq!(v1.last_interval, None);
@@ -341,9 +349,9 @@ mod tests {
         assert_eq!((v1.requests, v1.share), (20, Some(0.2)));
         assert_eq!((v2.requests, v2.share), (80, Some(0.8)));
         assert_eq!(v2.requests_per_second, Some(40.0));
-        assert_eq!(v2.responses.server_error, 10);
+        assert_eq!(v2.responses.map(|r| r.server_error), Some(10));
         assert_eq!(v2.error_ratio, Some(10.0 / 80.0));
-        assert_eq!(v2.timeouts, 0);
+        assert_eq!(v2.timeouts, Some(0));
         // All 80 new v2 samples were fast: the interval's median is in the first bucket.
         assert_eq!(v2.p50_ms, Some(0.5));
         assert_eq!(route.versions[1].since_start.requests, 110);
@@ -444,6 +452,21 @@ mod tests {
         assert_eq!(
             (rows[0].since_start.share, rows[0].since_start.p50_ms),
             (None, None)
+        );
+    }
+
+    #[test]
+    fn a_filter_counting_requests_only_shows_no_outcomes() {
+        let requests_only = VersionStats {
+            requests: 5,
+            ..VersionStats::default()
+        };
+        let frame = Frame::new(&snapshot(&[("hello", "v1", requests_only)]), None);
+        let v1 = &frame.routes[0].versions[0].since_start;
+        assert_eq!((v1.requests, v1.share), (5, Some(1.0)));
+        assert_eq!(
+            (v1.responses, v1.error_ratio, v1.timeouts),
+            (None, None, None)
         );
     }
 

@@ -51,6 +51,11 @@ fn alarming(value: u64) -> Cell<'static> {
     }
 }
 
+/// A count the filter may not keep (in its `requests` metrics mode): `-` then.
+fn count(value: Option<u64>, cell: fn(u64) -> Cell<'static>) -> Cell<'static> {
+    value.map_or_else(|| optional(None), cell)
+}
+
 fn optional(value: Option<String>) -> Cell<'static> {
     Cell::from(Line::from(value.unwrap_or_else(|| "-".into())).right_aligned())
 }
@@ -140,25 +145,25 @@ fn columns(frame: &Frame, version_width: u16) -> Vec<Column> {
             header: "2xx".into(),
             numeric: true,
             width: 7,
-            cell: |row, _| number(row.since_start.responses.success),
+            cell: |row, _| count(row.since_start.responses.map(|r| r.success), number),
         },
         Column {
             header: "4xx".into(),
             numeric: true,
             width: 6,
-            cell: |row, _| number(row.since_start.responses.client_error),
+            cell: |row, _| count(row.since_start.responses.map(|r| r.client_error), number),
         },
         Column {
             header: "5xx".into(),
             numeric: true,
             width: 7,
-            cell: |row, _| alarming(row.since_start.responses.server_error),
+            cell: |row, _| count(row.since_start.responses.map(|r| r.server_error), alarming),
         },
         Column {
             header: "timeouts".into(),
             numeric: true,
             width: 8,
-            cell: |row, _| alarming(row.since_start.timeouts),
+            cell: |row, _| count(row.since_start.timeouts, alarming),
         },
         Column {
             header: "p50 now".into(),
@@ -298,8 +303,15 @@ fn footer_lines(frame: &Frame) -> Vec<Line<'static>> {
             "and are the stats_tags of docs/metrics.md in Envoy's bootstrap? (try --stats json)",
         ));
     }
-    if let Some(unmatched) = frame.unmatched {
-        lines.push(Line::from(format!("unmatched requests: {unmatched}")));
+    let totals: Vec<String> = [
+        ("unmatched requests", frame.unmatched),
+        ("host errors", frame.host_errors),
+    ]
+    .into_iter()
+    .filter_map(|(name, count)| Some(format!("{name}: {}", count?)))
+    .collect();
+    if !totals.is_empty() {
+        lines.push(Line::from(totals.join("   ")));
     }
     lines
 }
@@ -407,10 +419,11 @@ mod tests {
             since_start: Window {
                 requests: total,
                 share: Some(share),
-                responses: Responses {
+                responses: Some(Responses {
                     success: total,
                     ..Responses::default()
-                },
+                }),
+                timeouts: Some(0),
                 ..Window::default()
             },
             last_interval: Some(Window {
@@ -435,6 +448,7 @@ mod tests {
                 versions: vec![row("v1", 700, 0.7, 0.5), row("v2", 300, 0.3, 0.5)],
             }],
             unmatched: Some(0),
+            host_errors: Some(0),
             weights_known: false,
             guard_known: false,
         }
@@ -547,6 +561,22 @@ mod tests {
     }
 
     #[test]
+    fn counts_the_filter_does_not_keep_are_dashes() {
+        let mut frame = frame();
+        for row in &mut frame.routes[0].versions {
+            row.since_start.responses = None;
+            row.since_start.timeouts = None;
+        }
+        let lines = draw(&frame, 140, 12);
+        let header = line_of(&lines, "version");
+        let v1: Vec<char> = line_of(&lines, "v1 ").chars().collect();
+        for column in ["2xx", "4xx", "5xx", "timeouts"] {
+            let end = header.find(column).expect(column) + column.len();
+            assert_eq!(v1[end - 1], '-', "{column}: {}", lines.join("\n"));
+        }
+    }
+
+    #[test]
     fn a_narrow_terminal_drops_columns_from_the_right() {
         let lines = draw(&frame(), 80, 12);
         let header = line_of(&lines, "version");
@@ -614,7 +644,10 @@ mod tests {
         };
         let text = to_text(view, 120);
         assert!(text.contains("\nv2 "), "{text}");
-        assert!(text.ends_with("unmatched requests: 0\n"), "{text}");
+        assert!(
+            text.ends_with("unmatched requests: 0   host errors: 0\n"),
+            "{text}"
+        );
         assert!(!text.contains("q quits"));
     }
 }

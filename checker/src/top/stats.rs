@@ -15,7 +15,7 @@
 use super::histogram::{Bucket, Histogram};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use traffic_split::metrics::{CodeClass, DestinationMetricNames, PREFIX, UNMATCHED};
+use traffic_split::metrics::{CodeClass, DestinationMetricNames, HOST_ERRORS, PREFIX, UNMATCHED};
 
 /// Envoy puts every stat a Wasm module defines under this namespace.
 const WASM_NAMESPACE: &str = "wasmcustom.";
@@ -44,6 +44,9 @@ pub struct VersionStats {
     /// Indexed by [`CodeClass::index`].
     pub responses: [u64; 4],
     pub timeouts: u64,
+    /// Whether the filter counts responses and timeouts (not in its `requests` metrics mode).
+    pub outcomes_counted: bool,
+    /// Durations in milliseconds, whatever unit the filter records them in.
     pub duration: Option<Histogram>,
     /// The weight the filter applies now, when it exports one.
     pub weight: Option<f64>,
@@ -57,6 +60,8 @@ pub struct Snapshot {
     pub versions: BTreeMap<VersionKey, VersionStats>,
     /// Requests no route matched; `None` when Envoy has no such stat (no filter loaded).
     pub unmatched: Option<u64>,
+    /// Host calls the filter saw fail; `None` when Envoy has no such stat.
+    pub host_errors: Option<u64>,
 }
 
 /// Which of a version's stats a name stands for.
@@ -92,6 +97,25 @@ fn version_stats(route: &str, version: &str) -> Vec<(String, Stat)> {
         stats.push((format!("{base}.{suffix}"), stat));
     }
     stats
+}
+
+/// The units a duration histogram may be recorded in, by the suffix of its name, and how to
+/// turn a value into milliseconds (division where it is exact: 4500 us is 4.5 ms).
+type ToMilliseconds = fn(f64) -> f64;
+const DURATION_UNITS: [(&str, ToMilliseconds); 3] = [
+    ("_microseconds", |value| value / 1000.0),
+    ("_milliseconds", |value| value),
+    ("_seconds", |value| value * 1000.0),
+];
+
+/// Turns a value of the filter's duration histogram into milliseconds, whatever unit its name
+/// (`request_duration_microseconds`) says it records.
+fn duration_in_milliseconds(value: f64) -> f64 {
+    let name = DestinationMetricNames::new("route", "version").duration;
+    DURATION_UNITS
+        .iter()
+        .find(|(suffix, _)| name.ends_with(suffix))
+        .map_or(value, |(_, convert)| convert(value))
 }
 
 /// The stat a Prometheus metric name stands for (`traffic_split_requests_total`), and its
@@ -143,7 +167,11 @@ struct PartialHistogram {
 }
 
 impl PartialHistogram {
+    /// The histogram, its bounds and sum in milliseconds.
     fn finish(mut self) -> Histogram {
+        for bucket in &mut self.buckets {
+            bucket.upper_bound = duration_in_milliseconds(bucket.upper_bound);
+        }
         self.buckets
             .sort_by(|a, b| a.upper_bound.total_cmp(&b.upper_bound));
         let last_bucket = self.buckets.last().map(|bucket| bucket.cumulative);
@@ -154,7 +182,7 @@ impl PartialHistogram {
                 .or(last_bucket)
                 .unwrap_or_default(),
             buckets: self.buckets,
-            sum: self.sum,
+            sum: self.sum.map(duration_in_milliseconds),
         }
     }
 }
@@ -175,8 +203,12 @@ fn record(stats: &mut VersionStats, stat: Stat, value: f64) {
             if let Some(count) = stats.responses.get_mut(class.index()) {
                 *count = whole(value);
             }
+            stats.outcomes_counted = true;
         }
-        Stat::Timeouts => stats.timeouts = whole(value),
+        Stat::Timeouts => {
+            stats.timeouts = whole(value);
+            stats.outcomes_counted = true;
+        }
         Stat::Weight => stats.weight = Some(value),
         Stat::GuardTrips => stats.guard_trips = Some(whole(value)),
         Stat::GuardEjected => stats.guard_ejected = Some(value != 0.0),
@@ -190,12 +222,17 @@ pub fn parse_prometheus(text: &str) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let mut histograms: BTreeMap<VersionKey, PartialHistogram> = BTreeMap::new();
     let unmatched = UNMATCHED.replace('.', "_");
+    let host_errors = HOST_ERRORS.replace('.', "_");
     for line in text.lines() {
         let Some(sample) = Sample::parse(line) else {
             continue;
         };
         if sample.name == unmatched {
             snapshot.unmatched = Some(whole(sample.value));
+            continue;
+        }
+        if sample.name == host_errors {
+            snapshot.host_errors = Some(whole(sample.value));
             continue;
         }
         let (Some(route), Some(version)) = (sample.label("route"), sample.label("version")) else {
@@ -343,12 +380,14 @@ pub fn parse_json(text: &str) -> Result<Snapshot, String> {
         .get("stats")
         .and_then(Json::as_array)
         .ok_or("no \"stats\" list: is this Envoy's /stats?format=json?")?;
-    let unmatched = format!("{WASM_NAMESPACE}{UNMATCHED}");
     let mut snapshot = Snapshot::default();
     for stat in stats {
         if let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_f64()) {
-            if name == unmatched || name == UNMATCHED {
+            let name_in_filter = name.strip_prefix(WASM_NAMESPACE).unwrap_or(name);
+            if name_in_filter == UNMATCHED {
                 snapshot.unmatched = Some(whole(value));
+            } else if name_in_filter == HOST_ERRORS {
+                snapshot.host_errors = Some(whole(value));
             } else if let Some((key, stat)) = dotted_stat(name) {
                 record(snapshot.versions.entry(key).or_default(), stat, value);
             }
@@ -387,7 +426,7 @@ mod tests {
     use super::*;
 
     /// Envoy 1.40's `/stats/prometheus?filter=traffic_split` after 14 requests to v1 and 6 to
-    /// v2 (cut by the 2 ms deadline) and one unmatched request; buckets abridged.
+    /// v2 (cut by the 2 ms deadline) and one unmatched request; buckets (microseconds) abridged.
     const PROMETHEUS: &str = r#"# TYPE traffic_split_requests_total counter
 traffic_split_requests_total{route="hello",version="v1"} 14
 traffic_split_requests_total{route="hello",version="v2"} 6
@@ -403,19 +442,21 @@ traffic_split_timeouts_total{route="hello",version="v1"} 0
 traffic_split_timeouts_total{route="hello",version="v2"} 6
 # TYPE traffic_split_unmatched_total counter
 traffic_split_unmatched_total{} 1
-# TYPE traffic_split_request_duration_milliseconds histogram
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v1",le="0.5"} 13
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v1",le="1"} 14
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v1",le="5"} 14
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v1",le="+Inf"} 14
-traffic_split_request_duration_milliseconds_sum{route="hello",version="v1"} 4.5
-traffic_split_request_duration_milliseconds_count{route="hello",version="v1"} 14
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v2",le="0.5"} 0
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v2",le="1"} 0
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v2",le="5"} 6
-traffic_split_request_duration_milliseconds_bucket{route="hello",version="v2",le="+Inf"} 6
-traffic_split_request_duration_milliseconds_sum{route="hello",version="v2"} 13.5
-traffic_split_request_duration_milliseconds_count{route="hello",version="v2"} 6
+# TYPE traffic_split_host_errors_total counter
+traffic_split_host_errors_total{} 0
+# TYPE traffic_split_request_duration_microseconds histogram
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="500"} 13
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="1000"} 14
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="5000"} 14
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="+Inf"} 14
+traffic_split_request_duration_microseconds_sum{route="hello",version="v1"} 4500
+traffic_split_request_duration_microseconds_count{route="hello",version="v1"} 14
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="500"} 0
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="1000"} 0
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="5000"} 6
+traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="+Inf"} 6
+traffic_split_request_duration_microseconds_sum{route="hello",version="v2"} 13500
+traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
 "#;
 
     /// The same reading from `/stats?format=json&...&histogram_buckets=cumulative`, abridged.
@@ -427,13 +468,14 @@ traffic_split_request_duration_milliseconds_count{route="hello",version="v2"} 6
 {"name":"wasmcustom.traffic_split.route.hello.version.v2.requests_total","value":6},
 {"name":"wasmcustom.traffic_split.route.hello.version.v2.timeouts_total","value":6},
 {"name":"wasmcustom.traffic_split.unmatched_total","value":1},
+{"name":"wasmcustom.traffic_split.host_errors_total","value":0},
 {"histograms":[
- {"name":"wasmcustom.traffic_split.route.hello.version.v1.request_duration_milliseconds",
-  "buckets":[{"upper_bound":0.5,"interval":0,"cumulative":13},{"upper_bound":1,"interval":0,"cumulative":14},
-             {"upper_bound":5,"interval":0,"cumulative":14}]},
- {"name":"wasmcustom.traffic_split.route.hello.version.v2.request_duration_milliseconds",
-  "buckets":[{"upper_bound":0.5,"interval":0,"cumulative":0},{"upper_bound":1,"interval":0,"cumulative":0},
-             {"upper_bound":5,"interval":0,"cumulative":6}]}]}]}"#;
+ {"name":"wasmcustom.traffic_split.route.hello.version.v1.request_duration_microseconds",
+  "buckets":[{"upper_bound":500,"interval":0,"cumulative":13},{"upper_bound":1000,"interval":0,"cumulative":14},
+             {"upper_bound":5000,"interval":0,"cumulative":14}]},
+ {"name":"wasmcustom.traffic_split.route.hello.version.v2.request_duration_microseconds",
+  "buckets":[{"upper_bound":500,"interval":0,"cumulative":0},{"upper_bound":1000,"interval":0,"cumulative":0},
+             {"upper_bound":5000,"interval":0,"cumulative":6}]}]}]}"#;
 
     fn key(route: &str, version: &str) -> VersionKey {
         VersionKey {
@@ -487,11 +529,31 @@ traffic_split_request_duration_milliseconds_count{route="hello",version="v2"} 6
     }
 
     #[test]
+    fn the_filters_duration_unit_is_known() {
+        let name = DestinationMetricNames::new("r", "v").duration;
+        assert!(
+            DURATION_UNITS
+                .iter()
+                .any(|(suffix, _)| name.ends_with(suffix)),
+            "{name}: teach DURATION_UNITS its unit"
+        );
+    }
+
+    #[test]
+    fn a_filter_counting_requests_only_has_no_outcomes() {
+        let snapshot = parse_prometheus(r#"traffic_split_requests_total{route="r",version="v"} 3"#);
+        let stats = &snapshot.versions[&key("r", "v")];
+        assert_eq!(stats.requests, 3);
+        assert!(!stats.outcomes_counted);
+        assert_eq!(stats.duration, None);
+    }
+
+    #[test]
     fn json_without_buckets_asks_for_them() {
         let text =
             r#"{"stats":[{"histograms":{"supported_quantiles":[50],"computed_quantiles":[]}}]}"#;
         assert_eq!(parse_json(text), Ok(Snapshot::default()));
-        let text = r#"{"stats":[{"histograms":[{"name":"wasmcustom.traffic_split.route.r.version.v.request_duration_milliseconds","values":[]}]}]}"#;
+        let text = r#"{"stats":[{"histograms":[{"name":"wasmcustom.traffic_split.route.r.version.v.request_duration_microseconds","values":[]}]}]}"#;
         let error = parse_json(text).expect_err("refused");
         assert!(error.contains("histogram_buckets=cumulative"), "{error}");
     }

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+use traffic_split::metrics::{DestinationMetricNames, PREFIX};
 
 /// The route every test config names.
 pub const ROUTE: &str = "hello";
@@ -36,6 +37,10 @@ pub fn send_hello(envoy: &Envoy, count: usize) {
 /// Waits until Envoy has counted the responses and recorded the durations of `total`
 /// requests (both happen when a stream ends, the histogram on the next stats flush).
 pub fn wait_until_counted(envoy: &Envoy, total: u64) {
+    // traffic_split_request_duration_<unit>_count, as the filter names its histogram.
+    let duration = DestinationMetricNames::new(ROUTE, "v1").duration;
+    let histogram = duration.rsplit('.').next().unwrap_or_default();
+    let duration_count = format!("{PREFIX}_{histogram}_count");
     let metrics = envoy.metrics_when(|metrics| {
         ["v1", "v2"].iter().all(|version| {
             let (requests, ..) = metrics.outcome(ROUTE, version);
@@ -43,10 +48,7 @@ pub fn wait_until_counted(envoy: &Envoy, total: u64) {
         }) && ["v1", "v2"]
             .iter()
             .map(|version| {
-                metrics.count(
-                    "traffic_split_request_duration_milliseconds_count",
-                    &[("route", ROUTE), ("version", version)],
-                )
+                metrics.count(&duration_count, &[("route", ROUTE), ("version", version)])
             })
             .sum::<u64>()
             == total
@@ -72,17 +74,24 @@ pub struct Traffic {
 }
 
 impl Traffic {
-    /// `per_second` requests a second, spread evenly (this paces the load; nothing waits on it).
+    /// `per_second` requests a second, spread evenly (this paces the load; nothing waits on
+    /// it), until dropped.
     pub fn start(front: SocketAddr, per_second: u32) -> Traffic {
+        Traffic::start_for(front, per_second, None)
+    }
+
+    /// The same, stopping by itself after `duration` when one is given.
+    pub fn start_for(front: SocketAddr, per_second: u32, duration: Option<Duration>) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let pause = Duration::from_secs(1) / per_second.max(1);
+        let end = duration.map(|duration| Instant::now() + duration);
         let thread = {
             let (stop, sent) = (Arc::clone(&stop), Arc::clone(&sent));
             std::thread::spawn(move || {
                 let mut connection = http::Connection::open(front).expect("connect to Envoy");
                 let mut next = Instant::now();
-                while !stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) && end.is_none_or(|end| next < end) {
                     get_hello(front, &mut connection);
                     sent.fetch_add(1, Ordering::Relaxed);
                     next += pause;
@@ -111,9 +120,10 @@ impl Drop for Traffic {
     }
 }
 
-/// The `traffic-split` binary of this build.
+/// The `traffic-split` binary of this build. Cargo names it to integration tests only; the
+/// `watch` example, which shares this module, runs `top` in its own process instead.
 pub fn traffic_split() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_traffic-split"))
+    Command::new(option_env!("CARGO_BIN_EXE_traffic-split").unwrap_or("traffic-split"))
 }
 
 /// `traffic-split top` against this Envoy's admin, with `args` after it.
