@@ -82,7 +82,8 @@ fn once(mut poller: Poller, options: &Options, json: bool) -> Result<(), String>
         };
         render::to_text(view, width)
     };
-    print!("{text}");
+    // A reader that went away (`| head`) is not an error of ours.
+    let _ = std::io::stdout().write_all(text.as_bytes());
     Ok(())
 }
 
