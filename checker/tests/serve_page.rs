@@ -137,8 +137,20 @@ fn the_page_shows_each_version_and_its_share_from_a_real_envoy() {
     assert_eq!(state["frame"]["routes"][0]["requests"], REQUESTS);
     assert_eq!(state["error"], Json::Null);
 
-    let output = chromium(&["--dump-dom"], &page.url);
-    let dom = String::from_utf8_lossy(&output.stdout);
+    // The DOM once the page's script has fetched /api/top and drawn the rows (virtual time lets
+    // it run; a slow machine may need another load).
+    let dom = poll(
+        "the page to show v1 and v2",
+        Duration::from_secs(60),
+        || {
+            let output = chromium(&["--dump-dom"], &page.url);
+            let dom = String::from_utf8_lossy(&output.stdout).into_owned();
+            ["v1", "v2"]
+                .iter()
+                .all(|version| version_row(&dom, version).is_some())
+                .then_some(dom)
+        },
+    );
     for (version, share, errors) in [("v1", "70.0%", "0"), ("v2", "30.0%", "30")] {
         let row = version_row(&dom, version)
             .unwrap_or_else(|| panic!("no row for {version} in the page:\n{dom}"));
