@@ -11,6 +11,7 @@
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
+//! - [`guard`]: taking a failing version out of the split, and back;
 //! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels;
 //! - [`stream`]: what the filter does for one stream, against a small host trait.
@@ -26,6 +27,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod guard;
 pub mod headers;
 pub mod metrics;
 pub mod pick;

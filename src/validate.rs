@@ -4,15 +4,17 @@
 
 use crate::config::read::show;
 use crate::config::{
-    ConfigError, DestinationConfig, HeaderMatchConfig, MatchConfig, PluginConfig, RouteConfig,
-    MAX_NAME_LEN,
+    ConfigError, DestinationConfig, GuardConfig, HeaderMatchConfig, MatchConfig, PluginConfig,
+    RetriesConfig, RouteConfig, MAX_NAME_LEN,
 };
 use crate::duration::parse_timeout_ms;
+use crate::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
 use crate::plan::{
-    Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, Route,
-    RouteMatch, WholeValueRegex, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+    Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, RetryHeaders,
+    Route, RouteLive, RouteMatch, WholeValueRegex, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER,
+    DEFAULT_VERSION_HEADER,
 };
 use regex_lite::RegexBuilder;
 use serde_json::Value;
@@ -26,6 +28,44 @@ pub const MAX_WEIGHT: u32 = 1_000_000;
 pub const MAX_REGEX_LEN: usize = 1024;
 const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 const MAX_REGEX_NESTING: u32 = 32;
+
+/// The most retries a route may ask Envoy for.
+const MAX_RETRIES: u32 = 10;
+/// Envoy's `x-envoy-retry-on` conditions.
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+];
+/// Envoy's `x-envoy-retry-grpc-on` conditions.
+const GRPC_RETRY_ON: &[&str] = &[
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+const DEFAULT_GUARD_MIN_REQUESTS: u32 = 20;
+const DEFAULT_GUARD_WINDOW_MS: u64 = 30_000;
+const DEFAULT_GUARD_COOLDOWN_MS: u64 = 120_000;
+
+/// A duration in the unit users would write it in.
+fn show_ms(millis: u64) -> String {
+    match millis {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
 
 /// `"metrics"` as the config spells it.
 const METRICS_MODES: &[(&str, MetricsMode)] = &[
@@ -263,6 +303,14 @@ impl Checker {
             Some(text) => self.timeout(text, &join(path, "timeout")).map(Some),
             None => Some(None),
         };
+        let guard = match &config.guard {
+            Some(guard) => self.guard(guard, &join(path, "guard")).map(Some),
+            None => Some(None),
+        };
+        let retries = match &config.retries {
+            Some(retries) => self.retries(retries, &join(path, "retries")).map(Some),
+            None => Some(None),
+        };
         let destinations_path = join(path, "destinations");
         let destinations = match &config.destinations {
             Some(destinations) => self.destinations(
@@ -270,6 +318,7 @@ impl Checker {
                 &destinations_path,
                 name.as_deref().unwrap_or(""),
                 timeout.flatten(),
+                retries.as_ref().and_then(Option::as_ref),
             ),
             None => {
                 self.error(
@@ -279,13 +328,16 @@ impl Checker {
                 None
             }
         };
-        let (name, matcher, _, destinations) = (name?, matcher?, timeout?, destinations?);
+        let (name, matcher, _, guard, _, destinations) =
+            (name?, matcher?, timeout?, guard?, retries?, destinations?);
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         Some(Route {
             name,
             matcher,
             picker: WeightedRoundRobin::new(&weights),
+            live: RouteLive::new(destinations.len()),
             destinations,
+            guard,
         })
     }
 
@@ -436,6 +488,7 @@ impl Checker {
         path: &str,
         route_name: &str,
         route_timeout_ms: Option<u64>,
+        route_retries: Option<&RetryHeaders>,
     ) -> Option<Vec<Destination>> {
         if configs.is_empty() {
             self.error(path, "expected at least one destination");
@@ -445,9 +498,13 @@ impl Checker {
         let mut destinations = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
             let destination_path = format!("{path}[{index}]");
-            if let Some(destination) =
-                self.destination(config, &destination_path, route_name, route_timeout_ms)
-            {
+            if let Some(destination) = self.destination(
+                config,
+                &destination_path,
+                route_name,
+                route_timeout_ms,
+                route_retries,
+            ) {
                 if !versions.insert(destination.version.clone()) {
                     self.error(
                         &join(&destination_path, "version"),
@@ -477,6 +534,7 @@ impl Checker {
         path: &str,
         route_name: &str,
         route_timeout_ms: Option<u64>,
+        route_retries: Option<&RetryHeaders>,
     ) -> Option<Destination> {
         let version = match &config.version {
             Some(version) => self.name(version, &join(path, "version")),
@@ -503,7 +561,12 @@ impl Checker {
             Some(text) => self.timeout(text, &join(path, "timeout")).map(Some),
             None => Some(None),
         };
-        let (version, cluster, weight, timeout) = (version?, cluster?, weight?, timeout?);
+        let retries = match &config.retries {
+            Some(retries) => self.retries(retries, &join(path, "retries")).map(Some),
+            None => Some(None),
+        };
+        let (version, cluster, weight, timeout, retries) =
+            (version?, cluster?, weight?, timeout?, retries?);
         let deadline_ms = timeout.or(route_timeout_ms);
         Some(Destination {
             metric_names: DestinationMetricNames::new(route_name, &version),
@@ -512,7 +575,234 @@ impl Checker {
             weight,
             deadline_ms,
             deadline_header_value: deadline_ms.map(|ms| ms.to_string()),
+            retries: retries.or_else(|| route_retries.cloned()),
         })
+    }
+
+    /// A number within `range`, as a float (Istio hands every number over as a double).
+    fn number_in(
+        &mut self,
+        value: &Value,
+        path: &str,
+        range: (f64, f64),
+        what: &str,
+    ) -> Option<f64> {
+        let number = value
+            .as_f64()
+            .filter(|number| (range.0..=range.1).contains(number));
+        if number.is_none() {
+            self.error(path, format!("expected {what}, got {}", show(value)));
+        }
+        number
+    }
+
+    /// A whole number within `range` (`70.0` reads as 70).
+    fn integer_in(&mut self, value: &Value, path: &str, range: (u32, u32)) -> Option<u32> {
+        let (low, high) = range;
+        let integer = value
+            .as_f64()
+            .filter(|number| {
+                number.fract() == 0.0 && (f64::from(low)..=f64::from(high)).contains(number)
+            })
+            .map(|number| number as u32);
+        if integer.is_none() {
+            self.error(
+                path,
+                format!(
+                    "expected an integer from {low} to {high}, got {}",
+                    show(value)
+                ),
+            );
+        }
+        integer
+    }
+
+    /// A duration from `min_ms` to `max_ms`, or `default_ms` when left out.
+    fn bounded_duration(
+        &mut self,
+        text: Option<&str>,
+        path: &str,
+        (min_ms, max_ms): (u64, u64),
+        default_ms: u64,
+    ) -> Option<u64> {
+        let Some(text) = text else {
+            return Some(default_ms);
+        };
+        let millis = self.timeout(text, path)?;
+        if !(min_ms..=max_ms).contains(&millis) {
+            self.error(
+                path,
+                format!(
+                    "{text:?} is outside {} to {}",
+                    show_ms(min_ms),
+                    show_ms(max_ms)
+                ),
+            );
+            return None;
+        }
+        Some(millis)
+    }
+
+    fn guard(&mut self, config: &GuardConfig, path: &str) -> Option<Guard> {
+        let ratio_path = join(path, "max_error_ratio");
+        let max_error_ratio = match &config.max_error_ratio {
+            Some(value) => self.number_in(value, &ratio_path, (0.0, 1.0), "a number from 0 to 1"),
+            None => {
+                self.error(&ratio_path, "required: a number from 0 to 1");
+                None
+            }
+        };
+        let min_requests = match &config.min_requests {
+            Some(value) => self.integer_in(value, &join(path, "min_requests"), (1, 1_000_000)),
+            None => Some(DEFAULT_GUARD_MIN_REQUESTS),
+        };
+        let window_ms = self.bounded_duration(
+            config.window.as_deref(),
+            &join(path, "window"),
+            (1_000, 3_600_000),
+            DEFAULT_GUARD_WINDOW_MS,
+        );
+        let cooldown_ms = self.bounded_duration(
+            config.cooldown.as_deref(),
+            &join(path, "cooldown"),
+            (1_000, 86_400_000),
+            DEFAULT_GUARD_COOLDOWN_MS,
+        );
+        let errors = match &config.errors {
+            Some(names) => self.error_classes(names, &join(path, "errors")),
+            None => Some(ErrorClasses::default()),
+        };
+        let probe_basis_points = match &config.probe_percent {
+            Some(value) => {
+                let max = f64::from(MAX_PROBE_BASIS_POINTS) / 100.0;
+                let percent_path = join(path, "probe_percent");
+                self.number_in(
+                    value,
+                    &percent_path,
+                    (0.0, max),
+                    &format!("a percentage from 0 to {max} with at most two decimals"),
+                )
+                .and_then(|percent| {
+                    let basis_points = (percent * 100.0).round();
+                    if (basis_points - percent * 100.0).abs() > 1e-6 {
+                        self.error(
+                            &percent_path,
+                            format!(
+                                "expected a percentage with at most two decimals, got {}",
+                                show(value)
+                            ),
+                        );
+                        return None;
+                    }
+                    Some(basis_points as u32)
+                })
+            }
+            None => Some(0),
+        };
+        Some(Guard {
+            max_error_ratio: max_error_ratio?,
+            min_requests: min_requests?,
+            window_ms: window_ms?,
+            cooldown_ms: cooldown_ms?,
+            errors: errors?,
+            probe_basis_points: probe_basis_points?,
+        })
+    }
+
+    fn error_classes(&mut self, names: &[String], path: &str) -> Option<ErrorClasses> {
+        if names.is_empty() {
+            self.error(
+                path,
+                "expected at least one of \"5xx\", \"timeout\", \"reset\"",
+            );
+            return None;
+        }
+        let mut classes = ErrorClasses {
+            server_error: false,
+            timeout: false,
+            reset: false,
+        };
+        let mut ok = true;
+        for (index, name) in names.iter().enumerate() {
+            match name.as_str() {
+                "5xx" => classes.server_error = true,
+                "timeout" => classes.timeout = true,
+                "reset" => classes.reset = true,
+                other => {
+                    self.error(
+                        &format!("{path}[{index}]"),
+                        format!("expected one of \"5xx\", \"timeout\", \"reset\", got {other:?}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(classes)
+    }
+
+    fn retries(&mut self, config: &RetriesConfig, path: &str) -> Option<RetryHeaders> {
+        let attempts_path = join(path, "attempts");
+        let attempts = match &config.attempts {
+            Some(value) => self.integer_in(value, &attempts_path, (0, MAX_RETRIES)),
+            None => {
+                self.error(
+                    &attempts_path,
+                    format!("required: an integer from 0 to {MAX_RETRIES}"),
+                );
+                None
+            }
+        };
+        let per_try_timeout = match &config.per_try_timeout {
+            Some(text) => self
+                .timeout(text, &join(path, "per_try_timeout"))
+                .map(|ms| Some(ms.to_string())),
+            None => Some(None),
+        };
+        let retry_on_path = join(path, "retry_on");
+        let retry_on = match &config.retry_on {
+            Some(text) => self.conditions(text, &retry_on_path, RETRY_ON),
+            None => {
+                self.error(
+                    &retry_on_path,
+                    "required: Envoy retry conditions, e.g. \"5xx,reset\"",
+                );
+                None
+            }
+        };
+        let grpc_retry_on = match &config.grpc_retry_on {
+            Some(text) => self
+                .conditions(text, &join(path, "grpc_retry_on"), GRPC_RETRY_ON)
+                .map(Some),
+            None => Some(None),
+        };
+        Some(RetryHeaders {
+            max_retries: attempts?.to_string(),
+            retry_on: retry_on?,
+            per_try_timeout_ms: per_try_timeout?,
+            grpc_retry_on: grpc_retry_on?,
+        })
+    }
+
+    /// A comma-separated list of Envoy's retry conditions, as Envoy's header takes it.
+    fn conditions(&mut self, text: &str, path: &str, allowed: &[&str]) -> Option<String> {
+        let conditions: Vec<&str> = text.split(',').map(str::trim).collect();
+        let unknown: Vec<&str> = conditions
+            .iter()
+            .copied()
+            .filter(|condition| !allowed.contains(condition))
+            .collect();
+        if !unknown.is_empty() {
+            self.error(
+                path,
+                format!(
+                    "unknown retry condition {:?}; expected a comma-separated list of {}",
+                    unknown.join(","),
+                    allowed.join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(conditions.join(","))
     }
 
     fn cluster(&mut self, text: &str, path: &str) -> Option<String> {
