@@ -106,14 +106,16 @@ fn once_prints_the_exact_counts_per_version() {
         line("route hello").starts_with("route hello  100 requests, 0.0 req/s now"),
         "{text}"
     );
-    assert!(line("configured weight unknown").contains("traffic_split_weight"));
+    // The filter's weight gauge gives the configured split.
+    assert!(!text.contains("configured weight unknown"), "{text}");
     let header = line("version");
     // (version, requests, share, 2xx, 5xx, timeouts)
-    for (name, requests, total_share, ok, errors, timeouts) in [
-        ("v1", "70", "70.0%", "70", "0", "0"),
-        ("v2", "30", "30.0%", "0", "30", "30"),
+    for (name, weight, requests, total_share, ok, errors, timeouts) in [
+        ("v1", "70 (70%)", "70", "70.0%", "70", "0", "0"),
+        ("v2", "30 (30%)", "30", "30.0%", "0", "30", "30"),
     ] {
         let row = line(&format!("{name} "));
+        assert!(row[name.len()..].trim_start().starts_with(weight), "{text}");
         assert_eq!(column(header, row, "requests"), requests, "{text}");
         assert_eq!(share(header, row, "share total"), total_share, "{text}");
         assert_eq!(column(header, row, "2xx"), ok, "{text}");
@@ -145,7 +147,7 @@ fn json_gives_the_same_exact_counts_from_either_form_of_envoys_stats() {
         assert_eq!(frame["routes"][0]["requests"], REQUESTS, "{form}: {frame}");
         assert_eq!(frame["unmatched"], 0);
         assert_eq!(frame["host_errors"], 0);
-        assert_eq!(frame["weights_known"], false);
+        assert_eq!(frame["weights_known"], true);
         assert_eq!(frame["guard_known"], false);
         assert!(frame["interval_seconds"].as_f64().is_some_and(|s| s >= 0.1));
         for (name, requests, share, ok, errors, timeouts) in
@@ -158,7 +160,7 @@ fn json_gives_the_same_exact_counts_from_either_form_of_envoys_stats() {
             assert_eq!(total["responses"]["2xx"], ok, "{form} {name}: {row}");
             assert_eq!(total["responses"]["5xx"], errors, "{form} {name}: {row}");
             assert_eq!(total["timeouts"], timeouts, "{form} {name}: {row}");
-            assert_eq!(row["weight"], Json::Null);
+            assert_eq!(row["weight"], share * 100.0, "{form} {name}: {row}");
             assert!(row.get("guard").is_none());
             assert_eq!(row["last_interval"]["requests"], 0);
         }
