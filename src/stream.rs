@@ -14,7 +14,10 @@
 
 use crate::headers::HeaderPairs;
 use crate::metrics::CodeClass;
-use crate::plan::{MetricsMode, Plan, RequestView, DEADLINE_HEADER};
+use crate::plan::{
+    MetricsMode, Plan, RequestView, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+};
 
 #[cfg(any(test, feature = "fuzzing"))]
 pub mod scripted_host;
@@ -73,6 +76,10 @@ const UPSTREAM_REQUEST_TIMEOUT_FLAG: u64 = 0x4;
 /// Durations are recorded in microseconds: a sidecar-local version answers in well under a
 /// millisecond, and deadlines are a few milliseconds, so whole milliseconds would read 0 for
 /// the one and blur the other.
+/// Envoy's `response.flags` bits for a reset stream: local reset (`LR`), upstream remote reset
+/// (`UR`), upstream connection failure (`UF`) and termination (`UC`).
+const RESET_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40;
+
 const NANOS_PER_MICRO: u64 = 1_000;
 
 /// The state a stream keeps between its request headers and its end.
@@ -111,6 +118,31 @@ impl Stream {
         if let Some(deadline) = &destination.deadline_header_value {
             request.set(DEADLINE_HEADER, deadline);
         }
+        // Envoy's retry policy is the config's: written where it has one, a client's removed.
+        match &destination.retries {
+            Some(retries) => {
+                request.set(MAX_RETRIES_HEADER, &retries.max_retries);
+                request.set(RETRY_ON_HEADER, &retries.retry_on);
+                match &retries.per_try_timeout_ms {
+                    Some(per_try) => request.set(PER_TRY_TIMEOUT_HEADER, per_try),
+                    None => request.remove_if_sent(PER_TRY_TIMEOUT_HEADER),
+                }
+                match &retries.grpc_retry_on {
+                    Some(grpc) => request.set(GRPC_RETRY_ON_HEADER, grpc),
+                    None => request.remove_if_sent(GRPC_RETRY_ON_HEADER),
+                }
+            }
+            None => {
+                for header in [
+                    MAX_RETRIES_HEADER,
+                    RETRY_ON_HEADER,
+                    PER_TRY_TIMEOUT_HEADER,
+                    GRPC_RETRY_ON_HEADER,
+                ] {
+                    request.remove_if_sent(header);
+                }
+            }
+        }
         if request.write_failed {
             request.count_failures();
             return;
@@ -135,32 +167,69 @@ impl Stream {
         let Some(chosen) = self.chosen else {
             return;
         };
-        if plan.metrics != MetricsMode::Full {
+        let route = plan.routes.get(chosen.route);
+        let guard = route.and_then(|route| route.guard.as_ref());
+        let full = plan.metrics == MetricsMode::Full;
+        if !full && guard.is_none() {
             return;
         }
-        let elapsed_nanos = host.now_nanos().saturating_sub(self.started_nanos);
-        host.record_duration_us(chosen, elapsed_nanos / NANOS_PER_MICRO);
-        // No code when the stream ended before any response (a client reset): nothing to count.
+        if full {
+            let elapsed_nanos = host.now_nanos().saturating_sub(self.started_nanos);
+            host.record_duration_us(chosen, elapsed_nanos / NANOS_PER_MICRO);
+        }
+        let record = |error: bool| {
+            if let Some(route) = route {
+                route.live.record_outcome(chosen.destination, error);
+            }
+        };
         let code = match host.response_code() {
             Ok(Some(code)) => code,
-            Ok(None) => return,
+            // No response at all: the stream was reset (by the client, or upstream before
+            // Envoy could answer). Only the guard's "reset" class counts it.
+            Ok(None) => {
+                if let Some(guard) = guard {
+                    record(guard.errors.reset);
+                }
+                return;
+            }
             Err(_) => {
                 host.count(Count::HostError);
                 return;
             }
         };
-        if let Some(class) = CodeClass::of_code(code) {
-            host.count(Count::Response(chosen, class));
-        }
-        // Envoy's own timeouts answer 504; only then is the flags attribute worth its cost.
-        if code == 504 {
-            match host.response_flags() {
-                Ok(Some(flags)) if flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0 => {
-                    host.count(Count::Timeout(chosen));
-                }
-                Ok(_) => {}
-                Err(_) => host.count(Count::HostError),
+        let class = CodeClass::of_code(code);
+        if full {
+            if let Some(class) = class {
+                host.count(Count::Response(chosen, class));
             }
+        }
+        let server_error = class == Some(CodeClass::ServerError);
+        // The flags attribute costs a host call: read it only where its answer counts. Envoy's
+        // own timeouts answer 504, its resets and connection failures 503.
+        let needs_flags = (code == 504 && (full || guard.is_some_and(|g| g.errors.timeout)))
+            || (server_error && guard.is_some_and(|g| g.errors.reset));
+        let flags = if needs_flags {
+            match host.response_flags() {
+                Ok(flags) => flags.unwrap_or(0),
+                Err(_) => {
+                    host.count(Count::HostError);
+                    0
+                }
+            }
+        } else {
+            0
+        };
+        let timed_out = code == 504 && flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0;
+        if full && timed_out {
+            host.count(Count::Timeout(chosen));
+        }
+        if let Some(guard) = guard {
+            let classes = guard.errors;
+            record(
+                (classes.server_error && server_error)
+                    || (classes.timeout && timed_out)
+                    || (classes.reset && flags & RESET_FLAGS != 0),
+            );
         }
     }
 }
@@ -504,5 +573,108 @@ mod tests {
         end(PREFIX_ONLY, &mut host);
         assert_eq!(host.counts, [Count::Unmatched]);
         assert!(host.durations.is_empty());
+    }
+
+    const RETRYING: &str = r#"{ "routes": [
+        { "name": "hello", "retries": { "attempts": 2, "retry_on": "5xx", "per_try_timeout": "1s" },
+          "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
+
+    #[test]
+    fn a_routes_retries_replace_a_clients() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-envoy-max-retries", "9"),
+            ("x-envoy-retry-grpc-on", "cancelled"),
+        ]);
+        handle(RETRYING, &mut host);
+        assert_eq!(host.values("x-envoy-max-retries"), ["2"]);
+        assert_eq!(host.values("x-envoy-retry-on"), ["5xx"]);
+        assert_eq!(
+            host.values("x-envoy-upstream-rq-per-try-timeout-ms"),
+            ["1000"]
+        );
+        assert!(host.values("x-envoy-retry-grpc-on").is_empty());
+    }
+
+    #[test]
+    fn without_retries_a_clients_retry_headers_are_removed() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-envoy-max-retries", "9"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-upstream-rq-per-try-timeout-ms", "1"),
+        ]);
+        handle(SPLIT, &mut host);
+        for header in [
+            "x-envoy-max-retries",
+            "x-envoy-retry-on",
+            "x-envoy-upstream-rq-per-try-timeout-ms",
+        ] {
+            assert!(host.values(header).is_empty(), "{header}");
+        }
+    }
+
+    const GUARDED: &str = r#"{ "metrics": "requests", "routes": [
+        { "name": "hello", "guard": { "max_error_ratio": 0.5, "errors": ["5xx", "reset"] },
+          "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
+
+    /// The guard's tally of a request that ended with `code` and `flags`.
+    fn guard_tally(json: &str, code: Option<i64>, flags: Option<u64>) -> crate::guard::Tally {
+        let plan = plan(json);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = code;
+        host.response_flags = flags;
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan, &mut host);
+        stream.on_end(&plan, &mut host);
+        plan.routes[0].live.take_outcomes()[0]
+    }
+
+    #[test]
+    fn the_guard_counts_outcomes_by_its_error_classes_even_in_requests_mode() {
+        use crate::guard::Tally;
+        let ok = Tally {
+            requests: 1,
+            errors: 0,
+        };
+        let error = Tally {
+            requests: 1,
+            errors: 1,
+        };
+        assert_eq!(guard_tally(GUARDED, Some(200), None), ok);
+        assert_eq!(guard_tally(GUARDED, Some(503), None), error);
+        assert_eq!(guard_tally(GUARDED, Some(404), None), ok);
+        assert_eq!(guard_tally(GUARDED, None, None), error, "a reset");
+        let timeouts_only = GUARDED.replace(r#"["5xx", "reset"]"#, r#"["timeout"]"#);
+        assert_eq!(guard_tally(&timeouts_only, Some(503), Some(0x10)), ok);
+        assert_eq!(
+            guard_tally(&timeouts_only, Some(504), Some(0)),
+            ok,
+            "the upstream's 504"
+        );
+        assert_eq!(
+            guard_tally(
+                &timeouts_only,
+                Some(504),
+                Some(UPSTREAM_REQUEST_TIMEOUT_FLAG)
+            ),
+            error
+        );
+        assert_eq!(guard_tally(&timeouts_only, None, None), ok);
+        let resets_only = GUARDED.replace(r#"["5xx", "reset"]"#, r#"["reset"]"#);
+        assert_eq!(
+            guard_tally(&resets_only, Some(503), Some(0x20)),
+            error,
+            "UF"
+        );
+        assert_eq!(guard_tally(&resets_only, Some(503), Some(0)), ok);
+    }
+
+    #[test]
+    fn a_route_without_a_guard_records_no_outcome() {
+        assert_eq!(
+            guard_tally(SPLIT, Some(503), None),
+            crate::guard::Tally::default()
+        );
     }
 }

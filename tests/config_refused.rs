@@ -28,8 +28,9 @@ fn bad_config_at_start_is_refused_with_the_field_path_in_envoys_log() {
     let lines = refusal_lines(&failure.log);
     assert!(!lines.is_empty(), "no refusal in the log:\n{}", failure.log);
     assert!(
-        lines[0]
-            .contains("routes[0].destinations[1].weight: expected a non-negative integer, got -5"),
+        lines[0].contains(
+            "routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5"
+        ),
         "{}",
         lines[0]
     );
@@ -88,9 +89,9 @@ fn bad_reconfiguration_is_refused_and_the_running_split_goes_on() {
         !envoy.reconfigure(NEGATIVE_WEIGHT),
         "Envoy accepted a negative weight"
     );
-    assert!(envoy
-        .log()
-        .contains("routes[0].destinations[1].weight: expected a non-negative integer, got -5"));
+    assert!(envoy.log().contains(
+        "routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5"
+    ));
     assert_eq!(
         versions_seen(&envoy, 100),
         expected,

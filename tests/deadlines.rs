@@ -5,23 +5,9 @@
 
 mod support;
 
-use support::{exclusive, Envoy, EnvoyConfig};
+use support::{exclusive, Envoy, EnvoyConfig, ROUTE_2MS_V1_10S};
 
 const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
-
-/// The Istio experiment's 2 ms route timeout; v1 carries its own generous deadline so that a
-/// scheduling hiccup on a busy 2-core machine cannot turn a fast v1 answer into a timeout.
-const ROUTE_2MS_V1_10S: &str = r#"{
-  "routes": [{
-    "name": "hello",
-    "match": { "prefix": "/hello" },
-    "timeout": "0.002s",
-    "destinations": [
-      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
-      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
-    ]
-  }]
-}"#;
 
 /// (requests, 2xx, 5xx, timeouts) of a version of the `hello` route, from Envoy's stats.
 fn outcomes(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {

@@ -39,3 +39,17 @@ fn a_configuration_is_logged_once_per_vm_and_requests_log_nothing() {
         "requests made the filter log:\n{busy_log}"
     );
 }
+
+#[test]
+fn the_log_level_in_the_config_silences_the_configure_line() {
+    let _machine = exclusive();
+    let quiet = support::SPLIT_70_30.replacen('{', r#"{ "log_level": "error","#, 1);
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&quiet));
+    assert_eq!(
+        envoy.connect().get("/hello").expect("request").status,
+        200,
+        "configured and serving"
+    );
+    let log = envoy.stop();
+    assert_eq!(configured_lines(&log), 0, "{log}");
+}

@@ -37,6 +37,9 @@ fn the_shipped_module_exports_only_what_the_filter_uses() {
             "proxy_on_log",
             "proxy_on_memory_allocate",
             "proxy_on_request_headers",
+            // The guard's timer: merges outcomes into shared data (only routes with a guard
+            // set one).
+            "proxy_on_tick",
             "proxy_on_vm_start",
         ]
     );

@@ -214,3 +214,21 @@ fn plugins_sharing_one_vm_each_follow_their_own_configuration() {
     assert_eq!(metrics.outcome("first", "v2").0, 0);
     assert_eq!(metrics.outcome("second", "v1").0, 0);
 }
+
+#[test]
+fn requests_metrics_mode_counts_requests_only() {
+    let _machine = exclusive();
+    let requests_only = support::SPLIT_70_30.replacen('{', r#"{ "metrics": "requests","#, 1);
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&requests_only));
+    assert_eq!(versions_seen(&envoy, "/hello", &[], 100), split(70, 30));
+    let lines = envoy.prometheus_lines();
+    let series = |prefix: &str| lines.iter().filter(|line| line.starts_with(prefix)).count();
+    assert_eq!(
+        series(r#"traffic_split_requests_total{route="hello",version="v1"} 70"#),
+        1,
+        "{lines:#?}"
+    );
+    assert_eq!(series("traffic_split_responses_total"), 0, "{lines:#?}");
+    assert_eq!(series("traffic_split_timeouts_total"), 0, "{lines:#?}");
+    assert_eq!(series("traffic_split_request_duration"), 0, "{lines:#?}");
+}

@@ -29,8 +29,8 @@ fn misspelt_weight_is_an_unknown_field_and_the_weight_is_missing() {
     assert_eq!(
         errors("weight-typo.json"),
         [
-            "routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout",
-            "routes[0].destinations[1].weight: required: a non-negative integer",
+            "routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout, retries; did you mean `weight`?",
+            "routes[0].destinations[1].weight: required: an integer from 0 to 1000000",
         ]
     );
 }
@@ -39,7 +39,27 @@ fn misspelt_weight_is_an_unknown_field_and_the_weight_is_missing() {
 fn negative_weight_is_refused() {
     assert_eq!(
         errors("negative-weight.json"),
-        ["routes[0].destinations[1].weight: expected a non-negative integer, got -5"]
+        ["routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got -5"]
+    );
+}
+
+#[test]
+fn a_key_written_twice_in_json_is_refused_with_its_path() {
+    assert_eq!(
+        errors("duplicate-key.json"),
+        ["routes[0].destinations[1].weight: duplicate field"]
+    );
+}
+
+#[test]
+fn a_key_written_twice_in_yaml_is_refused_by_the_yaml_reader() {
+    // serde_yaml refuses the whole file, naming the mapping that holds the key twice; the
+    // filter's compiler never sees a pluginConfig with one of the two values dropped.
+    assert_eq!(
+        errors("wasm-plugin-duplicate-key.yaml"),
+        [
+            r#"not valid YAML: spec.pluginConfig.routes[0].destinations[1]: duplicate entry with key "weight" at line 17 column 9"#
+        ]
     );
 }
 
@@ -106,8 +126,8 @@ fn wasm_plugin_errors_carry_the_path_inside_the_resource() {
         errors("wasm-plugin-weights.yaml"),
         [
             r#"spec.pluginConfig.routes[0].timeout: "0.0001s" is not a whole number of milliseconds (Envoy deadlines have millisecond resolution)"#,
-            "spec.pluginConfig.routes[0].destinations[0].weight: expected a non-negative integer, got 70.5",
-            r#"spec.pluginConfig.routes[0].destinations[1].weight: expected a non-negative integer, got "30""#,
+            "spec.pluginConfig.routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got 70.5",
+            r#"spec.pluginConfig.routes[0].destinations[1].weight: expected an integer from 0 to 1000000, got "30""#,
         ]
     );
 }

@@ -3,6 +3,7 @@
 //! hands its request to [`crate::stream::Stream`] with [`host::EnvoyHost`] as its host.
 //! Everything that needs thought lives in the core.
 
+mod guard;
 mod host;
 
 use crate::config::{compile, describe_errors};
@@ -14,6 +15,7 @@ use proxy_wasm::hostcalls::{self, define_metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
 use std::rc::Rc;
+use std::time::Duration;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -25,6 +27,16 @@ pub(crate) struct DestinationMetrics {
     pub requests: u32,
     /// Defined only with full metrics, so that `requests` mode shows no counters that stay 0.
     pub responses: Option<ResponseMetrics>,
+    /// Gauge: the weight requests are split by now.
+    pub weight: u32,
+    /// Defined only on routes with a guard.
+    pub guard: Option<GuardMetrics>,
+}
+
+pub(crate) struct GuardMetrics {
+    pub trips: u32,
+    pub ejected: u32,
+    pub held: u32,
 }
 
 pub(crate) struct ResponseMetrics {
@@ -49,9 +61,15 @@ struct SplitRoot {
     /// `None` until a configuration has been accepted. A refused reconfiguration keeps the
     /// previous one: requests already flowing are never disturbed.
     active: Option<Rc<Active>>,
+    /// Where this plugin's guards keep their state in the proxy's shared data.
+    guard_keys: Vec<Option<String>>,
 }
 
 impl Context for SplitRoot {}
+
+/// How often each worker merges its guard outcomes into the shared state and reads the
+/// decisions: the longest a worker's split lags behind a trip (docs/config.md).
+const GUARD_TICK: Duration = Duration::from_millis(250);
 
 impl RootContext for SplitRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -80,6 +98,19 @@ impl RootContext for SplitRoot {
                     "traffic-split: configured {} route(s)",
                     active.plan.routes.len()
                 );
+                let plugin = hostcalls::get_property(vec!["plugin_name"])
+                    .ok()
+                    .flatten()
+                    .and_then(|name| String::from_utf8(name).ok())
+                    .unwrap_or_default();
+                self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
+                if self.guard_keys.iter().any(Option::is_some) {
+                    if let Err(status) = hostcalls::set_tick_period(GUARD_TICK) {
+                        log::error!("traffic-split: configuration refused: the guard's timer could not be set: {status:?}");
+                        return false;
+                    }
+                }
+                guard::publish_weights(&active);
                 self.active = Some(Rc::new(active));
                 true
             }
@@ -101,6 +132,12 @@ impl RootContext for SplitRoot {
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(active) = &self.active {
+            guard::merge_all(active, &self.guard_keys);
+        }
     }
 }
 
@@ -167,6 +204,7 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
             route_metrics.push(define_destination_metrics(
                 &destination.metric_names,
                 plan.metrics,
+                route.guard.is_some(),
             )?);
         }
         metrics.push(route_metrics);
@@ -182,8 +220,19 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
 fn define_destination_metrics(
     names: &DestinationMetricNames,
     mode: MetricsMode,
+    guarded: bool,
 ) -> Result<DestinationMetrics, Status> {
     let requests = define_metric(MetricType::Counter, &names.requests)?;
+    let weight = define_metric(MetricType::Gauge, &names.weight)?;
+    let guard = if guarded {
+        Some(GuardMetrics {
+            trips: define_metric(MetricType::Counter, &names.guard_trips)?,
+            ejected: define_metric(MetricType::Gauge, &names.guard_ejected)?,
+            held: define_metric(MetricType::Counter, &names.guard_held)?,
+        })
+    } else {
+        None
+    };
     let responses = match mode {
         MetricsMode::Requests => None,
         MetricsMode::Full => {
@@ -203,5 +252,7 @@ fn define_destination_metrics(
     Ok(DestinationMetrics {
         requests,
         responses,
+        weight,
+        guard,
     })
 }

@@ -27,8 +27,31 @@ pub const SPLIT_70_30: &str = r#"{
   }]
 }"#;
 
+/// The Istio experiment's 2 ms route timeout, which cuts every v2 request (v2 answers in
+/// 5 ms); v1 carries its own generous deadline so that a scheduling hiccup on a busy 2-core
+/// machine cannot turn a fast v1 answer into a timeout. Every count is known: of 1,000
+/// requests, 700 to v1, all 2xx; 300 to v2, all 5xx and timeouts.
+pub const ROUTE_2MS_V1_10S: &str = r#"{
+  "routes": [{
+    "name": "hello",
+    "match": { "prefix": "/hello" },
+    "timeout": "0.002s",
+    "destinations": [
+      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
+      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
+    ]
+  }]
+}"#;
+
+/// The repository: the root package's folder, also when a workspace member's tests (the
+/// checker's, one level down) use this harness.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("envoy/envoy.yaml").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
 }
 
 /// A file a test needs: `$variable` if set, else `default` under the repository. A missing
@@ -107,6 +130,9 @@ fn traffic_split_filter(listener: &mut Value) -> &mut Value {
     &mut filter["typed_config"]["config"]
 }
 
+/// The runtime key of v2's abort percentage (see [`EnvoyConfig::with_v2_failure_switch`]).
+const V2_ABORT_PERCENT_KEY: &str = "test.v2.abort_percent";
+
 /// The shipped `envoy/envoy.yaml`, as a YAML document to adapt.
 pub struct EnvoyConfig {
     pub document: Value,
@@ -114,6 +140,8 @@ pub struct EnvoyConfig {
     front_from_lds: bool,
     /// More listeners like the front one, each with its own plugin configuration: (name, JSON).
     more_fronts: Vec<(String, String)>,
+    /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
+    concurrency: u32,
 }
 
 impl EnvoyConfig {
@@ -127,7 +155,37 @@ impl EnvoyConfig {
             document: serde_yaml::from_str(&text).expect("parse the Envoy config"),
             front_from_lds: false,
             more_fronts: Vec::new(),
+            concurrency: 1,
         }
+    }
+
+    /// Runs Envoy with `workers` worker threads, so that a test sees several VMs agree.
+    pub fn with_concurrency(mut self, workers: u32) -> EnvoyConfig {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Lets a test make v2 fail: its upstream's fault filter gets an abort with status 503 at
+    /// 0%, which [`Envoy::set_v2_failing`] raises through Envoy's runtime.
+    pub fn with_v2_failure_switch(mut self) -> EnvoyConfig {
+        let listeners = self.document["static_resources"]["listeners"]
+            .as_sequence_mut()
+            .expect("static listeners");
+        let v2 = listeners
+            .iter_mut()
+            .find(|listener| listener["name"].as_str() == Some("springbootapp-v2"))
+            .expect("the v2 upstream listener");
+        let fault = &mut v2["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+            ["typed_config"];
+        fault["abort"] = serde_yaml::from_str(
+            "{ http_status: 503, percentage: { numerator: 0, denominator: HUNDRED } }",
+        )
+        .expect("valid YAML");
+        fault["abort_percent_runtime"] = Value::from(V2_ABORT_PERCENT_KEY);
+        self.document["layered_runtime"] =
+            serde_yaml::from_str("layers: [ { name: admin, admin_layer: {} } ]")
+                .expect("valid YAML");
+        self
     }
 
     fn wasm_filter_config(&mut self) -> &mut Value {
@@ -414,13 +472,8 @@ impl Envoy {
         let child = Command::new(envoy_binary())
             .arg("--config-path")
             .arg(&config_path)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
+            .args(["--concurrency", &config.concurrency.to_string()])
+            .args(["--disable-hot-restart", "--log-level", "info"])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")
@@ -522,6 +575,17 @@ impl Envoy {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Makes v2's upstream answer every request with 503 (`true`), or serve again (`false`);
+    /// needs [`EnvoyConfig::with_v2_failure_switch`].
+    pub fn set_v2_failing(&self, failing: bool) {
+        let percent = if failing { 100 } else { 0 };
+        let path = format!("/runtime_modify?{V2_ABORT_PERCENT_KEY}={percent}");
+        let response = http::Connection::open(self.admin)
+            .and_then(|mut admin| admin.request("POST", &path, &[]))
+            .expect("POST /runtime_modify");
+        assert_eq!(response.status, 200, "{}", response.body_text());
     }
 
     /// Everything Envoy logged so far (Envoy writes its log file in batches: see
