@@ -24,7 +24,10 @@
 use crate::config::{compile, compile_value, describe_errors};
 use crate::headers::{serialize_pairs, HeaderPairs};
 use crate::metrics::CodeClass;
-use crate::plan::{MetricsMode, Plan, DEADLINE_HEADER};
+use crate::plan::{
+    Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+};
 use crate::stream::scripted_host::ScriptedHost;
 use crate::stream::{Chosen, Count, Stream};
 use arbitrary::{Arbitrary, Unstructured};
@@ -56,6 +59,15 @@ pub const SAMPLE_CONFIGS: &[&str] = &[
     r#"{ "routes": [
         { "name": "by-header", "match": { "headers": [ { "name": "x-split-version", "present": true } ] },
           "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 1 } ] } ] }"#,
+    r#"{ "metrics": "requests", "routes": [
+        { "name": "retried", "match": { "prefix": "/hello" },
+          "retries": { "attempts": 2, "retry_on": "5xx,reset", "per_try_timeout": "200ms" },
+          "guard": { "max_error_ratio": 0.5, "min_requests": 2, "window": "1s", "cooldown": "1s",
+                     "errors": ["5xx", "timeout", "reset"] },
+          "destinations": [ { "version": "v1", "cluster": "app-v1", "weight": 1 },
+                            { "version": "v2", "weight": 1,
+                              "retries": { "attempts": 1, "retry_on": "connect-failure", "grpc_retry_on": "unavailable" } } ] },
+        { "name": "rest", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
 ];
 
 /// Fragments hostile text is built from: the owned headers, what the sample configs match on,
@@ -69,6 +81,10 @@ const WORDS: &[&[u8]] = &[
     b"x-canary-version",
     b"x-target",
     b"x-envoy-upstream-rq-timeout-ms",
+    b"x-envoy-max-retries",
+    b"x-envoy-retry-on",
+    b"x-envoy-upstream-rq-per-try-timeout-ms",
+    b"x-envoy-retry-grpc-on",
     b"x-env",
     b"x-user",
     b"cookie",
@@ -123,7 +139,7 @@ impl Text {
 pub struct HostileRequest {
     pub headers: Vec<(Text, Text)>,
     pub fail_read: bool,
-    /// Bits 0, 1, 2: the writes of the version, cluster and deadline headers fail.
+    /// One bit per owned header (in the order of `owned_headers`): its write fails.
     pub fail_writes: u8,
     pub fail_removes: bool,
     pub fail_response_code: bool,
@@ -154,8 +170,48 @@ pub fn check_streams(case: &HostileStreams) {
     }
 }
 
-fn owned_headers(plan: &Plan) -> [&str; 3] {
-    [&plan.version_header, &plan.cluster_header, DEADLINE_HEADER]
+/// The retry headers: owned on every route the filter matches.
+const RETRY_HEADERS: [&str; 4] = [
+    MAX_RETRIES_HEADER,
+    RETRY_ON_HEADER,
+    PER_TRY_TIMEOUT_HEADER,
+    GRPC_RETRY_ON_HEADER,
+];
+
+/// Every header the filter may write or remove: the version and cluster headers (on every
+/// request), the deadline and retry headers (on matched routes).
+fn owned_headers(plan: &Plan) -> [&str; 7] {
+    let [max_retries, retry_on, per_try, grpc] = RETRY_HEADERS;
+    [
+        &plan.version_header,
+        &plan.cluster_header,
+        DEADLINE_HEADER,
+        max_retries,
+        retry_on,
+        per_try,
+        grpc,
+    ]
+}
+
+/// The values a routed request's retry headers must have: the destination's retries, or none.
+fn expected_retry_values(destination: &Destination) -> [Option<&str>; 4] {
+    match &destination.retries {
+        Some(retries) => [
+            Some(retries.max_retries.as_str()),
+            Some(retries.retry_on.as_str()),
+            retries.per_try_timeout_ms.as_deref(),
+            retries.grpc_retry_on.as_deref(),
+        ],
+        None => [None; 4],
+    }
+}
+
+fn values_of<'h>(headers: &'h [(Vec<u8>, Vec<u8>)], name: &str) -> Vec<&'h [u8]> {
+    headers
+        .iter()
+        .filter(|(key, _)| key == name.as_bytes())
+        .map(|(_, value)| value.as_slice())
+        .collect()
 }
 
 pub fn check_request(plan: &Plan, request: &HostileRequest) {
@@ -190,16 +246,16 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         host.failed_calls,
         "every failed host call is counted once"
     );
-    let not_owned = |headers: &[(Vec<u8>, Vec<u8>)]| -> Vec<(Vec<u8>, Vec<u8>)> {
+    let except = |headers: &[(Vec<u8>, Vec<u8>)], names: &[&str]| -> Vec<(Vec<u8>, Vec<u8>)> {
         headers
             .iter()
-            .filter(|(name, _)| !owned.iter().any(|owned| name == owned.as_bytes()))
+            .filter(|(name, _)| !names.iter().any(|owned| name == owned.as_bytes()))
             .cloned()
             .collect()
     };
     assert_eq!(
-        not_owned(&host.headers),
-        not_owned(&sent),
+        except(&host.headers, &owned),
+        except(&sent, &owned),
         "headers the filter does not own are left as they were"
     );
     let routed: Vec<Chosen> = host
@@ -236,13 +292,13 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
             match &destination.deadline_header_value {
                 Some(expected) => assert_eq!(deadline, [expected.as_bytes()]),
                 // Owned only on routes with a timeout (a documented limit).
-                None => {
-                    let sent_deadline: Vec<&[u8]> = sent
-                        .iter()
-                        .filter(|(name, _)| name == DEADLINE_HEADER.as_bytes())
-                        .map(|(_, value)| value.as_slice())
-                        .collect();
-                    assert_eq!(deadline, sent_deadline);
+                None => assert_eq!(deadline, values_of(&sent, DEADLINE_HEADER)),
+            }
+            for (header, expected) in RETRY_HEADERS.iter().zip(expected_retry_values(destination)) {
+                let values = host.raw_values(header);
+                match expected {
+                    Some(expected) => assert_eq!(values, [expected.as_bytes()], "{header}"),
+                    None => assert!(values.is_empty(), "a client's {header} is removed"),
                 }
             }
         }
@@ -263,6 +319,12 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
                         "an unmatched request keeps no {name}"
                     );
                 }
+                let routing = [plan.version_header.as_str(), &plan.cluster_header];
+                assert_eq!(
+                    except(&host.headers, &routing),
+                    except(&sent, &routing),
+                    "an unmatched request keeps its deadline and retry headers"
+                );
             }
         }
     }
@@ -281,6 +343,10 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         end_failures,
         "every failed host call at the end is counted once"
     );
+    let ended_with: Vec<&Count> = at_end
+        .iter()
+        .filter(|&&count| count != Count::HostError)
+        .collect();
     match stream.chosen {
         Some(chosen) if plan.metrics == MetricsMode::Full => {
             assert_eq!(
@@ -310,7 +376,12 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
                 "a timeout is Envoy's deadline only"
             );
         }
-        _ => {
+        Some(_) => {
+            // Requests mode: the guard may read the response, and counts only its failures.
+            assert!(ended_with.is_empty(), "counted at the end: {ended_with:?}");
+            assert!(host.durations.is_empty());
+        }
+        None => {
             assert!(
                 at_end.is_empty(),
                 "nothing is counted at the end: {at_end:?}"

@@ -138,6 +138,8 @@ pub struct EnvoyConfig {
     pub document: Value,
     /// Serve the front listener through file-based LDS, so a test can reconfigure it live.
     front_from_lds: bool,
+    /// Serve the front listener's traffic-split filter config through file-based ECDS.
+    filter_from_ecds: bool,
     /// More listeners like the front one, each with its own plugin configuration: (name, JSON).
     more_fronts: Vec<(String, String)>,
     /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
@@ -154,6 +156,7 @@ impl EnvoyConfig {
         EnvoyConfig {
             document: serde_yaml::from_str(&text).expect("parse the Envoy config"),
             front_from_lds: false,
+            filter_from_ecds: false,
             more_fronts: Vec::new(),
             concurrency: 1,
         }
@@ -216,6 +219,16 @@ impl EnvoyConfig {
     /// [`Envoy::reconfigure`] can hand the running filter a new plugin configuration.
     pub fn front_listener_from_lds(mut self) -> EnvoyConfig {
         self.front_from_lds = true;
+        self
+    }
+
+    /// Serves the front listener's traffic-split filter config from a watched ECDS file
+    /// (extension config discovery), as Istio delivers a WasmPlugin: the listener names the
+    /// filter and Envoy fetches its config, which [`Envoy::reconfigure_filter`] replaces. As
+    /// Istio does, the listener waits for that config with no timeout
+    /// (`initial_fetch_timeout: 0s`) and has no default.
+    pub fn front_filter_from_ecds(mut self) -> EnvoyConfig {
+        self.filter_from_ecds = true;
         self
     }
 
@@ -383,20 +396,76 @@ impl EnvoyConfig {
     }
 }
 
-/// Writes the LDS file atomically (a rename), as Envoy's watched-directory source expects.
-fn write_lds(dir: &Path, front: &Value) {
+/// The typed config of the front listener's traffic-split filter in an ECDS file.
+const ECDS_FILE: &str = "ecds/ecds.yaml";
+/// Envoy's counters of the filter's ECDS updates, applied and rejected.
+pub const ECDS_APPLIED: &str = "extension_config_discovery.http_filter.traffic-split.config_reload";
+pub const ECDS_REJECTED: &str = "extension_config_discovery.http_filter.traffic-split.config_fail";
+
+impl EnvoyConfig {
+    fn move_front_filter_to_ecds(&mut self, dir: &Path) {
+        let filter_config = {
+            let listener = &mut self.document["static_resources"]["listeners"][0];
+            let filters = listener["filter_chains"][0]["filters"][0]["typed_config"]
+                ["http_filters"]
+                .as_sequence_mut()
+                .expect("http filters");
+            let filter = filters
+                .iter_mut()
+                .find(|filter| filter["name"].as_str() == Some("traffic-split"))
+                .expect("the listener has the traffic-split filter");
+            let typed_config = filter["typed_config"].clone();
+            *filter = serde_yaml::from_str(&format!(
+                "name: traffic-split\n\
+                 config_discovery:\n  \
+                   config_source:\n    \
+                     resource_api_version: V3\n    \
+                     initial_fetch_timeout: 0s\n    \
+                     path_config_source:\n      \
+                       path: {file}\n      \
+                       watched_directory: {{ path: {dir} }}\n  \
+                   type_urls: [type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm]\n",
+                file = dir.join(ECDS_FILE).display(),
+                dir = dir.join("ecds").display(),
+            ))
+            .expect("valid YAML");
+            typed_config
+        };
+        fs::create_dir_all(dir.join("ecds")).expect("create the ECDS folder");
+        write_ecds(dir, &filter_config);
+        self.document["node"] =
+            serde_yaml::from_str("{ id: traffic-split-test, cluster: traffic-split-test }")
+                .expect("valid YAML");
+    }
+}
+
+/// Writes a discovery response file atomically (a rename), as Envoy's watched-directory
+/// source expects.
+fn write_resources(path: &Path, resources: Vec<Value>) {
     let mut response = serde_yaml::Mapping::new();
-    response.insert(
-        Value::from("resources"),
-        Value::Sequence(vec![front.clone()]),
-    );
-    let staging = dir.join("lds.yaml.new");
+    response.insert(Value::from("resources"), Value::Sequence(resources));
+    let staging = path.with_extension("new");
     fs::write(
         &staging,
         serde_yaml::to_string(&response).expect("write YAML"),
     )
-    .expect("write LDS");
-    fs::rename(&staging, dir.join("lds.yaml")).expect("move LDS into place");
+    .expect("write a discovery file");
+    fs::rename(&staging, path).expect("move the discovery file into place");
+}
+
+fn write_lds(dir: &Path, front: &Value) {
+    write_resources(&dir.join("lds.yaml"), vec![front.clone()]);
+}
+
+/// The Wasm filter's typed config as an ECDS resource named like the filter.
+fn write_ecds(dir: &Path, filter_typed_config: &Value) {
+    let resource: Value = serde_yaml::from_str(
+        "{ '@type': type.googleapis.com/envoy.config.core.v3.TypedExtensionConfig, name: traffic-split }",
+    )
+    .expect("valid YAML");
+    let mut resource = resource;
+    resource["typed_config"] = filter_typed_config.clone();
+    write_resources(&dir.join(ECDS_FILE), vec![resource]);
 }
 
 /// Abstract Unix socket names (`@name`) are global to the network namespace: prefix every one
@@ -458,6 +527,9 @@ impl Envoy {
             .to_string();
         let mut config = config.isolated(&tag);
         let clusters = config.cluster_names();
+        if config.filter_from_ecds {
+            config.move_front_filter_to_ecds(&dir);
+        }
         if config.front_from_lds {
             config.move_front_listener_to_lds(&dir);
         }
@@ -556,6 +628,34 @@ impl Envoy {
             assert!(
                 Instant::now() < deadline,
                 "Envoy did not pick up the LDS update"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Hands the running filter a new plugin configuration through ECDS (the Envoy must have
+    /// been started with [`EnvoyConfig::front_filter_from_ecds`]) and waits until Envoy has
+    /// applied or rejected it. Returns whether Envoy applied it.
+    pub fn reconfigure_filter(&self, plugin_config: &str) -> bool {
+        let path = self.dir.join(ECDS_FILE);
+        let ecds: Value =
+            serde_yaml::from_str(&fs::read_to_string(&path).expect("read ECDS")).expect("parse");
+        let mut typed_config = ecds["resources"][0]["typed_config"].clone();
+        typed_config["config"]["configuration"]["value"] = Value::from(plugin_config);
+        let applied = self.stat(ECDS_APPLIED).unwrap_or(0);
+        let rejected = self.stat(ECDS_REJECTED).unwrap_or(0);
+        write_ecds(&self.dir, &typed_config);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if self.stat(ECDS_REJECTED).unwrap_or(0) > rejected {
+                return false;
+            }
+            if self.stat(ECDS_APPLIED).unwrap_or(0) > applied {
+                return true;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Envoy did not pick up the ECDS update"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
