@@ -15,6 +15,7 @@
 //! check; values whose range is checked later (a weight, a metrics mode) are read loosely
 //! enough that a bad one is reported with the rest, not a parse failure.
 
+pub mod pass_through;
 pub mod read;
 
 use crate::plan::Plan;
@@ -41,6 +42,9 @@ pub struct PluginConfig {
     pub metrics: Option<String>,
     /// `"trace"`, `"debug"`, `"info"` (default), `"warn"`, `"error"` or `"critical"`.
     pub log_level: Option<String>,
+    /// What the filter does with this config if it is refused: `"refuse"` (default: Envoy
+    /// rejects it) or `"pass_through"`: see [`pass_through`].
+    pub on_invalid_config: Option<String>,
 }
 
 /// A route: what it matches, and the versions its requests are split between.
@@ -499,7 +503,7 @@ mod tests {
             r#"{ "routs": [], "log-level": "info", "Metrics": "full",
                  "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
         );
-        let allowed = "expected one of version_header, cluster_header, routes, metrics, log_level";
+        let allowed = "expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config";
         assert_eq!(
             errors,
             [
@@ -523,7 +527,7 @@ mod tests {
             ),
             [
                 "metrcs: duplicate field",
-                "metrcs: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level; did you mean `metrics`?",
+                "metrcs: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config; did you mean `metrics`?",
                 "routes[0].destinations[0].version: expected a string, got 7",
             ]
         );

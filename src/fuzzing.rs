@@ -21,6 +21,7 @@
     clippy::indexing_slicing
 )]
 
+use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, compile_value, describe_errors};
 use crate::headers::{serialize_pairs, HeaderPairs};
 use crate::metrics::CodeClass;
@@ -68,6 +69,9 @@ pub const SAMPLE_CONFIGS: &[&str] = &[
                             { "version": "v2", "weight": 1,
                               "retries": { "attempts": 1, "retry_on": "connect-failure", "grpc_retry_on": "unavailable" } } ] },
         { "name": "rest", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+    // Refused (a negative weight), passed through: every request loses the owned headers.
+    r#"{ "on_invalid_config": "pass_through", "version_header": "X-Canary-Version",
+         "routes": [ { "name": "hello", "destinations": [ { "version": "v1", "weight": -5 } ] } ] }"#,
 ];
 
 /// Fragments hostile text is built from: the owned headers, what the sample configs match on,
@@ -157,9 +161,13 @@ pub struct HostileStreams {
     pub requests: Vec<HostileRequest>,
 }
 
+/// A sample config's plan, or its pass-through plan if it is refused.
 pub fn sample_plan(index: u8) -> Plan {
-    let json = SAMPLE_CONFIGS[usize::from(index) % SAMPLE_CONFIGS.len()];
-    compile(json.as_bytes()).expect("the sample configs compile")
+    let json = SAMPLE_CONFIGS[usize::from(index) % SAMPLE_CONFIGS.len()].as_bytes();
+    compile(json)
+        .ok()
+        .or_else(|| pass_through_plan(json))
+        .expect("the sample configs compile or pass through")
 }
 
 /// Runs every request through a fresh stream and checks the stream's promises.
@@ -266,7 +274,12 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
             _ => None,
         })
         .collect();
-    let unmatched = host.count_of(Count::Unmatched);
+    let unmatched = host.count_of(Count::Unmatched) + host.count_of(Count::InvalidConfig);
+    if plan.pass_through {
+        assert_eq!(host.count_of(Count::Unmatched), 0);
+    } else {
+        assert_eq!(host.count_of(Count::InvalidConfig), 0);
+    }
     let read_failed = usize::from(request.fail_read && host.reads == 1);
     let writes_failed = host.failed_calls - read_failed;
     match stream.chosen {
@@ -432,7 +445,16 @@ pub fn check_header_map(bytes: &[u8]) {
 pub fn check_config_text(bytes: &[u8]) {
     match compile(bytes) {
         Ok(plan) => check_plan(&plan),
-        Err(errors) => check_refusal(&errors),
+        Err(errors) => {
+            check_refusal(&errors);
+            if let Some(plan) = pass_through_plan(bytes) {
+                assert!(plan.pass_through && plan.routes.is_empty());
+                assert_ne!(plan.version_header, plan.cluster_header);
+                for name in [&plan.version_header, &plan.cluster_header] {
+                    assert_eq!(*name, name.to_ascii_lowercase());
+                }
+            }
+        }
     }
 }
 
@@ -515,6 +537,7 @@ const KEYS: &[&str] = &[
     "weight",
     "metrics",
     "log_level",
+    "on_invalid_config",
 ];
 
 /// String values the config grammar knows: good and bad durations, names, paths, regexes.
@@ -548,6 +571,7 @@ const STRINGS: &[&str] = &[
     "springbootapp-v1",
     "full",
     "requests",
+    "pass_through",
     "debug",
 ];
 
@@ -721,9 +745,12 @@ mod tests {
     }
 
     #[test]
-    fn the_sample_configs_compile_into_sound_plans() {
+    fn the_sample_configs_compile_into_sound_plans_or_pass_through() {
         for index in 0..SAMPLE_CONFIGS.len() {
-            check_plan(&sample_plan(index as u8));
+            let plan = sample_plan(index as u8);
+            if !plan.pass_through {
+                check_plan(&plan);
+            }
         }
     }
 }

@@ -30,6 +30,9 @@ pub const UNMATCHED: &str = "traffic_split.unmatched_total";
 /// read or written, a response that could not be read). A request with a failed write is
 /// counted here and not as routed.
 pub const HOST_ERRORS: &str = "traffic_split.host_errors_total";
+/// The counter of requests passed through under a refused config that asked for it
+/// (`"on_invalid_config": "pass_through"`). Defined only then.
+pub const INVALID_CONFIG_REQUESTS: &str = "traffic_split.invalid_config_requests_total";
 
 /// The response classes counted. Envoy never forwards a final 1xx except on upgrades, so they
 /// and any status outside 100-599 are not counted as a response class.

@@ -33,6 +33,24 @@ pub struct Plan {
     pub metrics: MetricsMode,
     /// The most verbose level the filter logs at (`"log_level"` in the config).
     pub log_level: LogLevel,
+    /// The plan of a refused config that asked to pass requests through
+    /// (`"on_invalid_config": "pass_through"`): no routes; every request loses the owned
+    /// headers and is counted as served under an invalid config.
+    pub pass_through: bool,
+}
+
+impl Plan {
+    /// The pass-through plan, owning these version and cluster headers (lower case).
+    pub fn pass_through(version_header: String, cluster_header: String) -> Plan {
+        Plan {
+            version_header,
+            cluster_header,
+            routes: Vec::new(),
+            metrics: MetricsMode::Requests,
+            log_level: LogLevel::default(),
+            pass_through: true,
+        }
+    }
 }
 
 /// How much the filter counts.

@@ -33,6 +33,8 @@ pub enum Count {
     Routed(Chosen),
     /// A request no route matched.
     Unmatched,
+    /// A request under the pass-through plan of a refused config ([`Plan::pass_through`]).
+    InvalidConfig,
     /// A host call that failed while handling a request.
     HostError,
     /// The class of the response to a routed request.
@@ -104,7 +106,9 @@ impl Stream {
             // Unmatched (or, never built by validation, a route without destinations).
             request.remove_if_sent(&plan.version_header);
             request.remove_if_sent(&plan.cluster_header);
-            if matched.is_none() {
+            if plan.pass_through {
+                request.host.count(Count::InvalidConfig);
+            } else if matched.is_none() {
                 request.host.count(Count::Unmatched);
             }
             request.count_failures();
@@ -412,6 +416,33 @@ mod tests {
         assert_eq!(stream.chosen, Some(REST));
         assert!(host.values("x-split-cluster").is_empty());
         assert_eq!(host.values("x-split-version"), ["v9"]);
+    }
+
+    #[test]
+    fn under_a_pass_through_plan_owned_headers_go_and_the_request_is_counted() {
+        let plan = crate::config::pass_through::pass_through_plan(
+            br#"{ "on_invalid_config": "pass_through", "version_header": "x-canary", "routes": 7 }"#,
+        )
+        .unwrap();
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-canary", "v2"),
+            ("x-split-cluster", "admin"),
+            (DEADLINE_HEADER, "9"),
+        ]);
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan, &mut host);
+        assert_eq!(stream.chosen, None);
+        assert!(host.values("x-canary").is_empty());
+        assert!(host.values("x-split-cluster").is_empty());
+        assert_eq!(
+            host.values(DEADLINE_HEADER),
+            ["9"],
+            "not owned without a route"
+        );
+        assert_eq!(host.counts, [Count::InvalidConfig]);
+        stream.on_end(&plan, &mut host);
+        assert_eq!(host.counts, [Count::InvalidConfig], "nothing at the end");
     }
 
     #[test]

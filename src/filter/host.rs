@@ -168,6 +168,7 @@ impl StreamHost for EnvoyHost<'_> {
         let id = match what {
             Count::Routed(chosen) => self.metrics(chosen).map(|metrics| metrics.requests),
             Count::Unmatched => Some(self.active.unmatched),
+            Count::InvalidConfig => self.active.invalid_config,
             Count::HostError => Some(self.active.host_errors),
             Count::Response(chosen, class) => self
                 .metrics(chosen)

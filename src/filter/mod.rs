@@ -6,8 +6,9 @@
 mod guard;
 mod host;
 
+use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
-use crate::metrics::{DestinationMetricNames, HOST_ERRORS, UNMATCHED};
+use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
 use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::stream::Stream;
 use host::EnvoyHost;
@@ -53,6 +54,8 @@ pub(crate) struct Active {
     pub metrics: Vec<Vec<DestinationMetrics>>,
     pub unmatched: u32,
     pub host_errors: u32,
+    /// Defined only for the pass-through plan of a refused config.
+    pub invalid_config: Option<u32>,
 }
 
 /// One per plugin configuration (several plugins may share a VM, each with its own root).
@@ -82,13 +85,25 @@ impl RootContext for SplitRoot {
         };
         let plan = match compile(&json) {
             Ok(plan) => plan,
-            Err(errors) => {
-                log::error!(
-                    "traffic-split: configuration refused: {}",
-                    describe_errors(&errors)
-                );
-                return false;
-            }
+            Err(errors) => match pass_through_plan(&json) {
+                // Loud, and at error level so no log_level silences it.
+                Some(plan) => {
+                    log::error!(
+                        "traffic-split: configuration INVALID, accepted only because it sets on_invalid_config: pass_through: no request is split, every one loses {} and {} and is counted in traffic_split_invalid_config_requests_total: {}",
+                        plan.version_header,
+                        plan.cluster_header,
+                        describe_errors(&errors)
+                    );
+                    plan
+                }
+                None => {
+                    log::error!(
+                        "traffic-split: configuration refused: {}",
+                        describe_errors(&errors)
+                    );
+                    return false;
+                }
+            },
         };
         let level = plan.log_level;
         match define_metrics(plan) {
@@ -209,11 +224,17 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
         }
         metrics.push(route_metrics);
     }
+    let invalid_config = if plan.pass_through {
+        Some(define_metric(MetricType::Counter, INVALID_CONFIG_REQUESTS)?)
+    } else {
+        None
+    };
     Ok(Active {
         plan,
         metrics,
         unmatched,
         host_errors,
+        invalid_config,
     })
 }
 
