@@ -271,6 +271,15 @@ impl EnvoyConfig {
         self
     }
 
+    /// Removes a listener by name, for example an upstream that has gone away: its cluster
+    /// stays, and connections to it fail.
+    pub fn without_listener(mut self, name: &str) -> EnvoyConfig {
+        if let Some(listeners) = self.document["static_resources"]["listeners"].as_sequence_mut() {
+            listeners.retain(|listener| listener["name"].as_str() != Some(name));
+        }
+        self
+    }
+
     /// Adds a cluster the routes do not list, whose endpoint does not answer: a request that
     /// reaches it gets a 503, so a test sees at once whether a client could pick it.
     pub fn with_unlisted_cluster(mut self, name: &str) -> EnvoyConfig {
