@@ -63,6 +63,33 @@ pub struct RouteConfig {
     pub guard: Option<GuardConfig>,
     /// Envoy's retries for every destination without its own.
     pub retries: Option<RetriesConfig>,
+    /// Faults for drills, for every destination without its own.
+    pub fault: Option<FaultConfig>,
+}
+
+/// `"fault"` on a route or a destination: at least one of `abort` and `delay`.
+#[derive(Debug, Default, Deserialize)]
+pub struct FaultConfig {
+    pub abort: Option<AbortConfig>,
+    pub delay: Option<DelayConfig>,
+}
+
+/// Answers a share of the requests at once with a local reply.
+#[derive(Debug, Default, Deserialize)]
+pub struct AbortConfig {
+    /// Required: the status, from 200 to 599.
+    pub status: Option<Value>,
+    /// Required: the share, a percentage with at most two decimals.
+    pub percent: Option<Value>,
+}
+
+/// Holds a share of the requests before they go on.
+#[derive(Debug, Default, Deserialize)]
+pub struct DelayConfig {
+    /// Required: how long, as a duration.
+    pub fixed: Option<String>,
+    /// Required: the share, a percentage with at most two decimals.
+    pub percent: Option<Value>,
 }
 
 /// `"guard"` on a route.
@@ -136,6 +163,8 @@ pub struct DestinationConfig {
     pub timeout: Option<String>,
     /// This destination's retries; replace the route's.
     pub retries: Option<RetriesConfig>,
+    /// This destination's faults; replace the route's.
+    pub fault: Option<FaultConfig>,
 }
 
 /// One problem in a config, with the JSON path of the field it concerns.
@@ -344,7 +373,7 @@ mod tests {
     fn unknown_fields_are_errors_everywhere() {
         assert_error(
             &route_with(r#"[{"version":"v1","wieght":70}]"#),
-            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries; did you mean `weight`?",
+            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?",
         );
         let errors = errors_of(
             r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
@@ -483,7 +512,7 @@ mod tests {
                     r#"[{{"version":"v1","weight":1,"{written}":1}}]"#
                 ))),
                 [format!(
-                    "routes[0].destinations[0].{written}: unknown field; expected one of version, cluster, weight, timeout, retries; did you mean `{meant}`?"
+                    "routes[0].destinations[0].{written}: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `{meant}`?"
                 )],
             );
         }
@@ -493,7 +522,7 @@ mod tests {
                     r#"[{{"version":"v1","weight":1,"{far}":1}}]"#
                 ))),
                 [format!(
-                    "routes[0].destinations[0].{far}: unknown field; expected one of version, cluster, weight, timeout, retries"
+                    "routes[0].destinations[0].{far}: unknown field; expected one of version, cluster, weight, timeout, retries, fault"
                 )],
                 "{far:?} is not close to any field"
             );
@@ -509,7 +538,7 @@ mod tests {
             [
                 format!("Metrics: unknown field; {allowed}; did you mean `metrics`?"),
                 format!("log-level: unknown field; {allowed}; did you mean `log_level`?"),
-                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries; did you mean `match`?".to_string(),
+                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault; did you mean `match`?".to_string(),
                 format!("routs: unknown field; {allowed}; did you mean `routes`?"),
             ]
         );
@@ -662,7 +691,8 @@ mod tests {
             r#"[{{"version":"v1","weight":1,"{key}":1}}]"#
         )));
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].ends_with("expected one of version, cluster, weight, timeout, retries"));
+        assert!(errors[0]
+            .ends_with("expected one of version, cluster, weight, timeout, retries, fault"));
         assert!(compile(b"\xff\xfe{}").is_err());
     }
 
@@ -1184,5 +1214,53 @@ mod tests {
             &route_with_field(r#""retries": {}"#),
             "routes[0].retries.retry_on: required: Envoy retry conditions, e.g. \"5xx,reset\"",
         );
+    }
+
+    #[test]
+    fn fault_errors_name_their_field() {
+        assert_eq!(
+            errors_of(&route_with_field(
+                r#""fault": { "abort": { "status": 99, "percent": 100.5 }, "delay": { "fixed": "0s", "percent": 1.005 } }"#
+            )),
+            [
+                "routes[0].fault.abort.status: expected an integer from 200 to 599, got 99",
+                "routes[0].fault.abort.percent: expected a percentage from 0 to 100 with at most two decimals, got 100.5",
+                "routes[0].fault.delay.fixed: \"0s\" is shorter than the minimum of 1ms",
+                "routes[0].fault.delay.percent: expected a percentage with at most two decimals, got 1.005",
+            ]
+        );
+        assert_error(
+            &route_with_field(r#""fault": {}"#),
+            "routes[0].fault: expected at least one of abort, delay",
+        );
+        assert_error(
+            &route_with_field(r#""fault": { "abort": { "percent": 1 } }"#),
+            "routes[0].fault.abort.status: required: an HTTP status from 200 to 599",
+        );
+        assert_error(
+            &route_with_field(r#""fault": { "delay": { "fixed": "1s" } }"#),
+            "routes[0].fault.delay.percent: required: a percentage from 0 to 100",
+        );
+    }
+
+    #[test]
+    fn a_versions_fault_replaces_the_routes() {
+        let plan = compile(
+            br#"{ "routes": [ { "name": "r", "fault": { "abort": { "status": 503, "percent": 10 } },
+                 "destinations": [
+                   { "version": "v1", "weight": 1 },
+                   { "version": "v2", "weight": 1, "fault": { "delay": { "fixed": "50ms", "percent": 5.5 } } } ] } ] }"#,
+        )
+        .unwrap();
+        use crate::fault::FaultKind;
+        let kinds = |index: usize| {
+            plan.routes[0].destinations[index]
+                .fault
+                .as_ref()
+                .unwrap()
+                .kinds()
+        };
+        assert_eq!(kinds(0), [FaultKind::Abort]);
+        assert_eq!(kinds(1), [FaultKind::Delay]);
     }
 }

@@ -23,6 +23,7 @@
 
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, compile_value, describe_errors};
+use crate::fault::FaultKind;
 use crate::headers::{serialize_pairs, HeaderPairs};
 use crate::metrics::CodeClass;
 use crate::plan::{
@@ -30,7 +31,7 @@ use crate::plan::{
     PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
 use crate::stream::scripted_host::ScriptedHost;
-use crate::stream::{Chosen, Count, Stream};
+use crate::stream::{Chosen, Count, Stream, Verdict};
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Map, Number, Value};
 use std::collections::HashSet;
@@ -68,7 +69,9 @@ pub const SAMPLE_CONFIGS: &[&str] = &[
           "destinations": [ { "version": "v1", "cluster": "app-v1", "weight": 1 },
                             { "version": "v2", "weight": 1,
                               "retries": { "attempts": 1, "retry_on": "connect-failure", "grpc_retry_on": "unavailable" } } ] },
-        { "name": "rest", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        { "name": "rest",
+          "fault": { "abort": { "status": 503, "percent": 30 }, "delay": { "fixed": "50ms", "percent": 30 } },
+          "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
     // Refused (a negative weight), passed through: every request loses the owned headers.
     r#"{ "on_invalid_config": "pass_through", "version_header": "X-Canary-Version",
          "routes": [ { "name": "hello", "destinations": [ { "version": "v1", "weight": -5 } ] } ] }"#,
@@ -148,6 +151,7 @@ pub struct HostileRequest {
     pub fail_removes: bool,
     pub fail_response_code: bool,
     pub fail_response_flags: bool,
+    pub fail_local_reply: bool,
     pub response_code: Option<i64>,
     pub response_flags: Option<u64>,
     pub elapsed_nanos: u64,
@@ -240,13 +244,14 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         fail_removes: request.fail_removes,
         fail_response_code: request.fail_response_code,
         fail_response_flags: request.fail_response_flags,
+        fail_local_reply: request.fail_local_reply,
         response_code: request.response_code,
         response_flags: request.response_flags,
         ..ScriptedHost::default()
     };
     let sent = host.headers.clone();
     let mut stream = Stream::default();
-    stream.on_request_headers(plan, &mut host);
+    let verdict = stream.on_request_headers(plan, &mut host);
 
     assert!(host.reads <= 1, "the header map is read at most once");
     assert_eq!(
@@ -281,7 +286,15 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         assert_eq!(host.count_of(Count::InvalidConfig), 0);
     }
     let read_failed = usize::from(request.fail_read && host.reads == 1);
-    let writes_failed = host.failed_calls - read_failed;
+    // An abort whose local reply failed: counted, and the request goes on routed.
+    let reply_failed = usize::from(
+        request.fail_local_reply
+            && host
+                .counts
+                .iter()
+                .any(|count| matches!(count, Count::Fault(_, FaultKind::Abort))),
+    );
+    let writes_failed = host.failed_calls - read_failed - reply_failed;
     match stream.chosen {
         Some(chosen) => {
             assert_eq!(
@@ -289,6 +302,28 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
                 "a request with a failed write is not routed"
             );
             assert_eq!(routed, [chosen], "a routed request is counted once");
+            // A fault drawn is counted; an abort is answered, unless the reply failed.
+            let faults: Vec<&Count> = host
+                .counts
+                .iter()
+                .filter(|count| matches!(count, Count::Fault(..)))
+                .collect();
+            match verdict {
+                Verdict::Continue => {
+                    assert!(host.local_replies.is_empty());
+                    assert!(
+                        faults.is_empty() || request.fail_local_reply,
+                        "a fault that neither answered nor held: {faults:?}"
+                    );
+                }
+                Verdict::Answered => {
+                    assert_eq!(faults, [&Count::Fault(chosen, FaultKind::Abort)]);
+                    assert_eq!(host.local_replies.len(), 1);
+                }
+                Verdict::Held { .. } => {
+                    assert_eq!(faults, [&Count::Fault(chosen, FaultKind::Delay)]);
+                }
+            }
             assert_eq!(unmatched, 0);
             let destination = &plan.routes[chosen.route].destinations[chosen.destination];
             assert_eq!(
@@ -319,6 +354,11 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
             assert!(
                 routed.is_empty(),
                 "an unrouted request is not counted as routed"
+            );
+            assert_eq!(
+                verdict,
+                Verdict::Continue,
+                "only a routed request meets a fault"
             );
             assert!(unmatched <= 1);
             if writes_failed == 0 {
@@ -538,6 +578,24 @@ const KEYS: &[&str] = &[
     "metrics",
     "log_level",
     "on_invalid_config",
+    "guard",
+    "max_error_ratio",
+    "min_requests",
+    "window",
+    "cooldown",
+    "errors",
+    "probe_percent",
+    "retries",
+    "attempts",
+    "retry_on",
+    "per_try_timeout",
+    "grpc_retry_on",
+    "fault",
+    "abort",
+    "delay",
+    "status",
+    "percent",
+    "fixed",
 ];
 
 /// String values the config grammar knows: good and bad durations, names, paths, regexes.
@@ -572,6 +630,10 @@ const STRINGS: &[&str] = &[
     "full",
     "requests",
     "pass_through",
+    "5xx",
+    "reset",
+    "timeout",
+    "5xx,reset,connect-failure",
     "debug",
 ];
 

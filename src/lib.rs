@@ -11,6 +11,7 @@
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
+//! - [`fault`]: aborts and delays for drills, drawn exactly;
 //! - [`guard`]: taking a failing version out of the split, and back;
 //! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels;
@@ -29,6 +30,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod fault;
 #[cfg(any(feature = "fuzzing", all(test, not(target_arch = "wasm32"))))]
 pub mod fuzzing;
 pub mod guard;

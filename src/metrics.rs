@@ -13,6 +13,7 @@
 //! traffic_split.route.<route>.version.<version>.guard_trips_total
 //! traffic_split.route.<route>.version.<version>.guard_ejected
 //! traffic_split.route.<route>.version.<version>.guard_held_total
+//! traffic_split.route.<route>.version.<version>.fault.<abort|delay>.faults_total
 //! traffic_split.unmatched_total
 //! traffic_split.host_errors_total
 //! ```
@@ -21,6 +22,8 @@
 //! `/stats/prometheus`, so users see `traffic_split_requests_total{route="hello",version="v1"}`.
 //! Route names and versions are validated to `[A-Za-z0-9_-]`, so they never contain the dots
 //! that separate the parts.
+
+use crate::fault::FaultKind;
 
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";
@@ -96,6 +99,8 @@ pub struct DestinationMetricNames {
     /// Counter: how often the guard would have taken this version out but could not, since
     /// it was the last version with weight.
     pub guard_held: String,
+    /// Counters of injected faults, indexed by [`FaultKind::index`].
+    pub faults: [String; 2],
 }
 
 impl DestinationMetricNames {
@@ -111,6 +116,8 @@ impl DestinationMetricNames {
             guard_trips: format!("{base}.guard_trips_total"),
             guard_ejected: format!("{base}.guard_ejected"),
             guard_held: format!("{base}.guard_held_total"),
+            faults: FaultKind::ALL
+                .map(|kind| format!("{base}.fault.{}.faults_total", kind.label())),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! weights ready for the round robin, deadlines already formatted as header values, metric
 //! names already spelled. Built once by [`crate::config::compile`]; a request only indexes it.
 
+use crate::fault::FaultPlan;
 use crate::guard::{effective_weights, Guard, Tally};
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
@@ -163,6 +164,8 @@ pub struct Destination {
     pub deadline_header_value: Option<String>,
     /// The destination's retries, else the route's; `None`: the filter removes a client's.
     pub retries: Option<RetryHeaders>,
+    /// The destination's faults, else the route's, with their draws.
+    pub fault: Option<FaultPlan>,
     pub metric_names: DestinationMetricNames,
 }
 

@@ -12,6 +12,7 @@
 //! When the host fails a write, the request is counted as a host error, not as routed, and the
 //! filter removes that owned header rather than leave what the client sent.
 
+use crate::fault::{FaultAction, FaultKind, FaultPlan};
 use crate::headers::HeaderPairs;
 use crate::metrics::CodeClass;
 use crate::plan::{
@@ -41,7 +42,24 @@ pub enum Count {
     Response(Chosen, CodeClass),
     /// Envoy's own deadline (or a per-try deadline) cut a routed request.
     Timeout(Chosen),
+    /// A fault was injected into a routed request.
+    Fault(Chosen, FaultKind),
 }
+
+/// What becomes of a request once the filter has handled its headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It goes on to its version.
+    Continue,
+    /// The filter answered it (an abort fault): it stops here.
+    Answered,
+    /// It is held this long (a delay fault), then goes on.
+    Held { delay_ms: u64 },
+}
+
+/// The header that marks a fault's local reply, and its body.
+pub const FAULT_HEADER: (&str, &str) = ("x-traffic-split-fault", "abort");
+pub const FAULT_BODY: &str = "fault injected by traffic-split\n";
 
 /// The route and destination a request was sent to, as indexes into the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +85,13 @@ pub trait StreamHost {
     /// A monotonic-enough clock for the request's duration, in nanoseconds.
     fn now_nanos(&mut self) -> u64;
     fn count(&mut self, what: Count);
+    /// Answers the request with a local reply (a status, a body, one header).
+    fn send_local_reply(
+        &mut self,
+        status: u16,
+        body: &str,
+        header: (&str, &str),
+    ) -> Result<(), HostError>;
     /// Records a routed request's duration in the latency histogram, in microseconds.
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64);
 }
@@ -94,7 +119,7 @@ pub struct Stream {
 
 impl Stream {
     /// Handles the request headers: everything the filter decides for a request.
-    pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) {
+    pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) -> Verdict {
         let mut request = HostRequest::new(host);
         let matched = plan.match_route(&mut request);
         let Some((route_index, destination_index, destination)) =
@@ -112,7 +137,7 @@ impl Stream {
                 request.host.count(Count::Unmatched);
             }
             request.count_failures();
-            return;
+            return Verdict::Continue;
         };
         request.set(&plan.version_header, &destination.version);
         match &destination.cluster {
@@ -149,7 +174,7 @@ impl Stream {
         }
         if request.write_failed {
             request.count_failures();
-            return;
+            return Verdict::Continue;
         }
         // A failed read of the headers alone does not stop the request: every owned header was
         // written regardless of what the client sent.
@@ -163,6 +188,25 @@ impl Stream {
             self.started_nanos = request.host.now_nanos();
         }
         request.host.count(Count::Routed(chosen));
+        let Some(action) = destination.fault.as_ref().and_then(FaultPlan::draw) else {
+            return Verdict::Continue;
+        };
+        request.host.count(Count::Fault(chosen, action.kind()));
+        match action {
+            FaultAction::Abort { status } => {
+                match request
+                    .host
+                    .send_local_reply(status, FAULT_BODY, FAULT_HEADER)
+                {
+                    Ok(()) => Verdict::Answered,
+                    Err(_) => {
+                        request.host.count(Count::HostError);
+                        Verdict::Continue
+                    }
+                }
+            }
+            FaultAction::Delay { delay_ms } => Verdict::Held { delay_ms },
+        }
     }
 
     /// Handles the end of the stream (after the response, at Envoy's access log): the response
@@ -707,5 +751,63 @@ mod tests {
             guard_tally(SPLIT, Some(503), None),
             crate::guard::Tally::default()
         );
+    }
+
+    const FAULTY: &str = r#"{ "routes": [
+        { "name": "hello", "fault": { "abort": { "status": 503, "percent": 10 } },
+          "destinations": [ { "version": "v1", "weight": 1,
+                              "fault": { "delay": { "fixed": "50ms", "percent": 25 } } },
+                            { "version": "v2", "weight": 1 } ] } ] }"#;
+
+    #[test]
+    fn faults_are_drawn_exactly_per_version_and_counted() {
+        let plan = plan(FAULTY);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        let mut verdicts = Vec::new();
+        for _ in 0..400 {
+            verdicts.push(Stream::default().on_request_headers(&plan, &mut host));
+        }
+        let held = verdicts
+            .iter()
+            .filter(|v| **v == Verdict::Held { delay_ms: 50 })
+            .count();
+        let answered = verdicts.iter().filter(|v| **v == Verdict::Answered).count();
+        // 200 requests each: v1 holds 25% (its own fault replaces the route's), v2 aborts 10%.
+        assert_eq!((held, answered), (50, 20));
+        let v1 = Chosen {
+            route: 0,
+            destination: 0,
+        };
+        let v2 = Chosen {
+            route: 0,
+            destination: 1,
+        };
+        assert_eq!(host.count_of(Count::Fault(v1, FaultKind::Delay)), 50);
+        assert_eq!(host.count_of(Count::Fault(v2, FaultKind::Abort)), 20);
+        assert_eq!(
+            host.count_of(Count::Routed(v2)),
+            200,
+            "an aborted request is routed"
+        );
+        assert_eq!(host.local_replies.len(), 20);
+        assert_eq!(
+            host.local_replies[0],
+            (503, FAULT_BODY.to_string(), FAULT_HEADER.0.to_string())
+        );
+    }
+
+    #[test]
+    fn a_failed_local_reply_lets_the_request_go_on() {
+        let always = FAULTY.replace(r#""percent": 10"#, r#""percent": 100"#);
+        let plan = plan(&always);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.fail_local_reply = true;
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan, &mut host); // v1: no abort of its own
+        assert_eq!(
+            Stream::default().on_request_headers(&plan, &mut host),
+            Verdict::Continue
+        );
+        assert_eq!(host.count_of(Count::HostError), 1);
     }
 }

@@ -4,10 +4,11 @@
 
 use crate::config::read::show;
 use crate::config::{
-    ConfigError, DestinationConfig, GuardConfig, HeaderMatchConfig, MatchConfig, PluginConfig,
-    RetriesConfig, RouteConfig, MAX_NAME_LEN,
+    AbortConfig, ConfigError, DelayConfig, DestinationConfig, FaultConfig, GuardConfig,
+    HeaderMatchConfig, MatchConfig, PluginConfig, RetriesConfig, RouteConfig, MAX_NAME_LEN,
 };
 use crate::duration::parse_timeout_ms;
+use crate::fault::{Abort, Delay, Fault, FaultPlan};
 use crate::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
@@ -330,6 +331,10 @@ impl Checker {
             Some(retries) => self.retries(retries, &join(path, "retries")).map(Some),
             None => Some(None),
         };
+        let fault = match &config.fault {
+            Some(fault) => self.fault(fault, &join(path, "fault")).map(Some),
+            None => Some(None),
+        };
         let destinations_path = join(path, "destinations");
         let destinations = match &config.destinations {
             Some(destinations) => self.destinations(
@@ -338,6 +343,7 @@ impl Checker {
                 name.as_deref().unwrap_or(""),
                 timeout.flatten(),
                 retries.as_ref().and_then(Option::as_ref),
+                fault.as_ref().and_then(Option::as_ref),
             ),
             None => {
                 self.error(
@@ -347,8 +353,15 @@ impl Checker {
                 None
             }
         };
-        let (name, matcher, _, guard, _, destinations) =
-            (name?, matcher?, timeout?, guard?, retries?, destinations?);
+        let (name, matcher, _, guard, _, _, destinations) = (
+            name?,
+            matcher?,
+            timeout?,
+            guard?,
+            retries?,
+            fault?,
+            destinations?,
+        );
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         Some(Route {
             name,
@@ -508,6 +521,7 @@ impl Checker {
         route_name: &str,
         route_timeout_ms: Option<u64>,
         route_retries: Option<&RetryHeaders>,
+        route_fault: Option<&Fault>,
     ) -> Option<Vec<Destination>> {
         if configs.is_empty() {
             self.error(path, "expected at least one destination");
@@ -523,6 +537,7 @@ impl Checker {
                 route_name,
                 route_timeout_ms,
                 route_retries,
+                route_fault,
             ) {
                 if !versions.insert(destination.version.clone()) {
                     self.error(
@@ -554,6 +569,7 @@ impl Checker {
         route_name: &str,
         route_timeout_ms: Option<u64>,
         route_retries: Option<&RetryHeaders>,
+        route_fault: Option<&Fault>,
     ) -> Option<Destination> {
         let version = match &config.version {
             Some(version) => self.name(version, &join(path, "version")),
@@ -584,8 +600,12 @@ impl Checker {
             Some(retries) => self.retries(retries, &join(path, "retries")).map(Some),
             None => Some(None),
         };
-        let (version, cluster, weight, timeout, retries) =
-            (version?, cluster?, weight?, timeout?, retries?);
+        let fault = match &config.fault {
+            Some(fault) => self.fault(fault, &join(path, "fault")).map(Some),
+            None => Some(None),
+        };
+        let (version, cluster, weight, timeout, retries, fault) =
+            (version?, cluster?, weight?, timeout?, retries?, fault?);
         let deadline_ms = timeout.or(route_timeout_ms);
         Some(Destination {
             metric_names: DestinationMetricNames::new(route_name, &version),
@@ -595,7 +615,91 @@ impl Checker {
             deadline_ms,
             deadline_header_value: deadline_ms.map(|ms| ms.to_string()),
             retries: retries.or_else(|| route_retries.cloned()),
+            fault: fault.as_ref().or(route_fault).map(FaultPlan::new),
         })
+    }
+
+    fn fault(&mut self, config: &FaultConfig, path: &str) -> Option<Fault> {
+        if config.abort.is_none() && config.delay.is_none() {
+            self.error(path, "expected at least one of abort, delay");
+            return None;
+        }
+        let abort = match &config.abort {
+            Some(abort) => self.abort(abort, &join(path, "abort")).map(Some),
+            None => Some(None),
+        };
+        let delay = match &config.delay {
+            Some(delay) => self.delay(delay, &join(path, "delay")).map(Some),
+            None => Some(None),
+        };
+        Some(Fault {
+            abort: abort?,
+            delay: delay?,
+        })
+    }
+
+    fn abort(&mut self, config: &AbortConfig, path: &str) -> Option<Abort> {
+        let status_path = join(path, "status");
+        let status = match &config.status {
+            Some(value) => self.integer_in(value, &status_path, (200, 599)),
+            None => {
+                self.error(&status_path, "required: an HTTP status from 200 to 599");
+                None
+            }
+        };
+        let basis_points = self.percent(config.percent.as_ref(), &join(path, "percent"));
+        Some(Abort {
+            status: u16::try_from(status?).ok()?,
+            basis_points: basis_points?,
+        })
+    }
+
+    fn delay(&mut self, config: &DelayConfig, path: &str) -> Option<Delay> {
+        let fixed_path = join(path, "fixed");
+        let delay_ms = match &config.fixed {
+            Some(text) => self.timeout(text, &fixed_path),
+            None => {
+                self.error(&fixed_path, "required: a duration such as \"50ms\"");
+                None
+            }
+        };
+        let basis_points = self.percent(config.percent.as_ref(), &join(path, "percent"));
+        Some(Delay {
+            delay_ms: delay_ms?,
+            basis_points: basis_points?,
+        })
+    }
+
+    /// A required percentage from 0 to 100 with at most two decimals, in hundredths of a
+    /// percent.
+    fn percent(&mut self, value: Option<&Value>, path: &str) -> Option<u32> {
+        let Some(value) = value else {
+            self.error(path, "required: a percentage from 0 to 100");
+            return None;
+        };
+        self.basis_points(value, path, 100.0)
+    }
+
+    /// A percentage from 0 to `max` with at most two decimals, in hundredths of a percent.
+    fn basis_points(&mut self, value: &Value, path: &str, max: f64) -> Option<u32> {
+        let percent = self.number_in(
+            value,
+            path,
+            (0.0, max),
+            &format!("a percentage from 0 to {max} with at most two decimals"),
+        )?;
+        let basis_points = (percent * 100.0).round();
+        if (basis_points - percent * 100.0).abs() > 1e-6 {
+            self.error(
+                path,
+                format!(
+                    "expected a percentage with at most two decimals, got {}",
+                    show(value)
+                ),
+            );
+            return None;
+        }
+        Some(basis_points as u32)
     }
 
     /// A number within `range`, as a float (Istio hands every number over as a double).
@@ -692,30 +796,11 @@ impl Checker {
             None => Some(ErrorClasses::default()),
         };
         let probe_basis_points = match &config.probe_percent {
-            Some(value) => {
-                let max = f64::from(MAX_PROBE_BASIS_POINTS) / 100.0;
-                let percent_path = join(path, "probe_percent");
-                self.number_in(
-                    value,
-                    &percent_path,
-                    (0.0, max),
-                    &format!("a percentage from 0 to {max} with at most two decimals"),
-                )
-                .and_then(|percent| {
-                    let basis_points = (percent * 100.0).round();
-                    if (basis_points - percent * 100.0).abs() > 1e-6 {
-                        self.error(
-                            &percent_path,
-                            format!(
-                                "expected a percentage with at most two decimals, got {}",
-                                show(value)
-                            ),
-                        );
-                        return None;
-                    }
-                    Some(basis_points as u32)
-                })
-            }
+            Some(value) => self.basis_points(
+                value,
+                &join(path, "probe_percent"),
+                f64::from(MAX_PROBE_BASIS_POINTS) / 100.0,
+            ),
             None => Some(0),
         };
         Some(Guard {

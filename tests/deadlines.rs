@@ -51,7 +51,10 @@ fn shipped_config_cuts_all_of_v2_and_counts_every_cut_as_a_timeout() {
     // every cut is counted as a timeout of its own version.
     assert_eq!(v1_ok + v1_errors, 700);
     assert_eq!(v1_errors, v1_timeouts);
-    assert!(v1_ok >= 690, "v1 answered only {v1_ok} of 700 within 2 ms");
+    assert!(
+        v1_ok >= support::V1_WITHIN_2MS_AT_LEAST,
+        "v1 answered only {v1_ok} of 700 within 2 ms"
+    );
     assert_eq!((ok as u64, timed_out as u64), (v1_ok, 300 + v1_timeouts));
 }
 
@@ -239,11 +242,13 @@ fn the_latency_histogram_matches_what_the_client_waited() {
     println!(
         "mean latency, filter vs client: v1 {v1_filter:.3} vs {v1_client:.3} ms, v2 {v2_filter:.3} vs {v2_client:.3} ms"
     );
-    // The client's wait holds the filter's span plus its own socket work: the filter may read
-    // a little less, never clearly more, and not much less.
+    // The client's wait holds the filter's span plus its own socket work, which grows on a
+    // busy machine: the filter may read less, never more (a span that ended late, as at
+    // Envoy's stream deletion, reads about a millisecond more). How much less is checked
+    // against Envoy's own measurement below, which no client scheduling disturbs.
     for (version, filter, client) in [("v1", v1_filter, v1_client), ("v2", v2_filter, v2_client)] {
         assert!(
-            filter <= client * 1.05 && client - filter <= 0.4 + client * 0.05,
+            filter <= client * 1.05,
             "{version}: the histogram's mean is {filter:.3} ms, the client waited {client:.3} ms"
         );
     }

@@ -43,7 +43,7 @@ fn invalid_config_prints_every_error_with_its_path_and_exits_1() {
     assert_eq!(
         stdout(&output),
         "error: checker/tests/broken/weight-typo.json (2 errors)\n\
-         \x20 routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout, retries; did you mean `weight`?\n\
+         \x20 routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?\n\
          \x20 routes[0].destinations[1].weight: required: an integer from 0 to 1000000\n"
     );
 }

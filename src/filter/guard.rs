@@ -1,14 +1,14 @@
-//! The guard's side of the root context: every [`super::GUARD_TICK`], each worker merges the
+//! The guard's side of the root context: every [`super::timer::GUARD_TICK`], each worker merges the
 //! outcomes its streams recorded into the route's state in proxy-wasm shared data
 //! (compare-and-swap, retried on conflict), takes in the decisions found there, and logs and
 //! counts what changed. The decisions themselves are made by [`crate::guard`].
 
+use super::timer::now_ms;
 use super::Active;
 use crate::guard::{GuardEvent, RouteGuardState, Tally};
 use crate::plan::{Plan, Route};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-use std::time::UNIX_EPOCH;
 
 /// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
 const CAS_ATTEMPTS: usize = 8;
@@ -32,15 +32,6 @@ pub(super) fn shared_data_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>>
             ))
         })
         .collect()
-}
-
-fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
 }
 
 /// Sets every destination's weight gauge (and, on guarded routes, its ejected gauge).

@@ -5,22 +5,26 @@
 
 mod guard;
 mod host;
+mod timer;
 
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
+use crate::fault::FaultKind;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
 use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
-use crate::stream::Stream;
+use crate::stream::{Stream, Verdict};
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
 use std::rc::Rc;
-use std::time::Duration;
+use timer::Timer;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SplitRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(SplitRoot { context_id, ..SplitRoot::default() })
+    });
 }}
 
 /// The metric ids of one route and version, defined at configure time.
@@ -32,6 +36,8 @@ pub(crate) struct DestinationMetrics {
     pub weight: u32,
     /// Defined only on routes with a guard.
     pub guard: Option<GuardMetrics>,
+    /// Injected faults, indexed by `FaultKind::index`; defined for the kinds configured.
+    pub faults: [Option<u32>; 2],
 }
 
 pub(crate) struct GuardMetrics {
@@ -66,13 +72,12 @@ struct SplitRoot {
     active: Option<Rc<Active>>,
     /// Where this plugin's guards keep their state in the proxy's shared data.
     guard_keys: Vec<Option<String>>,
+    context_id: u32,
+    /// Shared with this root's streams, which hold requests on it (delay faults).
+    timer: Rc<Timer>,
 }
 
 impl Context for SplitRoot {}
-
-/// How often each worker merges its guard outcomes into the shared state and reads the
-/// decisions: the longest a worker's split lags behind a trip (docs/config.md).
-const GUARD_TICK: Duration = Duration::from_millis(250);
 
 impl RootContext for SplitRoot {
     fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
@@ -119,12 +124,8 @@ impl RootContext for SplitRoot {
                     .and_then(|name| String::from_utf8(name).ok())
                     .unwrap_or_default();
                 self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
-                if self.guard_keys.iter().any(Option::is_some) {
-                    if let Err(status) = hostcalls::set_tick_period(GUARD_TICK) {
-                        log::error!("traffic-split: configuration refused: the guard's timer could not be set: {status:?}");
-                        return false;
-                    }
-                }
+                self.timer
+                    .set_guarded(self.guard_keys.iter().any(Option::is_some));
                 guard::publish_weights(&active);
                 self.active = Some(Rc::new(active));
                 true
@@ -138,10 +139,12 @@ impl RootContext for SplitRoot {
         }
     }
 
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(SplitStream {
             active: self.active.clone(),
             stream: Stream::default(),
+            context_id,
+            timer: Rc::clone(&self.timer),
         }))
     }
 
@@ -153,6 +156,19 @@ impl RootContext for SplitRoot {
         if let Some(active) = &self.active {
             guard::merge_all(active, &self.guard_keys);
         }
+        let now_ms = timer::now_ms();
+        let due = self.timer.due(now_ms);
+        for context_id in &due {
+            // A stream that ended meanwhile was forgotten; one the host no longer knows is
+            // skipped (BadArgument), never resumed blindly.
+            if hostcalls::set_effective_context(*context_id).is_ok() {
+                let _ = hostcalls::resume_http_request();
+            }
+        }
+        if !due.is_empty() {
+            let _ = hostcalls::set_effective_context(self.context_id);
+        }
+        self.timer.arm(now_ms);
     }
 }
 
@@ -176,6 +192,15 @@ const TRAP_HEADER: &str = "x-traffic-split-test-trap";
 struct SplitStream {
     active: Option<Rc<Active>>,
     stream: Stream,
+    context_id: u32,
+    timer: Rc<Timer>,
+}
+
+impl Drop for SplitStream {
+    /// A held request whose client left is released from the timer, never resumed.
+    fn drop(&mut self) {
+        self.timer.forget(self.context_id);
+    }
 }
 
 impl Context for SplitStream {}
@@ -186,18 +211,27 @@ impl HttpContext for SplitStream {
         if self.get_http_request_header(TRAP_HEADER).is_some() {
             core::arch::wasm32::unreachable();
         }
-        match &self.active {
-            Some(active) => self
-                .stream
-                .on_request_headers(&active.plan, &mut EnvoyHost::new(active)),
-            None => {
-                // Not configured (Envoy does not run a filter whose configuration failed):
-                // still never let a client choose the cluster or version.
-                host::remove_request_header_anyway(DEFAULT_VERSION_HEADER);
-                host::remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
+        let Some(active) = &self.active else {
+            // Not configured (Envoy does not run a filter whose configuration failed):
+            // still never let a client choose the cluster or version.
+            host::remove_request_header_anyway(DEFAULT_VERSION_HEADER);
+            host::remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
+            return Action::Continue;
+        };
+        match self
+            .stream
+            .on_request_headers(&active.plan, &mut EnvoyHost::new(active))
+        {
+            Verdict::Continue => Action::Continue,
+            // The local reply is on its way; the request goes no further.
+            Verdict::Answered => Action::Pause,
+            Verdict::Held { delay_ms } => {
+                let now_ms = timer::now_ms();
+                self.timer
+                    .hold(self.context_id, now_ms.saturating_add(delay_ms), now_ms);
+                Action::Pause
             }
         }
-        Action::Continue
     }
 
     /// The stream's end, at Envoy's access log: the response code and flags are final.
@@ -216,10 +250,16 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
     for route in &plan.routes {
         let mut route_metrics = Vec::with_capacity(route.destinations.len());
         for destination in &route.destinations {
+            let fault_kinds = destination
+                .fault
+                .as_ref()
+                .map(|fault| fault.kinds())
+                .unwrap_or_default();
             route_metrics.push(define_destination_metrics(
                 &destination.metric_names,
                 plan.metrics,
                 route.guard.is_some(),
+                &fault_kinds,
             )?);
         }
         metrics.push(route_metrics);
@@ -242,7 +282,16 @@ fn define_destination_metrics(
     names: &DestinationMetricNames,
     mode: MetricsMode,
     guarded: bool,
+    fault_kinds: &[FaultKind],
 ) -> Result<DestinationMetrics, Status> {
+    let mut faults = [None, None];
+    for kind in fault_kinds {
+        if let (Some(slot), Some(name)) =
+            (faults.get_mut(kind.index()), names.faults.get(kind.index()))
+        {
+            *slot = Some(define_metric(MetricType::Counter, name)?);
+        }
+    }
     let requests = define_metric(MetricType::Counter, &names.requests)?;
     let weight = define_metric(MetricType::Gauge, &names.weight)?;
     let guard = if guarded {
@@ -275,5 +324,6 @@ fn define_destination_metrics(
         responses,
         weight,
         guard,
+        faults,
     })
 }

@@ -18,6 +18,7 @@ pub struct ScriptedHost {
     pub fail_removes: bool,
     pub fail_response_code: bool,
     pub fail_response_flags: bool,
+    pub fail_local_reply: bool,
     pub response_code: Option<i64>,
     pub response_flags: Option<u64>,
     pub clock: u64,
@@ -28,6 +29,8 @@ pub struct ScriptedHost {
     pub failed_calls: usize,
     pub counts: Vec<Count>,
     pub durations: Vec<(Chosen, u64)>,
+    /// Local replies sent: (status, body, the header's name).
+    pub local_replies: Vec<(u16, String, String)>,
 }
 
 impl ScriptedHost {
@@ -126,6 +129,20 @@ impl StreamHost for ScriptedHost {
 
     fn count(&mut self, what: Count) {
         self.counts.push(what);
+    }
+
+    fn send_local_reply(
+        &mut self,
+        status: u16,
+        body: &str,
+        header: (&str, &str),
+    ) -> Result<(), HostError> {
+        if self.fail_local_reply {
+            return Err(self.fail());
+        }
+        self.local_replies
+            .push((status, body.to_string(), header.0.to_string()));
+        Ok(())
     }
 
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
