@@ -1,4 +1,4 @@
-//! Faults and load: an upstream that is gone, with and without the guard, and the config
+//! Outages and load: an upstream that is gone, with and without the guard, and the config
 //! changed under load (weights swapped, a bad config pushed) while wrk keeps every connection
 //! busy.
 

@@ -84,10 +84,14 @@ fn a_request_the_filter_does_not_route_keeps_the_clients_retry_headers() {
         .with_plugin_config(config)
         .with_v2_failure_switch()
         .trusting_client_headers();
-    let default_route = &mut envoy_config.document["static_resources"]["listeners"][0]
-        ["filter_chains"][0]["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]
-        ["routes"][1]["route"];
-    default_route["cluster"] = "springbootapp-v2".into();
+    // Envoy's default route, the last one, to v2 instead of v1.
+    let routes = &mut envoy_config.document["static_resources"]["listeners"][0]["filter_chains"][0]
+        ["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
+    let default_route = routes
+        .as_sequence_mut()
+        .and_then(|routes| routes.last_mut())
+        .expect("routes");
+    default_route["route"]["cluster"] = "springbootapp-v2".into();
     let envoy = Envoy::start(envoy_config);
     envoy.set_v2_failing(true);
     let mut connection = envoy.connect();
