@@ -301,3 +301,182 @@ fn with_pass_through_envoy_starts_with_a_bad_static_config() {
         1
     );
 }
+
+/// A 70/30 route, for broken configs to add a field to.
+const ROUTE: &str = r#""name": "hello", "destinations": [
+    { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
+    { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 } ]"#;
+
+fn with_destinations(destinations: &str) -> String {
+    format!(r#"{{ "routes": [ {{ "name": "hello", "destinations": [ {destinations} ] }} ] }}"#)
+}
+
+fn with_route_field(field: &str) -> String {
+    format!(r#"{{ "routes": [ {{ {ROUTE}, {field} }} ] }}"#)
+}
+
+fn with_top_field(field: &str) -> String {
+    format!(r#"{{ {field}, "routes": [ {{ {ROUTE} }} ] }}"#)
+}
+
+fn with_header_matcher(matcher: &str) -> String {
+    with_route_field(&format!(r#""match": {{ "headers": [ {matcher} ] }}"#))
+}
+
+/// Broken configs, each with an error it must be refused with, exactly as written
+/// (`path: message`). By kind: malformed JSON, wrong types, unknown fields, missing or empty
+/// parts, duplicates, names, weights, regexes, durations, matchers, header names, and the
+/// fields of metrics, logging, the guard, retries, faults and on_invalid_config.
+fn broken_configs() -> Vec<(String, &'static str)> {
+    let d = with_destinations;
+    let r = with_route_field;
+    let t = with_top_field;
+    let h = with_header_matcher;
+    vec![
+        // Malformed JSON.
+        ("{ \"routes\": [ ".into(), "the configuration is not valid JSON: EOF while parsing a list at line 1 column 14"),
+        ("".into(), "the configuration is not valid JSON: EOF while parsing a value at line 1 column 0"),
+        // Wrong types.
+        ("[]".into(), "expected an object, got a list"),
+        (r#"{ "routes": {} }"#.into(), "routes: expected a list, got an object"),
+        (d(r#"{ "version": "v1", "weight": "70" }"#), r#"routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got "70""#),
+        (d(r#"{ "version": 1, "weight": 1 }"#), "routes[0].destinations[0].version: expected a string, got 1"),
+        (r(r#""match": { "methods": "GET" }"#), r#"routes[0].match.methods: expected a list, got "GET""#),
+        (h(r#"{ "name": "x-env", "present": "yes" }"#), r#"routes[0].match.headers[0].present: expected a boolean, got "yes""#),
+        // Unknown fields, with the one most likely meant.
+        (t(r#""rutes": 1"#), "rutes: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config; did you mean `routes`?"),
+        (r(r#""timeot": "2ms""#), "routes[0].timeot: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault; did you mean `timeout`?"),
+        (d(r#"{ "version": "v1", "wieght": 1 }"#), "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?"),
+        (r(r#""match": { "prefx": "/hello" }"#), "routes[0].match.prefx: unknown field; expected one of prefix, exact, regex, methods, headers; did you mean `prefix`?"),
+        (h(r#"{ "name": "x-env", "exakt": "prod" }"#), "routes[0].match.headers[0].exakt: unknown field; expected one of name, exact, prefix, regex, present; did you mean `exact`?"),
+        // Missing and empty parts.
+        ("{ }".into(), "routes: required: a non-empty list of routes"),
+        (r#"{ "routes": [] }"#.into(), "routes: expected at least one route"),
+        (d(""), "routes[0].destinations: expected at least one destination"),
+        (d(r#"{ "version": "v1" }"#), "routes[0].destinations[0].weight: required: an integer from 0 to 1000000"),
+        // Duplicates: names, versions, a key written twice.
+        (format!(r#"{{ "routes": [ {{ {ROUTE} }}, {{ {ROUTE} }} ] }}"#), r#"routes[1].name: duplicate route name "hello""#),
+        (d(r#"{ "version": "v1", "weight": 1 }, { "version": "v1", "weight": 2 }"#), r#"routes[0].destinations[1].version: duplicate version "v1" in this route"#),
+        (r#"{ "routes": [ { "name": "a", "name": "b", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#.into(), "routes[0].name: duplicate field"),
+        // Names with dots or spaces.
+        (r#"{ "routes": [ { "name": "a.b", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#.into(), r#"routes[0].name: expected 1-64 characters of [A-Za-z0-9_-], got "a.b""#),
+        (r#"{ "routes": [ { "name": "a b", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#.into(), r#"routes[0].name: expected 1-64 characters of [A-Za-z0-9_-], got "a b""#),
+        (d(r#"{ "version": "v1.2", "weight": 1 }"#), r#"routes[0].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got "v1.2""#),
+        (d(r#"{ "version": "v 1", "weight": 1 }"#), r#"routes[0].destinations[0].version: expected 1-64 characters of [A-Za-z0-9_-], got "v 1""#),
+        (d(r#"{ "version": "v1", "cluster": "a b", "weight": 1 }"#), r#"routes[0].destinations[0].cluster: expected 1-255 visible ASCII characters, got "a b""#),
+        // Weights.
+        (d(r#"{ "version": "v1", "weight": -5 }"#), "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got -5"),
+        (d(r#"{ "version": "v1", "weight": 0 }, { "version": "v2", "weight": 0 }"#), "routes[0].destinations: the weights add up to 0; at least one must be above 0"),
+        (d(r#"{ "version": "v1", "weight": 2.5 }"#), "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got 2.5"),
+        (d(r#"{ "version": "v1", "weight": 1000001 }"#), "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got 1000001"),
+        // Regexes.
+        (r(r#""match": { "regex": "/api/(v1" }"#), r#"routes[0].match.regex: invalid regex "/api/(v1": found open group without closing ')'"#),
+        (h(r#"{ "name": "x-env", "regex": "[a-" }"#), r#"routes[0].match.headers[0].regex: invalid regex "[a-": invalid range in character class"#),
+        // Durations: empty, negative, below 1 ms, above 24 h, unitless.
+        (r(r#""timeout": """#), r#"routes[0].timeout: expected a duration such as "0.002s", "1.5s", "2ms", "1m" or "1h", got """#),
+        (r(r#""timeout": "-1s""#), r#"routes[0].timeout: expected a duration such as "0.002s", "1.5s", "2ms", "1m" or "1h", got "-1s""#),
+        (r(r#""timeout": "0.5ms""#), r#"routes[0].timeout: "0.5ms" is not a whole number of milliseconds (Envoy deadlines have millisecond resolution)"#),
+        (r(r#""retries": { "attempts": 2, "retry_on": "5xx", "per_try_timeout": "0s" }"#), r#"routes[0].retries.per_try_timeout: "0s" is shorter than the minimum of 1ms"#),
+        (r(r#""timeout": "25h""#), r#"routes[0].timeout: "25h" is longer than the maximum of 24h"#),
+        (r(r#""timeout": "5""#), r#"routes[0].timeout: expected a duration such as "0.002s", "1.5s", "2ms", "1m" or "1h", got "5""#),
+        // Matchers: header matchers with no or two operators, two path matches, bad parts.
+        (h(r#"{ "name": "x-env" }"#), "routes[0].match.headers[0]: expected exactly one of exact, prefix, regex, present; got none"),
+        (h(r#"{ "name": "x-env", "exact": "a", "prefix": "b" }"#), "routes[0].match.headers[0]: expected exactly one of exact, prefix, regex, present; got exact, prefix"),
+        (h(r#"{ "exact": "a" }"#), "routes[0].match.headers[0].name: required"),
+        (r(r#""match": { "prefix": "/a", "exact": "/b" }"#), "routes[0].match: at most one of prefix, exact, regex; got prefix, exact"),
+        (r(r#""match": { "prefix": "hello" }"#), r#"routes[0].match.prefix: expected a path starting with "/", got "hello""#),
+        (r(r#""match": { "methods": ["get"] }"#), r#"routes[0].match.methods[0]: expected an upper-case HTTP method such as "GET", got "get""#),
+        (r(r#""match": { "methods": [] }"#), "routes[0].match.methods: expected at least one method, or no methods field"),
+        // Header names.
+        (t(r#""version_header": "x-same", "cluster_header": "x-same""#), r#"cluster_header: must differ from version_header (both are "x-same")"#),
+        (t(r#""version_header": "x-envoy-upstream-rq-timeout-ms""#), "version_header: x-envoy-upstream-rq-timeout-ms is Envoy's deadline header"),
+        (t(r#""version_header": "bad header""#), r#"version_header: expected an HTTP header name, got "bad header""#),
+        // Metrics, logging, on_invalid_config.
+        (t(r#""metrics": "all""#), r#"metrics: expected one of "full", "requests", got "all""#),
+        (t(r#""log_level": "verbose""#), r#"log_level: expected one of "trace", "debug", "info", "warn", "error", "critical", got "verbose""#),
+        (t(r#""on_invalid_config": "ignore""#), r#"on_invalid_config: expected one of "refuse", "pass_through", got "ignore""#),
+        // The guard.
+        (r(r#""guard": { }"#), "routes[0].guard.max_error_ratio: required: a number from 0 to 1"),
+        (r(r#""guard": { "max_error_ratio": 1.5 }"#), "routes[0].guard.max_error_ratio: expected a number from 0 to 1, got 1.5"),
+        (r(r#""guard": { "max_error_ratio": 0.1, "window": "10h" }"#), r#"routes[0].guard.window: "10h" is outside 1s to 1h"#),
+        (r(r#""guard": { "max_error_ratio": 0.1, "errors": ["4xx"] }"#), r#"routes[0].guard.errors[0]: expected one of "5xx", "timeout", "reset", got "4xx""#),
+        (r(r#""guard": { "max_error_ratio": 0.1, "probe_percent": 60 }"#), "routes[0].guard.probe_percent: expected a percentage from 0 to 50 with at most two decimals, got 60"),
+        // Retries.
+        (r(r#""retries": { "attempts": 11, "retry_on": "5xx" }"#), "routes[0].retries.attempts: expected an integer from 0 to 10, got 11"),
+        (r(r#""retries": { "attempts": 2, "retry_on": "sometimes" }"#), r#"routes[0].retries.retry_on: unknown retry condition "sometimes"; expected a comma-separated list of 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure"#),
+        // Faults.
+        (r(r#""fault": { }"#), "routes[0].fault: expected at least one of abort, delay"),
+        (r(r#""fault": { "abort": { "status": 600, "percent": 10 } }"#), "routes[0].fault.abort.status: expected an integer from 200 to 599, got 600"),
+        (r(r#""fault": { "abort": { "status": 503, "percent": 101 } }"#), "routes[0].fault.abort.percent: expected a percentage from 0 to 100 with at most two decimals, got 101"),
+        (r(r#""fault": { "delay": { "fixed": "forever", "percent": 10 } }"#), r#"routes[0].fault.delay.fixed: expected a duration such as "0.002s", "1.5s", "2ms", "1m" or "1h", got "forever""#),
+    ]
+}
+
+#[test]
+fn every_broken_config_is_refused_with_its_path_and_message() {
+    let broken = broken_configs();
+    assert!(broken.len() >= 30, "only {} broken configs", broken.len());
+    for (config, expected) in &broken {
+        let errors: Vec<String> = traffic_split::config::compile(config.as_bytes())
+            .expect_err(expected)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert!(
+            errors.iter().any(|error| error == expected),
+            "{config}\n  expected {expected:?}\n  got {errors:?}"
+        );
+    }
+}
+
+/// Each broken config pushed to a running Envoy, as Istio pushes a WasmPlugin (ECDS): each is
+/// rejected with its message in Envoy's log, and the 70/30 split goes on exactly.
+#[test]
+fn every_broken_config_pushed_to_a_running_envoy_is_rejected_and_the_split_goes_on() {
+    let _machine = exclusive();
+    let split_70_30 = format!(r#"{{ "routes": [ {{ {ROUTE} }} ] }}"#);
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&split_70_30)
+            .front_filter_from_ecds(),
+    );
+    let expected: BTreeMap<String, usize> = [("v1".into(), 70), ("v2".into(), 30)].into();
+    assert_eq!(versions_seen(&envoy, 100), expected);
+    let broken = broken_configs();
+    for (config, message) in &broken {
+        assert!(!envoy.reconfigure_filter(config), "applied: {message}");
+    }
+    assert_eq!(envoy.stat(ECDS_REJECTED), Some(broken.len() as u64));
+    assert_eq!(
+        versions_seen(&envoy, 100),
+        expected,
+        "the running split changed"
+    );
+    let log = envoy.stop();
+    let refusals = refusal_lines(&log);
+    for (_, message) in &broken {
+        assert!(
+            refusals.iter().any(|line| line.contains(message)),
+            "no refusal with {message:?}"
+        );
+    }
+}
+
+/// Each broken config in a static bootstrap: Envoy refuses to start, with the message in its
+/// log.
+#[test]
+fn envoy_refuses_to_start_with_any_broken_config() {
+    let _machine = exclusive();
+    for (config, message) in broken_configs() {
+        let failure = Envoy::try_start(EnvoyConfig::shipped().with_plugin_config(&config))
+            .err()
+            .unwrap_or_else(|| panic!("Envoy started with a broken config: {message}"));
+        assert!(
+            refusal_lines(&failure.log)
+                .iter()
+                .any(|line| line.contains(message)),
+            "no refusal with {message:?} in:\n{}",
+            failure.log
+        );
+    }
+}
