@@ -260,7 +260,8 @@ fuzz: fuzz-tools
 	PATH="$(abspath $(CARGO_FUZZ_BIN)):$$PATH" cargo +$(FUZZ_TOOLCHAIN) fuzz build -O
 	@for target in $(FUZZ_TARGETS); do \
 	  mkdir -p $(FUZZ_WORK)/corpus/$$target $(FUZZ_WORK)/artifacts/$$target; \
-	  seeds="fuzz/corpus/$$target"; [ $$target != config_text ] || seeds="$$seeds examples/configs"; \
+	  seeds=""; for dir in fuzz/corpus/$$target $$([ $$target != config_text ] || echo examples/configs); do \
+	    [ ! -d $$dir ] || seeds="$$seeds $$dir"; done; \
 	  PATH="$(abspath $(CARGO_FUZZ_BIN)):$$PATH" cargo +$(FUZZ_TOOLCHAIN) fuzz run -O $$target \
 	    $(FUZZ_WORK)/corpus/$$target $$seeds -- \
 	    -max_total_time=$(FUZZ_SECONDS) -max_len=8192 -timeout=5 -print_final_stats=1 \
