@@ -253,7 +253,7 @@ impl Checker {
         Some(Plan {
             version_header: version_header?,
             cluster_header: cluster_header?,
-            routes: routes?,
+            routes: crate::plan::RouteTable::new(routes?),
             metrics: MetricsMode::Full,
             log_level: LogLevel::Info,
         })

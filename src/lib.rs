@@ -8,6 +8,7 @@
 //! ([`filter`], only in the Wasm module):
 //! - [`config`]: the JSON config, checked field by field and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
+//! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
 //! - [`headers`]: the request's header map, read in one host call;
@@ -29,6 +30,7 @@ pub mod headers;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
+pub mod route_table;
 pub mod stream;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
