@@ -15,7 +15,7 @@ WASM_TARGET   := wasm32-wasip1
 WASM_RAW      := target/$(WASM_TARGET)/release/traffic_split.wasm
 WASM          := $(BUILD)/traffic_split.wasm
 MODULE_EXPORTS := src/filter/exports.json
-APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose
+APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose gnuplot-nox
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
@@ -25,6 +25,7 @@ help:
 	@echo "make run    build, start a local Envoy with the filter, send 1,000 requests, show the split"
 	@echo "make test   format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make bench  benchmark against Envoy's native routing (not part of make test)"
+	@echo "make bench-scale  CPU per request from 5 to 5,000 routes, beside Envoy's route table"
 
 # --- installs ------------------------------------------------------------------------------
 
@@ -46,7 +47,7 @@ envoy: $(ENVOY)
 # Debian tools for the benchmark and the OCI image; installed only when one is missing.
 .PHONY: apt-tools
 apt-tools:
-	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose; do \
+	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose gnuplot; do \
 	  command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -171,6 +172,15 @@ bench-build: build
 .PHONY: bench
 bench: bench-build envoy apt-tools
 	python3 bench/bench.py bench $(BENCH_ARGS)
+
+# CPU per request with 5 to 5,000 routes (and 2 to 50 destinations), beside Envoy's own route
+# table: build/scale.json, build/scale.png. `make bench-scale SCALE_ARGS=--quick` checks the
+# plumbing in about a minute. The host part (compile time, heap, ns per match) is
+# examples/match_cost.rs.
+.PHONY: bench-scale
+bench-scale: build envoy apt-tools
+	cargo build --release --example match_cost
+	python3 bench/bench.py scale $(SCALE_ARGS)
 
 # 1M requests through the filter; Envoy's RSS must not grow beyond its first 100k.
 .PHONY: soak

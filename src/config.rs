@@ -54,6 +54,9 @@ pub fn describe_errors(errors: &[ConfigError]) -> String {
 
 /// Parses and validates a config, returning the plan or every error found.
 pub fn compile(json: &[u8]) -> Result<Plan, Vec<ConfigError>> {
+    if let Some(too_large) = crate::limits::check_config_size(json.len()) {
+        return Err(vec![too_large]);
+    }
     let value: Value = serde_json::from_slice(json).map_err(|error| {
         vec![ConfigError {
             path: String::new(),
@@ -263,6 +266,14 @@ impl Checker {
         let list = self.list(value, "routes")?;
         if list.is_empty() {
             self.error("routes", "expected at least one route");
+            return None;
+        }
+        let too_large = crate::limits::check_counts(list.iter().map(|route| {
+            let destinations = route.get("destinations").and_then(Value::as_array);
+            destinations.map_or(0, Vec::len)
+        }));
+        if !too_large.is_empty() {
+            self.errors.extend(too_large);
             return None;
         }
         let mut names = HashSet::new();

@@ -9,6 +9,7 @@
 //! - [`config`]: the JSON config, checked field by field and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
+//! - [`limits`]: how large a config the filter accepts;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
 //! - [`headers`]: the request's header map, read in one host call;
@@ -27,6 +28,7 @@
 pub mod config;
 pub mod duration;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod pick;
 pub mod plan;

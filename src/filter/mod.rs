@@ -6,6 +6,7 @@
 mod host;
 
 use crate::config::{compile, describe_errors};
+use crate::limits::check_config_size;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, UNMATCHED};
 use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::stream::Stream;
@@ -54,7 +55,12 @@ struct SplitRoot {
 impl Context for SplitRoot {}
 
 impl RootContext for SplitRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        // Refused unread: reading it would grow the VM's memory for good.
+        if let Some(too_large) = check_config_size(plugin_configuration_size) {
+            log::error!("traffic-split: configuration refused: {too_large}");
+            return false;
+        }
         let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(json) => json.unwrap_or_default(),
             Err(status) => {
