@@ -29,6 +29,7 @@ import json
 import operator
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -170,7 +171,7 @@ LOAD_CPUS = set(ALL_CPUS[1:]) or set(ALL_CPUS)
 class Envoy:
     """One Envoy process: started from a template in bench/envoy/, ready once /ready says LIVE."""
 
-    def __init__(self, name, template, values, workdir, cpus):
+    def __init__(self, name, template, values, workdir, cpus, log_level="warn"):
         started = time.monotonic()
         self.name = name
         self.dir = Path(workdir) / name
@@ -181,7 +182,7 @@ class Envoy:
         self.log = self.dir / "envoy.log"
         self.process = subprocess.Popen(
             [ENVOY, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
-             "--admin-address-path", str(self.address_file), "--log-level", "warn",
+             "--admin-address-path", str(self.address_file), "--log-level", log_level,
              "--log-path", str(self.log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             preexec_fn=lambda: os.sched_setaffinity(0, cpus),
@@ -661,7 +662,7 @@ def scale_clusters(destinations, ports):
             for k in range(1, max(destinations, 2) + 1)]
 
 
-def start_scale_front(variant, routes, destinations, workdir, ports, wasm, configs):
+def start_scale_front(variant, routes, destinations, workdir, ports, wasm, configs, log_level="warn"):
     """A front Envoy of one variant with a generated table; the plugin config is kept in
     `configs` for the host measurement."""
     name = f"{variant}-{routes}-routes-{destinations}-destinations"
@@ -674,7 +675,7 @@ def start_scale_front(variant, routes, destinations, workdir, ports, wasm, confi
         plugin_config = json.dumps(scale_plugin_config(routes, destinations))
         (configs / f"{name}.json").write_text(plugin_config)
         values["plugin_config"] = json.dumps(plugin_config)
-    return Envoy(name, SCALE_VARIANTS[variant], values, workdir, FRONT_CPUS)
+    return Envoy(name, SCALE_VARIANTS[variant], values, workdir, FRONT_CPUS, log_level)
 
 
 def host_match_cost(config):
@@ -690,11 +691,23 @@ def host_match_cost(config):
 
 
 def envoy_heap_kib(front):
-    """Envoy's own heap (tcmalloc): what is allocated, and what tcmalloc holds (freed memory it
-    keeps for reuse included). The rest of the RSS is V8 (the Wasm VMs) and code."""
-    memory = json.loads(front.get("/memory"))
-    return {"envoy_heap_allocated_kib": int(memory["allocated"]) // 1024,
-            "envoy_heap_size_kib": int(memory["heap_size"]) // 1024}
+    """Envoy's own heap in use (tcmalloc's allocated bytes: the metrics, the route table). The
+    RSS also holds what tcmalloc keeps after freeing (parsing a large config leaves much), V8
+    and code."""
+    return {"envoy_heap_allocated_kib": int(json.loads(front.get("/memory"))["allocated"]) // 1024}
+
+
+def vm_memory_kib(front):
+    """The filter's VM memory once configured, from its log line; None without the filter."""
+    found = re.findall(r"traffic-split: configured \d+ route\(s\); VM memory (\d+) KiB", front.log.read_text())
+    return int(found[-1]) if found else None
+
+
+def describe_startup(entry):
+    vm = f", VM {entry['vm_memory_kib'] / 1024:.1f} MiB" if entry.get("vm_memory_kib") else ""
+    return (f"{entry['variant']:>13} {entry['routes']:>6} routes: ready in {entry['ready_s']:.2f} s, "
+            f"RSS {entry['rss_kib'] / 1024:.1f} MiB, Envoy heap {entry['envoy_heap_allocated_kib'] / 1024:.1f} "
+            f"MiB allocated{vm}")
 
 
 def scale_startup(workdir, ports, wasm, configs, options):
@@ -705,7 +718,8 @@ def scale_startup(workdir, ports, wasm, configs, options):
     startup_dir.mkdir()
     for routes in SCALE_STARTUP_ROUTES:
         for variant in SCALE_VARIANTS:
-            front = start_scale_front(variant, routes, 2, startup_dir, ports, wasm, configs)
+            # At info, the filter logs its VM's memory once configured.
+            front = start_scale_front(variant, routes, 2, startup_dir, ports, wasm, configs, "info")
             try:
                 h2load(front.url(), 1000, 1)
                 entry = {"variant": variant, "routes": routes, "ready_s": round(front.ready_s, 3),
@@ -713,12 +727,12 @@ def scale_startup(workdir, ports, wasm, configs, options):
                          **envoy_heap_kib(front)}
             finally:
                 front.stop()
+            # Envoy flushes its log file every few seconds, and at exit.
+            entry["vm_memory_kib"] = vm_memory_kib(front)
             if variant == "traffic-split" and MATCH_COST.exists():
                 entry["host"] = host_match_cost(configs / f"{front.name}.json")
             startup.append(entry)
-            print(f"startup {variant:>13} {routes:>6} routes: ready in {entry['ready_s']:.2f} s, "
-                  f"RSS {entry['rss_kib'] / 1024:.1f} MiB, Envoy heap {entry['envoy_heap_allocated_kib'] / 1024:.1f} "
-                  f"MiB allocated, {entry['envoy_heap_size_kib'] / 1024:.1f} MiB held")
+            print(f"startup {describe_startup(entry)}")
     return startup
 
 
@@ -729,6 +743,14 @@ def scale_cases(routes_counts, destination_counts):
             for variant in SCALE_VARIANTS for routes in routes_counts for destinations in destination_counts
             for request in SCALE_REQUESTS
             if request == "matched" or destinations == destination_counts[0]]
+
+
+def scale_series(destination_counts):
+    """(variant, destinations, request) of each column of the table and line of the chart: the
+    matched request at each destination count, then the unmatched one."""
+    return [(variant, destinations, "matched") for variant in SCALE_VARIANTS
+            for destinations in destination_counts] + \
+           [(variant, destination_counts[0], "unmatched") for variant in SCALE_VARIANTS]
 
 
 def case_key(variant, routes, destinations, request):
@@ -758,9 +780,7 @@ def scale_targets(runs, routes_counts, destination_counts):
 
 
 def print_scale_table(report):
-    columns = [(variant, destinations, request) for variant in SCALE_VARIANTS
-               for destinations in report["settings"]["destinations"] for request in SCALE_REQUESTS
-               if request == "matched" or destinations == report["settings"]["destinations"][0]]
+    columns = scale_series(report["settings"]["destinations"])
     print("\nCPU per request (µs), medians over the rounds; dest. = destinations of the matched route")
     header = ["routes"] + [f"{variant} {f'{d} dest.' if request == 'matched' else 'unmatched'}"
                            for variant, d, request in columns]
@@ -771,6 +791,15 @@ def print_scale_table(report):
             median = report["medians"].get(case_key(variant, routes, destinations, request))
             cells.append(f"{median:>20.2f}" if median is not None else f"{'—':>20}")
         print(" | ".join(cells))
+    if report["host"]:
+        print(f"\nthe filter on the host ({report['settings']['destinations'][0]} destinations): "
+              "compile time, heap once compiled, ns per match with the index and with the in-order scan")
+        for routes, host in report["host"].items():
+            matched, unmatched = host["matched"], host["unmatched"]
+            print(f"  {routes:>6} routes: compile {matched['compile_ms']:7.1f} ms, plan "
+                  f"{matched['plan_bytes'] / 2**20:6.1f} MiB; matched {matched['match_ns']:5.0f} ns "
+                  f"(scan {matched['linear_match_ns']:8.0f} ns), unmatched {unmatched['match_ns']:5.0f} ns "
+                  f"(scan {unmatched['linear_match_ns']:8.0f} ns)")
     if report["startup"]:
         print("\nstartup (2 destinations per route): time to /ready, RSS after 1,000 requests; the "
               "filter's compile on the host")
@@ -780,10 +809,7 @@ def print_scale_table(report):
                          f"{host['compile_peak_bytes'] / 2**20:.1f} MiB, plan {host['plan_bytes'] / 2**20:.1f} MiB, "
                          f"match {host['match_ns']:.0f} ns (in-order scan {host['linear_match_ns']:.0f} ns)"
                          if host else "")
-            print(f"  {entry['variant']:>13} {entry['routes']:>6} routes: ready {entry['ready_s']:.2f} s, "
-                  f"RSS {entry['rss_kib'] / 1024:.1f} MiB (Envoy heap {entry['envoy_heap_allocated_kib'] / 1024:.1f} "
-                  f"MiB allocated, {entry['envoy_heap_size_kib'] / 1024:.1f} MiB held)"
-                  f"{host_text}")
+            print(f"  {describe_startup(entry)}{host_text}")
 
 
 def plot_scale(report, png):
@@ -792,8 +818,7 @@ def plot_scale(report, png):
         print("gnuplot is missing (make apt-tools): no chart", file=sys.stderr)
         return None
     settings = report["settings"]
-    series = [(variant, d, request) for variant in SCALE_VARIANTS for d in settings["destinations"]
-              for request in SCALE_REQUESTS if request == "matched" or d == settings["destinations"][0]]
+    series = scale_series(settings["destinations"])
     data = png.with_suffix(".dat")
     with data.open("w") as out:
         for variant, destinations, request in series:
@@ -866,6 +891,10 @@ def scale(options):
         "medians": {key: statistics.median(values) for key, values in runs.items()},
         "runs": runs,
         "startup": startup,
+        # The filter alone on the host, at each size of the curve: compile and match.
+        "host": {routes: host_match_cost(configs / f"traffic-split-{routes}-routes-{destination_counts[0]}"
+                                                   f"-destinations.json")
+                 for routes in routes_counts} if MATCH_COST.exists() else {},
     }
     report["targets"] = scale_targets(runs, routes_counts, destination_counts)
     out = Path(options.out)

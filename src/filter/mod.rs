@@ -83,8 +83,9 @@ impl RootContext for SplitRoot {
             Ok(active) => {
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
-                    "traffic-split: configured {} route(s)",
-                    active.plan.routes.len()
+                    "traffic-split: configured {} route(s); VM memory {} KiB",
+                    active.plan.routes.len(),
+                    vm_memory_kib()
                 );
                 self.active = Some(Rc::new(active));
                 true
@@ -108,6 +109,13 @@ impl RootContext for SplitRoot {
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
     }
+}
+
+/// The VM's linear memory: it grows to the peak of compiling a config and never shrinks, so
+/// this is what a config costs each worker (`make bench-scale` reads it from the log).
+fn vm_memory_kib() -> usize {
+    const WASM_PAGE_KIB: usize = 64;
+    core::arch::wasm32::memory_size(0) * WASM_PAGE_KIB
 }
 
 fn sdk_log_level(level: plan::LogLevel) -> LogLevel {
