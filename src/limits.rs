@@ -6,8 +6,9 @@
 
 use crate::config::ConfigError;
 
+const BYTES_PER_MIB: usize = 1024 * 1024;
 /// The config as the filter receives it (JSON), in bytes.
-pub const MAX_CONFIG_BYTES: usize = 8 * 1024 * 1024;
+pub const MAX_CONFIG_BYTES: usize = 8 * BYTES_PER_MIB;
 /// Routes in one config.
 pub const MAX_ROUTES: usize = 10_000;
 /// Destinations of one route: picking one is linear in them.
@@ -20,7 +21,8 @@ pub fn check_config_size(bytes: usize) -> Option<ConfigError> {
     (bytes > MAX_CONFIG_BYTES).then(|| ConfigError {
         path: String::new(),
         message: format!(
-            "the configuration is {bytes} bytes; at most {MAX_CONFIG_BYTES} bytes (8 MiB)"
+            "the configuration is {bytes} bytes; at most {MAX_CONFIG_BYTES} bytes ({} MiB)",
+            MAX_CONFIG_BYTES / BYTES_PER_MIB
         ),
     })
 }
