@@ -193,6 +193,9 @@ pub fn describe_errors(errors: &[ConfigError]) -> String {
 /// appears twice in one object is an error (`routes[0].destinations[1].weight: duplicate
 /// field`), not last-wins.
 pub fn compile(json: &[u8]) -> Result<Plan, Vec<ConfigError>> {
+    if let Some(too_large) = crate::limits::check_config_size(json.len()) {
+        return Err(vec![too_large]);
+    }
     let mut errors = Vec::new();
     match read::parse_json(json, &mut errors) {
         Some(value) => compile_reporting(&value, errors),

@@ -9,6 +9,8 @@
 //! - [`config`]: the JSON config as users write it, read with every error's JSON path;
 //! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
+//! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
+//! - [`limits`]: how large a config the filter accepts;
 //! - [`pick`]: the weighted round robin;
 //! - [`duration`]: timeouts as users write them;
 //! - [`fault`]: aborts and delays for drills, drawn exactly;
@@ -31,9 +33,11 @@ pub mod duration;
 pub mod fault;
 pub mod guard;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
+pub mod route_table;
 pub mod stream;
 pub mod validate;
 

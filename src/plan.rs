@@ -1,11 +1,13 @@
 //! The compiled, immutable plan the request path reads: matchers with their regexes built,
 //! weights ready for the round robin, deadlines already formatted as header values, metric
-//! names already spelled. Built once by [`crate::config::compile`]; a request only indexes it.
+//! names already spelled, routes indexed by path ([`RouteTable`]). Built once by
+//! [`crate::config::compile`]; a request only indexes it.
 
 use crate::fault::FaultPlan;
 use crate::guard::{effective_weights, Guard, Tally};
 use crate::metrics::DestinationMetricNames;
 use crate::pick::WeightedRoundRobin;
+pub use crate::route_table::RouteTable;
 use regex_lite::Regex;
 use std::cell::Cell;
 
@@ -28,8 +30,9 @@ pub struct Plan {
     pub version_header: String,
     /// Lower case.
     pub cluster_header: String,
-    /// Tried in order; the first match wins.
-    pub routes: Vec<Route>,
+    /// Tried in order; the first match wins ([`RouteTable`] finds it without trying the routes
+    /// whose path cannot match).
+    pub routes: RouteTable,
     /// What the filter counts (`"metrics"` in the config).
     pub metrics: MetricsMode,
     /// The most verbose level the filter logs at (`"log_level"` in the config).
@@ -209,6 +212,11 @@ impl WholeValueRegex {
         self.regex.as_str()
     }
 
+    /// The literal text every match starts with (see [`literal_prefix`]).
+    pub fn literal_prefix(&self) -> &str {
+        &self.literal_prefix
+    }
+
     /// A value that is not UTF-8 never matches.
     pub fn matches(&self, value: &[u8]) -> bool {
         value.starts_with(self.literal_prefix.as_bytes())
@@ -253,22 +261,24 @@ pub trait RequestView {
 impl Plan {
     /// The first route that matches the request, with its index.
     pub fn match_route(&self, request: &mut impl RequestView) -> Option<(usize, &Route)> {
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, route)| route.matcher.matches(request))
+        self.routes.first_match(request)
+    }
+}
+
+/// The request's path as routes match it: without the query string, as Envoy's route matcher
+/// does; empty when the request has no `:path`.
+pub fn matched_path(request: &mut impl RequestView) -> &[u8] {
+    let path = request.path().unwrap_or_default();
+    match path.iter().position(|&b| b == b'?') {
+        Some(query_start) => path.get(..query_start).unwrap_or_default(),
+        None => path,
     }
 }
 
 impl RouteMatch {
     pub fn matches(&self, request: &mut impl RequestView) -> bool {
         if let Some(path_match) = &self.path {
-            let path = request.path().unwrap_or_default();
-            // Match on the path without its query string, as Envoy's route matcher does.
-            let path = match path.iter().position(|&b| b == b'?') {
-                Some(query_start) => path.get(..query_start).unwrap_or_default(),
-                None => path,
-            };
+            let path = matched_path(request);
             let path_ok = match path_match {
                 PathMatch::Prefix(prefix) => path.starts_with(prefix.as_bytes()),
                 PathMatch::Exact(exact) => path == exact.as_bytes(),

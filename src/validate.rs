@@ -260,7 +260,7 @@ impl Checker {
         Some(Plan {
             version_header: version_header?,
             cluster_header: cluster_header?,
-            routes: routes?,
+            routes: crate::plan::RouteTable::new(routes?),
             metrics: metrics?,
             log_level: log_level?,
         })
@@ -269,6 +269,17 @@ impl Checker {
     fn routes(&mut self, configs: &[RouteConfig]) -> Option<Vec<Route>> {
         if configs.is_empty() {
             self.error("routes", "expected at least one route");
+            return None;
+        }
+        // A config over the size limits is refused with the limit alone, before its routes are
+        // compiled: compiling them is what the limits keep within the VM's means.
+        let too_large = crate::limits::check_counts(
+            configs
+                .iter()
+                .map(|route| route.destinations.as_ref().map_or(0, Vec::len)),
+        );
+        if !too_large.is_empty() {
+            self.errors.extend(too_large);
             return None;
         }
         let mut names = HashSet::new();

@@ -9,6 +9,7 @@ mod timer;
 
 use crate::config::{compile, describe_errors};
 use crate::fault::FaultKind;
+use crate::limits::check_config_size;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, UNMATCHED};
 use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::stream::{Stream, Verdict};
@@ -77,7 +78,12 @@ struct SplitRoot {
 impl Context for SplitRoot {}
 
 impl RootContext for SplitRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        // Refused unread: reading it would grow the VM's memory for good.
+        if let Some(too_large) = check_config_size(plugin_configuration_size) {
+            log::error!("traffic-split: configuration refused: {too_large}");
+            return false;
+        }
         let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(json) => json.unwrap_or_default(),
             Err(status) => {
@@ -100,8 +106,9 @@ impl RootContext for SplitRoot {
             Ok(active) => {
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
-                    "traffic-split: configured {} route(s)",
-                    active.plan.routes.len()
+                    "traffic-split: configured {} route(s); VM memory {} KiB",
+                    active.plan.routes.len(),
+                    vm_memory_kib()
                 );
                 let plugin = hostcalls::get_property(vec!["plugin_name"])
                     .ok()
@@ -155,6 +162,13 @@ impl RootContext for SplitRoot {
         }
         self.timer.arm(now_ms);
     }
+}
+
+/// The VM's linear memory: it grows to the peak of compiling a config and never shrinks, so
+/// this is what a config costs each worker (`make bench-scale` reads it from the log).
+fn vm_memory_kib() -> usize {
+    const WASM_PAGE_KIB: usize = 64;
+    core::arch::wasm32::memory_size(0) * WASM_PAGE_KIB
 }
 
 fn sdk_log_level(level: plan::LogLevel) -> LogLevel {
