@@ -9,8 +9,9 @@
 //! - [`config`]: the JSON config as users write it, read with every error's JSON path;
 //! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
-//! - [`pick`]: the weighted round robin;
-//! - [`duration`]: timeouts as users write them;
+//! - [`pick`]: the weighted round robin and sticky keys' versions;
+//! - [`duration`]: durations as users write them;
+//! - [`timestamp`]: RFC 3339 times (a ramp's start);
 //! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels;
 //! - [`stream`]: what the filter does for one stream, against a small host trait.
@@ -31,6 +32,7 @@ pub mod metrics;
 pub mod pick;
 pub mod plan;
 pub mod stream;
+pub mod timestamp;
 pub mod validate;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
