@@ -9,6 +9,7 @@
 //! - [`config`]: the JSON config as users write it, read with every error's JSON path;
 //! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
+//! - [`ramp`]: a version's weight moving over time;
 //! - [`pick`]: the weighted round robin and sticky keys' versions;
 //! - [`duration`]: durations as users write them;
 //! - [`timestamp`]: RFC 3339 times (a ramp's start);
@@ -31,6 +32,7 @@ pub mod headers;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
+pub mod ramp;
 pub mod stream;
 pub mod timestamp;
 pub mod validate;

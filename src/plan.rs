@@ -2,8 +2,9 @@
 //! weights ready for the round robin, deadlines already formatted as header values, metric
 //! names already spelled. Built once by [`crate::config::compile`]; a request only indexes it.
 
-use crate::metrics::DestinationMetricNames;
+use crate::metrics::{DestinationMetricNames, RouteMetricNames};
 use crate::pick::WeightedRoundRobin;
+use crate::ramp::Ramp;
 use regex_lite::Regex;
 
 /// Default header carrying the chosen version (Istio's VirtualService matches on it).
@@ -55,14 +56,64 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub destinations: Vec<Destination>,
+    /// The route's current weights (a ramp moves one) and the round robin over them.
     pub picker: WeightedRoundRobin,
+    /// Where a request's sticky key is read, if the route has one.
+    pub sticky: Option<Sticky>,
+    /// The header naming a version that overrides the split; lower case.
+    pub override_header: Option<String>,
+    pub ramp: Option<Ramp>,
+    pub metric_names: RouteMetricNames,
+}
+
+/// A sticky split: requests with the same key go to the same version.
+#[derive(Debug)]
+pub struct Sticky {
+    pub key: StickyKey,
+    /// With a cookie key: the cookie set on the response to a request without one.
+    pub set_cookie: Option<SetCookie>,
+}
+
+#[derive(Debug)]
+pub enum StickyKey {
+    /// A request header, by lower-case name.
+    Header(String),
+    /// A cookie of the request's `cookie` header, by name.
+    Cookie(String),
+}
+
+/// A `Set-Cookie` value spelt out at configure time but for the fresh key between the parts.
+#[derive(Debug)]
+pub struct SetCookie {
+    /// `session=`
+    pub before_key: String,
+    /// `; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax`
+    pub after_key: String,
+}
+
+impl SetCookie {
+    pub fn new(cookie: &str, max_age_seconds: u64) -> Self {
+        SetCookie {
+            before_key: format!("{cookie}="),
+            after_key: format!("; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax"),
+        }
+    }
+
+    /// The header value that sets the cookie to `key`.
+    pub fn value(&self, key: &str) -> String {
+        [self.before_key.as_str(), key, self.after_key.as_str()].concat()
+    }
 }
 
 #[derive(Debug)]
 pub struct Destination {
     pub version: String,
     pub cluster: Option<String>,
+    /// The configured weight; for a ramp's version, its weight before the ramp (`from`). The
+    /// weight in force is the route's `picker.weight(index)`.
     pub weight: u32,
+    /// The seed of this version's sticky scores (`crate::pick::version_seed`).
+    pub sticky_seed: u64,
     /// The deadline in milliseconds: the destination's own timeout, else the route's.
     pub deadline_ms: Option<u64>,
     /// `deadline_ms` formatted once, as written into [`DEADLINE_HEADER`].
