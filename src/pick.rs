@@ -13,8 +13,30 @@
 //! weights stayed the same (docs/config.md, "Sticky split", has the proof and the measured
 //! shares).
 
+use crate::plan::Route;
 use std::cell::Cell;
 use xxhash_rust::xxh64::xxh64;
+
+impl Route {
+    /// The destination of a sticky key under the route's current weights; `None` only when
+    /// every weight is 0, which validation never builds.
+    pub fn sticky_destination(&self, key: &[u8]) -> Option<usize> {
+        pick_sticky(
+            key,
+            self.destinations
+                .iter()
+                .map(|destination| destination.sticky_seed)
+                .zip(self.picker.weights()),
+        )
+    }
+
+    /// The destination whose version is exactly `version` (an override header's value).
+    pub fn destination_of_version(&self, version: &[u8]) -> Option<usize> {
+        self.destinations
+            .iter()
+            .position(|destination| destination.version.as_bytes() == version)
+    }
+}
 
 /// The per-route weighted round robin, and the route's current weights (a ramp changes them).
 /// Its state is per Envoy worker (each worker has its own Wasm VM), kept in `Cell`s so that

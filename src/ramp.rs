@@ -5,6 +5,21 @@
 //! arrives, so every worker and every sidecar agrees on it without a controller, and a
 //! restarted proxy picks the ramp up where it stands. Integer arithmetic only.
 
+use crate::plan::Route;
+
+impl Route {
+    /// Brings the route's weights to where its ramp stands at `now_nanos` (the proxy's clock,
+    /// since the Unix epoch). The ramped destination and its new weight, if it changed; the
+    /// round robin then starts a fresh cycle over the new weights.
+    pub fn follow_ramp(&self, now_nanos: u64) -> Option<(usize, u32)> {
+        let ramp = self.ramp.as_ref()?;
+        let weight = ramp.weight_at_nanos(now_nanos);
+        self.picker
+            .set_weight(ramp.destination, weight)
+            .then_some((ramp.destination, weight))
+    }
+}
+
 /// A ramp of one destination of a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ramp {

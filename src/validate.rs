@@ -361,6 +361,28 @@ impl Checker {
         })
     }
 
+    /// A required field: `check`ed when given, else an error saying what belongs there.
+    fn required<V: ?Sized, T>(
+        &mut self,
+        value: Option<&V>,
+        path: &str,
+        expected: &str,
+        check: impl FnOnce(&mut Self, &V) -> Option<T>,
+    ) -> Option<T> {
+        match value {
+            Some(value) => check(self, value),
+            None => {
+                self.error(path, format!("required: {expected}"));
+                None
+            }
+        }
+    }
+
+    /// The value, or its error reported at `path`.
+    fn reported<T>(&mut self, result: Result<T, String>, path: &str) -> Option<T> {
+        result.map_err(|message| self.error(path, message)).ok()
+    }
+
     /// A header a route reads from the client: a valid name, not a pseudo-header, and none
     /// of the headers the filter writes (a client could otherwise choose through them).
     fn client_header(&mut self, name: &str, path: &str) -> Option<String> {
@@ -512,50 +534,32 @@ impl Checker {
                 None
             }
         };
-        let mut weight = |field: &str, value: &Option<Value>| match value {
-            Some(value) => self.weight(value, &join(path, field)),
-            None => {
-                self.error(
-                    &join(path, field),
-                    format!("required: an integer from 0 to {MAX_WEIGHT}"),
-                );
-                None
-            }
-        };
-        let from = weight("from", &config.from);
-        let to = weight("to", &config.to);
-        let start = match &config.start {
-            Some(text) => match parse_rfc3339_ms(text) {
-                Ok(start) => Some(start),
-                Err(message) => {
-                    self.error(&join(path, "start"), message);
-                    None
-                }
-            },
-            None => {
-                self.error(
-                    &join(path, "start"),
-                    "required: an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
-                );
-                None
-            }
-        };
-        let duration = match &config.duration {
-            Some(text) => match parse_duration_ms(text, RAMP_DURATION) {
-                Ok(millis) => Some(millis),
-                Err(message) => {
-                    self.error(&join(path, "duration"), message);
-                    None
-                }
-            },
-            None => {
-                self.error(
-                    &join(path, "duration"),
-                    "required: a duration such as \"30m\"",
-                );
-                None
-            }
-        };
+        let weight_expected = format!("an integer from 0 to {MAX_WEIGHT}");
+        let from_path = join(path, "from");
+        let from = self.required(
+            config.from.as_ref(),
+            &from_path,
+            &weight_expected,
+            |c, v| c.weight(v, &from_path),
+        );
+        let to_path = join(path, "to");
+        let to = self.required(config.to.as_ref(), &to_path, &weight_expected, |c, v| {
+            c.weight(v, &to_path)
+        });
+        let start_path = join(path, "start");
+        let start = self.required(
+            config.start.as_deref(),
+            &start_path,
+            "an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
+            |c, text| c.reported(parse_rfc3339_ms(text), &start_path),
+        );
+        let duration_path = join(path, "duration");
+        let duration = self.required(
+            config.duration.as_deref(),
+            &duration_path,
+            "a duration such as \"30m\"",
+            |c, text| c.reported(parse_duration_ms(text, RAMP_DURATION), &duration_path),
+        );
         let steps = match &config.steps {
             Some(value) => self
                 .integer(value, &join(path, "steps"), 1, MAX_WEIGHT)
