@@ -37,6 +37,8 @@ fn the_shipped_module_exports_only_what_the_filter_uses() {
             "proxy_on_log",
             "proxy_on_memory_allocate",
             "proxy_on_request_headers",
+            // Sets a sticky cookie the request lacked.
+            "proxy_on_response_headers",
             "proxy_on_vm_start",
         ]
     );

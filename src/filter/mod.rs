@@ -7,7 +7,7 @@ mod host;
 
 use crate::config::{compile, describe_errors};
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, UNMATCHED};
-use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
+use crate::plan::{self, MetricsMode, Plan, Route, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::stream::Stream;
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
@@ -25,6 +25,12 @@ pub(crate) struct DestinationMetrics {
     pub requests: u32,
     /// Defined only with full metrics, so that `requests` mode shows no counters that stay 0.
     pub responses: Option<ResponseMetrics>,
+    /// The gauge of the weight in force.
+    pub weight: u32,
+    /// By `KeySource::index`; only on sticky routes.
+    pub sticky: Option<[u32; 3]>,
+    /// Only on routes with an override header.
+    pub overrides: Option<u32>,
 }
 
 pub(crate) struct ResponseMetrics {
@@ -39,6 +45,8 @@ pub(crate) struct Active {
     pub plan: Plan,
     /// `metrics[route][destination]`, parallel to `plan.routes[route].destinations`.
     pub metrics: Vec<Vec<DestinationMetrics>>,
+    /// Per route: the counter of overrides naming no version, on routes with an override header.
+    pub unknown_overrides: Vec<Option<u32>>,
     pub unmatched: u32,
     pub host_errors: u32,
 }
@@ -75,6 +83,7 @@ impl RootContext for SplitRoot {
         let level = plan.log_level;
         match define_metrics(plan) {
             Ok(active) => {
+                show_weights(&active);
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
                     "traffic-split: configured {} route(s)",
@@ -140,6 +149,14 @@ impl HttpContext for SplitStream {
         Action::Continue
     }
 
+    /// Only a stream owing its client a sticky cookie does anything here.
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(active) = &self.active {
+            self.stream.on_response_headers(&mut EnvoyHost::new(active));
+        }
+        Action::Continue
+    }
+
     /// The stream's end, at Envoy's access log: the response code and flags are final.
     fn on_log(&mut self) {
         if let Some(active) = &self.active {
@@ -149,23 +166,45 @@ impl HttpContext for SplitStream {
     }
 }
 
+/// Brings every ramp to the proxy's clock and sets every weight gauge: the gauges read right
+/// from the moment a configuration is in force, before any request.
+fn show_weights(active: &Active) {
+    let now_nanos = host::proxy_clock_nanos();
+    for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
+        route.follow_ramp(now_nanos);
+        for (weight, destination) in route.picker.weights().zip(metrics) {
+            let _ = hostcalls::record_metric(destination.weight, u64::from(weight));
+        }
+    }
+}
+
 fn define_metrics(plan: Plan) -> Result<Active, Status> {
     let unmatched = define_metric(MetricType::Counter, UNMATCHED)?;
     let host_errors = define_metric(MetricType::Counter, HOST_ERRORS)?;
     let mut metrics = Vec::with_capacity(plan.routes.len());
+    let mut unknown_overrides = Vec::with_capacity(plan.routes.len());
     for route in &plan.routes {
         let mut route_metrics = Vec::with_capacity(route.destinations.len());
         for destination in &route.destinations {
             route_metrics.push(define_destination_metrics(
                 &destination.metric_names,
                 plan.metrics,
+                route,
             )?);
         }
         metrics.push(route_metrics);
+        unknown_overrides.push(match route.override_header {
+            Some(_) => Some(define_metric(
+                MetricType::Counter,
+                &route.metric_names.unknown_overrides,
+            )?),
+            None => None,
+        });
     }
     Ok(Active {
         plan,
         metrics,
+        unknown_overrides,
         unmatched,
         host_errors,
     })
@@ -174,6 +213,7 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
 fn define_destination_metrics(
     names: &DestinationMetricNames,
     mode: MetricsMode,
+    route: &Route,
 ) -> Result<DestinationMetrics, Status> {
     let requests = define_metric(MetricType::Counter, &names.requests)?;
     let responses = match mode {
@@ -192,8 +232,26 @@ fn define_destination_metrics(
             })
         }
     };
+    let sticky = match route.sticky {
+        Some(_) => {
+            let [header, cookie, none] = &names.sticky;
+            Some([
+                define_metric(MetricType::Counter, header)?,
+                define_metric(MetricType::Counter, cookie)?,
+                define_metric(MetricType::Counter, none)?,
+            ])
+        }
+        None => None,
+    };
+    let overrides = match route.override_header {
+        Some(_) => Some(define_metric(MetricType::Counter, &names.overrides)?),
+        None => None,
+    };
     Ok(DestinationMetrics {
         requests,
         responses,
+        weight: define_metric(MetricType::Gauge, &names.weight)?,
+        sticky,
+        overrides,
     })
 }
