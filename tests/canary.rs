@@ -4,7 +4,7 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::http::{Connection, Response};
 use support::{exclusive, Envoy, EnvoyConfig};
 use traffic_split::config::compile;
@@ -371,4 +371,28 @@ fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
     }
     assert_eq!(on_v2, 1);
     assert_eq!(envoy.metrics().outcome("hello", "v1").0, 9_999);
+}
+
+#[test]
+fn an_idle_routes_weight_gauge_follows_its_ramp() {
+    let _machine = exclusive();
+    // v2 goes from 0 to 50 in one step four seconds from now; no request will come.
+    let configured_at = Instant::now();
+    let start = format_rfc3339_ms(now_ms() + 3_000);
+    let config = format!(
+        r#"{{ "routes": [ {{ "name": "hello",
+              "ramp": {{ "version": "v2", "from": 0, "to": 50, "start": "{start}",
+                         "duration": "1s", "steps": 1 }},
+              "destinations": [ {{ "version": "v1", "weight": 50 }}, {{ "version": "v2" }} ] }} ] }}"#
+    );
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
+    let v2 = [("route", "hello"), ("version", "v2")];
+    let before = envoy.metrics().get("traffic_split_weight", &v2);
+    // Unless Envoy took longer to start than the ramp took to come due, it started at 0.
+    if configured_at.elapsed() < Duration::from_millis(3_500) {
+        assert_eq!(before, Some(0.0));
+    }
+    let metrics = envoy.metrics_when(|m| m.get("traffic_split_weight", &v2) == Some(50.0));
+    assert_eq!(metrics.get("traffic_split_weight", &v2), Some(50.0));
+    assert_eq!(metrics.outcome("hello", "v2").0, 0, "no request moved it");
 }

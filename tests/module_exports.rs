@@ -39,6 +39,9 @@ fn the_shipped_module_exports_only_what_the_filter_uses() {
             "proxy_on_request_headers",
             // Sets a sticky cookie the request lacked.
             "proxy_on_response_headers",
+            // Moves ramps and their weight gauges on a route without requests (only a config
+            // with a ramp sets a tick period).
+            "proxy_on_tick",
             "proxy_on_vm_start",
         ]
     );

@@ -40,6 +40,7 @@ extern "C" {
         key_data: *const u8,
         key_size: usize,
     ) -> Status;
+    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
 }
 
 fn status_result(status: Status) -> Result<(), HostError> {
@@ -57,6 +58,13 @@ pub(super) fn proxy_clock_nanos() -> u64 {
         .map_or(0, |since_epoch| {
             u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
         })
+}
+
+/// Asks the host to call the root context's `on_tick` every `period_ms` (0: never). The SDK's
+/// own wrapper panics on a failure; a failure here is a value.
+pub(super) fn set_tick_period_ms(period_ms: u32) -> Result<(), HostError> {
+    // SAFETY: a plain value crosses.
+    status_result(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
 }
 
 /// Removes a request header, ignoring a failure: for a stream with no configuration, where

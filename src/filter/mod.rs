@@ -51,6 +51,10 @@ pub(crate) struct Active {
     pub host_errors: u32,
 }
 
+/// How often a root context with a ramp brings its ramps and weight gauges up to the clock, so
+/// that the gauges move on time on a route that sees no request.
+const RAMP_TICK_MS: u32 = 1_000;
+
 /// One per plugin configuration (several plugins may share a VM, each with its own root).
 #[derive(Default)]
 struct SplitRoot {
@@ -84,6 +88,13 @@ impl RootContext for SplitRoot {
         match define_metrics(plan) {
             Ok(active) => {
                 show_weights(&active);
+                let has_ramp = active.plan.routes.iter().any(|route| route.ramp.is_some());
+                if let Err(status) =
+                    host::set_tick_period_ms(if has_ramp { RAMP_TICK_MS } else { 0 })
+                {
+                    // Requests still follow the ramp; only an idle route's gauge lags.
+                    log::warn!("traffic-split: no timer for the ramps' gauges: {status:?}");
+                }
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
                     "traffic-split: configured {} route(s)",
@@ -97,6 +108,21 @@ impl RootContext for SplitRoot {
                     "traffic-split: configuration refused: defining metrics failed: {status:?}"
                 );
                 false
+            }
+        }
+    }
+
+    /// Only with a ramp: moves each ramp that is due and sets its gauge.
+    fn on_tick(&mut self) {
+        let Some(active) = &self.active else {
+            return;
+        };
+        let now_nanos = host::proxy_clock_nanos();
+        for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
+            if let Some((destination, weight)) = route.follow_ramp(now_nanos) {
+                if let Some(metrics) = metrics.get(destination) {
+                    let _ = hostcalls::record_metric(metrics.weight, u64::from(weight));
+                }
             }
         }
     }
