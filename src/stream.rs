@@ -248,8 +248,9 @@ fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Cho
         let sent = request
             .header(header)
             .map(|version| route.destination_of_version(version));
+        // Removed also when the headers could not be read: it may be there.
+        request.remove_if_sent(header);
         if let Some(named) = sent {
-            request.remove_if_sent(header);
             match named {
                 Some(destination) => {
                     choice.destination = destination;
@@ -836,6 +837,29 @@ mod tests {
             assert_eq!(host.counts, [Count::Routed(V2), Count::Override(V2)]);
             assert_eq!(stream.chosen, Some(V2));
         }
+    }
+
+    #[test]
+    fn when_the_headers_cannot_be_read_the_override_header_is_removed_anyway() {
+        let plan = plan(
+            r#"{ "routes": [ { "name": "all", "override_header": "x-canary-version",
+                 "destinations": [ { "version": "v1", "weight": 1 }, { "version": "v2", "weight": 0 } ] } ] }"#,
+        );
+        let mut host = FakeHost::with_headers(&[("x-canary-version", "v2")]);
+        host.fail_read = true;
+        Stream::default().on_request_headers(&plan, &mut host);
+        assert!(host.values("x-canary-version").is_empty());
+        assert_eq!(
+            host.values("x-split-version"),
+            ["v1"],
+            "not read, not followed"
+        );
+        let (host, _) = send(&plan, &[(":path", "/")]);
+        assert_eq!(
+            host.counts,
+            [Count::Routed(HELLO)],
+            "no removal when known absent"
+        );
     }
 
     #[test]
