@@ -854,12 +854,6 @@ mod tests {
             ["v1"],
             "not read, not followed"
         );
-        let (host, _) = send(&plan, &[(":path", "/")]);
-        assert_eq!(
-            host.counts,
-            [Count::Routed(HELLO)],
-            "no removal when known absent"
-        );
     }
 
     #[test]
