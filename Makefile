@@ -15,7 +15,7 @@ WASM_TARGET   := wasm32-wasip1
 WASM_RAW      := target/$(WASM_TARGET)/release/traffic_split.wasm
 WASM          := $(BUILD)/traffic_split.wasm
 MODULE_EXPORTS := src/filter/exports.json
-APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose
+APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose prometheus chromium
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
@@ -23,6 +23,7 @@ export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
 .PHONY: help
 help:
 	@echo "make run             build, start a local Envoy with the filter, send 1,000 requests, show the split"
+	@echo "make watch           the same Envoy with a minute of traffic, live in traffic-split top (q quits)"
 	@echo "make test            format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make envoy-up        run the local Envoy with the filter in the foreground (:10000, admin :9901)"
 	@echo "make check FILE=...  check a plugin config (JSON) or Istio WasmPlugin YAML, as the filter would"
@@ -53,10 +54,11 @@ $(ENVOY):
 .PHONY: envoy
 envoy: $(ENVOY)
 
-# Debian tools for the benchmark and the OCI image; installed only when one is missing.
+# Debian tools for the benchmark, the OCI image and traffic-split top's tests (prometheus,
+# chromium); installed only when one is missing.
 .PHONY: apt-tools
 apt-tools:
-	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose; do \
+	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose prometheus chromium; do \
 	  command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -90,6 +92,11 @@ build: cargo-build binaryen
 .PHONY: run
 run: build envoy
 	cargo run --quiet --release --example demo
+
+# The demo live: traffic-split top (docs/observability.md) in front of a minute of traffic.
+.PHONY: watch
+watch: build envoy
+	cargo run --quiet -p traffic-split-check --example watch
 
 # --- OCI image -----------------------------------------------------------------------------
 # The image Istio's WasmPlugin pulls: docs/distribution.md says what is in it and why.
@@ -151,9 +158,10 @@ check:
 
 # Every plugin config under examples/ (JSON files, and the WasmPlugins in examples/istio/)
 # through the filter's own compiler, after the checker's tests (its integration tests are not
-# in the root package's `cargo test --test '*'`).
+# in the root package's `cargo test --test '*'`). Those include traffic-split top's, which
+# run the real Envoy, Prometheus and Chromium.
 .PHONY: check-examples
-check-examples:
+check-examples: build envoy apt-tools
 	cargo test --quiet -p traffic-split-check
 	cargo run --quiet -p traffic-split-check -- examples
 

@@ -72,6 +72,8 @@ class Variant:
     measures: str
     # The filter's config fields besides traffic-split.yaml's (a JSON member and its comma).
     metrics_setting: str = ""
+    # Fields added to the benchmarked route (e.g. a guard), as JSON text ending in a comma.
+    route_setting: str = ""
     counters: str | None = None  # its own per-version request counters (FILTER_COUNTERS, ...)
 
 
@@ -95,6 +97,11 @@ VARIANTS = (
             'our filter with "metrics": "requests": per-version requests only, nothing at '
             "stream end; the work the lua variant does",
             metrics_setting='"metrics": "requests",', counters=FILTER_COUNTERS),
+    Variant("traffic-split-guard", "traffic-split (guard)", "traffic-split.yaml", FILTER_MODULE,
+            "our filter, full metrics, with a guard on the benchmarked route (that never trips): "
+            "the guard's cost per request, and its timer's",
+            route_setting='"guard": { "max_error_ratio": 0.5, "min_requests": 100, "window": "10s" },',
+            counters=FILTER_COUNTERS),
 )
 # The variant soak runs, and the one --also modules are run like.
 FILTER_VARIANT = next(variant for variant in VARIANTS if variant.name == "traffic-split")
@@ -313,7 +320,8 @@ def module_path(variant, filter_module):
 
 def start_front(variant, workdir, ports, filter_module):
     module = module_path(variant, filter_module)
-    values = dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting)
+    values = dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting,
+                  route_setting=variant.route_setting)
     return Envoy(variant.name, variant.config, values, workdir, FRONT_CPUS)
 
 

@@ -55,6 +55,12 @@ pub struct RouteConfig {
     pub destinations: Option<Vec<DestinationConfig>>,
     /// The deadline of every destination without its own, as a duration (`"0.002s"`, `"2ms"`).
     pub timeout: Option<String>,
+    /// Takes a failing version out of the split for a cooldown: see [`crate::guard`].
+    pub guard: Option<GuardConfig>,
+    /// Envoy's retries for every destination without its own.
+    pub retries: Option<RetriesConfig>,
+    /// Faults for drills, for every destination without its own.
+    pub fault: Option<FaultConfig>,
     /// Requests carrying the same key go to the same version while the weights stay the same.
     pub sticky: Option<StickyConfig>,
     /// A request header naming one of the route's versions sends the request there, whatever
@@ -62,6 +68,62 @@ pub struct RouteConfig {
     pub override_header: Option<String>,
     /// One version's weight moving over time.
     pub ramp: Option<RampConfig>,
+}
+
+/// `"fault"` on a route or a destination: at least one of `abort` and `delay`.
+#[derive(Debug, Default, Deserialize)]
+pub struct FaultConfig {
+    pub abort: Option<AbortConfig>,
+    pub delay: Option<DelayConfig>,
+}
+
+/// Answers a share of the requests at once with a local reply.
+#[derive(Debug, Default, Deserialize)]
+pub struct AbortConfig {
+    /// Required: the status, from 200 to 599.
+    pub status: Option<Value>,
+    /// Required: the share, a percentage with at most two decimals.
+    pub percent: Option<Value>,
+}
+
+/// Holds a share of the requests before they go on.
+#[derive(Debug, Default, Deserialize)]
+pub struct DelayConfig {
+    /// Required: how long, as a duration.
+    pub fixed: Option<String>,
+    /// Required: the share, a percentage with at most two decimals.
+    pub percent: Option<Value>,
+}
+
+/// `"guard"` on a route.
+#[derive(Debug, Default, Deserialize)]
+pub struct GuardConfig {
+    /// Required: trips when errors / requests in the window is above this, from 0 to 1.
+    pub max_error_ratio: Option<Value>,
+    /// Requests a version needs in the window before it can trip (default 20).
+    pub min_requests: Option<Value>,
+    /// The sliding window (default `"30s"`), from 1s to 1h.
+    pub window: Option<String>,
+    /// How long a tripped version stays out (default `"2m"`), from 1s to 24h.
+    pub cooldown: Option<String>,
+    /// Which outcomes are errors: `"5xx"`, `"timeout"`, `"reset"` (default 5xx and timeout).
+    pub errors: Option<Vec<String>>,
+    /// The share of the route (a percentage with up to two decimals, at most 50) still sent
+    /// to a tripped version, so that it can show it recovered (default 0).
+    pub probe_percent: Option<Value>,
+}
+
+/// `"retries"` on a route or a destination: Envoy's retry policy, set per request.
+#[derive(Debug, Default, Deserialize)]
+pub struct RetriesConfig {
+    /// Required: retries after the first attempt, 0 to 10 (`x-envoy-max-retries`).
+    pub attempts: Option<Value>,
+    /// Each attempt's deadline (`x-envoy-upstream-rq-per-try-timeout-ms`).
+    pub per_try_timeout: Option<String>,
+    /// Required: Envoy's retry conditions, comma-separated (`x-envoy-retry-on`).
+    pub retry_on: Option<String>,
+    /// Envoy's gRPC retry conditions, comma-separated (`x-envoy-retry-grpc-on`).
+    pub grpc_retry_on: Option<String>,
 }
 
 /// Where a sticky key is read: exactly one of `header` and `cookie`.
@@ -137,6 +199,10 @@ pub struct DestinationConfig {
     pub weight: Option<Value>,
     /// This destination's deadline; overrides the route's.
     pub timeout: Option<String>,
+    /// This destination's retries; replace the route's.
+    pub retries: Option<RetriesConfig>,
+    /// This destination's faults; replace the route's.
+    pub fault: Option<FaultConfig>,
 }
 
 /// One problem in a config, with the JSON path of the field it concerns.
@@ -345,7 +411,7 @@ mod tests {
     fn unknown_fields_are_errors_everywhere() {
         assert_error(
             &route_with(r#"[{"version":"v1","wieght":70}]"#),
-            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout; did you mean `weight`?",
+            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?",
         );
         let errors = errors_of(
             r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
@@ -484,7 +550,7 @@ mod tests {
                     r#"[{{"version":"v1","weight":1,"{written}":1}}]"#
                 ))),
                 [format!(
-                    "routes[0].destinations[0].{written}: unknown field; expected one of version, cluster, weight, timeout; did you mean `{meant}`?"
+                    "routes[0].destinations[0].{written}: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `{meant}`?"
                 )],
             );
         }
@@ -494,7 +560,7 @@ mod tests {
                     r#"[{{"version":"v1","weight":1,"{far}":1}}]"#
                 ))),
                 [format!(
-                    "routes[0].destinations[0].{far}: unknown field; expected one of version, cluster, weight, timeout"
+                    "routes[0].destinations[0].{far}: unknown field; expected one of version, cluster, weight, timeout, retries, fault"
                 )],
                 "{far:?} is not close to any field"
             );
@@ -510,7 +576,7 @@ mod tests {
             [
                 format!("Metrics: unknown field; {allowed}; did you mean `metrics`?"),
                 format!("log-level: unknown field; {allowed}; did you mean `log_level`?"),
-                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, sticky, override_header, ramp; did you mean `match`?".to_string(),
+                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, ramp; did you mean `match`?".to_string(),
                 format!("routs: unknown field; {allowed}; did you mean `routes`?"),
             ]
         );
@@ -663,7 +729,8 @@ mod tests {
             r#"[{{"version":"v1","weight":1,"{key}":1}}]"#
         )));
         assert_eq!(errors.len(), 1);
-        assert!(errors[0].ends_with("expected one of version, cluster, weight, timeout"));
+        assert!(errors[0]
+            .ends_with("expected one of version, cluster, weight, timeout, retries, fault"));
         assert!(compile(b"\xff\xfe{}").is_err());
     }
 
@@ -1064,5 +1131,174 @@ mod tests {
             v1 += usize::from(destination.version == "v1");
         }
         assert_eq!(v1, 700);
+    }
+
+    fn route_with_field(field: &str) -> String {
+        format!(
+            r#"{{ "routes": [ {{ "name": "r", {field},
+                  "destinations": [ {{ "version": "v1", "weight": 1 }}, {{ "version": "v2", "weight": 1 }} ] }} ] }}"#
+        )
+    }
+
+    #[test]
+    fn a_guard_is_compiled_with_its_defaults() {
+        let plan = compile(route_with_field(r#""guard": { "max_error_ratio": 0.05 }"#).as_bytes())
+            .unwrap();
+        let guard = plan.routes[0].guard.as_ref().unwrap();
+        assert_eq!(guard.max_error_ratio, 0.05);
+        assert_eq!(guard.min_requests, 20);
+        assert_eq!((guard.window_ms, guard.cooldown_ms), (30_000, 120_000));
+        assert_eq!(guard.errors, crate::guard::ErrorClasses::default());
+        assert_eq!(guard.probe_basis_points, 0);
+        let plan = compile(
+            route_with_field(
+                r#""guard": { "max_error_ratio": 1, "min_requests": 50.0, "window": "2s",
+                   "cooldown": "24h", "errors": ["reset"], "probe_percent": 1.25 }"#,
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        let guard = plan.routes[0].guard.as_ref().unwrap();
+        assert_eq!(guard.min_requests, 50);
+        assert_eq!(guard.probe_basis_points, 125);
+        assert!(guard.errors.reset && !guard.errors.server_error && !guard.errors.timeout);
+    }
+
+    #[test]
+    fn guard_errors_name_their_field() {
+        let errors = errors_of(&route_with_field(
+            r#""guard": { "max_error_ratio": 1.5, "min_requests": 0, "window": "500ms",
+               "cooldown": "25h", "errors": ["5xx", "4xx"], "probe_percent": 0.125 }"#,
+        ));
+        assert_eq!(
+            errors,
+            [
+                "routes[0].guard.max_error_ratio: expected a number from 0 to 1, got 1.5",
+                "routes[0].guard.min_requests: expected an integer from 1 to 1000000, got 0",
+                "routes[0].guard.window: \"500ms\" is outside 1s to 1h",
+                "routes[0].guard.cooldown: \"25h\" is longer than the maximum of 24h",
+                "routes[0].guard.errors[1]: expected one of \"5xx\", \"timeout\", \"reset\", got \"4xx\"",
+                "routes[0].guard.probe_percent: expected a percentage with at most two decimals, got 0.125",
+            ]
+        );
+        assert_error(
+            &route_with_field(r#""guard": {}"#),
+            "routes[0].guard.max_error_ratio: required: a number from 0 to 1",
+        );
+        assert_error(
+            &route_with_field(r#""guard": { "max_error_ratio": 0.1, "probe_percent": 51 }"#),
+            "routes[0].guard.probe_percent: expected a percentage from 0 to 50 with at most two decimals, got 51",
+        );
+        assert_error(
+            &route_with_field(r#""guard": { "max_error_ratio": 0.1, "errors": [] }"#),
+            "routes[0].guard.errors: expected at least one of \"5xx\", \"timeout\", \"reset\"",
+        );
+        assert_error(
+            &route_with_field(r#""guard": { "max_error_ratio": 0.1, "windows": "2s" }"#),
+            "routes[0].guard.windows: unknown field; expected one of max_error_ratio, min_requests, window, cooldown, errors, probe_percent; did you mean `window`?",
+        );
+    }
+
+    #[test]
+    fn retries_are_the_destinations_else_the_routes() {
+        let plan = compile(
+            br#"{ "routes": [ { "name": "r",
+                 "retries": { "attempts": 2, "retry_on": "5xx, reset", "per_try_timeout": "200ms" },
+                 "destinations": [
+                   { "version": "v1", "weight": 1 },
+                   { "version": "v2", "weight": 1,
+                     "retries": { "attempts": 0, "retry_on": "connect-failure", "grpc_retry_on": "unavailable" } } ] } ] }"#,
+        )
+        .unwrap();
+        let v1 = plan.routes[0].destinations[0].retries.as_ref().unwrap();
+        assert_eq!(
+            (v1.max_retries.as_str(), v1.retry_on.as_str()),
+            ("2", "5xx,reset")
+        );
+        assert_eq!(v1.per_try_timeout_ms.as_deref(), Some("200"));
+        let v2 = plan.routes[0].destinations[1].retries.as_ref().unwrap();
+        assert_eq!(v2.max_retries, "0");
+        assert_eq!(v2.per_try_timeout_ms, None);
+        assert_eq!(v2.grpc_retry_on.as_deref(), Some("unavailable"));
+        let plan = compile(route_with("[{\"version\":\"v1\",\"weight\":1}]").as_bytes()).unwrap();
+        assert_eq!(plan.routes[0].destinations[0].retries, None);
+    }
+
+    #[test]
+    fn retry_errors_name_their_field() {
+        let errors = errors_of(&route_with_field(
+            r#""retries": { "attempts": 11, "retry_on": "5xx,teapot", "per_try_timeout": "0s" }"#,
+        ));
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert_eq!(
+            errors[0],
+            "routes[0].retries.attempts: expected an integer from 0 to 10, got 11"
+        );
+        assert!(
+            errors[1].starts_with("routes[0].retries.per_try_timeout: "),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].starts_with(
+                "routes[0].retries.retry_on: unknown retry condition \"teapot\"; expected a comma-separated list of 5xx, gateway-error"
+            ),
+            "{errors:?}"
+        );
+        assert_error(
+            &route_with_field(r#""retries": {}"#),
+            "routes[0].retries.attempts: required: an integer from 0 to 10",
+        );
+        assert_error(
+            &route_with_field(r#""retries": {}"#),
+            "routes[0].retries.retry_on: required: Envoy retry conditions, e.g. \"5xx,reset\"",
+        );
+    }
+
+    #[test]
+    fn fault_errors_name_their_field() {
+        assert_eq!(
+            errors_of(&route_with_field(
+                r#""fault": { "abort": { "status": 99, "percent": 100.5 }, "delay": { "fixed": "0s", "percent": 1.005 } }"#
+            )),
+            [
+                "routes[0].fault.abort.status: expected an integer from 200 to 599, got 99",
+                "routes[0].fault.abort.percent: expected a percentage from 0 to 100 with at most two decimals, got 100.5",
+                "routes[0].fault.delay.fixed: \"0s\" is shorter than the minimum of 1ms",
+                "routes[0].fault.delay.percent: expected a percentage with at most two decimals, got 1.005",
+            ]
+        );
+        assert_error(
+            &route_with_field(r#""fault": {}"#),
+            "routes[0].fault: expected at least one of abort, delay",
+        );
+        assert_error(
+            &route_with_field(r#""fault": { "abort": { "percent": 1 } }"#),
+            "routes[0].fault.abort.status: required: an HTTP status from 200 to 599",
+        );
+        assert_error(
+            &route_with_field(r#""fault": { "delay": { "fixed": "1s" } }"#),
+            "routes[0].fault.delay.percent: required: a percentage from 0 to 100",
+        );
+    }
+
+    #[test]
+    fn a_versions_fault_replaces_the_routes() {
+        let plan = compile(
+            br#"{ "routes": [ { "name": "r", "fault": { "abort": { "status": 503, "percent": 10 } },
+                 "destinations": [
+                   { "version": "v1", "weight": 1 },
+                   { "version": "v2", "weight": 1, "fault": { "delay": { "fixed": "50ms", "percent": 5.5 } } } ] } ] }"#,
+        )
+        .unwrap();
+        use crate::fault::FaultKind;
+        let kinds = |index: usize| {
+            plan.routes[0].destinations[index]
+                .fault
+                .as_ref()
+                .unwrap()
+                .kinds()
+        };
+        assert_eq!(kinds(0), [FaultKind::Abort]);
+        assert_eq!(kinds(1), [FaultKind::Delay]);
     }
 }

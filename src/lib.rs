@@ -13,6 +13,8 @@
 //! - [`pick`]: the weighted round robin and sticky keys' versions;
 //! - [`duration`]: durations as users write them;
 //! - [`timestamp`]: RFC 3339 times (a ramp's start);
+//! - [`fault`]: aborts and delays for drills, drawn exactly;
+//! - [`guard`]: taking a failing version out of the split, and back;
 //! - [`headers`]: the request's header map, read in one host call;
 //! - [`metrics`]: metric names and labels;
 //! - [`stream`]: what the filter does for one stream, against a small host trait.
@@ -28,6 +30,8 @@
 
 pub mod config;
 pub mod duration;
+pub mod fault;
+pub mod guard;
 pub mod headers;
 pub mod metrics;
 pub mod pick;

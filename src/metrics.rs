@@ -10,6 +10,10 @@
 //! traffic_split.route.<route>.version.<version>.timeouts_total
 //! traffic_split.route.<route>.version.<version>.request_duration_microseconds
 //! traffic_split.route.<route>.version.<version>.weight
+//! traffic_split.route.<route>.version.<version>.guard_trips_total
+//! traffic_split.route.<route>.version.<version>.guard_ejected
+//! traffic_split.route.<route>.version.<version>.guard_held_total
+//! traffic_split.route.<route>.version.<version>.fault.<abort|delay>.faults_total
 //! traffic_split.route.<route>.version.<version>.source.<header|cookie|none>.sticky_total
 //! traffic_split.route.<route>.version.<version|unknown>.overrides_total
 //! traffic_split.unmatched_total
@@ -20,6 +24,8 @@
 //! `/stats/prometheus`, so users see `traffic_split_requests_total{route="hello",version="v1"}`.
 //! Route names and versions are validated to `[A-Za-z0-9_-]`, so they never contain the dots
 //! that separate the parts.
+
+use crate::fault::FaultKind;
 
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";
@@ -113,8 +119,18 @@ pub struct DestinationMetricNames {
     pub responses: [String; 4],
     pub timeouts: String,
     pub duration: String,
-    /// The gauge of the weight in force.
+    /// Gauge: the weight requests are split by now (the configured one, where a ramp stands,
+    /// or the guard's).
     pub weight: String,
+    /// Counter: how often the guard took this version out of the split.
+    pub guard_trips: String,
+    /// Gauge: 1 while the guard holds this version out of the split, else 0.
+    pub guard_ejected: String,
+    /// Counter: how often the guard would have taken this version out but could not, since
+    /// it was the last version with weight.
+    pub guard_held: String,
+    /// Counters of injected faults, indexed by [`FaultKind::index`].
+    pub faults: [String; 2],
     /// Indexed by [`KeySource::index`]; defined only on sticky routes.
     pub sticky: [String; 3],
     /// Defined only on routes with an override header.
@@ -135,6 +151,11 @@ impl DestinationMetricNames {
             timeouts: format!("{base}.timeouts_total"),
             duration: format!("{base}.request_duration_microseconds"),
             weight: format!("{base}.weight"),
+            guard_trips: format!("{base}.guard_trips_total"),
+            guard_ejected: format!("{base}.guard_ejected"),
+            guard_held: format!("{base}.guard_held_total"),
+            faults: FaultKind::ALL
+                .map(|kind| format!("{base}.fault.{}.faults_total", kind.label())),
             sticky: KeySource::ALL
                 .map(|source| format!("{base}.source.{}.sticky_total", source.label())),
             overrides: format!("{base}.overrides_total"),

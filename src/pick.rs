@@ -18,16 +18,18 @@ use std::cell::Cell;
 use xxhash_rust::xxh64::xxh64;
 
 impl Route {
-    /// The destination of a sticky key under the route's current weights; `None` only when
-    /// every weight is 0, which validation never builds.
+    /// The destination of a sticky key under the weights requests are split by now (a ramp's,
+    /// the guard's); `None` only when every weight is 0, which validation never builds.
     pub fn sticky_destination(&self, key: &[u8]) -> Option<usize> {
-        pick_sticky(
-            key,
-            self.destinations
-                .iter()
-                .map(|destination| destination.sticky_seed)
-                .zip(self.picker.weights()),
-        )
+        self.with_split_in_force(|split| {
+            pick_sticky(
+                key,
+                self.destinations
+                    .iter()
+                    .map(|destination| destination.sticky_seed)
+                    .zip(split.weights()),
+            )
+        })
     }
 
     /// The destination whose version is exactly `version` (an override header's value).

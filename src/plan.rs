@@ -2,10 +2,13 @@
 //! weights ready for the round robin, deadlines already formatted as header values, metric
 //! names already spelled. Built once by [`crate::config::compile`]; a request only indexes it.
 
+use crate::fault::FaultPlan;
+use crate::guard::{effective_weights, Guard, Tally};
 use crate::metrics::{DestinationMetricNames, RouteMetricNames};
 use crate::pick::WeightedRoundRobin;
 use crate::ramp::Ramp;
 use regex_lite::Regex;
+use std::cell::Cell;
 
 /// Default header carrying the chosen version (Istio's VirtualService matches on it).
 pub const DEFAULT_VERSION_HEADER: &str = "x-split-version";
@@ -13,6 +16,12 @@ pub const DEFAULT_VERSION_HEADER: &str = "x-split-version";
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-split-cluster";
 /// Envoy's per-request deadline header; the filter owns it on routes with a timeout.
 pub const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
+/// Envoy's retry headers; the filter owns them on every route it matches: it writes the
+/// route's retries, or removes what a client sent.
+pub const MAX_RETRIES_HEADER: &str = "x-envoy-max-retries";
+pub const RETRY_ON_HEADER: &str = "x-envoy-retry-on";
+pub const PER_TRY_TIMEOUT_HEADER: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+pub const GRPC_RETRY_ON_HEADER: &str = "x-envoy-retry-grpc-on";
 
 #[derive(Debug)]
 pub struct Plan {
@@ -58,12 +67,80 @@ pub struct Route {
     pub destinations: Vec<Destination>,
     /// The route's current weights (a ramp moves one) and the round robin over them.
     pub picker: WeightedRoundRobin,
+    pub guard: Option<Guard>,
+    /// This worker's view of the guard's decisions, and the outcomes it has not yet merged.
+    pub live: RouteLive,
     /// Where a request's sticky key is read, if the route has one.
     pub sticky: Option<Sticky>,
     /// The header naming a version that overrides the split; lower case.
     pub override_header: Option<String>,
     pub ramp: Option<Ramp>,
     pub metric_names: RouteMetricNames,
+}
+
+/// The part of a route that changes while it serves, per Envoy worker (each has its own VM
+/// and so its own plan). Cells: the request path never holds a borrow, so it cannot panic on
+/// one.
+#[derive(Default)]
+pub struct RouteLive {
+    /// The round robin over the guard's effective weights while a version is out; `None`:
+    /// the configured weights ([`Route::picker`]).
+    effective_picker: Cell<Option<WeightedRoundRobin>>,
+    /// Which destinations the guard has taken out, as of this worker's last merge.
+    ejected: Vec<Cell<bool>>,
+    /// Outcomes per destination since this worker's last merge.
+    outcomes: Vec<Cell<Tally>>,
+}
+
+impl std::fmt::Debug for RouteLive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteLive")
+            .field("ejected", &self.ejected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouteLive {
+    pub fn new(destinations: usize) -> Self {
+        RouteLive {
+            effective_picker: Cell::new(None),
+            ejected: (0..destinations).map(|_| Cell::new(false)).collect(),
+            outcomes: (0..destinations)
+                .map(|_| Cell::new(Tally::default()))
+                .collect(),
+        }
+    }
+
+    /// Counts a routed request's outcome for the guard's next merge.
+    pub fn record_outcome(&self, destination: usize, error: bool) {
+        if let Some(cell) = self.outcomes.get(destination) {
+            let mut tally = cell.get();
+            tally.add(Tally::one(error));
+            cell.set(tally);
+        }
+    }
+
+    /// The outcomes since the last call, per destination.
+    pub fn take_outcomes(&self) -> Vec<Tally> {
+        self.outcomes.iter().map(|cell| cell.take()).collect()
+    }
+
+    pub fn ejected(&self) -> Vec<bool> {
+        self.ejected.iter().map(Cell::get).collect()
+    }
+}
+
+/// Envoy's retry policy for a request, as the header values the filter writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryHeaders {
+    /// `x-envoy-max-retries`.
+    pub max_retries: String,
+    /// `x-envoy-retry-on`.
+    pub retry_on: String,
+    /// `x-envoy-upstream-rq-per-try-timeout-ms`.
+    pub per_try_timeout_ms: Option<String>,
+    /// `x-envoy-retry-grpc-on`.
+    pub grpc_retry_on: Option<String>,
 }
 
 /// A sticky split: requests with the same key go to the same version.
@@ -118,6 +195,10 @@ pub struct Destination {
     pub deadline_ms: Option<u64>,
     /// `deadline_ms` formatted once, as written into [`DEADLINE_HEADER`].
     pub deadline_header_value: Option<String>,
+    /// The destination's retries, else the route's; `None`: the filter removes a client's.
+    pub retries: Option<RetryHeaders>,
+    /// The destination's faults, else the route's, with their draws.
+    pub fault: Option<FaultPlan>,
     pub metric_names: DestinationMetricNames,
 }
 
@@ -272,13 +353,75 @@ impl RouteMatch {
 }
 
 impl Route {
-    /// Chooses the next destination by weight.
+    /// Chooses the next destination by weight: the guard's effective weights while a version
+    /// is out, else the configured ones.
     /// `None` only for a route without destinations, which validation never builds.
     pub fn pick_destination(&self) -> Option<(usize, &Destination)> {
-        let index = self.picker.pick();
+        let index = self.with_split_in_force(WeightedRoundRobin::pick);
         self.destinations
             .get(index)
             .map(|destination| (index, destination))
+    }
+
+    /// Runs `use_split` on the round robin (and its weights) requests are split by now: the
+    /// guard's while a version is out, else the route's own.
+    pub fn with_split_in_force<T>(&self, use_split: impl FnOnce(&WeightedRoundRobin) -> T) -> T {
+        match self.live.effective_picker.take() {
+            Some(effective) => {
+                let result = use_split(&effective);
+                self.live.effective_picker.set(Some(effective));
+                result
+            }
+            None => use_split(&self.picker),
+        }
+    }
+}
+
+impl Route {
+    /// The weights before the guard's, in destination order: the configured ones, with a
+    /// ramped version's where its ramp stands.
+    pub fn weights(&self) -> Vec<u32> {
+        self.picker.weights().collect()
+    }
+
+    /// Takes in the guard's decisions (which destinations are out); returns whether they
+    /// changed this worker's split.
+    pub fn apply_ejections(&self, ejected: &[bool]) -> bool {
+        let changed = self
+            .live
+            .ejected
+            .iter()
+            .zip(ejected)
+            .any(|(cell, &out)| cell.get() != out);
+        if !changed {
+            return false;
+        }
+        for (cell, &out) in self.live.ejected.iter().zip(ejected) {
+            cell.set(out);
+        }
+        self.rebuild_effective_picker();
+        true
+    }
+
+    /// Builds the guard's round robin from the weights before it and its decisions (none
+    /// while no version is out): after the decisions or those weights (a ramp) changed.
+    pub(crate) fn rebuild_effective_picker(&self) {
+        let ejected = self.live.ejected();
+        let picker = ejected.iter().any(|&out| out).then(|| {
+            let probe = self.guard.as_ref().map_or(0, |g| g.probe_basis_points);
+            WeightedRoundRobin::new(&effective_weights(&self.weights(), &ejected, probe))
+        });
+        self.live.effective_picker.set(picker);
+    }
+
+    /// The weights requests are split by now, in destination order.
+    pub fn effective_weights(&self) -> Vec<u32> {
+        let ejected = self.live.ejected();
+        if !ejected.iter().any(|&out| out) {
+            return self.weights();
+        }
+        let probe = self.guard.as_ref().map_or(0, |g| g.probe_basis_points);
+        effective_weights(&self.weights(), &ejected, probe)
     }
 }
 

@@ -14,9 +14,13 @@
 //! When the host fails a write, the request is counted as a host error, not as routed, and the
 //! filter removes that owned header rather than leave what the client sent.
 
+use crate::fault::{FaultAction, FaultKind, FaultPlan};
 use crate::headers::{cookie_value, HeaderPairs};
 use crate::metrics::{CodeClass, KeySource};
-use crate::plan::{MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER};
+use crate::plan::{
+    MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER,
+    MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+};
 
 /// A host call that did not succeed; the host's status code, for the log of a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +39,8 @@ pub enum Count {
     Response(Chosen, CodeClass),
     /// Envoy's own deadline (or a per-try deadline) cut a routed request.
     Timeout(Chosen),
+    /// A fault was injected into a routed request.
+    Fault(Chosen, FaultKind),
     /// A routed request of a sticky route, by where its key came from.
     Sticky(Chosen, KeySource),
     /// A routed request sent where its override header said.
@@ -42,6 +48,21 @@ pub enum Count {
     /// A routed request whose override header named no version of this route.
     UnknownOverride { route: usize },
 }
+
+/// What becomes of a request once the filter has handled its headers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// It goes on to its version.
+    Continue,
+    /// The filter answered it (an abort fault): it stops here.
+    Answered,
+    /// It is held this long (a delay fault), then goes on.
+    Held { delay_ms: u64 },
+}
+
+/// The header that marks a fault's local reply, and its body.
+pub const FAULT_HEADER: (&str, &str) = ("x-traffic-split-fault", "abort");
+pub const FAULT_BODY: &str = "fault injected by traffic-split\n";
 
 /// The route and destination a request was sent to, as indexes into the plan.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,6 +95,13 @@ pub trait StreamHost {
     fn count(&mut self, what: Count);
     /// Sets the gauge of a destination's weight in force.
     fn set_weight(&mut self, destination: Chosen, weight: u32);
+    /// Answers the request with a local reply (a status, a body, one header).
+    fn send_local_reply(
+        &mut self,
+        status: u16,
+        body: &str,
+        header: (&str, &str),
+    ) -> Result<(), HostError>;
     /// Records a routed request's duration in the latency histogram, in microseconds.
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64);
 }
@@ -85,6 +113,10 @@ const UPSTREAM_REQUEST_TIMEOUT_FLAG: u64 = 0x4;
 /// Durations are recorded in microseconds: a sidecar-local version answers in well under a
 /// millisecond, and deadlines are a few milliseconds, so whole milliseconds would read 0 for
 /// the one and blur the other.
+/// Envoy's `response.flags` bits for a reset stream: local reset (`LR`), upstream remote reset
+/// (`UR`), upstream connection failure (`UF`) and termination (`UC`).
+const RESET_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40;
+
 const NANOS_PER_MICRO: u64 = 1_000;
 
 /// The length of a sticky cookie's fresh key: 128 random bits, written as 32 hex digits.
@@ -120,7 +152,7 @@ struct Choice {
 
 impl Stream {
     /// Handles the request headers: everything the filter decides for a request.
-    pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) {
+    pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) -> Verdict {
         let mut request = HostRequest::new(host);
         let matched = plan.match_route(&mut request);
         // One reading of the clock serves the ramp and the duration.
@@ -131,12 +163,14 @@ impl Stream {
             _ => 0,
         };
         if let Some((route_index, route)) = matched {
-            if let Some((destination, weight)) = route.follow_ramp(now_nanos) {
-                let ramped = Chosen {
-                    route: route_index,
-                    destination,
-                };
-                request.host.set_weight(ramped, weight);
+            if route.follow_ramp(now_nanos) {
+                for (destination, weight) in route.effective_weights().into_iter().enumerate() {
+                    let chosen = Chosen {
+                        route: route_index,
+                        destination,
+                    };
+                    request.host.set_weight(chosen, weight);
+                }
             }
         }
         let Some((route_index, choice, destination)) = matched.and_then(|(route_index, route)| {
@@ -151,7 +185,7 @@ impl Stream {
                 request.host.count(Count::Unmatched);
             }
             request.count_failures();
-            return;
+            return Verdict::Continue;
         };
         request.set(&plan.version_header, &destination.version);
         match &destination.cluster {
@@ -161,9 +195,34 @@ impl Stream {
         if let Some(deadline) = &destination.deadline_header_value {
             request.set(DEADLINE_HEADER, deadline);
         }
+        // Envoy's retry policy is the config's: written where it has one, a client's removed.
+        match &destination.retries {
+            Some(retries) => {
+                request.set(MAX_RETRIES_HEADER, &retries.max_retries);
+                request.set(RETRY_ON_HEADER, &retries.retry_on);
+                match &retries.per_try_timeout_ms {
+                    Some(per_try) => request.set(PER_TRY_TIMEOUT_HEADER, per_try),
+                    None => request.remove_if_sent(PER_TRY_TIMEOUT_HEADER),
+                }
+                match &retries.grpc_retry_on {
+                    Some(grpc) => request.set(GRPC_RETRY_ON_HEADER, grpc),
+                    None => request.remove_if_sent(GRPC_RETRY_ON_HEADER),
+                }
+            }
+            None => {
+                for header in [
+                    MAX_RETRIES_HEADER,
+                    RETRY_ON_HEADER,
+                    PER_TRY_TIMEOUT_HEADER,
+                    GRPC_RETRY_ON_HEADER,
+                ] {
+                    request.remove_if_sent(header);
+                }
+            }
+        }
         if request.write_failed {
             request.count_failures();
-            return;
+            return Verdict::Continue;
         }
         // A failed read of the headers alone does not stop the request: every owned header was
         // written regardless of what the client sent.
@@ -185,6 +244,22 @@ impl Stream {
         if choice.unknown_override {
             host.count(Count::UnknownOverride { route: route_index });
         }
+        let Some(action) = destination.fault.as_ref().and_then(FaultPlan::draw) else {
+            return Verdict::Continue;
+        };
+        host.count(Count::Fault(chosen, action.kind()));
+        match action {
+            FaultAction::Abort { status } => {
+                match host.send_local_reply(status, FAULT_BODY, FAULT_HEADER) {
+                    Ok(()) => Verdict::Answered,
+                    Err(_) => {
+                        host.count(Count::HostError);
+                        Verdict::Continue
+                    }
+                }
+            }
+            FaultAction::Delay { delay_ms } => Verdict::Held { delay_ms },
+        }
     }
 
     /// Handles the response headers: only a stream that owes its client a sticky cookie does
@@ -203,32 +278,69 @@ impl Stream {
         let Some(chosen) = self.chosen else {
             return;
         };
-        if plan.metrics != MetricsMode::Full {
+        let route = plan.routes.get(chosen.route);
+        let guard = route.and_then(|route| route.guard.as_ref());
+        let full = plan.metrics == MetricsMode::Full;
+        if !full && guard.is_none() {
             return;
         }
-        let elapsed_nanos = host.now_nanos().saturating_sub(self.started_nanos);
-        host.record_duration_us(chosen, elapsed_nanos / NANOS_PER_MICRO);
-        // No code when the stream ended before any response (a client reset): nothing to count.
+        if full {
+            let elapsed_nanos = host.now_nanos().saturating_sub(self.started_nanos);
+            host.record_duration_us(chosen, elapsed_nanos / NANOS_PER_MICRO);
+        }
+        let record = |error: bool| {
+            if let Some(route) = route {
+                route.live.record_outcome(chosen.destination, error);
+            }
+        };
         let code = match host.response_code() {
             Ok(Some(code)) => code,
-            Ok(None) => return,
+            // No response at all: the stream was reset (by the client, or upstream before
+            // Envoy could answer). Only the guard's "reset" class counts it.
+            Ok(None) => {
+                if let Some(guard) = guard {
+                    record(guard.errors.reset);
+                }
+                return;
+            }
             Err(_) => {
                 host.count(Count::HostError);
                 return;
             }
         };
-        if let Some(class) = CodeClass::of_code(code) {
-            host.count(Count::Response(chosen, class));
-        }
-        // Envoy's own timeouts answer 504; only then is the flags attribute worth its cost.
-        if code == 504 {
-            match host.response_flags() {
-                Ok(Some(flags)) if flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0 => {
-                    host.count(Count::Timeout(chosen));
-                }
-                Ok(_) => {}
-                Err(_) => host.count(Count::HostError),
+        let class = CodeClass::of_code(code);
+        if full {
+            if let Some(class) = class {
+                host.count(Count::Response(chosen, class));
             }
+        }
+        let server_error = class == Some(CodeClass::ServerError);
+        // The flags attribute costs a host call: read it only where its answer counts. Envoy's
+        // own timeouts answer 504, its resets and connection failures 503.
+        let needs_flags = (code == 504 && (full || guard.is_some_and(|g| g.errors.timeout)))
+            || (server_error && guard.is_some_and(|g| g.errors.reset));
+        let flags = if needs_flags {
+            match host.response_flags() {
+                Ok(flags) => flags.unwrap_or(0),
+                Err(_) => {
+                    host.count(Count::HostError);
+                    0
+                }
+            }
+        } else {
+            0
+        };
+        let timed_out = code == 504 && flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0;
+        if full && timed_out {
+            host.count(Count::Timeout(chosen));
+        }
+        if let Some(guard) = guard {
+            let classes = guard.errors;
+            record(
+                (classes.server_error && server_error)
+                    || (classes.timeout && timed_out)
+                    || (classes.reset && flags & RESET_FLAGS != 0),
+            );
         }
     }
 }
@@ -262,7 +374,7 @@ fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Cho
         }
     }
     let Some(sticky) = &route.sticky else {
-        choice.destination = route.picker.pick();
+        choice.destination = pick_by_weight(route);
         return choice;
     };
     let (key, source) = match &sticky.key {
@@ -290,9 +402,14 @@ fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Cho
             choice.destination = destination;
             choice.set_cookie = Some(cookie);
         }
-        None => choice.destination = route.picker.pick(),
+        None => choice.destination = pick_by_weight(route),
     }
     choice
+}
+
+/// The round robin's pick (the guard's while a version is out).
+fn pick_by_weight(route: &Route) -> usize {
+    route.pick_destination().map_or(0, |(index, _)| index)
 }
 
 /// The request's headers as the matcher sees them: fetched in one host call the first time a
@@ -456,6 +573,8 @@ mod tests {
         /// The random bytes handed out, one each, from this value on.
         random_seed: u8,
         weights_set: Vec<(Chosen, u32)>,
+        local_replies: Vec<(u16, String, String)>,
+        fail_local_reply: bool,
     }
 
     impl FakeHost {
@@ -571,6 +690,20 @@ mod tests {
 
         fn count(&mut self, what: Count) {
             self.counts.push(what);
+        }
+
+        fn send_local_reply(
+            &mut self,
+            status: u16,
+            body: &str,
+            header: (&str, &str),
+        ) -> Result<(), HostError> {
+            if self.fail_local_reply {
+                return Err(HostError(2));
+            }
+            self.local_replies
+                .push((status, body.to_string(), header.0.to_string()));
+            Ok(())
         }
 
         fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
@@ -1038,8 +1171,8 @@ mod tests {
         let (_, gauge) = request_at(start_nanos + 10 * minute, "k0");
         assert_eq!(
             gauge,
-            [(V2, 10)],
-            "the first request of the step sets the gauge"
+            [(V1, 70), (V2, 10)],
+            "the first request of the step sets the route's gauges"
         );
         let (_, gauge) = request_at(start_nanos + 11 * minute, "k0");
         assert!(gauge.is_empty(), "and only it");
@@ -1058,6 +1191,171 @@ mod tests {
             [70, 30]
         );
         let (_, gauge) = request_at(start_nanos - minute, "k0");
-        assert_eq!(gauge, [(V2, 0)], "a clock set back moves the weight back");
+        assert_eq!(
+            gauge,
+            [(V1, 70), (V2, 0)],
+            "a clock set back moves the weight back"
+        );
+    }
+
+    const RETRYING: &str = r#"{ "routes": [
+        { "name": "hello", "retries": { "attempts": 2, "retry_on": "5xx", "per_try_timeout": "1s" },
+          "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
+
+    #[test]
+    fn a_routes_retries_replace_a_clients() {
+        let mut host = FakeHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-envoy-max-retries", "9"),
+            ("x-envoy-retry-grpc-on", "cancelled"),
+        ]);
+        handle(RETRYING, &mut host);
+        assert_eq!(host.values("x-envoy-max-retries"), ["2"]);
+        assert_eq!(host.values("x-envoy-retry-on"), ["5xx"]);
+        assert_eq!(
+            host.values("x-envoy-upstream-rq-per-try-timeout-ms"),
+            ["1000"]
+        );
+        assert!(host.values("x-envoy-retry-grpc-on").is_empty());
+    }
+
+    #[test]
+    fn without_retries_a_clients_retry_headers_are_removed() {
+        let mut host = FakeHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-envoy-max-retries", "9"),
+            ("x-envoy-retry-on", "5xx"),
+            ("x-envoy-upstream-rq-per-try-timeout-ms", "1"),
+        ]);
+        handle(SPLIT, &mut host);
+        for header in [
+            "x-envoy-max-retries",
+            "x-envoy-retry-on",
+            "x-envoy-upstream-rq-per-try-timeout-ms",
+        ] {
+            assert!(host.values(header).is_empty(), "{header}");
+        }
+    }
+
+    const GUARDED: &str = r#"{ "metrics": "requests", "routes": [
+        { "name": "hello", "guard": { "max_error_ratio": 0.5, "errors": ["5xx", "reset"] },
+          "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
+
+    /// The guard's tally of a request that ended with `code` and `flags`.
+    fn guard_tally(json: &str, code: Option<i64>, flags: Option<u64>) -> crate::guard::Tally {
+        let plan = plan(json);
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = code;
+        host.response_flags = flags;
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan, &mut host);
+        stream.on_end(&plan, &mut host);
+        plan.routes[0].live.take_outcomes()[0]
+    }
+
+    #[test]
+    fn the_guard_counts_outcomes_by_its_error_classes_even_in_requests_mode() {
+        use crate::guard::Tally;
+        let ok = Tally {
+            requests: 1,
+            errors: 0,
+        };
+        let error = Tally {
+            requests: 1,
+            errors: 1,
+        };
+        assert_eq!(guard_tally(GUARDED, Some(200), None), ok);
+        assert_eq!(guard_tally(GUARDED, Some(503), None), error);
+        assert_eq!(guard_tally(GUARDED, Some(404), None), ok);
+        assert_eq!(guard_tally(GUARDED, None, None), error, "a reset");
+        let timeouts_only = GUARDED.replace(r#"["5xx", "reset"]"#, r#"["timeout"]"#);
+        assert_eq!(guard_tally(&timeouts_only, Some(503), Some(0x10)), ok);
+        assert_eq!(
+            guard_tally(&timeouts_only, Some(504), Some(0)),
+            ok,
+            "the upstream's 504"
+        );
+        assert_eq!(
+            guard_tally(
+                &timeouts_only,
+                Some(504),
+                Some(UPSTREAM_REQUEST_TIMEOUT_FLAG)
+            ),
+            error
+        );
+        assert_eq!(guard_tally(&timeouts_only, None, None), ok);
+        let resets_only = GUARDED.replace(r#"["5xx", "reset"]"#, r#"["reset"]"#);
+        assert_eq!(
+            guard_tally(&resets_only, Some(503), Some(0x20)),
+            error,
+            "UF"
+        );
+        assert_eq!(guard_tally(&resets_only, Some(503), Some(0)), ok);
+    }
+
+    #[test]
+    fn a_route_without_a_guard_records_no_outcome() {
+        assert_eq!(
+            guard_tally(SPLIT, Some(503), None),
+            crate::guard::Tally::default()
+        );
+    }
+
+    const FAULTY: &str = r#"{ "routes": [
+        { "name": "hello", "fault": { "abort": { "status": 503, "percent": 10 } },
+          "destinations": [ { "version": "v1", "weight": 1,
+                              "fault": { "delay": { "fixed": "50ms", "percent": 25 } } },
+                            { "version": "v2", "weight": 1 } ] } ] }"#;
+
+    #[test]
+    fn faults_are_drawn_exactly_per_version_and_counted() {
+        let plan = plan(FAULTY);
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        let mut verdicts = Vec::new();
+        for _ in 0..400 {
+            verdicts.push(Stream::default().on_request_headers(&plan, &mut host));
+        }
+        let held = verdicts
+            .iter()
+            .filter(|v| **v == Verdict::Held { delay_ms: 50 })
+            .count();
+        let answered = verdicts.iter().filter(|v| **v == Verdict::Answered).count();
+        // 200 requests each: v1 holds 25% (its own fault replaces the route's), v2 aborts 10%.
+        assert_eq!((held, answered), (50, 20));
+        let v1 = Chosen {
+            route: 0,
+            destination: 0,
+        };
+        let v2 = Chosen {
+            route: 0,
+            destination: 1,
+        };
+        assert_eq!(host.count_of(Count::Fault(v1, FaultKind::Delay)), 50);
+        assert_eq!(host.count_of(Count::Fault(v2, FaultKind::Abort)), 20);
+        assert_eq!(
+            host.count_of(Count::Routed(v2)),
+            200,
+            "an aborted request is routed"
+        );
+        assert_eq!(host.local_replies.len(), 20);
+        assert_eq!(
+            host.local_replies[0],
+            (503, FAULT_BODY.to_string(), FAULT_HEADER.0.to_string())
+        );
+    }
+
+    #[test]
+    fn a_failed_local_reply_lets_the_request_go_on() {
+        let always = FAULTY.replace(r#""percent": 10"#, r#""percent": 100"#);
+        let plan = plan(&always);
+        let mut host = FakeHost::with_headers(&[(":path", "/hello")]);
+        host.fail_local_reply = true;
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan, &mut host); // v1: no abort of its own
+        assert_eq!(
+            Stream::default().on_request_headers(&plan, &mut host),
+            Verdict::Continue
+        );
+        assert_eq!(host.count_of(Count::HostError), 1);
     }
 }

@@ -4,16 +4,20 @@
 
 use crate::config::read::show;
 use crate::config::{
-    ConfigError, DestinationConfig, HeaderMatchConfig, MatchConfig, PluginConfig, RampConfig,
-    RouteConfig, StickyConfig, MAX_NAME_LEN,
+    AbortConfig, ConfigError, DelayConfig, DestinationConfig, FaultConfig, GuardConfig,
+    HeaderMatchConfig, MatchConfig, PluginConfig, RampConfig, RetriesConfig, RouteConfig,
+    StickyConfig, MAX_NAME_LEN,
 };
 use crate::duration::{parse_duration_ms, parse_timeout_ms, DurationRange};
+use crate::fault::{Abort, Delay, Fault, FaultPlan};
+use crate::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
 use crate::metrics::{DestinationMetricNames, RouteMetricNames, UNKNOWN_VERSION};
 use crate::pick::{version_seed, WeightedRoundRobin};
 use crate::plan::{
-    Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, Route,
-    RouteMatch, SetCookie, Sticky, StickyKey, WholeValueRegex, DEADLINE_HEADER,
-    DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+    Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, RetryHeaders,
+    Route, RouteLive, RouteMatch, SetCookie, Sticky, StickyKey, WholeValueRegex, DEADLINE_HEADER,
+    DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
 use crate::ramp::Ramp;
 use crate::timestamp::parse_rfc3339_ms;
@@ -47,6 +51,44 @@ const COOKIE_MAX_AGE: DurationRange = DurationRange {
     why_whole_ms: "",
 };
 
+/// The most retries a route may ask Envoy for.
+const MAX_RETRIES: u32 = 10;
+/// Envoy's `x-envoy-retry-on` conditions.
+const RETRY_ON: &[&str] = &[
+    "5xx",
+    "gateway-error",
+    "reset",
+    "reset-before-request",
+    "connect-failure",
+    "envoy-ratelimited",
+    "retriable-4xx",
+    "refused-stream",
+    "retriable-status-codes",
+    "retriable-headers",
+    "http3-post-connect-failure",
+];
+/// Envoy's `x-envoy-retry-grpc-on` conditions.
+const GRPC_RETRY_ON: &[&str] = &[
+    "cancelled",
+    "deadline-exceeded",
+    "internal",
+    "resource-exhausted",
+    "unavailable",
+];
+const DEFAULT_GUARD_MIN_REQUESTS: u32 = 20;
+const DEFAULT_GUARD_WINDOW_MS: u64 = 30_000;
+const DEFAULT_GUARD_COOLDOWN_MS: u64 = 120_000;
+
+/// A duration in the unit users would write it in.
+fn show_ms(millis: u64) -> String {
+    match millis {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
 /// `"metrics"` as the config spells it.
 const METRICS_MODES: &[(&str, MetricsMode)] = &[
     ("full", MetricsMode::Full),
@@ -69,6 +111,16 @@ pub fn validate(config: &PluginConfig) -> Result<Plan, Vec<ConfigError>> {
         Some(plan) if checker.errors.is_empty() => Ok(plan),
         _ => Err(checker.errors),
     }
+}
+
+/// What a route hands its destinations: its name (for their metric names), what they inherit
+/// unless they have their own, and the version whose weight its ramp sets.
+struct RouteDefaults<'a> {
+    name: &'a str,
+    timeout_ms: Option<u64>,
+    retries: Option<&'a RetryHeaders>,
+    fault: Option<&'a Fault>,
+    ramp_version: Option<&'a str>,
 }
 
 #[derive(Default)]
@@ -207,7 +259,16 @@ impl Checker {
             .into_iter()
             .flatten()
             .cloned()
-            .chain([DEADLINE_HEADER.to_string()])
+            .chain(
+                [
+                    DEADLINE_HEADER,
+                    MAX_RETRIES_HEADER,
+                    RETRY_ON_HEADER,
+                    PER_TRY_TIMEOUT_HEADER,
+                    GRPC_RETRY_ON_HEADER,
+                ]
+                .map(str::to_string),
+            )
             .collect();
         if let (Some(version), Some(cluster)) = (&version_header, &cluster_header) {
             if version == cluster {
@@ -291,20 +352,33 @@ impl Checker {
             Some(text) => self.timeout(text, &join(path, "timeout")).map(Some),
             None => Some(None),
         };
+        let guard = match &config.guard {
+            Some(guard) => self.guard(guard, &join(path, "guard")).map(Some),
+            None => Some(None),
+        };
+        let retries = match &config.retries {
+            Some(retries) => self.retries(retries, &join(path, "retries")).map(Some),
+            None => Some(None),
+        };
+        let fault = match &config.fault {
+            Some(fault) => self.fault(fault, &join(path, "fault")).map(Some),
+            None => Some(None),
+        };
         let destinations_path = join(path, "destinations");
         // The ramped version's weight is the ramp's: its destination has none of its own.
         let ramp_version = config
             .ramp
             .as_ref()
             .and_then(|ramp| ramp.version.as_deref());
+        let defaults = RouteDefaults {
+            name: name.as_deref().unwrap_or(""),
+            timeout_ms: timeout.flatten(),
+            retries: retries.as_ref().and_then(Option::as_ref),
+            fault: fault.as_ref().and_then(Option::as_ref),
+            ramp_version,
+        };
         let destinations = match &config.destinations {
-            Some(destinations) => self.destinations(
-                destinations,
-                &destinations_path,
-                name.as_deref().unwrap_or(""),
-                timeout.flatten(),
-                ramp_version,
-            ),
+            Some(destinations) => self.destinations(destinations, &destinations_path, &defaults),
             None => {
                 self.error(
                     &destinations_path,
@@ -334,10 +408,13 @@ impl Checker {
                 .map(Some),
             None => Some(None),
         };
-        let (name, matcher, _, mut destinations, ramp, sticky, override_header) = (
+        let (name, matcher, _, guard, _, _, mut destinations, ramp, sticky, override_header) = (
             name?,
             matcher?,
             timeout?,
+            guard?,
+            retries?,
+            fault?,
             destinations?,
             ramp?,
             sticky?,
@@ -354,7 +431,9 @@ impl Checker {
             name,
             matcher,
             picker: WeightedRoundRobin::new(&weights),
+            live: RouteLive::new(destinations.len()),
             destinations,
+            guard,
             sticky,
             override_header,
             ramp,
@@ -562,7 +641,7 @@ impl Checker {
         );
         let steps = match &config.steps {
             Some(value) => self
-                .integer(value, &join(path, "steps"), 1, MAX_WEIGHT)
+                .integer_in(value, &join(path, "steps"), (1, MAX_WEIGHT))
                 .map(Some),
             None => Some(None),
         };
@@ -736,9 +815,7 @@ impl Checker {
         &mut self,
         configs: &[DestinationConfig],
         path: &str,
-        route_name: &str,
-        route_timeout_ms: Option<u64>,
-        ramp_version: Option<&str>,
+        route: &RouteDefaults<'_>,
     ) -> Option<Vec<Destination>> {
         if configs.is_empty() {
             self.error(path, "expected at least one destination");
@@ -748,14 +825,7 @@ impl Checker {
         let mut destinations = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
             let destination_path = format!("{path}[{index}]");
-            let ramped = ramp_version.is_some() && config.version.as_deref() == ramp_version;
-            if let Some(destination) = self.destination(
-                config,
-                &destination_path,
-                route_name,
-                route_timeout_ms,
-                ramped,
-            ) {
+            if let Some(destination) = self.destination(config, &destination_path, route) {
                 if !versions.insert(destination.version.clone()) {
                     self.error(
                         &join(&destination_path, "version"),
@@ -770,7 +840,7 @@ impl Checker {
         }
         let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
         // With a ramp, the route's ramp checks the weights it moves.
-        if total == 0 && ramp_version.is_none() {
+        if total == 0 && route.ramp_version.is_none() {
             self.error(
                 path,
                 "the weights add up to 0; at least one must be above 0",
@@ -784,10 +854,10 @@ impl Checker {
         &mut self,
         config: &DestinationConfig,
         path: &str,
-        route_name: &str,
-        route_timeout_ms: Option<u64>,
-        ramped: bool,
+        route: &RouteDefaults<'_>,
     ) -> Option<Destination> {
+        let ramped =
+            route.ramp_version.is_some() && config.version.as_deref() == route.ramp_version;
         let version = match &config.version {
             Some(version) => self.name(version, &join(path, "version")),
             None => {
@@ -822,17 +892,318 @@ impl Checker {
             Some(text) => self.timeout(text, &join(path, "timeout")).map(Some),
             None => Some(None),
         };
-        let (version, cluster, weight, timeout) = (version?, cluster?, weight?, timeout?);
-        let deadline_ms = timeout.or(route_timeout_ms);
+        let retries = match &config.retries {
+            Some(retries) => self.retries(retries, &join(path, "retries")).map(Some),
+            None => Some(None),
+        };
+        let fault = match &config.fault {
+            Some(fault) => self.fault(fault, &join(path, "fault")).map(Some),
+            None => Some(None),
+        };
+        let (version, cluster, weight, timeout, retries, fault) =
+            (version?, cluster?, weight?, timeout?, retries?, fault?);
+        let deadline_ms = timeout.or(route.timeout_ms);
         Some(Destination {
-            metric_names: DestinationMetricNames::new(route_name, &version),
+            metric_names: DestinationMetricNames::new(route.name, &version),
             sticky_seed: version_seed(&version),
             version,
             cluster,
             weight,
             deadline_ms,
             deadline_header_value: deadline_ms.map(|ms| ms.to_string()),
+            retries: retries.or_else(|| route.retries.cloned()),
+            fault: fault.as_ref().or(route.fault).map(FaultPlan::new),
         })
+    }
+
+    fn fault(&mut self, config: &FaultConfig, path: &str) -> Option<Fault> {
+        if config.abort.is_none() && config.delay.is_none() {
+            self.error(path, "expected at least one of abort, delay");
+            return None;
+        }
+        let abort = match &config.abort {
+            Some(abort) => self.abort(abort, &join(path, "abort")).map(Some),
+            None => Some(None),
+        };
+        let delay = match &config.delay {
+            Some(delay) => self.delay(delay, &join(path, "delay")).map(Some),
+            None => Some(None),
+        };
+        Some(Fault {
+            abort: abort?,
+            delay: delay?,
+        })
+    }
+
+    fn abort(&mut self, config: &AbortConfig, path: &str) -> Option<Abort> {
+        let status_path = join(path, "status");
+        let status = match &config.status {
+            Some(value) => self.integer_in(value, &status_path, (200, 599)),
+            None => {
+                self.error(&status_path, "required: an HTTP status from 200 to 599");
+                None
+            }
+        };
+        let basis_points = self.percent(config.percent.as_ref(), &join(path, "percent"));
+        Some(Abort {
+            status: u16::try_from(status?).ok()?,
+            basis_points: basis_points?,
+        })
+    }
+
+    fn delay(&mut self, config: &DelayConfig, path: &str) -> Option<Delay> {
+        let fixed_path = join(path, "fixed");
+        let delay_ms = match &config.fixed {
+            Some(text) => self.timeout(text, &fixed_path),
+            None => {
+                self.error(&fixed_path, "required: a duration such as \"50ms\"");
+                None
+            }
+        };
+        let basis_points = self.percent(config.percent.as_ref(), &join(path, "percent"));
+        Some(Delay {
+            delay_ms: delay_ms?,
+            basis_points: basis_points?,
+        })
+    }
+
+    /// A required percentage from 0 to 100 with at most two decimals, in hundredths of a
+    /// percent.
+    fn percent(&mut self, value: Option<&Value>, path: &str) -> Option<u32> {
+        let Some(value) = value else {
+            self.error(path, "required: a percentage from 0 to 100");
+            return None;
+        };
+        self.basis_points(value, path, 100.0)
+    }
+
+    /// A percentage from 0 to `max` with at most two decimals, in hundredths of a percent.
+    fn basis_points(&mut self, value: &Value, path: &str, max: f64) -> Option<u32> {
+        let percent = self.number_in(
+            value,
+            path,
+            (0.0, max),
+            &format!("a percentage from 0 to {max} with at most two decimals"),
+        )?;
+        let basis_points = (percent * 100.0).round();
+        if (basis_points - percent * 100.0).abs() > 1e-6 {
+            self.error(
+                path,
+                format!(
+                    "expected a percentage with at most two decimals, got {}",
+                    show(value)
+                ),
+            );
+            return None;
+        }
+        Some(basis_points as u32)
+    }
+
+    /// A number within `range`, as a float (Istio hands every number over as a double).
+    fn number_in(
+        &mut self,
+        value: &Value,
+        path: &str,
+        range: (f64, f64),
+        what: &str,
+    ) -> Option<f64> {
+        let number = value
+            .as_f64()
+            .filter(|number| (range.0..=range.1).contains(number));
+        if number.is_none() {
+            self.error(path, format!("expected {what}, got {}", show(value)));
+        }
+        number
+    }
+
+    /// A whole number within `range` (`70.0` reads as 70).
+    fn integer_in(&mut self, value: &Value, path: &str, range: (u32, u32)) -> Option<u32> {
+        let (low, high) = range;
+        let integer = value
+            .as_f64()
+            .filter(|number| {
+                number.fract() == 0.0 && (f64::from(low)..=f64::from(high)).contains(number)
+            })
+            .map(|number| number as u32);
+        if integer.is_none() {
+            self.error(
+                path,
+                format!(
+                    "expected an integer from {low} to {high}, got {}",
+                    show(value)
+                ),
+            );
+        }
+        integer
+    }
+
+    /// A duration from `min_ms` to `max_ms`, or `default_ms` when left out.
+    fn bounded_duration(
+        &mut self,
+        text: Option<&str>,
+        path: &str,
+        (min_ms, max_ms): (u64, u64),
+        default_ms: u64,
+    ) -> Option<u64> {
+        let Some(text) = text else {
+            return Some(default_ms);
+        };
+        let millis = self.timeout(text, path)?;
+        if !(min_ms..=max_ms).contains(&millis) {
+            self.error(
+                path,
+                format!(
+                    "{text:?} is outside {} to {}",
+                    show_ms(min_ms),
+                    show_ms(max_ms)
+                ),
+            );
+            return None;
+        }
+        Some(millis)
+    }
+
+    fn guard(&mut self, config: &GuardConfig, path: &str) -> Option<Guard> {
+        let ratio_path = join(path, "max_error_ratio");
+        let max_error_ratio = match &config.max_error_ratio {
+            Some(value) => self.number_in(value, &ratio_path, (0.0, 1.0), "a number from 0 to 1"),
+            None => {
+                self.error(&ratio_path, "required: a number from 0 to 1");
+                None
+            }
+        };
+        let min_requests = match &config.min_requests {
+            Some(value) => self.integer_in(value, &join(path, "min_requests"), (1, 1_000_000)),
+            None => Some(DEFAULT_GUARD_MIN_REQUESTS),
+        };
+        let window_ms = self.bounded_duration(
+            config.window.as_deref(),
+            &join(path, "window"),
+            (1_000, 3_600_000),
+            DEFAULT_GUARD_WINDOW_MS,
+        );
+        let cooldown_ms = self.bounded_duration(
+            config.cooldown.as_deref(),
+            &join(path, "cooldown"),
+            (1_000, 86_400_000),
+            DEFAULT_GUARD_COOLDOWN_MS,
+        );
+        let errors = match &config.errors {
+            Some(names) => self.error_classes(names, &join(path, "errors")),
+            None => Some(ErrorClasses::default()),
+        };
+        let probe_basis_points = match &config.probe_percent {
+            Some(value) => self.basis_points(
+                value,
+                &join(path, "probe_percent"),
+                f64::from(MAX_PROBE_BASIS_POINTS) / 100.0,
+            ),
+            None => Some(0),
+        };
+        Some(Guard {
+            max_error_ratio: max_error_ratio?,
+            min_requests: min_requests?,
+            window_ms: window_ms?,
+            cooldown_ms: cooldown_ms?,
+            errors: errors?,
+            probe_basis_points: probe_basis_points?,
+        })
+    }
+
+    fn error_classes(&mut self, names: &[String], path: &str) -> Option<ErrorClasses> {
+        if names.is_empty() {
+            self.error(
+                path,
+                "expected at least one of \"5xx\", \"timeout\", \"reset\"",
+            );
+            return None;
+        }
+        let mut classes = ErrorClasses {
+            server_error: false,
+            timeout: false,
+            reset: false,
+        };
+        let mut ok = true;
+        for (index, name) in names.iter().enumerate() {
+            match name.as_str() {
+                "5xx" => classes.server_error = true,
+                "timeout" => classes.timeout = true,
+                "reset" => classes.reset = true,
+                other => {
+                    self.error(
+                        &format!("{path}[{index}]"),
+                        format!("expected one of \"5xx\", \"timeout\", \"reset\", got {other:?}"),
+                    );
+                    ok = false;
+                }
+            }
+        }
+        ok.then_some(classes)
+    }
+
+    fn retries(&mut self, config: &RetriesConfig, path: &str) -> Option<RetryHeaders> {
+        let attempts_path = join(path, "attempts");
+        let attempts = match &config.attempts {
+            Some(value) => self.integer_in(value, &attempts_path, (0, MAX_RETRIES)),
+            None => {
+                self.error(
+                    &attempts_path,
+                    format!("required: an integer from 0 to {MAX_RETRIES}"),
+                );
+                None
+            }
+        };
+        let per_try_timeout = match &config.per_try_timeout {
+            Some(text) => self
+                .timeout(text, &join(path, "per_try_timeout"))
+                .map(|ms| Some(ms.to_string())),
+            None => Some(None),
+        };
+        let retry_on_path = join(path, "retry_on");
+        let retry_on = match &config.retry_on {
+            Some(text) => self.conditions(text, &retry_on_path, RETRY_ON),
+            None => {
+                self.error(
+                    &retry_on_path,
+                    "required: Envoy retry conditions, e.g. \"5xx,reset\"",
+                );
+                None
+            }
+        };
+        let grpc_retry_on = match &config.grpc_retry_on {
+            Some(text) => self
+                .conditions(text, &join(path, "grpc_retry_on"), GRPC_RETRY_ON)
+                .map(Some),
+            None => Some(None),
+        };
+        Some(RetryHeaders {
+            max_retries: attempts?.to_string(),
+            retry_on: retry_on?,
+            per_try_timeout_ms: per_try_timeout?,
+            grpc_retry_on: grpc_retry_on?,
+        })
+    }
+
+    /// A comma-separated list of Envoy's retry conditions, as Envoy's header takes it.
+    fn conditions(&mut self, text: &str, path: &str, allowed: &[&str]) -> Option<String> {
+        let conditions: Vec<&str> = text.split(',').map(str::trim).collect();
+        let unknown: Vec<&str> = conditions
+            .iter()
+            .copied()
+            .filter(|condition| !allowed.contains(condition))
+            .collect();
+        if !unknown.is_empty() {
+            self.error(
+                path,
+                format!(
+                    "unknown retry condition {:?}; expected a comma-separated list of {}",
+                    unknown.join(","),
+                    allowed.join(", ")
+                ),
+            );
+            return None;
+        }
+        Some(conditions.join(","))
     }
 
     fn cluster(&mut self, text: &str, path: &str) -> Option<String> {
@@ -850,35 +1221,7 @@ impl Checker {
     /// Any JSON value may arrive here: what is not an integer from 0 to [`MAX_WEIGHT`] is
     /// reported, with the value.
     fn weight(&mut self, value: &Value, path: &str) -> Option<u32> {
-        self.integer(value, path, 0, MAX_WEIGHT)
-    }
-
-    /// An integer from `min` to `max`, or an error naming the value.
-    fn integer(&mut self, value: &Value, path: &str, min: u32, max: u32) -> Option<u32> {
-        let weight = match value {
-            Value::Number(number) => match number.as_u64() {
-                Some(integer) => Some(integer),
-                // Istio hands pluginConfig numbers over as doubles, so 70.0 must read as 70.
-                None => number
-                    .as_f64()
-                    .filter(|float| float.fract() == 0.0 && (0.0..=1e9).contains(float))
-                    .map(|float| float as u64),
-            },
-            _ => None,
-        };
-        let weight = weight
-            .and_then(|weight| u32::try_from(weight).ok())
-            .filter(|weight| (min..=max).contains(weight));
-        if weight.is_none() {
-            self.error(
-                path,
-                format!(
-                    "expected an integer from {min} to {max}, got {}",
-                    show(value)
-                ),
-            );
-        }
-        weight
+        self.integer_in(value, path, (0, MAX_WEIGHT))
     }
 }
 

@@ -86,7 +86,7 @@ fn sticky_keys_land_on_one_version_across_requests_and_workers() {
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
             .with_plugin_config(&config)
-            .with_workers(2)
+            .with_balanced_workers(2)
             .without_v2_delay(),
     );
     // Two connections open at once: Envoy's exact balance puts them on different workers,

@@ -5,23 +5,9 @@
 
 mod support;
 
-use support::{exclusive, Envoy, EnvoyConfig};
+use support::{exclusive, Envoy, EnvoyConfig, ROUTE_2MS_V1_10S};
 
 const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
-
-/// The Istio experiment's 2 ms route timeout; v1 carries its own generous deadline so that a
-/// scheduling hiccup on a busy 2-core machine cannot turn a fast v1 answer into a timeout.
-const ROUTE_2MS_V1_10S: &str = r#"{
-  "routes": [{
-    "name": "hello",
-    "match": { "prefix": "/hello" },
-    "timeout": "0.002s",
-    "destinations": [
-      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
-      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
-    ]
-  }]
-}"#;
 
 /// (requests, 2xx, 5xx, timeouts) of a version of the `hello` route, from Envoy's stats.
 fn outcomes(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
@@ -253,11 +239,13 @@ fn the_latency_histogram_matches_what_the_client_waited() {
     println!(
         "mean latency, filter vs client: v1 {v1_filter:.3} vs {v1_client:.3} ms, v2 {v2_filter:.3} vs {v2_client:.3} ms"
     );
-    // The client's wait holds the filter's span plus its own socket work: the filter may read
-    // a little less, never clearly more, and not much less.
+    // The client's wait holds the filter's span plus its own socket work, which grows on a
+    // busy machine: the filter may read less, never more (a span that ended late, as at
+    // Envoy's stream deletion, reads about a millisecond more). How much less is checked
+    // against Envoy's own measurement below, which no client scheduling disturbs.
     for (version, filter, client) in [("v1", v1_filter, v1_client), ("v2", v2_filter, v2_client)] {
         assert!(
-            filter <= client * 1.05 && client - filter <= 0.4 + client * 0.05,
+            filter <= client * 1.05,
             "{version}: the histogram's mean is {filter:.3} ms, the client waited {client:.3} ms"
         );
     }

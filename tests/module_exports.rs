@@ -39,8 +39,9 @@ fn the_shipped_module_exports_only_what_the_filter_uses() {
             "proxy_on_request_headers",
             // Sets a sticky cookie the request lacked.
             "proxy_on_response_headers",
-            // Moves ramps and their weight gauges on a route without requests (only a config
-            // with a ramp sets a tick period).
+            // The timer of the guard (merges outcomes into shared data), the delay faults
+            // (releases held requests) and the ramps (moves their weight gauges on a route
+            // without requests); only a config with one of them sets a tick period.
             "proxy_on_tick",
             "proxy_on_vm_start",
         ]

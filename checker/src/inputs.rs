@@ -16,8 +16,9 @@ pub const PLUGIN_CONFIG_PATH: &str = "spec.pluginConfig";
 /// The API group of Istio's WasmPlugin.
 const WASM_PLUGIN_GROUP: &str = "extensions.istio.io/";
 
-/// Checks a file or, recursively, a folder. In a folder, YAML files without a WasmPlugin are
-/// reported as skipped; a YAML file named on its own must hold one.
+/// Checks a file or, recursively, a folder. In a folder, YAML files without a WasmPlugin and
+/// JSON objects without `routes` are reported as skipped; a file named on its own must hold a
+/// config.
 pub fn check_path(path: &Path) -> Vec<Entry> {
     if path.is_dir() {
         let mut entries = Vec::new();
@@ -99,6 +100,11 @@ fn check_file(path: &Path, in_folder: bool) -> Vec<Entry> {
         Err(error) => return vec![file_error(path, format!("cannot read: {error}"))],
     };
     match kind {
+        FileKind::Json if in_folder && is_other_json(&text) => vec![Entry {
+            origin: path.display().to_string(),
+            verdict: Verdict::Skipped("a JSON object without \"routes\": not a plugin config"),
+            notes: Vec::new(),
+        }],
         FileKind::Json => vec![Entry {
             origin: path.display().to_string(),
             verdict: verdict(compile(&text)),
@@ -106,6 +112,15 @@ fn check_file(path: &Path, in_folder: bool) -> Vec<Entry> {
         }],
         FileKind::Yaml => check_yaml(path, &String::from_utf8_lossy(&text), in_folder),
     }
+}
+
+/// A JSON object without the one field every plugin config has, such as a Grafana dashboard
+/// beside the configs; broken JSON, or an object with `routes`, is a config to check.
+fn is_other_json(text: &[u8]) -> bool {
+    matches!(
+        serde_json::from_slice::<serde_json::Value>(text),
+        Ok(serde_json::Value::Object(object)) if !object.contains_key("routes")
+    )
 }
 
 fn verdict(result: Result<traffic_split::plan::Plan, Vec<ConfigError>>) -> Verdict {

@@ -8,7 +8,11 @@
 //!
 //! - [`inputs`]: finding the configs in files and folders;
 //! - [`istio_struct`]: YAML to JSON as a protobuf `Struct` carries it;
-//! - [`summary`]: one line per route of a valid config.
+//! - [`summary`]: one line per route of a valid config;
+//! - [`check_command`]: the command line of `traffic-split-check` and `traffic-split check`.
+//!
+//! The same crate holds `traffic-split top` ([`top`]), the live view of the split from
+//! Envoy's stats; the `traffic-split` binary runs both commands.
 #![cfg_attr(
     not(test),
     deny(
@@ -19,9 +23,11 @@
     )
 )]
 
+pub mod check_command;
 pub mod inputs;
 pub mod istio_struct;
 pub mod summary;
+pub mod top;
 
 use std::fmt;
 use std::path::Path;

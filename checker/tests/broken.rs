@@ -29,7 +29,7 @@ fn misspelt_weight_is_an_unknown_field_and_the_weight_is_missing() {
     assert_eq!(
         errors("weight-typo.json"),
         [
-            "routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout; did you mean `weight`?",
+            "routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?",
             "routes[0].destinations[1].weight: required: an integer from 0 to 1000000",
         ]
     );

@@ -5,11 +5,16 @@ use std::path::PathBuf;
 use std::process::{Command, Output};
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_traffic-split-check"))
+    run_binary(env!("CARGO_BIN_EXE_traffic-split-check"), args)
+}
+
+/// Runs a binary of this package from the repository's root.
+fn run_binary(binary: &str, args: &[&str]) -> Output {
+    Command::new(binary)
         .args(args)
         .current_dir(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".."))
         .output()
-        .expect("run traffic-split-check")
+        .expect("run the binary")
 }
 
 fn stdout(output: &Output) -> String {
@@ -38,7 +43,7 @@ fn invalid_config_prints_every_error_with_its_path_and_exits_1() {
     assert_eq!(
         stdout(&output),
         "error: checker/tests/broken/weight-typo.json (2 errors)\n\
-         \x20 routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout; did you mean `weight`?\n\
+         \x20 routes[0].destinations[1].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?\n\
          \x20 routes[0].destinations[1].weight: required: an integer from 0 to 1000000\n"
     );
 }
@@ -70,6 +75,38 @@ fn no_arguments_is_a_usage_error() {
     let output = run(&[]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).starts_with("usage: traffic-split-check"));
+}
+
+/// `traffic-split check` runs the same command as `traffic-split-check`.
+fn run_traffic_split(args: &[&str]) -> Output {
+    run_binary(env!("CARGO_BIN_EXE_traffic-split"), args)
+}
+
+#[test]
+fn traffic_split_check_is_the_same_checker() {
+    for path in [
+        "examples/istio/traffic-split.yaml",
+        "checker/tests/broken/weight-typo.json",
+    ] {
+        let checker = run(&[path]);
+        let tool = run_traffic_split(&["check", path]);
+        assert_eq!(tool.status.code(), checker.status.code(), "{path}");
+        assert_eq!(stdout(&tool), stdout(&checker), "{path}");
+    }
+    let usage = run_traffic_split(&["check"]);
+    assert_eq!(usage.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&usage.stderr).starts_with("usage: traffic-split check"));
+}
+
+#[test]
+fn traffic_split_without_a_command_is_a_usage_error() {
+    let output = run_traffic_split(&[]);
+    assert_eq!(output.status.code(), Some(2));
+    let usage = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        usage.contains("check FILE_OR_FOLDER") && usage.contains("top [OPTIONS]"),
+        "{usage}"
+    );
 }
 
 #[test]

@@ -61,3 +61,22 @@ fn yaml_without_a_wasm_plugin_is_skipped_when_searching_a_folder() {
     assert!(skipped.contains(&"springbootapp.yaml"), "{report}");
     assert!(skipped.contains(&"native.yaml"), "{report}");
 }
+
+#[test]
+fn json_that_is_not_a_plugin_config_is_skipped_when_searching_a_folder() {
+    let dashboard = examples().join("observability/grafana-dashboard.json");
+    let report = Report::check(&[examples().join("observability")]);
+    let skipped: Vec<&str> = report
+        .entries
+        .iter()
+        .filter(|entry| matches!(entry.verdict, Verdict::Skipped(_)))
+        .filter_map(|entry| entry.origin.rsplit('/').next())
+        .collect();
+    assert_eq!(
+        skipped,
+        ["grafana-dashboard.json", "prometheus.yml"],
+        "{report}"
+    );
+    // Named on its own, it must be a config.
+    assert!(!Report::check(&[dashboard]).passed());
+}

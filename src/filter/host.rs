@@ -4,7 +4,8 @@
 //! 0.2.5) panic on any status but the expected ones, and a panic in a Wasm VM is a trap that
 //! takes the VM down, so a host failure could not be handled as a value there; its header-map
 //! read also copies every pair into owned `String`s and panics on a name that is not UTF-8.
-//! These calls (and the response-header add of a `Set-Cookie`) are therefore declared here, on the SDK's own types, with their status
+//! These calls, a response header's add (a sticky cookie's `Set-Cookie`) and the local reply's
+//! are therefore declared here, on the SDK's own types, with their status
 //! returned to the core, which fails towards safety (`crate::stream`).
 
 use super::{Active, DestinationMetrics};
@@ -40,8 +41,34 @@ extern "C" {
         key_data: *const u8,
         key_size: usize,
     ) -> Status;
-    fn proxy_set_tick_period_milliseconds(period: u32) -> Status;
+    fn proxy_send_local_response(
+        status_code: u32,
+        status_code_details_data: *const u8,
+        status_code_details_size: usize,
+        body_data: *const u8,
+        body_size: usize,
+        headers_data: *const u8,
+        headers_size: usize,
+        grpc_status: i32,
+    ) -> Status;
 }
+
+/// One header as proxy-wasm serializes a header map: a count, the sizes, then each name and
+/// value followed by a NUL (the format `crate::headers` reads).
+fn serialize_one_header((name, value): (&str, &str)) -> Vec<u8> {
+    let mut bytes = Vec::with_capacity(12 + name.len() + value.len() + 2);
+    for word in [1, name.len(), value.len()] {
+        bytes.extend_from_slice(&u32::try_from(word).unwrap_or(0).to_le_bytes());
+    }
+    bytes.extend_from_slice(name.as_bytes());
+    bytes.push(0);
+    bytes.extend_from_slice(value.as_bytes());
+    bytes.push(0);
+    bytes
+}
+
+/// The details Envoy logs for the filter's local reply (`%RESPONSE_CODE_DETAILS%`).
+const LOCAL_REPLY_DETAILS: &str = "traffic_split_fault_abort";
 
 fn status_result(status: Status) -> Result<(), HostError> {
     match status {
@@ -58,13 +85,6 @@ pub(super) fn proxy_clock_nanos() -> u64 {
         .map_or(0, |since_epoch| {
             u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
         })
-}
-
-/// Asks the host to call the root context's `on_tick` every `period_ms` (0: never). The SDK's
-/// own wrapper panics on a failure; a failure here is a value.
-pub(super) fn set_tick_period_ms(period_ms: u32) -> Result<(), HostError> {
-    // SAFETY: a plain value crosses.
-    status_result(unsafe { proxy_set_tick_period_milliseconds(period_ms) })
 }
 
 /// Removes a request header, ignoring a failure: for a stream with no configuration, where
@@ -162,6 +182,29 @@ impl StreamHost for EnvoyHost<'_> {
         })
     }
 
+    fn send_local_reply(
+        &mut self,
+        status: u16,
+        body: &str,
+        header: (&str, &str),
+    ) -> Result<(), HostError> {
+        let headers = serialize_one_header(header);
+        // SAFETY: the host only reads the slices. (The SDK's `send_http_response` panics when
+        // the host refuses.) -1: no gRPC status.
+        status_result(unsafe {
+            proxy_send_local_response(
+                u32::from(status),
+                LOCAL_REPLY_DETAILS.as_ptr(),
+                LOCAL_REPLY_DETAILS.len(),
+                body.as_ptr(),
+                body.len(),
+                headers.as_ptr(),
+                headers.len(),
+                -1,
+            )
+        })
+    }
+
     fn response_code(&mut self) -> Result<Option<i64>, HostError> {
         Ok(
             Self::integer_property(&["response", "code"])?
@@ -222,6 +265,9 @@ impl StreamHost for EnvoyHost<'_> {
             Count::UnknownOverride { route } => {
                 self.active.unknown_overrides.get(route).copied().flatten()
             }
+            Count::Fault(chosen, kind) => self
+                .metrics(chosen)
+                .and_then(|metrics| metrics.faults.get(kind.index()).copied().flatten()),
         };
         if let Some(id) = id {
             increment(id);

@@ -3,21 +3,27 @@
 //! hands its request to [`crate::stream::Stream`] with [`host::EnvoyHost`] as its host.
 //! Everything that needs thought lives in the core.
 
+mod guard;
 mod host;
+mod timer;
 
 use crate::config::{compile, describe_errors};
+use crate::fault::FaultKind;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, UNMATCHED};
 use crate::plan::{self, MetricsMode, Plan, Route, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
-use crate::stream::Stream;
+use crate::stream::{Stream, Verdict};
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
 use std::rc::Rc;
+use timer::Timer;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
-    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(SplitRoot::default()) });
+    proxy_wasm::set_root_context(|context_id| -> Box<dyn RootContext> {
+        Box::new(SplitRoot { context_id, ..SplitRoot::default() })
+    });
 }}
 
 /// The metric ids of one route and version, defined at configure time.
@@ -25,12 +31,22 @@ pub(crate) struct DestinationMetrics {
     pub requests: u32,
     /// Defined only with full metrics, so that `requests` mode shows no counters that stay 0.
     pub responses: Option<ResponseMetrics>,
-    /// The gauge of the weight in force.
+    /// Gauge: the weight requests are split by now.
     pub weight: u32,
+    /// Defined only on routes with a guard.
+    pub guard: Option<GuardMetrics>,
+    /// Injected faults, indexed by `FaultKind::index`; defined for the kinds configured.
+    pub faults: [Option<u32>; 2],
     /// By `KeySource::index`; only on sticky routes.
     pub sticky: Option<[u32; 3]>,
     /// Only on routes with an override header.
     pub overrides: Option<u32>,
+}
+
+pub(crate) struct GuardMetrics {
+    pub trips: u32,
+    pub ejected: u32,
+    pub held: u32,
 }
 
 pub(crate) struct ResponseMetrics {
@@ -51,16 +67,17 @@ pub(crate) struct Active {
     pub host_errors: u32,
 }
 
-/// How often a root context with a ramp brings its ramps and weight gauges up to the clock, so
-/// that the gauges move on time on a route that sees no request.
-const RAMP_TICK_MS: u32 = 1_000;
-
 /// One per plugin configuration (several plugins may share a VM, each with its own root).
 #[derive(Default)]
 struct SplitRoot {
     /// `None` until a configuration has been accepted. A refused reconfiguration keeps the
     /// previous one: requests already flowing are never disturbed.
     active: Option<Rc<Active>>,
+    /// Where this plugin's guards keep their state in the proxy's shared data.
+    guard_keys: Vec<Option<String>>,
+    context_id: u32,
+    /// Shared with this root's streams, which hold requests on it (delay faults).
+    timer: Rc<Timer>,
 }
 
 impl Context for SplitRoot {}
@@ -87,19 +104,23 @@ impl RootContext for SplitRoot {
         let level = plan.log_level;
         match define_metrics(plan) {
             Ok(active) => {
-                show_weights(&active);
-                let has_ramp = active.plan.routes.iter().any(|route| route.ramp.is_some());
-                if let Err(status) =
-                    host::set_tick_period_ms(if has_ramp { RAMP_TICK_MS } else { 0 })
-                {
-                    // Requests still follow the ramp; only an idle route's gauge lags.
-                    log::warn!("traffic-split: no timer for the ramps' gauges: {status:?}");
-                }
+                // Every ramp where the clock has it, before the gauges are first set.
+                follow_ramps(&active);
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
                     "traffic-split: configured {} route(s)",
                     active.plan.routes.len()
                 );
+                let plugin = hostcalls::get_property(vec!["plugin_name"])
+                    .ok()
+                    .flatten()
+                    .and_then(|name| String::from_utf8(name).ok())
+                    .unwrap_or_default();
+                self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
+                let ramped = active.plan.routes.iter().any(|route| route.ramp.is_some());
+                self.timer
+                    .set_periodic(self.guard_keys.iter().any(Option::is_some), ramped);
+                guard::publish_weights(&active);
                 self.active = Some(Rc::new(active));
                 true
             }
@@ -112,30 +133,42 @@ impl RootContext for SplitRoot {
         }
     }
 
-    /// Only with a ramp: moves each ramp that is due and sets its gauge.
-    fn on_tick(&mut self) {
-        let Some(active) = &self.active else {
-            return;
-        };
-        let now_nanos = host::proxy_clock_nanos();
-        for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
-            if let Some((destination, weight)) = route.follow_ramp(now_nanos) {
-                if let Some(metrics) = metrics.get(destination) {
-                    let _ = hostcalls::record_metric(metrics.weight, u64::from(weight));
-                }
-            }
-        }
-    }
-
-    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+    fn create_http_context(&self, context_id: u32) -> Option<Box<dyn HttpContext>> {
         Some(Box::new(SplitStream {
             active: self.active.clone(),
             stream: Stream::default(),
+            context_id,
+            timer: Rc::clone(&self.timer),
         }))
     }
 
     fn get_type(&self) -> Option<ContextType> {
         Some(ContextType::HttpContext)
+    }
+
+    fn on_tick(&mut self) {
+        if let Some(active) = &self.active {
+            guard::merge_all(active, &self.guard_keys);
+            // A ramp's gauges move on time on a route without requests.
+            for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
+                if route.follow_ramp(host::proxy_clock_nanos()) {
+                    guard::publish_route(route, metrics);
+                }
+            }
+        }
+        let now_ms = timer::now_ms();
+        let due = self.timer.due(now_ms);
+        for context_id in &due {
+            // A stream that ended meanwhile was forgotten; one the host no longer knows is
+            // skipped (BadArgument), never resumed blindly.
+            if hostcalls::set_effective_context(*context_id).is_ok() {
+                let _ = hostcalls::resume_http_request();
+            }
+        }
+        if !due.is_empty() {
+            let _ = hostcalls::set_effective_context(self.context_id);
+        }
+        self.timer.arm(now_ms);
     }
 }
 
@@ -155,24 +188,42 @@ fn sdk_log_level(level: plan::LogLevel) -> LogLevel {
 struct SplitStream {
     active: Option<Rc<Active>>,
     stream: Stream,
+    context_id: u32,
+    timer: Rc<Timer>,
+}
+
+impl Drop for SplitStream {
+    /// A held request whose client left is released from the timer, never resumed.
+    fn drop(&mut self) {
+        self.timer.forget(self.context_id);
+    }
 }
 
 impl Context for SplitStream {}
 
 impl HttpContext for SplitStream {
     fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
-        match &self.active {
-            Some(active) => self
-                .stream
-                .on_request_headers(&active.plan, &mut EnvoyHost::new(active)),
-            None => {
-                // Not configured (Envoy does not run a filter whose configuration failed):
-                // still never let a client choose the cluster or version.
-                host::remove_request_header_anyway(DEFAULT_VERSION_HEADER);
-                host::remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
+        let Some(active) = &self.active else {
+            // Not configured (Envoy does not run a filter whose configuration failed):
+            // still never let a client choose the cluster or version.
+            host::remove_request_header_anyway(DEFAULT_VERSION_HEADER);
+            host::remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
+            return Action::Continue;
+        };
+        match self
+            .stream
+            .on_request_headers(&active.plan, &mut EnvoyHost::new(active))
+        {
+            Verdict::Continue => Action::Continue,
+            // The local reply is on its way; the request goes no further.
+            Verdict::Answered => Action::Pause,
+            Verdict::Held { delay_ms } => {
+                let now_ms = timer::now_ms();
+                self.timer
+                    .hold(self.context_id, now_ms.saturating_add(delay_ms), now_ms);
+                Action::Pause
             }
         }
-        Action::Continue
     }
 
     /// Only a stream owing its client a sticky cookie does anything here.
@@ -192,15 +243,11 @@ impl HttpContext for SplitStream {
     }
 }
 
-/// Brings every ramp to the proxy's clock and sets every weight gauge: the gauges read right
-/// from the moment a configuration is in force, before any request.
-fn show_weights(active: &Active) {
+/// Brings every ramp to the proxy's clock (the gauges are set after).
+fn follow_ramps(active: &Active) {
     let now_nanos = host::proxy_clock_nanos();
-    for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
+    for route in &active.plan.routes {
         route.follow_ramp(now_nanos);
-        for (weight, destination) in route.picker.weights().zip(metrics) {
-            let _ = hostcalls::record_metric(destination.weight, u64::from(weight));
-        }
     }
 }
 
@@ -212,9 +259,16 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
     for route in &plan.routes {
         let mut route_metrics = Vec::with_capacity(route.destinations.len());
         for destination in &route.destinations {
+            let fault_kinds = destination
+                .fault
+                .as_ref()
+                .map(|fault| fault.kinds())
+                .unwrap_or_default();
             route_metrics.push(define_destination_metrics(
                 &destination.metric_names,
                 plan.metrics,
+                route.guard.is_some(),
+                &fault_kinds,
                 route,
             )?);
         }
@@ -239,9 +293,29 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
 fn define_destination_metrics(
     names: &DestinationMetricNames,
     mode: MetricsMode,
+    guarded: bool,
+    fault_kinds: &[FaultKind],
     route: &Route,
 ) -> Result<DestinationMetrics, Status> {
+    let mut faults = [None, None];
+    for kind in fault_kinds {
+        if let (Some(slot), Some(name)) =
+            (faults.get_mut(kind.index()), names.faults.get(kind.index()))
+        {
+            *slot = Some(define_metric(MetricType::Counter, name)?);
+        }
+    }
     let requests = define_metric(MetricType::Counter, &names.requests)?;
+    let weight = define_metric(MetricType::Gauge, &names.weight)?;
+    let guard = if guarded {
+        Some(GuardMetrics {
+            trips: define_metric(MetricType::Counter, &names.guard_trips)?,
+            ejected: define_metric(MetricType::Gauge, &names.guard_ejected)?,
+            held: define_metric(MetricType::Counter, &names.guard_held)?,
+        })
+    } else {
+        None
+    };
     let responses = match mode {
         MetricsMode::Requests => None,
         MetricsMode::Full => {
@@ -276,7 +350,9 @@ fn define_destination_metrics(
     Ok(DestinationMetrics {
         requests,
         responses,
-        weight: define_metric(MetricType::Gauge, &names.weight)?,
+        weight,
+        guard,
+        faults,
         sticky,
         overrides,
     })

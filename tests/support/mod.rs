@@ -27,8 +27,31 @@ pub const SPLIT_70_30: &str = r#"{
   }]
 }"#;
 
+/// The Istio experiment's 2 ms route timeout, which cuts every v2 request (v2 answers in
+/// 5 ms); v1 carries its own generous deadline so that a scheduling hiccup on a busy 2-core
+/// machine cannot turn a fast v1 answer into a timeout. Every count is known: of 1,000
+/// requests, 700 to v1, all 2xx; 300 to v2, all 5xx and timeouts.
+pub const ROUTE_2MS_V1_10S: &str = r#"{
+  "routes": [{
+    "name": "hello",
+    "match": { "prefix": "/hello" },
+    "timeout": "0.002s",
+    "destinations": [
+      { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
+      { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }
+    ]
+  }]
+}"#;
+
+/// The repository: the root package's folder, also when a workspace member's tests (the
+/// checker's, one level down) use this harness.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    manifest_dir
+        .ancestors()
+        .find(|dir| dir.join("envoy/envoy.yaml").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest_dir)
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else the one `make envoy` installs. A missing Envoy fails
@@ -91,6 +114,9 @@ fn traffic_split_filter(listener: &mut Value) -> &mut Value {
     &mut filter["typed_config"]["config"]
 }
 
+/// The runtime key of v2's abort percentage (see [`EnvoyConfig::with_v2_failure_switch`]).
+const V2_ABORT_PERCENT_KEY: &str = "test.v2.abort_percent";
+
 /// The shipped `envoy/envoy.yaml`, as a YAML document to adapt.
 pub struct EnvoyConfig {
     pub document: Value,
@@ -98,8 +124,8 @@ pub struct EnvoyConfig {
     front_from_lds: bool,
     /// More listeners like the front one, each with its own plugin configuration: (name, JSON).
     more_fronts: Vec<(String, String)>,
-    /// Envoy's `--concurrency`: its worker threads, each with its own Wasm VM.
-    workers: u32,
+    /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
+    concurrency: u32,
 }
 
 impl EnvoyConfig {
@@ -113,8 +139,37 @@ impl EnvoyConfig {
             document: serde_yaml::from_str(&text).expect("parse the Envoy config"),
             front_from_lds: false,
             more_fronts: Vec::new(),
-            workers: 1,
+            concurrency: 1,
         }
+    }
+
+    /// Runs Envoy with `workers` worker threads, so that a test sees several VMs agree.
+    pub fn with_concurrency(mut self, workers: u32) -> EnvoyConfig {
+        self.concurrency = workers;
+        self
+    }
+
+    /// Lets a test make v2 fail: its upstream's fault filter gets an abort with status 503 at
+    /// 0%, which [`Envoy::set_v2_failing`] raises through Envoy's runtime.
+    pub fn with_v2_failure_switch(mut self) -> EnvoyConfig {
+        let listeners = self.document["static_resources"]["listeners"]
+            .as_sequence_mut()
+            .expect("static listeners");
+        let v2 = listeners
+            .iter_mut()
+            .find(|listener| listener["name"].as_str() == Some("springbootapp-v2"))
+            .expect("the v2 upstream listener");
+        let fault = &mut v2["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"][0]
+            ["typed_config"];
+        fault["abort"] = serde_yaml::from_str(
+            "{ http_status: 503, percentage: { numerator: 0, denominator: HUNDRED } }",
+        )
+        .expect("valid YAML");
+        fault["abort_percent_runtime"] = Value::from(V2_ABORT_PERCENT_KEY);
+        self.document["layered_runtime"] =
+            serde_yaml::from_str("layers: [ { name: admin, admin_layer: {} } ]")
+                .expect("valid YAML");
+        self
     }
 
     fn wasm_filter_config(&mut self) -> &mut Value {
@@ -151,8 +206,8 @@ impl EnvoyConfig {
     /// Runs `workers` worker threads, each with its own Wasm VM and round robin, and spreads the
     /// front listener's connections over them evenly (Envoy's exact balance): connections open
     /// at the same time are on different workers. [`Envoy::connections_per_worker`] tells.
-    pub fn with_workers(mut self, workers: u32) -> EnvoyConfig {
-        self.workers = workers;
+    pub fn with_balanced_workers(mut self, workers: u32) -> EnvoyConfig {
+        self = self.with_concurrency(workers);
         let front = &mut self.document["static_resources"]["listeners"][0];
         front["connection_balance_config"] =
             serde_yaml::from_str("{ exact_balance: {} }").expect("valid YAML");
@@ -406,7 +461,6 @@ impl Envoy {
             .to_string();
         let mut config = config.isolated(&tag);
         let clusters = config.cluster_names();
-        let workers = config.workers.to_string();
         if config.front_from_lds {
             config.move_front_listener_to_lds(&dir);
         }
@@ -421,13 +475,8 @@ impl Envoy {
         let child = Command::new(envoy_binary())
             .arg("--config-path")
             .arg(&config_path)
-            .args([
-                "--concurrency",
-                &workers,
-                "--disable-hot-restart",
-                "--log-level",
-                "info",
-            ])
+            .args(["--concurrency", &config.concurrency.to_string()])
+            .args(["--disable-hot-restart", "--log-level", "info"])
             .arg("--admin-address-path")
             .arg(&admin_path)
             .arg("--log-path")
@@ -531,6 +580,17 @@ impl Envoy {
         }
     }
 
+    /// Makes v2's upstream answer every request with 503 (`true`), or serve again (`false`);
+    /// needs [`EnvoyConfig::with_v2_failure_switch`].
+    pub fn set_v2_failing(&self, failing: bool) {
+        let percent = if failing { 100 } else { 0 };
+        let path = format!("/runtime_modify?{V2_ABORT_PERCENT_KEY}={percent}");
+        let response = http::Connection::open(self.admin)
+            .and_then(|mut admin| admin.request("POST", &path, &[]))
+            .expect("POST /runtime_modify");
+        assert_eq!(response.status, 200, "{}", response.body_text());
+    }
+
     /// Everything Envoy logged so far (Envoy writes its log file in batches: see
     /// [`Envoy::stop`] for all of it).
     pub fn log(&self) -> String {
@@ -583,7 +643,7 @@ impl Envoy {
 
     /// How many connections each worker thread has accepted on the front listener, by worker
     /// (Envoy's `listener.front.worker_<n>.downstream_cx_total`), with
-    /// [`EnvoyConfig::with_workers`].
+    /// [`EnvoyConfig::with_balanced_workers`].
     pub fn connections_per_worker(&self) -> BTreeMap<String, u64> {
         let response = http::get(self.admin, "/stats").expect("read /stats");
         let prefix = "listener.front.";

@@ -1,0 +1,165 @@
+//! The guard's side of the root context: every [`super::timer::GUARD_TICK`], each worker merges the
+//! outcomes its streams recorded into the route's state in proxy-wasm shared data
+//! (compare-and-swap, retried on conflict), takes in the decisions found there, and logs and
+//! counts what changed. The decisions themselves are made by [`crate::guard`].
+
+use super::timer::now_ms;
+use super::Active;
+use crate::guard::{GuardEvent, RouteGuardState, Tally};
+use crate::plan::{Plan, Route};
+use proxy_wasm::hostcalls;
+use proxy_wasm::types::Status;
+
+/// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
+const CAS_ATTEMPTS: usize = 8;
+
+/// The shared-data key of each guarded route: by plugin, route and versions, so that plugins
+/// sharing a VM, and a route whose versions changed, never read each other's state.
+pub(super) fn shared_data_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>> {
+    plan.routes
+        .iter()
+        .map(|route| {
+            route.guard.as_ref()?;
+            let versions: Vec<&str> = route
+                .destinations
+                .iter()
+                .map(|destination| destination.version.as_str())
+                .collect();
+            Some(format!(
+                "traffic-split/guard/{plugin}/{}/{}",
+                route.name,
+                versions.join(",")
+            ))
+        })
+        .collect()
+}
+
+/// Sets every destination's weight gauge (and, on guarded routes, its ejected gauge).
+pub(super) fn publish_weights(active: &Active) {
+    for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
+        publish_route(route, metrics);
+    }
+}
+
+/// Sets a route's weight gauges (and, on a guarded route, its ejected gauges).
+pub(super) fn publish_route(route: &Route, metrics: &[super::DestinationMetrics]) {
+    let ejected = route.live.ejected();
+    for ((weight, out), metrics) in route.effective_weights().iter().zip(&ejected).zip(metrics) {
+        let _ = hostcalls::record_metric(metrics.weight, u64::from(*weight));
+        if let Some(guard) = &metrics.guard {
+            let _ = hostcalls::record_metric(guard.ejected, u64::from(*out));
+        }
+    }
+}
+
+pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
+    let now_ms = now_ms();
+    for ((route, key), metrics) in active.plan.routes.iter().zip(keys).zip(&active.metrics) {
+        let (Some(guard), Some(key)) = (&route.guard, key) else {
+            continue;
+        };
+        let deltas = route.live.take_outcomes();
+        match merge(route, guard, key, &deltas, now_ms) {
+            Ok((state, events)) => {
+                for event in events {
+                    report(route, metrics, &event);
+                }
+                if route.apply_ejections(&state.ejected(now_ms)) {
+                    publish_route(route, metrics);
+                }
+            }
+            Err(status) => {
+                // Kept for the next tick rather than lost.
+                for (destination, delta) in deltas.iter().enumerate() {
+                    for index in 0..delta.requests {
+                        route.live.record_outcome(destination, index < delta.errors);
+                    }
+                }
+                let _ = hostcalls::increment_metric(active.host_errors, 1);
+                log::warn!(
+                    "traffic-split: guard of route {}: shared data unavailable ({status:?})",
+                    route.name
+                );
+            }
+        }
+    }
+}
+
+fn merge(
+    route: &Route,
+    guard: &crate::guard::Guard,
+    key: &str,
+    deltas: &[Tally],
+    now_ms: u64,
+) -> Result<(RouteGuardState, Vec<GuardEvent>), Status> {
+    let weights = route.weights();
+    let idle = deltas.iter().all(|delta| *delta == Tally::default());
+    let mut last = Status::CasMismatch;
+    for _ in 0..CAS_ATTEMPTS {
+        let (bytes, cas) = hostcalls::get_shared_data(key)?;
+        let mut state = RouteGuardState::decode(&bytes.unwrap_or_default(), weights.len());
+        let before = state.clone();
+        let events = state.merge(guard, &weights, deltas, now_ms);
+        if idle && state == before {
+            return Ok((state, events));
+        }
+        match hostcalls::set_shared_data(key, Some(&state.encode()), cas) {
+            Ok(()) => return Ok((state, events)),
+            Err(status) => last = status,
+        }
+    }
+    Err(last)
+}
+
+fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEvent) {
+    let version = |destination: usize| {
+        route
+            .destinations
+            .get(destination)
+            .map_or("?", |d| d.version.as_str())
+    };
+    let guard_metrics =
+        |destination: usize| metrics.get(destination).and_then(|m| m.guard.as_ref());
+    match *event {
+        GuardEvent::Tripped {
+            destination,
+            window,
+            until_ms,
+        } => {
+            if let Some(ids) = guard_metrics(destination) {
+                let _ = hostcalls::increment_metric(ids.trips, 1);
+            }
+            log::warn!(
+                "traffic-split: guard: route {} version {} out of the split for {} ms: {} errors in {} requests",
+                route.name,
+                version(destination),
+                until_ms.saturating_sub(now_ms()),
+                window.errors,
+                window.requests
+            );
+        }
+        GuardEvent::Returned { destination, early } => {
+            log::info!(
+                "traffic-split: guard: route {} version {} back in the split{}",
+                route.name,
+                version(destination),
+                if early { " (its probes succeeded)" } else { "" }
+            );
+        }
+        GuardEvent::Held {
+            destination,
+            window,
+        } => {
+            if let Some(ids) = guard_metrics(destination) {
+                let _ = hostcalls::increment_metric(ids.held, 1);
+            }
+            log::warn!(
+                "traffic-split: guard: route {} version {} is failing ({} errors in {} requests) but is the last version with weight: kept in the split",
+                route.name,
+                version(destination),
+                window.errors,
+                window.requests
+            );
+        }
+    }
+}

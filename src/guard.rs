@@ -1,0 +1,561 @@
+//! The guard: takes a failing version out of a route's split for a cooldown, and back.
+//!
+//! Each Envoy worker counts its routed requests' outcomes locally (no host call per request);
+//! a root-context timer merges them into one [`RouteGuardState`] per route held in proxy-wasm
+//! shared data, which every worker of the proxy reads and writes with compare-and-swap. The
+//! decision (a version's `ejected_until_ms`) lives in that state, so all workers agree within
+//! one timer period. Everything here is pure: the adapter only moves bytes and counts events.
+//!
+//! The window is sliding in [`BUCKETS`] steps: outcomes fall in buckets of `window / BUCKETS`,
+//! and the ratio is taken over the last `BUCKETS` buckets.
+
+/// How many buckets a window is cut into.
+pub const BUCKETS: u64 = 8;
+/// Probe answers an ejected version must give in one window, within the error ratio, to come
+/// back before its cooldown ends.
+pub const PROBES_TO_RETURN: u32 = 10;
+/// The largest `probe_percent`, in hundredths of a percent: probes are a small share.
+pub const MAX_PROBE_BASIS_POINTS: u32 = 5_000;
+
+/// Which outcomes count as errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ErrorClasses {
+    /// Any response with a 5xx status (Envoy's own 503 and 504 included).
+    pub server_error: bool,
+    /// A request cut by Envoy's deadline (the `UT` flag).
+    pub timeout: bool,
+    /// A stream reset: no response at all, or Envoy's reset and connection-failure flags.
+    pub reset: bool,
+}
+
+impl Default for ErrorClasses {
+    fn default() -> Self {
+        ErrorClasses {
+            server_error: true,
+            timeout: true,
+            reset: false,
+        }
+    }
+}
+
+/// A route's guard, as configured.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Guard {
+    /// Trips when errors / requests in the window is above this.
+    pub max_error_ratio: f64,
+    /// ... with at least this many requests in the window.
+    pub min_requests: u32,
+    pub window_ms: u64,
+    pub cooldown_ms: u64,
+    pub errors: ErrorClasses,
+    /// The share of the route sent to an ejected version during its cooldown, in hundredths
+    /// of a percent (0: none).
+    pub probe_basis_points: u32,
+}
+
+impl Guard {
+    fn bucket_ms(&self) -> u64 {
+        (self.window_ms / BUCKETS).max(1)
+    }
+
+    fn too_many_errors(&self, tally: Tally) -> bool {
+        tally.requests > 0
+            && f64::from(tally.errors) > self.max_error_ratio * f64::from(tally.requests)
+    }
+}
+
+/// How a routed request ended, as far as the guard is concerned.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub requests: u32,
+    pub errors: u32,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: Tally) {
+        self.requests = self.requests.saturating_add(other.requests);
+        self.errors = self.errors.saturating_add(other.errors);
+    }
+
+    pub fn one(error: bool) -> Tally {
+        Tally {
+            requests: 1,
+            errors: u32::from(error),
+        }
+    }
+}
+
+/// One version's part of the shared state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VersionState {
+    /// `(bucket index, outcomes)`, oldest first, at most [`BUCKETS`].
+    pub buckets: Vec<(u64, Tally)>,
+    /// When an ejection ends, in ms since the epoch; 0 while the version serves.
+    pub ejected_until_ms: u64,
+    /// The guard would eject it but it is the last version with weight: said once, until the
+    /// errors subside.
+    pub held: bool,
+}
+
+impl VersionState {
+    /// The outcomes in the window (while out of the split: its probes).
+    fn window(&self) -> Tally {
+        let mut window = Tally::default();
+        for (_, tally) in &self.buckets {
+            window.add(*tally);
+        }
+        window
+    }
+}
+
+/// What a merge changed, for the adapter to log and count.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GuardEvent {
+    /// Taken out of the split until `until_ms`, for this window.
+    Tripped {
+        destination: usize,
+        window: Tally,
+        until_ms: u64,
+    },
+    /// Back in the split: its cooldown ended, or (`early`) its probes succeeded.
+    Returned { destination: usize, early: bool },
+    /// Would have tripped, but it is the last version with weight.
+    Held { destination: usize, window: Tally },
+}
+
+/// The guard's state of one route, shared by the proxy's workers.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteGuardState {
+    /// Parallel to the route's destinations.
+    pub versions: Vec<VersionState>,
+}
+
+const FORMAT_VERSION: u8 = 2;
+
+impl RouteGuardState {
+    pub fn new(destinations: usize) -> Self {
+        RouteGuardState {
+            versions: vec![VersionState::default(); destinations],
+        }
+    }
+
+    /// Reads what [`RouteGuardState::encode`] wrote. Anything else (nothing yet, another
+    /// format, a route with another number of destinations after a reconfiguration) reads as
+    /// a fresh state: the guard starts counting again rather than trusting bytes it cannot
+    /// account for.
+    pub fn decode(bytes: &[u8], destinations: usize) -> Self {
+        Self::try_decode(bytes, destinations).unwrap_or_else(|| Self::new(destinations))
+    }
+
+    fn try_decode(bytes: &[u8], destinations: usize) -> Option<Self> {
+        let mut reader = Reader { bytes, at: 0 };
+        if reader.u8()? != FORMAT_VERSION || usize::from(reader.u8()?) != destinations {
+            return None;
+        }
+        let mut versions = Vec::with_capacity(destinations);
+        for _ in 0..destinations {
+            let ejected_until_ms = reader.u64()?;
+            let held = reader.u8()? != 0;
+            let count = reader.u8()?;
+            if u64::from(count) > BUCKETS {
+                return None;
+            }
+            let mut buckets = Vec::with_capacity(usize::from(count));
+            for _ in 0..count {
+                buckets.push((reader.u64()?, reader.tally()?));
+            }
+            versions.push(VersionState {
+                buckets,
+                ejected_until_ms,
+                held,
+            });
+        }
+        (reader.at == bytes.len()).then_some(RouteGuardState { versions })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut bytes = vec![
+            FORMAT_VERSION,
+            u8::try_from(self.versions.len()).unwrap_or(u8::MAX),
+        ];
+        for version in &self.versions {
+            bytes.extend_from_slice(&version.ejected_until_ms.to_le_bytes());
+            bytes.push(u8::from(version.held));
+            bytes.push(u8::try_from(version.buckets.len()).unwrap_or(u8::MAX));
+            for (index, tally) in &version.buckets {
+                bytes.extend_from_slice(&index.to_le_bytes());
+                put_tally(&mut bytes, *tally);
+            }
+        }
+        bytes
+    }
+
+    /// Which versions are out of the split at `now_ms`.
+    pub fn ejected(&self, now_ms: u64) -> Vec<bool> {
+        self.versions
+            .iter()
+            .map(|version| version.ejected_until_ms > now_ms)
+            .collect()
+    }
+
+    /// Adds one worker's outcomes since its last merge (`deltas`, parallel to the versions),
+    /// then decides: versions whose cooldown ended (or whose probes succeeded) come back;
+    /// versions over the error ratio in the window go out, unless that would leave no version
+    /// with weight (`weights`: the configured, or ramped, weights).
+    pub fn merge(
+        &mut self,
+        guard: &Guard,
+        weights: &[u32],
+        deltas: &[Tally],
+        now_ms: u64,
+    ) -> Vec<GuardEvent> {
+        let bucket = now_ms / guard.bucket_ms();
+        let oldest = bucket.saturating_sub(BUCKETS - 1);
+        let mut events = Vec::new();
+        for (destination, version) in self.versions.iter_mut().enumerate() {
+            let delta = deltas.get(destination).copied().unwrap_or_default();
+            version.buckets.retain(|(index, _)| *index >= oldest);
+            match version.buckets.last_mut() {
+                Some((index, tally)) if *index == bucket => tally.add(delta),
+                _ if delta != Tally::default() => version.buckets.push((bucket, delta)),
+                _ => {}
+            }
+            if version.ejected_until_ms == 0 {
+                continue;
+            }
+            // Out of the split: its window holds only the probes sent since it went out.
+            let probes = version.window();
+            let early = probes.requests >= PROBES_TO_RETURN && !guard.too_many_errors(probes);
+            if early || now_ms >= version.ejected_until_ms {
+                // Back with a clean window: what it did before is not held against it again.
+                *version = VersionState::default();
+                events.push(GuardEvent::Returned { destination, early });
+            }
+        }
+        for destination in 0..self.versions.len() {
+            let Some(version) = self.versions.get(destination) else {
+                continue;
+            };
+            if version.ejected_until_ms != 0 {
+                continue;
+            }
+            let window = version.window();
+            let failing = window.requests >= guard.min_requests && guard.too_many_errors(window);
+            let others_serve = self.versions.iter().enumerate().any(|(other, state)| {
+                other != destination
+                    && state.ejected_until_ms == 0
+                    && weights.get(other).is_some_and(|&weight| weight > 0)
+            });
+            let Some(version) = self.versions.get_mut(destination) else {
+                continue;
+            };
+            if !failing {
+                version.held = false;
+            } else if others_serve {
+                let until_ms = now_ms.saturating_add(guard.cooldown_ms);
+                *version = VersionState {
+                    ejected_until_ms: until_ms,
+                    ..VersionState::default()
+                };
+                events.push(GuardEvent::Tripped {
+                    destination,
+                    window,
+                    until_ms,
+                });
+            } else if !version.held {
+                version.held = true;
+                events.push(GuardEvent::Held {
+                    destination,
+                    window,
+                });
+            }
+        }
+        events
+    }
+}
+
+/// The weights the round robin uses while some versions are out: an ejected version gets 0,
+/// or, with probes, the weight that gives it `probe_basis_points` of the route.
+pub fn effective_weights(weights: &[u32], ejected: &[bool], probe_basis_points: u32) -> Vec<u32> {
+    let serving: u64 = weights
+        .iter()
+        .zip(ejected)
+        .filter(|(_, &out)| !out)
+        .map(|(&weight, _)| u64::from(weight))
+        .sum();
+    let basis_points = u64::from(probe_basis_points.min(MAX_PROBE_BASIS_POINTS));
+    let probe_weight = if basis_points == 0 || serving == 0 {
+        0
+    } else {
+        // share = p / (serving + p)  =>  p = serving * share / (1 - share), rounded up.
+        let denominator = 10_000 - basis_points;
+        let weight = (serving * basis_points).div_ceil(denominator);
+        u32::try_from(weight).unwrap_or(u32::MAX)
+    };
+    weights
+        .iter()
+        .enumerate()
+        .map(|(index, &weight)| {
+            if ejected.get(index).copied().unwrap_or(false) && weight > 0 {
+                probe_weight
+            } else {
+                weight
+            }
+        })
+        .collect()
+}
+
+fn put_tally(bytes: &mut Vec<u8>, tally: Tally) {
+    bytes.extend_from_slice(&tally.requests.to_le_bytes());
+    bytes.extend_from_slice(&tally.errors.to_le_bytes());
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let end = self.at.checked_add(N)?;
+        let chunk: [u8; N] = self.bytes.get(self.at..end)?.try_into().ok()?;
+        self.at = end;
+        Some(chunk)
+    }
+
+    fn u8(&mut self) -> Option<u8> {
+        self.take::<1>().map(|[byte]| byte)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        self.take::<4>().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Option<u64> {
+        self.take::<8>().map(u64::from_le_bytes)
+    }
+
+    fn tally(&mut self) -> Option<Tally> {
+        Some(Tally {
+            requests: self.u32()?,
+            errors: self.u32()?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn guard() -> Guard {
+        Guard {
+            max_error_ratio: 0.05,
+            min_requests: 50,
+            window_ms: 2_000,
+            cooldown_ms: 10_000,
+            errors: ErrorClasses::default(),
+            probe_basis_points: 0,
+        }
+    }
+
+    fn tally(requests: u32, errors: u32) -> Tally {
+        Tally { requests, errors }
+    }
+
+    const START: u64 = 1_000_000;
+
+    #[test]
+    fn a_failing_version_trips_once_it_has_enough_requests() {
+        let mut state = RouteGuardState::new(2);
+        let weights = [70, 30];
+        // 30 requests, all failing: below min_requests.
+        let events = state.merge(&guard(), &weights, &[tally(70, 0), tally(30, 30)], START);
+        assert!(events.is_empty(), "{events:?}");
+        let events = state.merge(
+            &guard(),
+            &weights,
+            &[tally(70, 0), tally(30, 30)],
+            START + 250,
+        );
+        assert_eq!(
+            events,
+            [GuardEvent::Tripped {
+                destination: 1,
+                window: tally(60, 60),
+                until_ms: START + 250 + 10_000
+            }]
+        );
+        assert_eq!(state.ejected(START + 300), [false, true]);
+    }
+
+    #[test]
+    fn errors_at_the_ratio_do_not_trip_and_above_it_do() {
+        let mut state = RouteGuardState::new(2);
+        let events = state.merge(&guard(), &[1, 1], &[tally(100, 5), tally(0, 0)], START);
+        assert!(events.is_empty(), "5 of 100 is not above 0.05");
+        let events = state.merge(&guard(), &[1, 1], &[tally(1, 1), tally(0, 0)], START + 10);
+        assert_eq!(events.len(), 1, "6 of 101 is");
+    }
+
+    #[test]
+    fn old_outcomes_leave_the_window() {
+        let mut state = RouteGuardState::new(2);
+        state.merge(&guard(), &[1, 1], &[tally(0, 0), tally(40, 40)], START);
+        // A whole window later, those 40 errors no longer count.
+        let events = state.merge(
+            &guard(),
+            &[1, 1],
+            &[tally(0, 0), tally(40, 0)],
+            START + 2_500,
+        );
+        assert!(events.is_empty(), "{events:?}");
+        let window: u32 = state.versions[1]
+            .buckets
+            .iter()
+            .map(|(_, t)| t.requests)
+            .sum();
+        assert_eq!(window, 40);
+    }
+
+    #[test]
+    fn the_last_version_with_weight_is_never_ejected_and_said_once() {
+        let mut state = RouteGuardState::new(2);
+        let weights = [0, 100];
+        let failing = [tally(0, 0), tally(100, 100)];
+        let events = state.merge(&guard(), &weights, &failing, START);
+        assert_eq!(
+            events,
+            [GuardEvent::Held {
+                destination: 1,
+                window: tally(100, 100)
+            }]
+        );
+        assert!(state
+            .merge(&guard(), &weights, &failing, START + 100)
+            .is_empty());
+        assert_eq!(state.ejected(START + 200), [false, false]);
+    }
+
+    #[test]
+    fn an_ejected_version_returns_after_its_cooldown_with_a_clean_window() {
+        let mut state = RouteGuardState::new(2);
+        state.merge(&guard(), &[1, 1], &[tally(0, 0), tally(60, 60)], START);
+        assert_eq!(state.ejected(START + 9_999), [false, true]);
+        let events = state.merge(&guard(), &[1, 1], &[], START + 10_000);
+        assert_eq!(
+            events,
+            [GuardEvent::Returned {
+                destination: 1,
+                early: false
+            }]
+        );
+        assert_eq!(state.versions[1], VersionState::default());
+        // Still failing: it trips again once it has min_requests again.
+        let events = state.merge(
+            &guard(),
+            &[1, 1],
+            &[tally(0, 0), tally(60, 60)],
+            START + 10_100,
+        );
+        assert!(matches!(
+            events.as_slice(),
+            [GuardEvent::Tripped { destination: 1, .. }]
+        ));
+    }
+
+    #[test]
+    fn successful_probes_bring_a_version_back_early() {
+        let mut state = RouteGuardState::new(2);
+        let probing = Guard {
+            probe_basis_points: 100,
+            ..guard()
+        };
+        state.merge(&probing, &[1, 1], &[tally(0, 0), tally(60, 60)], START);
+        let events = state.merge(&probing, &[1, 1], &[tally(0, 0), tally(5, 0)], START + 250);
+        assert!(events.is_empty(), "5 probes are not enough");
+        let events = state.merge(&probing, &[1, 1], &[tally(0, 0), tally(5, 0)], START + 500);
+        assert_eq!(
+            events,
+            [GuardEvent::Returned {
+                destination: 1,
+                early: true
+            }]
+        );
+        // Failing probes keep it out until the cooldown ends.
+        let mut state = RouteGuardState::new(2);
+        state.merge(&probing, &[1, 1], &[tally(0, 0), tally(60, 60)], START);
+        let events = state.merge(
+            &probing,
+            &[1, 1],
+            &[tally(0, 0), tally(20, 20)],
+            START + 250,
+        );
+        assert!(events.is_empty());
+        assert_eq!(state.ejected(START + 300), [false, true]);
+    }
+
+    #[test]
+    fn state_survives_encoding_and_bad_bytes_read_as_fresh() {
+        let mut state = RouteGuardState::new(3);
+        state.merge(
+            &guard(),
+            &[1, 1, 1],
+            &[tally(3, 1), tally(60, 60), tally(7, 0)],
+            START,
+        );
+        state.merge(&guard(), &[1, 1, 1], &[tally(4, 0)], START + 700);
+        let bytes = state.encode();
+        assert_eq!(RouteGuardState::decode(&bytes, 3), state);
+        assert_eq!(RouteGuardState::decode(&bytes, 2), RouteGuardState::new(2));
+        for end in 0..bytes.len() {
+            assert_eq!(
+                RouteGuardState::decode(&bytes[..end], 3),
+                RouteGuardState::new(3)
+            );
+        }
+        assert_eq!(RouteGuardState::decode(b"", 3), RouteGuardState::new(3));
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert_eq!(RouteGuardState::decode(&longer, 3), RouteGuardState::new(3));
+    }
+
+    #[test]
+    fn effective_weights_drop_or_probe_an_ejected_version() {
+        assert_eq!(effective_weights(&[70, 30], &[false, true], 0), [70, 0]);
+        assert_eq!(effective_weights(&[70, 30], &[false, false], 100), [70, 30]);
+        // 1% of the route: 70 * 100 / 9900, rounded up.
+        assert_eq!(effective_weights(&[70, 30], &[false, true], 100), [70, 1]);
+        assert_eq!(
+            effective_weights(&[990_000, 10_000], &[false, true], 100),
+            [990_000, 10_000]
+        );
+        assert_eq!(effective_weights(&[0, 30], &[true, false], 100), [0, 30]);
+    }
+
+    #[test]
+    fn workers_merging_in_turn_add_up() {
+        // Two workers, each merging its own half of the same failing traffic.
+        let guard = Guard {
+            min_requests: 20,
+            ..guard()
+        };
+        let mut state = RouteGuardState::new(2);
+        let half = [tally(35, 0), tally(15, 15)];
+        assert!(state.merge(&guard, &[70, 30], &half, START).is_empty());
+        let mut state = RouteGuardState::decode(&state.encode(), 2);
+        let events = state.merge(&guard, &[70, 30], &half, START + 1);
+        assert!(matches!(
+            events.as_slice(),
+            [GuardEvent::Tripped {
+                destination: 1,
+                window: Tally {
+                    requests: 30,
+                    errors: 30
+                },
+                ..
+            }]
+        ));
+    }
+}

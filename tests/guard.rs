@@ -1,0 +1,217 @@
+//! The guard in a real Envoy with two workers: a version that starts failing is taken out of
+//! the split within one window, both workers stop sending to it, and it comes back after its
+//! cooldown; probes reach it meanwhile; the last version with weight is never taken out.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+use support::http::Connection;
+use support::{exclusive, Envoy, EnvoyConfig};
+
+/// 70/30 with a guard whose window (2 s) and cooldown fit a test.
+fn guarded(cooldown: &str, probe_percent: f64) -> String {
+    format!(
+        r#"{{
+      "routes": [{{
+        "name": "hello",
+        "match": {{ "prefix": "/hello" }},
+        "guard": {{ "max_error_ratio": 0.05, "min_requests": 20, "window": "2s",
+                    "cooldown": "{cooldown}", "probe_percent": {probe_percent} }},
+        "destinations": [
+          {{ "version": "v1", "cluster": "springbootapp-v1", "weight": 70 }},
+          {{ "version": "v2", "cluster": "springbootapp-v2", "weight": 30 }}
+        ]
+      }}]
+    }}"#
+    )
+}
+
+/// A client with several connections, so that both of Envoy's workers carry traffic.
+struct Load {
+    connections: Vec<Connection>,
+    next: usize,
+}
+
+impl Load {
+    fn new(envoy: &Envoy) -> Load {
+        Load {
+            connections: (0..4).map(|_| envoy.connect()).collect(),
+            next: 0,
+        }
+    }
+
+    /// Sends `count` requests round the connections: (status, version the upstream saw).
+    fn send(&mut self, envoy: &Envoy, count: usize) -> BTreeMap<(u16, String), usize> {
+        let mut seen = BTreeMap::new();
+        for _ in 0..count {
+            self.next = (self.next + 1) % self.connections.len();
+            let response = match self.connections[self.next].get("/hello") {
+                Ok(response) => response,
+                Err(_) => {
+                    // Envoy closes a connection after some local replies: open another.
+                    self.connections[self.next] = envoy.connect();
+                    self.connections[self.next].get("/hello").expect("request")
+                }
+            };
+            let version = response
+                .header("x-upstream-saw-version")
+                .unwrap_or("-")
+                .to_string();
+            *seen.entry((response.status, version)).or_default() += 1;
+        }
+        seen
+    }
+
+    /// Sends batches until `done` holds for one, or `limit` passes; the time it took.
+    fn until(
+        &mut self,
+        envoy: &Envoy,
+        limit: Duration,
+        done: impl Fn(&BTreeMap<(u16, String), usize>) -> bool,
+    ) -> Duration {
+        let started = Instant::now();
+        loop {
+            let batch = self.send(envoy, 20);
+            if done(&batch) {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "not within {limit:?}; last batch: {batch:?}"
+            );
+        }
+    }
+}
+
+fn count(seen: &BTreeMap<(u16, String), usize>, status: u16, version: &str) -> usize {
+    seen.get(&(status, version.to_string()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// 100 requests after v2's return: 30 to v2, within what two workers' independent round
+/// robins (each exact over its own requests) can differ by.
+fn assert_back_at_its_weight(seen: &BTreeMap<(u16, String), usize>) {
+    let (v1, v2) = (count(seen, 200, "v1"), count(seen, 200, "v2"));
+    assert_eq!(v1 + v2, 100, "{seen:?}");
+    assert!((28..=32).contains(&v2), "{seen:?}");
+}
+
+fn gauge(envoy: &Envoy, name: &str, version: &str) -> f64 {
+    envoy
+        .metrics()
+        .get(name, &[("route", "hello"), ("version", version)])
+        .unwrap_or(f64::NAN)
+}
+
+#[test]
+fn a_failing_version_leaves_the_split_within_a_window_and_returns_after_its_cooldown() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&guarded("3s", 0.0))
+            .with_v2_failure_switch()
+            .with_concurrency(2),
+    );
+    let mut load = Load::new(&envoy);
+    let healthy = load.send(&envoy, 200);
+    assert_eq!(count(&healthy, 200, "v1") + count(&healthy, 200, "v2"), 200);
+    assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 0.0);
+
+    envoy.set_v2_failing(true);
+    // Out within one window (2 s) plus the workers' merge period: a batch without any 503.
+    let took = load.until(&envoy, Duration::from_secs(6), |batch| {
+        count(batch, 503, "-") == 0
+    });
+    assert!(took < Duration::from_secs(3), "the guard took {took:?}");
+    // Both workers agree: every request of four connections goes to v1.
+    let ejected = load.send(&envoy, 200);
+    assert_eq!(count(&ejected, 200, "v1"), 200, "{ejected:?}");
+    let metrics = envoy.metrics();
+    let v2 = [("route", "hello"), ("version", "v2")];
+    assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 1);
+    assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 1.0);
+    assert_eq!(gauge(&envoy, "traffic_split_weight", "v2"), 0.0);
+    assert_eq!(gauge(&envoy, "traffic_split_weight", "v1"), 70.0);
+
+    // Healthy again: back after the cooldown (3 s), at its weight.
+    envoy.set_v2_failing(false);
+    load.until(&envoy, Duration::from_secs(8), |batch| {
+        count(batch, 200, "v2") > 0
+    });
+    assert_back_at_its_weight(&load.send(&envoy, 100));
+    assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 0.0);
+    assert_eq!(
+        envoy
+            .metrics()
+            .count("traffic_split_guard_trips_total", &v2),
+        1
+    );
+}
+
+#[test]
+fn probes_reach_an_ejected_version_and_bring_it_back_early() {
+    let _machine = exclusive();
+    // A cooldown far longer than the test: only successful probes can bring v2 back.
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&guarded("10m", 10.0))
+            .with_v2_failure_switch()
+            .with_concurrency(2),
+    );
+    let mut load = Load::new(&envoy);
+    envoy.set_v2_failing(true);
+    load.until(&envoy, Duration::from_secs(6), |_| {
+        gauge(&envoy, "traffic_split_guard_ejected", "v2") == 1.0
+    });
+    // 10% of the route still reaches v2 (70 : 8 by weight), and fails.
+    let probing = load.send(&envoy, 780);
+    let probes = count(&probing, 503, "-");
+    assert!((60..=100).contains(&probes), "{probing:?}");
+
+    envoy.set_v2_failing(false);
+    load.until(&envoy, Duration::from_secs(6), |_| {
+        gauge(&envoy, "traffic_split_guard_ejected", "v2") == 0.0
+    });
+    assert_back_at_its_weight(&load.send(&envoy, 100));
+}
+
+#[test]
+fn the_last_version_with_weight_is_never_taken_out() {
+    let _machine = exclusive();
+    let config = r#"{
+      "routes": [{
+        "name": "hello",
+        "guard": { "max_error_ratio": 0.05, "min_requests": 20, "window": "2s", "cooldown": "1m" },
+        "destinations": [
+          { "version": "v1", "cluster": "springbootapp-v1", "weight": 0 },
+          { "version": "v2", "cluster": "springbootapp-v2", "weight": 100 }
+        ]
+      }]
+    }"#;
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(config)
+            .with_v2_failure_switch(),
+    );
+    envoy.set_v2_failing(true);
+    let mut load = Load::new(&envoy);
+    load.until(&envoy, Duration::from_secs(6), |_| {
+        envoy.metrics().count(
+            "traffic_split_guard_held_total",
+            &[("route", "hello"), ("version", "v2")],
+        ) == 1
+    });
+    let still = load.send(&envoy, 50);
+    assert_eq!(
+        count(&still, 503, "-"),
+        50,
+        "v2 keeps its traffic: {still:?}"
+    );
+    let metrics = envoy.metrics();
+    let v2 = [("route", "hello"), ("version", "v2")];
+    assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 0);
+    assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 0.0);
+    assert_eq!(metrics.count("traffic_split_guard_held_total", &v2), 1);
+}
