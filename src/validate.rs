@@ -440,6 +440,26 @@ impl Checker {
         })
     }
 
+    /// Whether exactly one of the `(name, given)` fields is given; if not, an error naming
+    /// them and those given.
+    fn exactly_one(&mut self, path: &str, fields: &[(&'static str, bool)]) -> bool {
+        let given = given(fields);
+        if given.len() == 1 {
+            return true;
+        }
+        let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+        let got = if given.is_empty() {
+            "none".to_string()
+        } else {
+            given.join(", ")
+        };
+        self.error(
+            path,
+            format!("expected exactly one of {}; got {got}", names.join(", ")),
+        );
+        false
+    }
+
     /// A required field: `check`ed when given, else an error saying what belongs there.
     fn required<V: ?Sized, T>(
         &mut self,
@@ -493,15 +513,9 @@ impl Checker {
                 }
             }
             (header, cookie) => {
-                let given = given(&[("header", header.is_some()), ("cookie", cookie.is_some())]);
-                let got = if given.is_empty() {
-                    "none".to_string()
-                } else {
-                    given.join(", ")
-                };
-                self.error(
+                self.exactly_one(
                     path,
-                    format!("expected exactly one of header, cookie; got {got}"),
+                    &[("header", header.is_some()), ("cookie", cookie.is_some())],
                 );
                 None
             }
@@ -774,22 +788,16 @@ impl Checker {
                 None
             }
         };
-        let given = given(&[
-            ("exact", config.exact.is_some()),
-            ("prefix", config.prefix.is_some()),
-            ("regex", config.regex.is_some()),
-            ("present", config.present.is_some()),
-        ]);
-        if given.len() != 1 {
-            let got = if given.is_empty() {
-                "none".to_string()
-            } else {
-                given.join(", ")
-            };
-            self.error(
-                path,
-                format!("expected exactly one of exact, prefix, regex, present; got {got}"),
-            );
+        let one_rule = self.exactly_one(
+            path,
+            &[
+                ("exact", config.exact.is_some()),
+                ("prefix", config.prefix.is_some()),
+                ("regex", config.regex.is_some()),
+                ("present", config.present.is_some()),
+            ],
+        );
+        if !one_rule {
             return None;
         }
         let rule = match (&config.exact, &config.prefix, &config.regex, config.present) {
@@ -1251,11 +1259,17 @@ mod tests {
         compile(route_with(fields).as_bytes()).unwrap()
     }
 
-    fn errors(fields: &str) -> Vec<String> {
-        match compile(route_with(fields).as_bytes()) {
-            Ok(_) => panic!("accepted: {fields}"),
+    /// Every error of a whole config, which must be refused.
+    fn refusal(json: &str) -> Vec<String> {
+        match compile(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
             Err(errors) => errors.iter().map(ToString::to_string).collect(),
         }
+    }
+
+    /// Every error of route `r` with these fields.
+    fn errors(fields: &str) -> Vec<String> {
+        refusal(&route_with(fields))
     }
 
     const RAMP: &str = r#""ramp": { "version": "v2", "from": 0, "to": 50,
@@ -1353,11 +1367,7 @@ mod tests {
         );
         let unknown = r#"{ "routes": [ { "name": "r", "override_header": "x-v",
             "destinations": [ { "version": "unknown", "weight": 1 } ] } ] }"#;
-        let refused: Vec<String> = compile(unknown.as_bytes())
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let refused = refusal(unknown);
         assert_eq!(
             refused,
             ["routes[0].override_header: overrides naming no version are counted as version \"unknown\", which this route has: rename that version"]
@@ -1407,11 +1417,7 @@ mod tests {
         let with_weight = r#"{ "routes": [ { "name": "r", "ramp": { "version": "v2", "from": 0,
             "to": 5, "start": "2026-12-01T10:00:00Z", "duration": "1h" },
             "destinations": [ { "version": "v1", "weight": 1 }, { "version": "v2", "weight": 3 } ] } ] }"#;
-        let refused: Vec<String> = compile(with_weight.as_bytes())
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let refused = refusal(with_weight);
         assert_eq!(
             refused,
             ["routes[0].destinations[1].weight: this version's weight is the route's ramp's; leave it out"]
@@ -1419,11 +1425,7 @@ mod tests {
         let nothing_else = r#"{ "routes": [ { "name": "r", "ramp": { "version": "v2", "from": 0,
             "to": 5, "start": "2026-12-01T10:00:00Z", "duration": "1h" },
             "destinations": [ { "version": "v1", "weight": 0 }, { "version": "v2" } ] } ] }"#;
-        let refused: Vec<String> = compile(nothing_else.as_bytes())
-            .unwrap_err()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let refused = refusal(nothing_else);
         assert_eq!(
             refused,
             ["routes[0].ramp: the other versions' weights add up to 0, so the route would have no weight while the ramp is at 0"]

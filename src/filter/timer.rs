@@ -9,7 +9,7 @@
 
 use proxy_wasm::hostcalls;
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often each worker merges its guard outcomes into the shared state and reads the
 /// decisions: the longest a worker's split lags behind a trip (docs/config.md).
@@ -21,12 +21,7 @@ pub(super) const RAMP_TICK: Duration = Duration::from_secs(1);
 
 /// Envoy's wall clock in milliseconds.
 pub(super) fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
+    super::host::proxy_clock_nanos() / 1_000_000
 }
 
 /// Requests held by a delay fault, and the timer that releases them.
