@@ -32,6 +32,7 @@ help:
 	@echo "make registry-up     run a local OCI registry on 127.0.0.1:5000 in the foreground, for make push"
 	@echo "make push IMAGE=...  push the OCI image (e.g. IMAGE=127.0.0.1:5000/traffic-split:0.1.0)"
 	@echo "make check-examples  check every config under examples/ with the filter's compiler"
+	@echo "make check-docs      run every checker command and config the README and docs/ show"
 	@echo "make bench           benchmark against Envoy's native routing and a Lua filter (not in make test)"
 	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
 	@echo "make soak            1M requests through the filter; Envoy's memory must stay flat"
@@ -149,6 +150,11 @@ envoy-up: build envoy
 	$(ENVOY) -c envoy/envoy.yaml --concurrency 1 --log-level warn --component-log-level wasm:info
 
 # --- config checker ------------------------------------------------------------------------
+
+# Every command and config the README and docs/ show, run as written (also part of make test).
+.PHONY: check-docs
+check-docs: build envoy
+	cargo test --test docs --test readme
 
 # `make check FILE=config.json` (or a WasmPlugin YAML, or a folder): the filter's own compiler.
 .PHONY: check

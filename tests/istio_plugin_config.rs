@@ -97,7 +97,10 @@ fn assert_experiment_outcome(observed: &Observed) {
     assert_eq!(v1_requests, 700, "{observed:?}");
     assert_eq!(v1_ok + v1_errors, 700, "{observed:?}");
     assert_eq!(v1_errors, v1_timeouts, "{observed:?}");
-    assert!(v1_ok >= 690, "v1 answered only {v1_ok} of 700 within 2 ms");
+    assert!(
+        v1_ok >= support::V1_WITHIN_2MS_AT_LEAST,
+        "v1 answered only {v1_ok} of 700 within 2 ms"
+    );
     let answers = |status, version: &str| {
         let key = (status, version.to_string());
         observed.responses.get(&key).copied().unwrap_or(0) as u64

@@ -45,6 +45,11 @@ pub const ROUTE_2MS_V1_10S: &str = r#"{
 
 /// The repository: the root package's folder, also when a workspace member's tests (the
 /// checker's, one level down) use this harness.
+/// Of the shipped config's 700 v1 requests, how many at least answer within its 2 ms deadline.
+/// v1 answers in a fraction of a millisecond, but a 2-core machine that stalls Envoy for 2 ms
+/// cuts a few (every cut is still checked to be counted as a v1 timeout): 95%.
+pub const V1_WITHIN_2MS_AT_LEAST: u64 = 665;
+
 pub fn repo_root() -> PathBuf {
     let manifest_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     manifest_dir
