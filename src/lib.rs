@@ -11,8 +11,10 @@
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
 //! - [`limits`]: how large a config the filter accepts;
-//! - [`pick`]: the weighted round robin;
-//! - [`duration`]: timeouts as users write them;
+//! - [`ramp`]: a version's weight moving over time;
+//! - [`pick`]: the weighted round robin and sticky keys' versions;
+//! - [`duration`]: durations as users write them;
+//! - [`timestamp`]: RFC 3339 times (a ramp's start);
 //! - [`fault`]: aborts and delays for drills, drawn exactly;
 //! - [`guard`]: taking a failing version out of the split, and back;
 //! - [`headers`]: the request's header map, read in one host call;
@@ -38,7 +40,9 @@ pub mod metrics;
 pub mod pick;
 pub mod plan;
 pub mod route_table;
+pub mod ramp;
 pub mod stream;
+pub mod timestamp;
 pub mod validate;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
