@@ -993,16 +993,18 @@ impl Checker {
             self.error(path, "required: a percentage from 0 to 100");
             return None;
         };
-        self.basis_points(value, path, 100.0)
+        self.basis_points(value, path, 100)
     }
 
-    /// A percentage from 0 to `max` with at most two decimals, in hundredths of a percent.
-    fn basis_points(&mut self, value: &Value, path: &str, max: f64) -> Option<u32> {
+    /// A percentage from 0 to `max_percent` with at most two decimals, in hundredths of a
+    /// percent. (The bound is a whole number: formatting a float would link in the float
+    /// printing code, some 13 KB of the module, for one message.)
+    fn basis_points(&mut self, value: &Value, path: &str, max_percent: u32) -> Option<u32> {
         let percent = self.number_in(
             value,
             path,
-            (0.0, max),
-            &format!("a percentage from 0 to {max} with at most two decimals"),
+            (0.0, f64::from(max_percent)),
+            &format!("a percentage from 0 to {max_percent} with at most two decimals"),
         )?;
         let basis_points = (percent * 100.0).round();
         if (basis_points - percent * 100.0).abs() > 1e-6 {
@@ -1115,7 +1117,7 @@ impl Checker {
             Some(value) => self.basis_points(
                 value,
                 &join(path, "probe_percent"),
-                f64::from(MAX_PROBE_BASIS_POINTS) / 100.0,
+                MAX_PROBE_BASIS_POINTS / 100,
             ),
             None => Some(0),
         };
