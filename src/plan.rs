@@ -7,8 +7,8 @@ use crate::fault::FaultPlan;
 use crate::guard::{effective_weights, Guard, Tally};
 use crate::metrics::{DestinationMetricNames, RouteMetricNames};
 use crate::pick::WeightedRoundRobin;
-pub use crate::route_table::RouteTable;
 use crate::ramp::Ramp;
+pub use crate::route_table::RouteTable;
 use regex_lite::Regex;
 use std::cell::Cell;
 
