@@ -18,7 +18,7 @@ WASM          := $(BUILD)/traffic_split.wasm
 TRAP_TARGET   := target/trap
 TRAP_WASM     := $(BUILD)/traffic_split_trap.wasm
 MODULE_EXPORTS := src/filter/exports.json
-APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose prometheus chromium
+APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose prometheus chromium gnuplot-nox
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
@@ -38,6 +38,7 @@ help:
 	@echo "make check-examples  check every config under examples/ with the filter's compiler"
 	@echo "make check-docs      run every checker command and config the README and docs/ show"
 	@echo "make bench           benchmark against Envoy's native routing and a Lua filter (not in make test)"
+	@echo "make bench-scale     CPU per request from 5 to 5,000 routes, beside Envoy's route table"
 	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
 	@echo "make soak            1M requests through the filter; Envoy's memory must stay flat"
 	@echo "make fuzz            fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
@@ -64,7 +65,7 @@ envoy: $(ENVOY)
 # chromium); installed only when one is missing.
 .PHONY: apt-tools
 apt-tools:
-	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose prometheus chromium; do \
+	@missing=""; for tool in wrk h2load docker-registry skopeo wasm-opt docker-compose prometheus chromium gnuplot; do \
 	  command -v $$tool >/dev/null || missing=yes; done; \
 	if [ -n "$$missing" ]; then \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(APT_PACKAGES) >/dev/null; \
@@ -295,6 +296,15 @@ bench-build: build
 .PHONY: bench
 bench: bench-build envoy apt-tools
 	python3 bench/bench.py bench $(BENCH_ARGS)
+
+# CPU per request with 5 to 5,000 routes (and 2 to 50 destinations), beside Envoy's own route
+# table: build/scale.json, build/scale.png. `make bench-scale SCALE_ARGS=--quick` checks the
+# plumbing in about a minute. The host part (compile time, heap, ns per match) is
+# examples/match_cost.rs.
+.PHONY: bench-scale
+bench-scale: build envoy apt-tools
+	cargo build --release --example match_cost
+	python3 bench/bench.py scale $(SCALE_ARGS)
 
 # 1M requests through the filter; Envoy's RSS must not grow beyond its first 100k.
 .PHONY: soak

@@ -9,6 +9,13 @@ latency p50/p99. Also the module's size before and after `wasm-opt -Oz`, and eac
 RSS after its first 100k requests. The targets (the table TARGETS) are checked at the end, one
 PASS/FAIL line each; the exit status is 1 when one fails. Written to build/bench.json.
 
+`scale`: CPU per request against the number of routes (5 to 5,000, the matched one last, and a
+request no route matches) and the matched route's destinations (2 to 50), for the filter and for
+Envoy's own route table holding the same routes, in alternated rounds; time to /ready and memory
+at 5 and 10,000 routes; the filter's compile time, heap and ns per match on the host
+(examples/match_cost.rs). Prints a table, checks the targets (5,000 routes within 10 % of 5, and
+below native), writes build/scale.json and the chart build/scale.png (gnuplot).
+
 `soak`: 1M requests through the filter; the front Envoy's RSS after the first 100k and after
 every further 100k, checked against its target in TARGETS. Written to build/soak.json.
 
@@ -22,6 +29,7 @@ import json
 import operator
 import os
 import platform
+import re
 import statistics
 import subprocess
 import sys
@@ -170,7 +178,8 @@ LOAD_CPUS = set(ALL_CPUS[1:]) or set(ALL_CPUS)
 class Envoy:
     """One Envoy process: started from a template in bench/envoy/, ready once /ready says LIVE."""
 
-    def __init__(self, name, template, values, workdir, cpus):
+    def __init__(self, name, template, values, workdir, cpus, log_level="warn"):
+        started = time.monotonic()
         self.name = name
         self.dir = Path(workdir) / name
         self.dir.mkdir()
@@ -180,12 +189,14 @@ class Envoy:
         self.log = self.dir / "envoy.log"
         self.process = subprocess.Popen(
             [ENVOY, "-c", str(config), "--concurrency", "1", "--disable-hot-restart",
-             "--admin-address-path", str(self.address_file), "--log-level", "warn",
+             "--admin-address-path", str(self.address_file), "--log-level", log_level,
              "--log-path", str(self.log)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
             preexec_fn=lambda: os.sched_setaffinity(0, cpus),
         )
         self.admin = self._wait_ready()
+        # From the start of the process to /ready: configuration included.
+        self.ready_s = time.monotonic() - started
 
     def _wait_ready(self, timeout_s=60):
         deadline = time.monotonic() + timeout_s
@@ -215,8 +226,8 @@ class Envoy:
         return {listener["name"]: listener["local_address"]["socket_address"]["port_value"]
                 for listener in listeners}
 
-    def url(self):
-        return f"http://127.0.0.1:{self.listener_ports()['front']}{REQUEST_PATH}"
+    def url(self, path=REQUEST_PATH):
+        return f"http://127.0.0.1:{self.listener_ports()['front']}{path}"
 
     def cpu_seconds(self):
         """User plus system time of all the process's threads, from /proc/<pid>/stat."""
@@ -270,9 +281,9 @@ def h2load(url, requests, connections):
         raise RuntimeError(f"h2load: {ok} of {requests} requests answered 2xx:\n{out}")
 
 
-def measure(envoy, duration_s, connections):
+def measure(envoy, duration_s, connections, path=REQUEST_PATH):
     before = envoy.cpu_seconds()
-    summary = wrk(envoy.url(), duration_s, connections)
+    summary = wrk(envoy.url(path), duration_s, connections)
     cpu = envoy.cpu_seconds() - before
     errors = sum(summary["errors"].values())
     if errors:
@@ -335,6 +346,17 @@ def git_commit():
     result = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                             capture_output=True, text=True)
     return result.stdout.strip() or None
+
+
+def run_context():
+    """When, what and where a report was measured."""
+    return {
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "commit": git_commit(),
+        "machine": {"cpus": len(ALL_CPUS), "front_cpus": sorted(FRONT_CPUS),
+                    "load_cpus": sorted(LOAD_CPUS), "kernel": platform.release()},
+        "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip(),
+    }
 
 
 def paired_difference(runs, variant, baseline):
@@ -448,11 +470,7 @@ def bench(options):
                 envoy.stop()
 
     report = {
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": git_commit(),
-        "machine": {"cpus": len(ALL_CPUS), "front_cpus": sorted(FRONT_CPUS),
-                    "load_cpus": sorted(LOAD_CPUS), "kernel": platform.release()},
-        "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip(),
+        **run_context(),
         "settings": {"rounds": options.rounds, "duration_s": options.duration,
                      "connections": options.connections, "warmup_requests": options.warmup_requests,
                      "request": f"GET {REQUEST_PATH} with {REQUEST_HEADER}", "wasm": str(filter_module),
@@ -478,10 +496,10 @@ def bench(options):
         sys.exit(1)
 
 
-def check_counters(front, counters):
+def check_counters(front, counters, upstream_counters=r"^cluster\.service-v[0-9]\.upstream_rq_total$"):
     """The filter counted what it routed: its request counters add up to the upstream requests."""
     ours = front.counters(counters)
-    upstream = front.counters(r"^cluster\.service-v[0-9]\.upstream_rq_total$")
+    upstream = front.counters(upstream_counters)
     if not ours or sum(ours.values()) != sum(upstream.values()):
         raise RuntimeError(f"{front.name}: the counters {ours} do not match the upstream requests {upstream}")
 
@@ -553,6 +571,350 @@ def soak(options):
         sys.exit(1)
 
 
+# --- scale: CPU per request against the number of routes (`make bench-scale`) ---------------
+
+SCALE_ROUTES = (5, 50, 500, 5000)
+SCALE_DESTINATIONS = (2, 10, 50)
+# Configure time and memory are measured at this size too, outside the timed rounds.
+SCALE_STARTUP_ROUTES = (5, 10_000)
+# The requests of the scale run: the last route matches the first, no route the second (it goes
+# to the catch-all in both variants, so each does the same work upstream).
+SCALE_REQUESTS = {"matched": REQUEST_PATH, "unmatched": "/nothing/here"}
+SCALE_UPSTREAM_COUNTERS = r"^cluster\.service-[0-9]+\.upstream_rq_total$"
+SCALE_VARIANTS = {"native": "scale-native.yaml", "traffic-split": "scale-traffic-split.yaml"}
+# The issue's targets: the largest table within 10 % of the smallest, and below Envoy's own
+# route table of the same size (ratios paired by round).
+SCALE_FLATNESS_BOUND = 1.10
+SCALE_NATIVE_BOUND = 1.0
+MATCH_COST = ROOT / "target/release/examples/match_cost"
+
+
+def scale_route_match(index):
+    """The match of route `index` of a scale config other than the last: four shapes in turn
+    (prefix, exact path and method, regex, prefix and header), each of its own service, none
+    matching either of the scale run's requests."""
+    service = f"/svc-{index}"
+    return [
+        {"prefix": f"{service}/"},
+        {"exact": f"{service}/health", "methods": ["GET"]},
+        {"regex": f"{service}/v[0-9]+/items/[0-9]+"},
+        {"prefix": f"{service}/", "headers": [{"name": "x-tenant", "exact": f"tenant-{index}"}]},
+    ][index % 4]
+
+
+# The last route: the benchmark's route (prefix, method and a header prefix), 1 s timeout.
+SCALE_MATCHED_ROUTE = {"prefix": "/api", "methods": ["GET"],
+                       "headers": [{"name": "x-tenant", "prefix": "acme"}]}
+
+
+def scale_routes(routes, destinations):
+    """(name, match, [(version, cluster, weight)], timeout) of each route, in order."""
+    table = [(f"svc-{index}", scale_route_match(index),
+              [("v1", "service-1", 90), ("v2", "service-2", 10)], None)
+             for index in range(routes - 1)]
+    table.append(("api", SCALE_MATCHED_ROUTE,
+                  [(f"v{k}", f"service-{k}", 1) for k in range(1, destinations + 1)], "1s"))
+    return table
+
+
+def scale_plugin_config(routes, destinations):
+    config = {"routes": []}
+    for name, match, split, timeout in scale_routes(routes, destinations):
+        route = {"name": name, "match": match,
+                 "destinations": [{"version": version, "cluster": cluster, "weight": weight}
+                                  for version, cluster, weight in split]}
+        if timeout:
+            route["timeout"] = timeout
+        config["routes"].append(route)
+    return config
+
+
+def native_route(match, split, timeout):
+    """One route of Envoy's route table doing what the filter's route does."""
+    native = {}
+    if "exact" in match:
+        native["path"] = match["exact"]
+    elif "regex" in match:
+        native["safe_regex"] = {"regex": match["regex"]}
+    else:
+        native["prefix"] = match.get("prefix", "/")
+    headers = [{"name": ":method", "string_match": {"exact": method}} for method in match.get("methods", [])]
+    for header in match.get("headers", []):
+        if "present" in header:
+            headers.append({"name": header["name"], "present_match": True})
+        else:
+            kind = "exact" if "exact" in header else "prefix"
+            headers.append({"name": header["name"], "string_match": {kind: header[kind]}})
+    if headers:
+        native["headers"] = headers
+    action = {"weighted_clusters": {"clusters": [
+        {"name": cluster, "weight": weight, "request_headers_to_add": [
+            {"header": {"key": "x-split-version", "value": version},
+             "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}]}
+        for version, cluster, weight in split]}}
+    if timeout:
+        action["timeout"] = timeout
+    return {"match": native, "route": action}
+
+
+def scale_clusters(destinations, ports):
+    """service-1 .. service-N, spread over the upstream's three listeners."""
+    return [{"name": f"service-{k}", "connect_timeout": "1s",
+             "typed_extension_protocol_options": {
+                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                     "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                     "explicit_http_config": {"http2_protocol_options": {}}}},
+             "load_assignment": {"cluster_name": f"service-{k}", "endpoints": [{"lb_endpoints": [
+                 {"endpoint": {"address": {"socket_address": {
+                     "address": "127.0.0.1", "port_value": ports[f"{VERSIONS[(k - 1) % 3]}_port"]}}}}]}]}}
+            for k in range(1, max(destinations, 2) + 1)]
+
+
+def start_scale_front(variant, routes, destinations, workdir, ports, wasm, configs, log_level="warn"):
+    """A front Envoy of one variant with a generated table; the plugin config is kept in
+    `configs` for the host measurement."""
+    name = f"{variant}-{routes}-routes-{destinations}-destinations"
+    values = {"clusters": json.dumps(scale_clusters(destinations, ports)), "wasm": wasm}
+    if variant == "native":
+        values["routes"] = json.dumps([native_route(match, split, timeout) for _, match, split, timeout
+                                       in scale_routes(routes, destinations)]
+                                      + [{"match": {"prefix": "/"}, "route": {"cluster": "service-1"}}])
+    else:
+        plugin_config = json.dumps(scale_plugin_config(routes, destinations))
+        (configs / f"{name}.json").write_text(plugin_config)
+        values["plugin_config"] = json.dumps(plugin_config)
+    return Envoy(name, SCALE_VARIANTS[variant], values, workdir, FRONT_CPUS, log_level)
+
+
+def host_match_cost(config):
+    """The filter's compile time, heap and matching cost on the host (examples/match_cost.rs)."""
+    result = {}
+    for request, path in SCALE_REQUESTS.items():
+        out = subprocess.run([str(MATCH_COST), str(config), f"GET {path}", REQUEST_HEADER],
+                             capture_output=True, text=True)
+        if out.returncode != 0:
+            raise RuntimeError(f"match_cost {config}: {out.stderr}")
+        result[request] = json.loads(out.stdout)
+    return result
+
+
+def envoy_heap_kib(front):
+    """Envoy's own heap in use (tcmalloc's allocated bytes: the metrics, the route table). The
+    RSS also holds what tcmalloc keeps after freeing (parsing a large config leaves much), V8
+    and code."""
+    return {"envoy_heap_allocated_kib": int(json.loads(front.get("/memory"))["allocated"]) // 1024}
+
+
+def vm_memory_kib(front):
+    """The filter's VM memory once configured, from its log line; None without the filter."""
+    found = re.findall(r"traffic-split: configured \d+ route\(s\); VM memory (\d+) KiB", front.log.read_text())
+    return int(found[-1]) if found else None
+
+
+def describe_startup(entry):
+    vm = f", VM {entry['vm_memory_kib'] / 1024:.1f} MiB" if entry.get("vm_memory_kib") else ""
+    return (f"{entry['variant']:>13} {entry['routes']:>6} routes: ready in {entry['ready_s']:.2f} s, "
+            f"RSS {entry['rss_kib'] / 1024:.1f} MiB, Envoy heap {entry['envoy_heap_allocated_kib'] / 1024:.1f} "
+            f"MiB allocated{vm}")
+
+
+def scale_startup(workdir, ports, wasm, configs, options):
+    """Time to /ready and RSS after a few requests, by variant and table size, one Envoy at a
+    time; and the filter's own compile time and heap on the host."""
+    startup = []
+    startup_dir = Path(workdir) / "startup"
+    startup_dir.mkdir()
+    for routes in SCALE_STARTUP_ROUTES:
+        for variant in SCALE_VARIANTS:
+            # At info, the filter logs its VM's memory once configured.
+            front = start_scale_front(variant, routes, 2, startup_dir, ports, wasm, configs, "info")
+            try:
+                h2load(front.url(), 1000, 1)
+                entry = {"variant": variant, "routes": routes, "ready_s": round(front.ready_s, 3),
+                         "rss_kib": front.rss_kib(),
+                         **envoy_heap_kib(front)}
+            finally:
+                front.stop()
+            # Envoy flushes its log file every few seconds, and at exit.
+            entry["vm_memory_kib"] = vm_memory_kib(front)
+            if variant == "traffic-split" and MATCH_COST.exists():
+                entry["host"] = host_match_cost(configs / f"{front.name}.json")
+            startup.append(entry)
+            print(f"startup {describe_startup(entry)}")
+    return startup
+
+
+def scale_cases(routes_counts, destination_counts):
+    """(variant, routes, destinations, request) of every timed run: the matched request for
+    every size, the unmatched one at the first destination count (it reaches no route's split)."""
+    return [(variant, routes, destinations, request)
+            for variant in SCALE_VARIANTS for routes in routes_counts for destinations in destination_counts
+            for request in SCALE_REQUESTS
+            if request == "matched" or destinations == destination_counts[0]]
+
+
+def scale_series(destination_counts):
+    """(variant, destinations, request) of each column of the table and line of the chart: the
+    matched request at each destination count, then the unmatched one."""
+    return [(variant, destinations, "matched") for variant in SCALE_VARIANTS
+            for destinations in destination_counts] + \
+           [(variant, destination_counts[0], "unmatched") for variant in SCALE_VARIANTS]
+
+
+def case_key(variant, routes, destinations, request):
+    return f"{variant}/{routes}/{destinations}/{request}"
+
+
+def paired_case_ratio(runs, case, baseline):
+    return statistics.median(ours / base for ours, base in zip(runs[case_key(*case)], runs[case_key(*baseline)]))
+
+
+def scale_targets(runs, routes_counts, destination_counts):
+    smallest, largest = routes_counts[0], routes_counts[-1]
+    results = []
+    for destinations, request in [(d, "matched") for d in destination_counts] + [(destination_counts[0], "unmatched")]:
+        ours = ("traffic-split", largest, destinations, request)
+        flat = paired_case_ratio(runs, ours, ("traffic-split", smallest, destinations, request))
+        results.append({"target": f"traffic-split {request}, {destinations} dest.: {largest} routes ≤ "
+                                  f"{SCALE_FLATNESS_BOUND:.2f} × {smallest} routes",
+                        "value": round(flat, 3), "bound": SCALE_FLATNESS_BOUND,
+                        "pass": flat <= SCALE_FLATNESS_BOUND})
+        native = paired_case_ratio(runs, ours, ("native", largest, destinations, request))
+        results.append({"target": f"traffic-split {request}, {destinations} dest.: {largest} routes < "
+                                  f"{SCALE_NATIVE_BOUND:.2f} × native",
+                        "value": round(native, 3), "bound": SCALE_NATIVE_BOUND,
+                        "pass": native < SCALE_NATIVE_BOUND})
+    return results
+
+
+def print_scale_table(report):
+    columns = scale_series(report["settings"]["destinations"])
+    print("\nCPU per request (µs), medians over the rounds; dest. = destinations of the matched route")
+    header = ["routes"] + [f"{variant} {f'{d} dest.' if request == 'matched' else 'unmatched'}"
+                           for variant, d, request in columns]
+    print(" | ".join(f"{cell:>20}" if index else f"{cell:>6}" for index, cell in enumerate(header)))
+    for routes in report["settings"]["routes"]:
+        cells = [f"{routes:>6}"]
+        for variant, destinations, request in columns:
+            median = report["medians"].get(case_key(variant, routes, destinations, request))
+            cells.append(f"{median:>20.2f}" if median is not None else f"{'—':>20}")
+        print(" | ".join(cells))
+    if report["host"]:
+        print(f"\nthe filter on the host ({report['settings']['destinations'][0]} destinations): "
+              "compile time, heap once compiled, ns per match with the index and with the in-order scan")
+        for routes, host in report["host"].items():
+            matched, unmatched = host["matched"], host["unmatched"]
+            print(f"  {routes:>6} routes: compile {matched['compile_ms']:7.1f} ms, plan "
+                  f"{matched['plan_bytes'] / 2**20:6.1f} MiB; matched {matched['match_ns']:5.0f} ns "
+                  f"(scan {matched['linear_match_ns']:8.0f} ns), unmatched {unmatched['match_ns']:5.0f} ns "
+                  f"(scan {unmatched['linear_match_ns']:8.0f} ns)")
+    if report["startup"]:
+        print("\nstartup (2 destinations per route): time to /ready, RSS after 1,000 requests; the "
+              "filter's compile on the host")
+        for entry in report["startup"]:
+            host = entry.get("host", {}).get("matched")
+            host_text = (f"; host: compile {host['compile_ms']:.1f} ms, heap peak "
+                         f"{host['compile_peak_bytes'] / 2**20:.1f} MiB, plan {host['plan_bytes'] / 2**20:.1f} MiB, "
+                         f"match {host['match_ns']:.0f} ns (in-order scan {host['linear_match_ns']:.0f} ns)"
+                         if host else "")
+            print(f"  {describe_startup(entry)}{host_text}")
+
+
+def plot_scale(report, png):
+    """The curve as a PNG, with gnuplot (Debian's gnuplot-nox); skipped when it is missing."""
+    if subprocess.run(["sh", "-c", "command -v gnuplot"], capture_output=True).returncode:
+        print("gnuplot is missing (make apt-tools): no chart", file=sys.stderr)
+        return None
+    settings = report["settings"]
+    series = scale_series(settings["destinations"])
+    data = png.with_suffix(".dat")
+    with data.open("w") as out:
+        for variant, destinations, request in series:
+            title = f"{variant}, {f'{destinations} destinations' if request == 'matched' else 'unmatched'}"
+            out.write(f'"{title}"\n')
+            for routes in settings["routes"]:
+                out.write(f"{routes} {report['medians'][case_key(variant, routes, destinations, request)]:.3f}\n")
+            out.write("\n\n")
+    plots = ", ".join(f"'{data}' index {index} using 1:2 with linespoints title columnheader(1) "
+                      f"dashtype {1 if variant == 'traffic-split' else 2}"
+                      for index, (variant, _, _) in enumerate(series))
+    script = (f"set terminal pngcairo size 900,560 noenhanced\nset output '{png}'\n"
+              "set logscale x\nset xrange [3:8000]\nset xlabel 'routes (the matched one last)'\n"
+              "set ylabel 'front Envoy CPU per request (µs)'\nset yrange [0:*]\nset key top left\n"
+              "set grid\nset title 'CPU per request against the number of routes'\n"
+              f"plot {plots}\n")
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    return str(png)
+
+
+def scale(options):
+    routes_counts = (SCALE_ROUTES[0], SCALE_ROUTES[-1]) if options.quick else SCALE_ROUTES
+    destination_counts = SCALE_DESTINATIONS[:1] if options.quick else SCALE_DESTINATIONS
+    rounds = options.rounds or (1 if options.quick else 3)
+    duration = options.duration or (2 if options.quick else 3)
+    wasm = str(Path(options.wasm) if options.wasm else WASM)
+    cases = scale_cases(routes_counts, destination_counts)
+    runs = {case_key(*case): [] for case in cases}
+    BUILD.mkdir(exist_ok=True)
+    configs = BUILD / "scale-configs"
+    configs.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="traffic-split-scale-") as workdir:
+        envoys = []
+        try:
+            upstream, ports = start_upstream(workdir)
+            envoys.append(upstream)
+            startup = [] if options.no_startup else scale_startup(workdir, ports, wasm, configs, options)
+            fronts = {}
+            for variant in SCALE_VARIANTS:
+                for routes in routes_counts:
+                    for destinations in destination_counts:
+                        front = start_scale_front(variant, routes, destinations, workdir, ports, wasm, configs)
+                        envoys.append(front)
+                        fronts[(variant, routes, destinations)] = front
+                        h2load(front.url(), options.warmup_requests, options.connections)
+                        if variant == "traffic-split":
+                            # Every matched request went where the filter sent it.
+                            check_counters(front, FILTER_COUNTERS, SCALE_UPSTREAM_COUNTERS)
+                        h2load(front.url(SCALE_REQUESTS["unmatched"]), options.warmup_requests,
+                               options.connections)
+                        print(f"{front.name}: ready in {front.ready_s:.2f} s")
+            for round_index in range(rounds):
+                shift = round_index % len(cases)
+                for case in cases[shift:] + cases[:shift]:
+                    variant, routes, destinations, request = case
+                    run = measure(fronts[(variant, routes, destinations)], duration, options.connections,
+                                  SCALE_REQUESTS[request])
+                    runs[case_key(*case)].append(run["cpu_per_request_us"])
+                    print(f"round {round_index + 1}/{rounds} {case_key(*case):>36}: "
+                          f"{run['cpu_per_request_us']:6.2f} µs/req {run['requests_per_s']:8.0f} req/s")
+        finally:
+            for envoy in envoys:
+                envoy.stop()
+    report = {
+        **run_context(),
+        "settings": {"routes": list(routes_counts), "destinations": list(destination_counts),
+                     "rounds": rounds, "duration_s": duration, "connections": options.connections,
+                     "requests": {name: f"GET {path} with {REQUEST_HEADER}" for name, path in SCALE_REQUESTS.items()},
+                     "wasm": wasm, "quick": options.quick},
+        "medians": {key: statistics.median(values) for key, values in runs.items()},
+        "runs": runs,
+        "startup": startup,
+        # The filter alone on the host, at each size of the curve: compile and match.
+        "host": {routes: host_match_cost(configs / f"traffic-split-{routes}-routes-{destination_counts[0]}"
+                                                   f"-destinations.json")
+                 for routes in routes_counts} if MATCH_COST.exists() else {},
+    }
+    report["targets"] = scale_targets(runs, routes_counts, destination_counts)
+    out = Path(options.out)
+    report["chart"] = plot_scale(report, out.with_suffix(".png"))
+    out.write_text(json.dumps(report, indent=2) + "\n")
+    print_scale_table(report)
+    print_targets(report["targets"])
+    print(f"\nwritten to {out}" + (f" and {report['chart']}" if report["chart"] else ""))
+    if failed(report["targets"]):
+        sys.exit(1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -577,6 +939,19 @@ def main():
     long.add_argument("--wasm", help="the module to soak (default: the shipped build/traffic_split.wasm)")
     long.add_argument("--out", default=str(BUILD / "soak.json"))
     long.set_defaults(handler=soak)
+    curve = commands.add_parser("scale", help="CPU per request against the number of routes, beside native")
+    curve.add_argument("--quick", action="store_true",
+                       help=f"{SCALE_ROUTES[0]} and {SCALE_ROUTES[-1]} routes, {SCALE_DESTINATIONS[0]} "
+                            "destinations, one short round: a check of the plumbing")
+    curve.add_argument("--rounds", type=int, help="default 3 (1 with --quick)")
+    curve.add_argument("--duration", type=int, help="seconds per timed run; default 3 (2 with --quick)")
+    curve.add_argument("--connections", type=int, default=16)
+    curve.add_argument("--warmup-requests", type=int, default=10_000)
+    curve.add_argument("--no-startup", action="store_true",
+                       help=f"skip the startup measurement at {SCALE_STARTUP_ROUTES} routes")
+    curve.add_argument("--wasm", help="the module to benchmark (default: the shipped build/traffic_split.wasm)")
+    curve.add_argument("--out", default=str(BUILD / "scale.json"))
+    curve.set_defaults(handler=scale)
     options = parser.parse_args()
     for tool in ("wrk", "h2load", "wasm-opt"):
         if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:

@@ -65,6 +65,13 @@ pub struct RouteConfig {
     pub retries: Option<RetriesConfig>,
     /// Faults for drills, for every destination without its own.
     pub fault: Option<FaultConfig>,
+    /// Requests carrying the same key go to the same version while the weights stay the same.
+    pub sticky: Option<StickyConfig>,
+    /// A request header naming one of the route's versions sends the request there, whatever
+    /// the weights; removed before the request goes upstream.
+    pub override_header: Option<String>,
+    /// One version's weight moving over time.
+    pub ramp: Option<RampConfig>,
 }
 
 /// `"fault"` on a route or a destination: at least one of `abort` and `delay`.
@@ -121,6 +128,41 @@ pub struct RetriesConfig {
     pub retry_on: Option<String>,
     /// Envoy's gRPC retry conditions, comma-separated (`x-envoy-retry-grpc-on`).
     pub grpc_retry_on: Option<String>,
+}
+
+/// Where a sticky key is read: exactly one of `header` and `cookie`.
+#[derive(Debug, Default, Deserialize)]
+pub struct StickyConfig {
+    /// A request header whose value is the key (`x-user-id`).
+    pub header: Option<String>,
+    /// A cookie whose value is the key (`session`).
+    pub cookie: Option<String>,
+    /// With `cookie`: a response to a request without the cookie sets it to a fresh key.
+    pub set_cookie: Option<SetCookieConfig>,
+}
+
+/// The cookie the filter sets for a request without one.
+#[derive(Debug, Default, Deserialize)]
+pub struct SetCookieConfig {
+    /// Required: the cookie's `Max-Age`, a duration in whole seconds (`"24h"`).
+    pub max_age: Option<String>,
+}
+
+/// A version's weight moving from `from` to `to` over `duration` from `start`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RampConfig {
+    /// Required: one of the route's versions; its destination has no `weight` of its own.
+    pub version: Option<String>,
+    /// Required: the weight before `start`, an integer from 0 to 1,000,000.
+    pub from: Option<Value>,
+    /// Required: the weight after `start + duration`.
+    pub to: Option<Value>,
+    /// Required: an RFC 3339 time (`"2026-12-01T10:00:00Z"`, or with an offset).
+    pub start: Option<String>,
+    /// Required: how long the weight takes to get from `from` to `to`.
+    pub duration: Option<String>,
+    /// The number of equal steps; left out, the weight moves linearly.
+    pub steps: Option<Value>,
 }
 
 /// What a route matches; every part given must match.
@@ -197,6 +239,9 @@ pub fn describe_errors(errors: &[ConfigError]) -> String {
 /// appears twice in one object is an error (`routes[0].destinations[1].weight: duplicate
 /// field`), not last-wins.
 pub fn compile(json: &[u8]) -> Result<Plan, Vec<ConfigError>> {
+    if let Some(too_large) = crate::limits::check_config_size(json.len()) {
+        return Err(vec![too_large]);
+    }
     let mut errors = Vec::new();
     match read::parse_json(json, &mut errors) {
         Some(value) => compile_reporting(&value, errors),
@@ -538,7 +583,7 @@ mod tests {
             [
                 format!("Metrics: unknown field; {allowed}; did you mean `metrics`?"),
                 format!("log-level: unknown field; {allowed}; did you mean `log_level`?"),
-                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault; did you mean `match`?".to_string(),
+                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, ramp; did you mean `match`?".to_string(),
                 format!("routs: unknown field; {allowed}; did you mean `routes`?"),
             ]
         );

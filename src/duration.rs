@@ -1,4 +1,5 @@
-//! Timeouts as users write them, turned into Envoy's millisecond deadlines.
+//! Durations as users write them: deadlines, turned into Envoy's millisecond deadlines, and
+//! the lengths of a ramp and of a sticky cookie's life.
 //!
 //! Two spellings are accepted, because users arrive from two worlds: protobuf JSON durations
 //! (`"0.002s"`, `"1.5s"`, as Istio's `VirtualService.timeout` is written) and durations with a
@@ -12,26 +13,58 @@ pub const MAX_TIMEOUT_MS: u64 = 24 * 60 * 60 * 1000;
 
 const NANOS_PER_MS: u128 = 1_000_000;
 
+/// The durations a field accepts, with the bounds spelt as the error message shows them.
+#[derive(Clone, Copy, Debug)]
+pub struct DurationRange {
+    pub min_ms: u64,
+    pub max_ms: u64,
+    pub min_text: &'static str,
+    pub max_text: &'static str,
+    /// Why a fraction of a millisecond is refused, if the field has a reason of its own.
+    pub why_whole_ms: &'static str,
+}
+
+/// A deadline: 1 ms to 24 h.
+pub const TIMEOUT_RANGE: DurationRange = DurationRange {
+    min_ms: MIN_TIMEOUT_MS,
+    max_ms: MAX_TIMEOUT_MS,
+    min_text: "1ms",
+    max_text: "24h",
+    why_whole_ms: " (Envoy deadlines have millisecond resolution)",
+};
+
 /// Parses a duration and returns it in whole milliseconds, within
 /// [`MIN_TIMEOUT_MS`]..=[`MAX_TIMEOUT_MS`].
 pub fn parse_timeout_ms(text: &str) -> Result<u64, String> {
-    let nanos = parse_nanos(text)?;
+    parse_duration_ms(text, TIMEOUT_RANGE)
+}
+
+/// Parses a duration and returns it in whole milliseconds, within `range`.
+pub fn parse_duration_ms(text: &str, range: DurationRange) -> Result<u64, String> {
+    let too_long = || format!("{text:?} is longer than the maximum of {}", range.max_text);
+    // A number too large for the arithmetic is longer than any maximum.
+    let nanos = parse_nanos(text)?.ok_or_else(too_long)?;
     if nanos % NANOS_PER_MS != 0 {
         return Err(format!(
-            "{text:?} is not a whole number of milliseconds (Envoy deadlines have millisecond resolution)"
+            "{text:?} is not a whole number of milliseconds{}",
+            range.why_whole_ms
         ));
     }
     let millis = nanos / NANOS_PER_MS;
-    if millis < u128::from(MIN_TIMEOUT_MS) {
-        return Err(format!("{text:?} is shorter than the minimum of 1ms"));
+    if millis < u128::from(range.min_ms) {
+        return Err(format!(
+            "{text:?} is shorter than the minimum of {}",
+            range.min_text
+        ));
     }
-    if millis > u128::from(MAX_TIMEOUT_MS) {
-        return Err(format!("{text:?} is longer than the maximum of 24h"));
+    if millis > u128::from(range.max_ms) {
+        return Err(too_long());
     }
     u64::try_from(millis).map_err(|_| format!("{text:?} is out of range"))
 }
 
-fn parse_nanos(text: &str) -> Result<u128, String> {
+/// The duration in nanoseconds; `None` when it does not fit in a `u128`.
+fn parse_nanos(text: &str) -> Result<Option<u128>, String> {
     let invalid = || {
         format!(
             "expected a duration such as \"0.002s\", \"1.5s\", \"2ms\", \"1m\" or \"1h\", got {text:?}"
@@ -60,9 +93,8 @@ fn parse_nanos(text: &str) -> Result<u128, String> {
     if number.ends_with('.') {
         return Err(invalid());
     }
-    let too_long = || format!("{text:?} is longer than the maximum of 24h");
     let whole: u128 = if whole.len() > 20 {
-        return Err(too_long());
+        return Ok(None);
     } else {
         whole.parse().map_err(|_| invalid())?
     };
@@ -73,9 +105,10 @@ fn parse_nanos(text: &str) -> Result<u128, String> {
         fraction_nanos += u128::from(digit - b'0') * scale;
     }
     // fraction_nanos is in billionths of one unit.
-    let whole_nanos = whole.checked_mul(nanos_per_unit).ok_or_else(too_long)?;
     let fraction_nanos = fraction_nanos * nanos_per_unit / 1_000_000_000;
-    Ok(whole_nanos + fraction_nanos)
+    Ok(whole
+        .checked_mul(nanos_per_unit)
+        .and_then(|whole_nanos| whole_nanos.checked_add(fraction_nanos)))
 }
 
 #[cfg(test)]

@@ -72,6 +72,16 @@ pub const SAMPLE_CONFIGS: &[&str] = &[
         { "name": "rest",
           "fault": { "abort": { "status": 503, "percent": 30 }, "delay": { "fixed": "50ms", "percent": 30 } },
           "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+    // Sticky by header or cookie, an override header, a ramp.
+    r#"{ "routes": [
+        { "name": "by-user", "match": { "prefix": "/hello" }, "sticky": { "header": "x-user" },
+          "override_header": "x-canary-version",
+          "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
+                            { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 } ] },
+        { "name": "by-cookie", "sticky": { "cookie": "session", "set_cookie": { "max_age": "24h" } },
+          "ramp": { "version": "v2", "from": 0, "to": 50, "start": "1970-01-01T00:00:01Z",
+                    "duration": "1h", "steps": 10 },
+          "destinations": [ { "version": "v1", "weight": 50 }, { "version": "v2" } ] } ] }"#,
     // Refused (a negative weight), passed through: every request loses the owned headers.
     r#"{ "on_invalid_config": "pass_through", "version_header": "X-Canary-Version",
          "routes": [ { "name": "hello", "destinations": [ { "version": "v1", "weight": -5 } ] } ] }"#,
@@ -95,6 +105,8 @@ const WORDS: &[&[u8]] = &[
     b"x-env",
     b"x-user",
     b"cookie",
+    b"session=",
+    b"x-user",
     b"/hello",
     b"/api/v2/orders/",
     b"/",
@@ -250,6 +262,12 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         ..ScriptedHost::default()
     };
     let sent = host.headers.clone();
+    // Override headers are removed on the routes that have one.
+    let overrides: Vec<&str> = plan
+        .routes
+        .iter()
+        .filter_map(|route| route.override_header.as_deref())
+        .collect();
     let mut stream = Stream::default();
     let verdict = stream.on_request_headers(plan, &mut host);
 
@@ -266,9 +284,10 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
             .cloned()
             .collect()
     };
+    let all_owned: Vec<&str> = owned.iter().copied().chain(overrides).collect();
     assert_eq!(
-        except(&host.headers, &owned),
-        except(&sent, &owned),
+        except(&host.headers, &all_owned),
+        except(&sent, &all_owned),
         "headers the filter does not own are left as they were"
     );
     let routed: Vec<Chosen> = host

@@ -79,6 +79,26 @@ pub fn serialize_pairs<N: AsRef<[u8]>, V: AsRef<[u8]>>(pairs: &[(N, V)]) -> Vec<
     bytes
 }
 
+/// The value of the cookie `name` in a `cookie` request header (`a=1; session=xyz`), without
+/// the double quotes RFC 6265 allows around it. Cookie names are case-sensitive.
+pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|pair| {
+        let pair = pair.trim_ascii();
+        let equals = pair.iter().position(|&b| b == b'=')?;
+        let (key, value) = (pair.get(..equals)?, pair.get(equals + 1..)?);
+        if key.trim_ascii() != name.as_bytes() {
+            return None;
+        }
+        let value = value.trim_ascii();
+        Some(
+            value
+                .strip_prefix(b"\"")
+                .and_then(|inner| inner.strip_suffix(b"\""))
+                .unwrap_or(value),
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -107,6 +127,28 @@ mod tests {
         assert_eq!(headers.get("x-binary"), Some(&b"\xff\x00\xfe"[..]));
         assert_eq!(headers.get("x-missing"), None);
         assert_eq!(headers.iter().count(), 6);
+    }
+
+    #[test]
+    fn cookies_are_found_by_exact_name() {
+        let header = b"theme=dark; session=abc123;lang=en ; quoted=\"q v\"; empty=";
+        assert_eq!(cookie_value(header, "session"), Some(&b"abc123"[..]));
+        assert_eq!(cookie_value(header, "theme"), Some(&b"dark"[..]));
+        assert_eq!(cookie_value(header, "lang"), Some(&b"en"[..]));
+        assert_eq!(cookie_value(header, "quoted"), Some(&b"q v"[..]));
+        assert_eq!(cookie_value(header, "empty"), Some(&b""[..]));
+        assert_eq!(cookie_value(header, "Session"), None);
+        assert_eq!(cookie_value(header, "sess"), None);
+        assert_eq!(cookie_value(b"", "session"), None);
+        assert_eq!(cookie_value(b"session", "session"), None);
+        assert_eq!(
+            cookie_value(b";;=;session==x\xff", "session"),
+            Some(&b"=x\xff"[..])
+        );
+        assert_eq!(
+            cookie_value(b"a=1; session=first; session=second", "session"),
+            Some(&b"first"[..])
+        );
     }
 
     #[test]

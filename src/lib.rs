@@ -9,8 +9,12 @@
 //! - [`config`]: the JSON config as users write it, read with every error's JSON path;
 //! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
 //! - [`plan`]: the immutable plan and route matching;
-//! - [`pick`]: the weighted round robin;
-//! - [`duration`]: timeouts as users write them;
+//! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
+//! - [`limits`]: how large a config the filter accepts;
+//! - [`ramp`]: a version's weight moving over time;
+//! - [`pick`]: the weighted round robin and sticky keys' versions;
+//! - [`duration`]: durations as users write them;
+//! - [`timestamp`]: RFC 3339 times (a ramp's start);
 //! - [`fault`]: aborts and delays for drills, drawn exactly;
 //! - [`guard`]: taking a failing version out of the split, and back;
 //! - [`headers`]: the request's header map, read in one host call;
@@ -35,10 +39,14 @@ pub mod fault;
 pub mod fuzzing;
 pub mod guard;
 pub mod headers;
+pub mod limits;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
+pub mod ramp;
+pub mod route_table;
 pub mod stream;
+pub mod timestamp;
 pub mod validate;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.

@@ -14,6 +14,8 @@
 //! traffic_split.route.<route>.version.<version>.guard_ejected
 //! traffic_split.route.<route>.version.<version>.guard_held_total
 //! traffic_split.route.<route>.version.<version>.fault.<abort|delay>.faults_total
+//! traffic_split.route.<route>.version.<version>.source.<header|cookie|none>.sticky_total
+//! traffic_split.route.<route>.version.<version|unknown>.overrides_total
 //! traffic_split.unmatched_total
 //! traffic_split.host_errors_total
 //! ```
@@ -82,6 +84,36 @@ impl CodeClass {
     }
 }
 
+/// Where a sticky route found a request's key: the `source` label of its sticky counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeySource {
+    Header,
+    Cookie,
+    /// No key: the round robin chose (or, with `set_cookie`, the fresh key of the cookie set).
+    None,
+}
+
+impl KeySource {
+    pub const ALL: [KeySource; 3] = [KeySource::Header, KeySource::Cookie, KeySource::None];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            KeySource::Header => "header",
+            KeySource::Cookie => "cookie",
+            KeySource::None => "none",
+        }
+    }
+
+    /// The position of this source in [`KeySource::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// The `version` label of the overrides whose value named no version of the route. A route
+/// with an override header may not have a version of this name.
+pub const UNKNOWN_VERSION: &str = "unknown";
+
 /// The names of the metrics of one route and version.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DestinationMetricNames {
@@ -90,7 +122,8 @@ pub struct DestinationMetricNames {
     pub responses: [String; 4],
     pub timeouts: String,
     pub duration: String,
-    /// Gauge: the weight requests are split by now (the configured one, or the guard's).
+    /// Gauge: the weight requests are split by now (the configured one, where a ramp stands,
+    /// or the guard's).
     pub weight: String,
     /// Counter: how often the guard took this version out of the split.
     pub guard_trips: String,
@@ -101,11 +134,19 @@ pub struct DestinationMetricNames {
     pub guard_held: String,
     /// Counters of injected faults, indexed by [`FaultKind::index`].
     pub faults: [String; 2],
+    /// Indexed by [`KeySource::index`]; defined only on sticky routes.
+    pub sticky: [String; 3],
+    /// Defined only on routes with an override header.
+    pub overrides: String,
+}
+
+fn destination_base(route: &str, version: &str) -> String {
+    format!("{PREFIX}.route.{route}.version.{version}")
 }
 
 impl DestinationMetricNames {
     pub fn new(route: &str, version: &str) -> Self {
-        let base = format!("{PREFIX}.route.{route}.version.{version}");
+        let base = destination_base(route, version);
         Self {
             requests: format!("{base}.requests_total"),
             responses: CodeClass::ALL
@@ -118,6 +159,27 @@ impl DestinationMetricNames {
             guard_held: format!("{base}.guard_held_total"),
             faults: FaultKind::ALL
                 .map(|kind| format!("{base}.fault.{}.faults_total", kind.label())),
+            sticky: KeySource::ALL
+                .map(|source| format!("{base}.source.{}.sticky_total", source.label())),
+            overrides: format!("{base}.overrides_total"),
+        }
+    }
+}
+
+/// The names of a route's own metrics.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RouteMetricNames {
+    /// Overrides naming no version of the route; defined only with an override header.
+    pub unknown_overrides: String,
+}
+
+impl RouteMetricNames {
+    pub fn new(route: &str) -> Self {
+        Self {
+            unknown_overrides: format!(
+                "{}.overrides_total",
+                destination_base(route, UNKNOWN_VERSION)
+            ),
         }
     }
 }
@@ -147,6 +209,26 @@ mod tests {
             names.duration,
             "traffic_split.route.hello.version.v1.request_duration_microseconds"
         );
+        assert_eq!(names.weight, "traffic_split.route.hello.version.v1.weight");
+        assert_eq!(
+            names.sticky[KeySource::Cookie.index()],
+            "traffic_split.route.hello.version.v1.source.cookie.sticky_total"
+        );
+        assert_eq!(
+            names.overrides,
+            "traffic_split.route.hello.version.v1.overrides_total"
+        );
+        assert_eq!(
+            RouteMetricNames::new("hello").unknown_overrides,
+            "traffic_split.route.hello.version.unknown.overrides_total"
+        );
+    }
+
+    #[test]
+    fn key_source_index_matches_all() {
+        for (position, source) in KeySource::ALL.iter().enumerate() {
+            assert_eq!(source.index(), position);
+        }
     }
 
     #[test]

@@ -1,11 +1,14 @@
 //! The compiled, immutable plan the request path reads: matchers with their regexes built,
 //! weights ready for the round robin, deadlines already formatted as header values, metric
-//! names already spelled. Built once by [`crate::config::compile`]; a request only indexes it.
+//! names already spelled, routes indexed by path ([`RouteTable`]). Built once by
+//! [`crate::config::compile`]; a request only indexes it.
 
 use crate::fault::FaultPlan;
 use crate::guard::{effective_weights, Guard, Tally};
-use crate::metrics::DestinationMetricNames;
+use crate::metrics::{DestinationMetricNames, RouteMetricNames};
 use crate::pick::WeightedRoundRobin;
+use crate::ramp::Ramp;
+pub use crate::route_table::RouteTable;
 use regex_lite::Regex;
 use std::cell::Cell;
 
@@ -28,8 +31,9 @@ pub struct Plan {
     pub version_header: String,
     /// Lower case.
     pub cluster_header: String,
-    /// Tried in order; the first match wins.
-    pub routes: Vec<Route>,
+    /// Tried in order; the first match wins ([`RouteTable`] finds it without trying the routes
+    /// whose path cannot match).
+    pub routes: RouteTable,
     /// What the filter counts (`"metrics"` in the config).
     pub metrics: MetricsMode,
     /// The most verbose level the filter logs at (`"log_level"` in the config).
@@ -46,7 +50,7 @@ impl Plan {
         Plan {
             version_header,
             cluster_header,
-            routes: Vec::new(),
+            routes: RouteTable::new(Vec::new()),
             metrics: MetricsMode::Requests,
             log_level: LogLevel::default(),
             pass_through: true,
@@ -82,10 +86,17 @@ pub struct Route {
     pub name: String,
     pub matcher: RouteMatch,
     pub destinations: Vec<Destination>,
+    /// The route's current weights (a ramp moves one) and the round robin over them.
     pub picker: WeightedRoundRobin,
     pub guard: Option<Guard>,
     /// This worker's view of the guard's decisions, and the outcomes it has not yet merged.
     pub live: RouteLive,
+    /// Where a request's sticky key is read, if the route has one.
+    pub sticky: Option<Sticky>,
+    /// The header naming a version that overrides the split; lower case.
+    pub override_header: Option<String>,
+    pub ramp: Option<Ramp>,
+    pub metric_names: RouteMetricNames,
 }
 
 /// The part of a route that changes while it serves, per Envoy worker (each has its own VM
@@ -153,11 +164,54 @@ pub struct RetryHeaders {
     pub grpc_retry_on: Option<String>,
 }
 
+/// A sticky split: requests with the same key go to the same version.
+#[derive(Debug)]
+pub struct Sticky {
+    pub key: StickyKey,
+    /// With a cookie key: the cookie set on the response to a request without one.
+    pub set_cookie: Option<SetCookie>,
+}
+
+#[derive(Debug)]
+pub enum StickyKey {
+    /// A request header, by lower-case name.
+    Header(String),
+    /// A cookie of the request's `cookie` header, by name.
+    Cookie(String),
+}
+
+/// A `Set-Cookie` value spelt out at configure time but for the fresh key between the parts.
+#[derive(Debug)]
+pub struct SetCookie {
+    /// `session=`
+    pub before_key: String,
+    /// `; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax`
+    pub after_key: String,
+}
+
+impl SetCookie {
+    pub fn new(cookie: &str, max_age_seconds: u64) -> Self {
+        SetCookie {
+            before_key: format!("{cookie}="),
+            after_key: format!("; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax"),
+        }
+    }
+
+    /// The header value that sets the cookie to `key`.
+    pub fn value(&self, key: &str) -> String {
+        [self.before_key.as_str(), key, self.after_key.as_str()].concat()
+    }
+}
+
 #[derive(Debug)]
 pub struct Destination {
     pub version: String,
     pub cluster: Option<String>,
+    /// The configured weight; for a ramp's version, its weight before the ramp (`from`). The
+    /// weight in force is the route's `picker.weight(index)`.
     pub weight: u32,
+    /// The seed of this version's sticky scores (`crate::pick::version_seed`).
+    pub sticky_seed: u64,
     /// The deadline in milliseconds: the destination's own timeout, else the route's.
     pub deadline_ms: Option<u64>,
     /// `deadline_ms` formatted once, as written into [`DEADLINE_HEADER`].
@@ -227,6 +281,11 @@ impl WholeValueRegex {
         self.regex.as_str()
     }
 
+    /// The literal text every match starts with (see [`literal_prefix`]).
+    pub fn literal_prefix(&self) -> &str {
+        &self.literal_prefix
+    }
+
     /// A value that is not UTF-8 never matches.
     pub fn matches(&self, value: &[u8]) -> bool {
         value.starts_with(self.literal_prefix.as_bytes())
@@ -271,22 +330,24 @@ pub trait RequestView {
 impl Plan {
     /// The first route that matches the request, with its index.
     pub fn match_route(&self, request: &mut impl RequestView) -> Option<(usize, &Route)> {
-        self.routes
-            .iter()
-            .enumerate()
-            .find(|(_, route)| route.matcher.matches(request))
+        self.routes.first_match(request)
+    }
+}
+
+/// The request's path as routes match it: without the query string, as Envoy's route matcher
+/// does; empty when the request has no `:path`.
+pub fn matched_path(request: &mut impl RequestView) -> &[u8] {
+    let path = request.path().unwrap_or_default();
+    match path.iter().position(|&b| b == b'?') {
+        Some(query_start) => path.get(..query_start).unwrap_or_default(),
+        None => path,
     }
 }
 
 impl RouteMatch {
     pub fn matches(&self, request: &mut impl RequestView) -> bool {
         if let Some(path_match) = &self.path {
-            let path = request.path().unwrap_or_default();
-            // Match on the path without its query string, as Envoy's route matcher does.
-            let path = match path.iter().position(|&b| b == b'?') {
-                Some(query_start) => path.get(..query_start).unwrap_or_default(),
-                None => path,
-            };
+            let path = matched_path(request);
             let path_ok = match path_match {
                 PathMatch::Prefix(prefix) => path.starts_with(prefix.as_bytes()),
                 PathMatch::Exact(exact) => path == exact.as_bytes(),
@@ -324,24 +385,31 @@ impl Route {
     /// is out, else the configured ones.
     /// `None` only for a route without destinations, which validation never builds.
     pub fn pick_destination(&self) -> Option<(usize, &Destination)> {
-        let index = match self.live.effective_picker.take() {
-            Some(effective) => {
-                let index = effective.pick();
-                self.live.effective_picker.set(Some(effective));
-                index
-            }
-            None => self.picker.pick(),
-        };
+        let index = self.with_split_in_force(WeightedRoundRobin::pick);
         self.destinations
             .get(index)
             .map(|destination| (index, destination))
     }
+
+    /// Runs `use_split` on the round robin (and its weights) requests are split by now: the
+    /// guard's while a version is out, else the route's own.
+    pub fn with_split_in_force<T>(&self, use_split: impl FnOnce(&WeightedRoundRobin) -> T) -> T {
+        match self.live.effective_picker.take() {
+            Some(effective) => {
+                let result = use_split(&effective);
+                self.live.effective_picker.set(Some(effective));
+                result
+            }
+            None => use_split(&self.picker),
+        }
+    }
 }
 
 impl Route {
-    /// The configured weights, in destination order.
+    /// The weights before the guard's, in destination order: the configured ones, with a
+    /// ramped version's where its ramp stands.
     pub fn weights(&self) -> Vec<u32> {
-        self.destinations.iter().map(|d| d.weight).collect()
+        self.picker.weights().collect()
     }
 
     /// Takes in the guard's decisions (which destinations are out); returns whether they
@@ -359,18 +427,19 @@ impl Route {
         for (cell, &out) in self.live.ejected.iter().zip(ejected) {
             cell.set(out);
         }
-        let picker = if ejected.iter().any(|&out| out) {
-            let probe = self.guard.as_ref().map_or(0, |g| g.probe_basis_points);
-            Some(WeightedRoundRobin::new(&effective_weights(
-                &self.weights(),
-                ejected,
-                probe,
-            )))
-        } else {
-            None
-        };
-        self.live.effective_picker.set(picker);
+        self.rebuild_effective_picker();
         true
+    }
+
+    /// Builds the guard's round robin from the weights before it and its decisions (none
+    /// while no version is out): after the decisions or those weights (a ramp) changed.
+    pub(crate) fn rebuild_effective_picker(&self) {
+        let ejected = self.live.ejected();
+        let picker = ejected.iter().any(|&out| out).then(|| {
+            let probe = self.guard.as_ref().map_or(0, |g| g.probe_basis_points);
+            WeightedRoundRobin::new(&effective_weights(&self.weights(), &ejected, probe))
+        });
+        self.live.effective_picker.set(picker);
     }
 
     /// The weights requests are split by now, in destination order.

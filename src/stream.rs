@@ -2,8 +2,10 @@
 //! that every path, the host's failures included, is unit-tested on the host target. The
 //! proxy-wasm adapter (`crate::filter`) implements the trait with host calls.
 //!
-//! Request headers: match a route, pick a destination, write the owned headers (version,
-//! cluster, deadline), count. Stream end: count the response class and a timeout, record the
+//! Request headers: match a route, bring a ramp's weights up to the proxy's clock, pick a
+//! destination (an override header's version, else a sticky key's, else the round robin's),
+//! write the owned headers (version, cluster, deadline), count. Response headers: set a sticky
+//! cookie the request lacked. Stream end: count the response class and a timeout, record the
 //! duration.
 //!
 //! Failing towards safety: a client must never choose a cluster, version or deadline the config
@@ -13,11 +15,11 @@
 //! filter removes that owned header rather than leave what the client sent.
 
 use crate::fault::{FaultAction, FaultKind, FaultPlan};
-use crate::headers::HeaderPairs;
-use crate::metrics::CodeClass;
+use crate::headers::{cookie_value, HeaderPairs};
+use crate::metrics::{CodeClass, KeySource};
 use crate::plan::{
-    MetricsMode, Plan, RequestView, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
-    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+    MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER,
+    MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
 
 #[cfg(any(test, feature = "fuzzing"))]
@@ -44,6 +46,12 @@ pub enum Count {
     Timeout(Chosen),
     /// A fault was injected into a routed request.
     Fault(Chosen, FaultKind),
+    /// A routed request of a sticky route, by where its key came from.
+    Sticky(Chosen, KeySource),
+    /// A routed request sent where its override header said.
+    Override(Chosen),
+    /// A routed request whose override header named no version of this route.
+    UnknownOverride { route: usize },
 }
 
 /// What becomes of a request once the filter has handled its headers.
@@ -78,13 +86,20 @@ pub trait StreamHost {
     /// Adds a request header the request does not have (cheaper for Envoy than a replace).
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
+    /// Adds a response header (a `Set-Cookie`).
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
+    /// Fills `bytes` from the host's secure random source (a sticky cookie's fresh key).
+    fn random_bytes(&mut self, bytes: &mut [u8]) -> Result<(), HostError>;
     /// The response's status code, if there was a response.
     fn response_code(&mut self) -> Result<Option<i64>, HostError>;
     /// Envoy's `response.flags` bit set.
     fn response_flags(&mut self) -> Result<Option<u64>, HostError>;
-    /// A monotonic-enough clock for the request's duration, in nanoseconds.
+    /// The proxy's clock, in nanoseconds since the Unix epoch: a request's duration, and where
+    /// a ramp stands.
     fn now_nanos(&mut self) -> u64;
     fn count(&mut self, what: Count);
+    /// Sets the gauge of a destination's weight in force.
+    fn set_weight(&mut self, destination: Chosen, weight: u32);
     /// Answers the request with a local reply (a status, a body, one header).
     fn send_local_reply(
         &mut self,
@@ -109,12 +124,35 @@ const RESET_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40;
 
 const NANOS_PER_MICRO: u64 = 1_000;
 
+/// The length of a sticky cookie's fresh key: 128 random bits, written as 32 hex digits.
+const FRESH_KEY_BYTES: usize = 16;
+
 /// The state a stream keeps between its request headers and its end.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Stream {
     /// Set only when the request was routed with every owned header written.
     pub chosen: Option<Chosen>,
     started_nanos: u64,
+    /// The `Set-Cookie` value the response gets: a sticky cookie the request lacked.
+    pub set_cookie: Option<String>,
+}
+
+/// Why a request goes where it goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    /// The round robin of a route that is not sticky.
+    Split,
+    Sticky(KeySource),
+    Override,
+}
+
+/// What a route decided for a request.
+struct Choice {
+    destination: usize,
+    reason: Reason,
+    /// The request's override header named no version of the route.
+    unknown_override: bool,
+    set_cookie: Option<String>,
 }
 
 impl Stream {
@@ -122,12 +160,29 @@ impl Stream {
     pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) -> Verdict {
         let mut request = HostRequest::new(host);
         let matched = plan.match_route(&mut request);
-        let Some((route_index, destination_index, destination)) =
-            matched.and_then(|(route_index, route)| {
-                let (destination_index, destination) = route.pick_destination()?;
-                Some((route_index, destination_index, destination))
-            })
-        else {
+        // One reading of the clock serves the ramp and the duration.
+        let now_nanos = match matched {
+            Some((_, route)) if route.ramp.is_some() || plan.metrics == MetricsMode::Full => {
+                request.host.now_nanos()
+            }
+            _ => 0,
+        };
+        if let Some((route_index, route)) = matched {
+            if route.follow_ramp(now_nanos) {
+                for (destination, weight) in route.effective_weights().into_iter().enumerate() {
+                    let chosen = Chosen {
+                        route: route_index,
+                        destination,
+                    };
+                    request.host.set_weight(chosen, weight);
+                }
+            }
+        }
+        let Some((route_index, choice, destination)) = matched.and_then(|(route_index, route)| {
+            let choice = choose(route, &mut request);
+            let destination = route.destinations.get(choice.destination)?;
+            Some((route_index, choice, destination))
+        }) else {
             // Unmatched (or, never built by validation, a route without destinations).
             request.remove_if_sent(&plan.version_header);
             request.remove_if_sent(&plan.cluster_header);
@@ -181,31 +236,46 @@ impl Stream {
         request.count_failures();
         let chosen = Chosen {
             route: route_index,
-            destination: destination_index,
+            destination: choice.destination,
         };
         self.chosen = Some(chosen);
-        if plan.metrics == MetricsMode::Full {
-            self.started_nanos = request.host.now_nanos();
+        self.started_nanos = now_nanos;
+        self.set_cookie = choice.set_cookie;
+        let host = request.host;
+        host.count(Count::Routed(chosen));
+        match choice.reason {
+            Reason::Split => {}
+            Reason::Sticky(source) => host.count(Count::Sticky(chosen, source)),
+            Reason::Override => host.count(Count::Override(chosen)),
         }
-        request.host.count(Count::Routed(chosen));
+        if choice.unknown_override {
+            host.count(Count::UnknownOverride { route: route_index });
+        }
         let Some(action) = destination.fault.as_ref().and_then(FaultPlan::draw) else {
             return Verdict::Continue;
         };
-        request.host.count(Count::Fault(chosen, action.kind()));
+        host.count(Count::Fault(chosen, action.kind()));
         match action {
             FaultAction::Abort { status } => {
-                match request
-                    .host
-                    .send_local_reply(status, FAULT_BODY, FAULT_HEADER)
-                {
+                match host.send_local_reply(status, FAULT_BODY, FAULT_HEADER) {
                     Ok(()) => Verdict::Answered,
                     Err(_) => {
-                        request.host.count(Count::HostError);
+                        host.count(Count::HostError);
                         Verdict::Continue
                     }
                 }
             }
             FaultAction::Delay { delay_ms } => Verdict::Held { delay_ms },
+        }
+    }
+
+    /// Handles the response headers: only a stream that owes its client a sticky cookie does
+    /// anything here.
+    pub fn on_response_headers(&mut self, host: &mut impl StreamHost) {
+        if let Some(cookie) = self.set_cookie.take() {
+            if host.add_response_header("set-cookie", &cookie).is_err() {
+                host.count(Count::HostError);
+            }
         }
     }
 
@@ -280,6 +350,73 @@ impl Stream {
             );
         }
     }
+}
+
+/// Where a request of `route` goes: the version its override header names; else, on a sticky
+/// route, its key's version (a request without a key gets the round robin's, or with
+/// `set_cookie` a fresh key and that key's version, so that its first request and the next ones
+/// agree); else the round robin's. The override header is removed from the request.
+fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Choice {
+    let mut choice = Choice {
+        destination: 0,
+        reason: Reason::Split,
+        unknown_override: false,
+        set_cookie: None,
+    };
+    if let Some(header) = &route.override_header {
+        let sent = request
+            .header(header)
+            .map(|version| route.destination_of_version(version));
+        // Removed also when the headers could not be read: it may be there.
+        request.remove_if_sent(header);
+        if let Some(named) = sent {
+            match named {
+                Some(destination) => {
+                    choice.destination = destination;
+                    choice.reason = Reason::Override;
+                    return choice;
+                }
+                None => choice.unknown_override = true,
+            }
+        }
+    }
+    let Some(sticky) = &route.sticky else {
+        choice.destination = pick_by_weight(route);
+        return choice;
+    };
+    let (key, source) = match &sticky.key {
+        StickyKey::Header(name) => (request.header(name), KeySource::Header),
+        StickyKey::Cookie(name) => (request.cookie(name), KeySource::Cookie),
+    };
+    let keyed = key
+        .filter(|key| !key.is_empty())
+        .and_then(|key| route.sticky_destination(key));
+    if let Some(destination) = keyed {
+        choice.destination = destination;
+        choice.reason = Reason::Sticky(source);
+        return choice;
+    }
+    choice.reason = Reason::Sticky(KeySource::None);
+    let fresh = sticky
+        .set_cookie
+        .as_ref()
+        .and_then(|set_cookie| Some((set_cookie, request.fresh_key()?)));
+    match fresh.and_then(|(set_cookie, key)| {
+        let destination = route.sticky_destination(key.as_bytes())?;
+        Some((destination, set_cookie.value(&key)))
+    }) {
+        Some((destination, cookie)) => {
+            choice.destination = destination;
+            choice.set_cookie = Some(cookie);
+        }
+        None => choice.destination = pick_by_weight(route),
+    }
+    choice
+}
+
+/// The round robin's pick (the guard's while a version is out).
+fn pick_by_weight(route: &Route) -> usize {
+    route.pick_destination().map_or(0, |(index, _)| index)
 }
 
 /// The request's headers as the matcher sees them: fetched in one host call the first time a
@@ -367,6 +504,30 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
             let removed = self.host.remove_request_header(name);
             self.note_write(removed);
         }
+    }
+
+    /// A cookie of the request, from any of its `cookie` headers.
+    fn cookie(&mut self, name: &str) -> Option<&[u8]> {
+        self.headers()?
+            .iter()
+            .filter(|(header, _)| *header == b"cookie")
+            .find_map(|(_, value)| cookie_value(value, name))
+    }
+
+    /// A fresh random key, as hex; `None` (counted as a host error) when the host has no
+    /// randomness to give.
+    fn fresh_key(&mut self) -> Option<String> {
+        let mut bytes = [0u8; FRESH_KEY_BYTES];
+        if self.host.random_bytes(&mut bytes).is_err() {
+            self.failures += 1;
+            return None;
+        }
+        let hex = bytes
+            .iter()
+            .flat_map(|byte| [byte >> 4, byte & 0xf])
+            .filter_map(|nibble| char::from_digit(u32::from(nibble), 16))
+            .collect();
+        Some(hex)
     }
 
     fn count_failures(&mut self) {
@@ -648,6 +809,270 @@ mod tests {
         end(PREFIX_ONLY, &mut host);
         assert_eq!(host.counts, [Count::Unmatched]);
         assert!(host.durations.is_empty());
+    }
+
+    /// v1 70 / v2 30 at `/hello`, with the route fields given.
+    fn canary(fields: &str) -> Plan {
+        plan(&format!(
+            r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }}, {fields}
+                 "destinations": [ {{ "version": "v1", "cluster": "app-v1", "weight": 70 }},
+                                   {{ "version": "v2", "cluster": "app-v2", "weight": 30 }} ] }} ] }}"#
+        ))
+    }
+
+    const V1: Chosen = HELLO;
+    const V2: Chosen = Chosen {
+        route: 0,
+        destination: 1,
+    };
+
+    /// Sends one request with these headers; the host afterwards, and the stream.
+    fn send(plan: &Plan, headers: &[(&str, &str)]) -> (ScriptedHost, Stream) {
+        let mut host = ScriptedHost::with_headers(headers);
+        let mut stream = Stream::default();
+        stream.on_request_headers(plan, &mut host);
+        (host, stream)
+    }
+
+    #[test]
+    fn an_override_reaches_its_version_at_weight_zero_and_is_removed() {
+        let plan = plan(
+            r#"{ "routes": [ { "name": "hello", "override_header": "x-canary-version",
+                 "destinations": [ { "version": "v1", "weight": 1 }, { "version": "v2", "weight": 0 } ] } ] }"#,
+        );
+        for _ in 0..3 {
+            let (host, stream) = send(&plan, &[(":path", "/"), ("x-canary-version", "v2")]);
+            assert_eq!(host.values("x-split-version"), ["v2"]);
+            assert!(host.values("x-canary-version").is_empty(), "removed");
+            assert_eq!(host.counts, [Count::Routed(V2), Count::Override(V2)]);
+            assert_eq!(stream.chosen, Some(V2));
+        }
+    }
+
+    #[test]
+    fn when_the_headers_cannot_be_read_the_override_header_is_removed_anyway() {
+        let plan = plan(
+            r#"{ "routes": [ { "name": "all", "override_header": "x-canary-version",
+                 "destinations": [ { "version": "v1", "weight": 1 }, { "version": "v2", "weight": 0 } ] } ] }"#,
+        );
+        let mut host = ScriptedHost::with_headers(&[("x-canary-version", "v2")]);
+        host.fail_read = true;
+        Stream::default().on_request_headers(&plan, &mut host);
+        assert!(host.values("x-canary-version").is_empty());
+        assert_eq!(
+            host.values("x-split-version"),
+            ["v1"],
+            "not read, not followed"
+        );
+    }
+
+    #[test]
+    fn an_unknown_override_is_counted_removed_and_left_to_the_split() {
+        let plan = canary(r#""override_header": "x-canary-version","#);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let (host, _) = send(&plan, &[(":path", "/hello"), ("x-canary-version", "v3")]);
+            assert!(host.values("x-canary-version").is_empty(), "removed");
+            assert_eq!(host.count_of(Count::UnknownOverride { route: 0 }), 1);
+            assert!(host
+                .counts
+                .iter()
+                .all(|count| !matches!(count, Count::Override(_))));
+            seen.push(host.values("x-split-version").concat());
+        }
+        // One stream per request, but one plan: its round robin goes on, 7 to 3.
+        assert_eq!(seen.iter().filter(|v| *v == "v2").count(), 3);
+        let (host, _) = send(&plan, &[(":path", "/hello")]);
+        assert_eq!(
+            host.counts.len(),
+            1,
+            "no override header, nothing counted but the request"
+        );
+    }
+
+    #[test]
+    fn a_sticky_header_key_always_gets_its_version_as_the_core_computes_it() {
+        let plan = canary(r#""sticky": { "header": "x-user-id" },"#);
+        let route = &plan.routes[0];
+        let mut versions = std::collections::BTreeSet::new();
+        for user in 0..200 {
+            let key = format!("user-{user}");
+            let expected = &route.destinations[route.sticky_destination(key.as_bytes()).unwrap()];
+            for _ in 0..3 {
+                let (host, _) = send(&plan, &[(":path", "/hello"), ("x-user-id", &key)]);
+                assert_eq!(host.values("x-split-version"), [expected.version.as_str()]);
+                let chosen = Chosen {
+                    route: 0,
+                    destination: (expected.version == "v2") as usize,
+                };
+                assert_eq!(
+                    host.counts,
+                    [
+                        Count::Routed(chosen),
+                        Count::Sticky(chosen, KeySource::Header)
+                    ]
+                );
+            }
+            versions.insert(expected.version.clone());
+        }
+        assert_eq!(versions.len(), 2, "keys are spread over both versions");
+    }
+
+    #[test]
+    fn a_sticky_cookie_key_is_read_from_any_cookie_header() {
+        let plan = canary(r#""sticky": { "cookie": "session" },"#);
+        let route = &plan.routes[0];
+        for user in 0..50 {
+            let key = format!("s{user}");
+            let expected =
+                &route.destinations[route.sticky_destination(key.as_bytes()).unwrap()].version;
+            let cookie = format!("theme=dark; session={key}");
+            let (host, _) = send(
+                &plan,
+                &[(":path", "/hello"), ("cookie", "a=b"), ("cookie", &cookie)],
+            );
+            assert_eq!(&host.values("x-split-version").concat(), expected);
+            assert!(matches!(
+                host.counts[1],
+                Count::Sticky(_, KeySource::Cookie)
+            ));
+            assert!(host.response_headers.is_empty(), "no set_cookie configured");
+        }
+    }
+
+    #[test]
+    fn requests_without_a_key_get_the_exact_round_robin() {
+        let plan = canary(r#""sticky": { "header": "x-user-id" },"#);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let (host, _) = send(&plan, &[(":path", "/hello"), ("x-user-id", "")]);
+            assert!(matches!(host.counts[1], Count::Sticky(_, KeySource::None)));
+            seen.push(host.values("x-split-version").concat());
+        }
+        assert_eq!(
+            seen,
+            ["v1", "v2", "v1", "v1", "v1", "v2", "v1", "v1", "v2", "v1"]
+        );
+    }
+
+    #[test]
+    fn a_request_without_the_cookie_gets_one_whose_key_chose_its_version() {
+        let plan =
+            canary(r#""sticky": { "cookie": "session", "set_cookie": { "max_age": "24h" } },"#);
+        let (mut host, mut stream) = send(&plan, &[(":path", "/hello")]);
+        let key = "000102030405060708090a0b0c0d0e0f";
+        let expected = format!("session={key}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax");
+        assert_eq!(stream.set_cookie.as_deref(), Some(expected.as_str()));
+        let version = host.values("x-split-version").concat();
+        assert!(matches!(host.counts[1], Count::Sticky(_, KeySource::None)));
+        stream.on_response_headers(&mut host);
+        assert_eq!(
+            host.response_headers,
+            [("set-cookie".to_string(), expected)]
+        );
+        stream.on_response_headers(&mut host);
+        assert_eq!(host.response_headers.len(), 1, "set once");
+        // The browser's next requests carry the cookie, land on the same version, get none.
+        for _ in 0..5 {
+            let cookie = format!("session={key}");
+            let (mut host, mut stream) = send(&plan, &[(":path", "/hello"), ("cookie", &cookie)]);
+            assert_eq!(host.values("x-split-version").concat(), version);
+            stream.on_response_headers(&mut host);
+            assert!(host.response_headers.is_empty());
+        }
+    }
+
+    #[test]
+    fn without_randomness_a_cookieless_request_gets_the_round_robin_and_no_cookie() {
+        let plan =
+            canary(r#""sticky": { "cookie": "session", "set_cookie": { "max_age": "1h" } },"#);
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.fail_random = true;
+        let mut stream = Stream::default();
+        stream.on_request_headers(&plan, &mut host);
+        assert_eq!(host.values("x-split-version"), ["v1"]);
+        assert_eq!(stream.set_cookie, None);
+        assert_eq!(host.count_of(Count::HostError), 1);
+        assert_eq!(host.count_of(Count::Routed(V1)), 1);
+    }
+
+    #[test]
+    fn a_failed_cookie_write_is_a_host_error() {
+        let plan =
+            canary(r#""sticky": { "cookie": "session", "set_cookie": { "max_age": "1h" } },"#);
+        let (mut host, mut stream) = send(&plan, &[(":path", "/hello")]);
+        host.fail_writes_of = vec!["set-cookie".to_string()];
+        stream.on_response_headers(&mut host);
+        assert_eq!(host.count_of(Count::HostError), 1);
+    }
+
+    #[test]
+    fn an_override_beats_a_sticky_key() {
+        let plan = canary(r#""sticky": { "header": "x-user-id" }, "override_header": "x-v","#);
+        for user in 0..20 {
+            let key = format!("user-{user}");
+            let (host, _) = send(
+                &plan,
+                &[(":path", "/hello"), ("x-user-id", &key), ("x-v", "v2")],
+            );
+            assert_eq!(host.values("x-split-version"), ["v2"]);
+        }
+    }
+
+    #[test]
+    fn a_ramp_follows_the_clock_and_sets_the_weight_gauge_when_it_moves() {
+        // v2 from 0 to 30 over 30 minutes in 3 steps, from 2026-12-01T10:00:00Z.
+        let plan = plan(
+            r#"{ "routes": [ { "name": "hello", "sticky": { "header": "x-user-id" },
+                 "ramp": { "version": "v2", "from": 0, "to": 30, "start": "2026-12-01T10:00:00Z",
+                           "duration": "30m", "steps": 3 },
+                 "destinations": [ { "version": "v1", "weight": 70 }, { "version": "v2" } ] } ] }"#,
+        );
+        let start_nanos = 1_796_119_200_000 * 1_000_000;
+        let minute = 60 * 1_000_000_000;
+        // The version a key gets at a time, and the gauges the request set.
+        let request_at = |nanos: u64, key: &str| {
+            let mut host = ScriptedHost::with_headers(&[(":path", "/"), ("x-user-id", key)]);
+            host.clock = nanos;
+            Stream::default().on_request_headers(&plan, &mut host);
+            (host.values("x-split-version").concat(), host.weights_set)
+        };
+        let keys: Vec<String> = (0..300).map(|k| format!("k{k}")).collect();
+        let on_v2 = |nanos: u64| {
+            keys.iter()
+                .filter(|key| request_at(nanos, key).0 == "v2")
+                .cloned()
+                .collect::<Vec<String>>()
+        };
+        assert!(on_v2(start_nanos - minute).is_empty(), "before the start");
+        let (_, gauge) = request_at(start_nanos + 10 * minute, "k0");
+        assert_eq!(
+            gauge,
+            [(V1, 70), (V2, 10)],
+            "the first request of the step sets the route's gauges"
+        );
+        let (_, gauge) = request_at(start_nanos + 11 * minute, "k0");
+        assert!(gauge.is_empty(), "and only it");
+        let mut previous: Vec<String> = Vec::new();
+        for step in 1..=3 {
+            let now = on_v2(start_nanos + step * 10 * minute);
+            assert!(
+                previous.iter().all(|key| now.contains(key)),
+                "a key left v2 at step {step}"
+            );
+            assert!(now.len() > previous.len());
+            previous = now;
+        }
+        assert_eq!(
+            plan.routes[0].picker.weights().collect::<Vec<_>>(),
+            [70, 30]
+        );
+        let (_, gauge) = request_at(start_nanos - minute, "k0");
+        assert_eq!(
+            gauge,
+            [(V1, 70), (V2, 0)],
+            "a clock set back moves the weight back"
+        );
     }
 
     const RETRYING: &str = r#"{ "routes": [

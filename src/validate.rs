@@ -5,18 +5,22 @@
 use crate::config::read::show;
 use crate::config::{
     AbortConfig, ConfigError, DelayConfig, DestinationConfig, FaultConfig, GuardConfig,
-    HeaderMatchConfig, MatchConfig, PluginConfig, RetriesConfig, RouteConfig, MAX_NAME_LEN,
+    HeaderMatchConfig, MatchConfig, PluginConfig, RampConfig, RetriesConfig, RouteConfig,
+    StickyConfig, MAX_NAME_LEN,
 };
-use crate::duration::parse_timeout_ms;
+use crate::duration::{parse_duration_ms, parse_timeout_ms, DurationRange};
 use crate::fault::{Abort, Delay, Fault, FaultPlan};
 use crate::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
-use crate::metrics::DestinationMetricNames;
-use crate::pick::WeightedRoundRobin;
+use crate::metrics::{DestinationMetricNames, RouteMetricNames, UNKNOWN_VERSION};
+use crate::pick::{version_seed, WeightedRoundRobin};
 use crate::plan::{
     Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, RetryHeaders,
-    Route, RouteLive, RouteMatch, WholeValueRegex, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER,
-    DEFAULT_VERSION_HEADER,
+    Route, RouteLive, RouteMatch, SetCookie, Sticky, StickyKey, WholeValueRegex, DEADLINE_HEADER,
+    DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
+use crate::ramp::Ramp;
+use crate::timestamp::parse_rfc3339_ms;
 use regex_lite::RegexBuilder;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -29,6 +33,23 @@ pub const MAX_WEIGHT: u32 = 1_000_000;
 pub const MAX_REGEX_LEN: usize = 1024;
 const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 const MAX_REGEX_NESTING: u32 = 32;
+/// A ramp lasts from a second to a year; `steps` is at most [`MAX_WEIGHT`], since a weight
+/// cannot take more distinct values than that on its way.
+const RAMP_DURATION: DurationRange = DurationRange {
+    min_ms: 1_000,
+    max_ms: 365 * 24 * 60 * 60 * 1_000,
+    min_text: "1s",
+    max_text: "8760h (a year)",
+    why_whole_ms: "",
+};
+/// A sticky cookie lives from a second to 400 days, the most browsers keep one (RFC 6265bis).
+const COOKIE_MAX_AGE: DurationRange = DurationRange {
+    min_ms: 1_000,
+    max_ms: 400 * 24 * 60 * 60 * 1_000,
+    min_text: "1s",
+    max_text: "9600h (400 days)",
+    why_whole_ms: "",
+};
 
 /// The most retries a route may ask Envoy for.
 const MAX_RETRIES: u32 = 10;
@@ -103,9 +124,21 @@ pub fn validate(config: &PluginConfig) -> Result<Plan, Vec<ConfigError>> {
     }
 }
 
+/// What a route hands its destinations: its name (for their metric names), what they inherit
+/// unless they have their own, and the version whose weight its ramp sets.
+struct RouteDefaults<'a> {
+    name: &'a str,
+    timeout_ms: Option<u64>,
+    retries: Option<&'a RetryHeaders>,
+    fault: Option<&'a Fault>,
+    ramp_version: Option<&'a str>,
+}
+
 #[derive(Default)]
 struct Checker {
     errors: Vec<ConfigError>,
+    /// The headers the filter writes, which no header of a route may read from the client.
+    owned_headers: Vec<String>,
 }
 
 fn join(path: &str, field: &str) -> String {
@@ -233,6 +266,21 @@ impl Checker {
             Some(name) => self.header_name(name, "cluster_header", false),
             None => Some(DEFAULT_CLUSTER_HEADER.to_string()),
         };
+        self.owned_headers = [&version_header, &cluster_header]
+            .into_iter()
+            .flatten()
+            .cloned()
+            .chain(
+                [
+                    DEADLINE_HEADER,
+                    MAX_RETRIES_HEADER,
+                    RETRY_ON_HEADER,
+                    PER_TRY_TIMEOUT_HEADER,
+                    GRPC_RETRY_ON_HEADER,
+                ]
+                .map(str::to_string),
+            )
+            .collect();
         if let (Some(version), Some(cluster)) = (&version_header, &cluster_header) {
             if version == cluster {
                 self.error(
@@ -278,7 +326,7 @@ impl Checker {
         Some(Plan {
             version_header: version_header?,
             cluster_header: cluster_header?,
-            routes: routes?,
+            routes: crate::plan::RouteTable::new(routes?),
             metrics: metrics?,
             log_level: log_level?,
             pass_through: false,
@@ -288,6 +336,17 @@ impl Checker {
     fn routes(&mut self, configs: &[RouteConfig]) -> Option<Vec<Route>> {
         if configs.is_empty() {
             self.error("routes", "expected at least one route");
+            return None;
+        }
+        // A config over the size limits is refused with the limit alone, before its routes are
+        // compiled: compiling them is what the limits keep within the VM's means.
+        let too_large = crate::limits::check_counts(
+            configs
+                .iter()
+                .map(|route| route.destinations.as_ref().map_or(0, Vec::len)),
+        );
+        if !too_large.is_empty() {
+            self.errors.extend(too_large);
             return None;
         }
         let mut names = HashSet::new();
@@ -336,15 +395,20 @@ impl Checker {
             None => Some(None),
         };
         let destinations_path = join(path, "destinations");
+        // The ramped version's weight is the ramp's: its destination has none of its own.
+        let ramp_version = config
+            .ramp
+            .as_ref()
+            .and_then(|ramp| ramp.version.as_deref());
+        let defaults = RouteDefaults {
+            name: name.as_deref().unwrap_or(""),
+            timeout_ms: timeout.flatten(),
+            retries: retries.as_ref().and_then(Option::as_ref),
+            fault: fault.as_ref().and_then(Option::as_ref),
+            ramp_version,
+        };
         let destinations = match &config.destinations {
-            Some(destinations) => self.destinations(
-                destinations,
-                &destinations_path,
-                name.as_deref().unwrap_or(""),
-                timeout.flatten(),
-                retries.as_ref().and_then(Option::as_ref),
-                fault.as_ref().and_then(Option::as_ref),
-            ),
+            Some(destinations) => self.destinations(destinations, &destinations_path, &defaults),
             None => {
                 self.error(
                     &destinations_path,
@@ -353,7 +417,28 @@ impl Checker {
                 None
             }
         };
-        let (name, matcher, _, guard, _, _, destinations) = (
+        let ramp = match &config.ramp {
+            Some(ramp) => self
+                .ramp(
+                    ramp,
+                    &join(path, "ramp"),
+                    config.destinations.as_deref(),
+                    destinations.as_deref(),
+                )
+                .map(Some),
+            None => Some(None),
+        };
+        let sticky = match &config.sticky {
+            Some(sticky) => self.sticky(sticky, &join(path, "sticky")).map(Some),
+            None => Some(None),
+        };
+        let override_header = match &config.override_header {
+            Some(header) => self
+                .override_header(header, &join(path, "override_header"), &destinations)
+                .map(Some),
+            None => Some(None),
+        };
+        let (name, matcher, _, guard, _, _, mut destinations, ramp, sticky, override_header) = (
             name?,
             matcher?,
             timeout?,
@@ -361,15 +446,271 @@ impl Checker {
             retries?,
             fault?,
             destinations?,
+            ramp?,
+            sticky?,
+            override_header?,
         );
+        if let Some(ramp) = &ramp {
+            if let Some(ramped) = destinations.get_mut(ramp.destination) {
+                ramped.weight = ramp.from;
+            }
+        }
         let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         Some(Route {
+            metric_names: RouteMetricNames::new(&name),
             name,
             matcher,
             picker: WeightedRoundRobin::new(&weights),
             live: RouteLive::new(destinations.len()),
             destinations,
             guard,
+            sticky,
+            override_header,
+            ramp,
+        })
+    }
+
+    /// Whether exactly one of the `(name, given)` fields is given; if not, an error naming
+    /// them and those given.
+    fn exactly_one(&mut self, path: &str, fields: &[(&'static str, bool)]) -> bool {
+        let given = given(fields);
+        if given.len() == 1 {
+            return true;
+        }
+        let names: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+        let got = if given.is_empty() {
+            "none".to_string()
+        } else {
+            given.join(", ")
+        };
+        self.error(
+            path,
+            format!("expected exactly one of {}; got {got}", names.join(", ")),
+        );
+        false
+    }
+
+    /// A required field: `check`ed when given, else an error saying what belongs there.
+    fn required<V: ?Sized, T>(
+        &mut self,
+        value: Option<&V>,
+        path: &str,
+        expected: &str,
+        check: impl FnOnce(&mut Self, &V) -> Option<T>,
+    ) -> Option<T> {
+        match value {
+            Some(value) => check(self, value),
+            None => {
+                self.error(path, format!("required: {expected}"));
+                None
+            }
+        }
+    }
+
+    /// The value, or its error reported at `path`.
+    fn reported<T>(&mut self, result: Result<T, String>, path: &str) -> Option<T> {
+        result.map_err(|message| self.error(path, message)).ok()
+    }
+
+    /// A header a route reads from the client: a valid name, not a pseudo-header, and none
+    /// of the headers the filter writes (a client could otherwise choose through them).
+    fn client_header(&mut self, name: &str, path: &str) -> Option<String> {
+        let name = self.header_name(name, path, false)?;
+        if self.owned_headers.contains(&name) {
+            self.error(
+                path,
+                format!("{name} is a header the filter writes; choose another"),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    fn sticky(&mut self, config: &StickyConfig, path: &str) -> Option<Sticky> {
+        let key = match (&config.header, &config.cookie) {
+            (Some(header), None) => self
+                .client_header(header, &join(path, "header"))
+                .map(StickyKey::Header),
+            (None, Some(cookie)) => {
+                if is_token(cookie) {
+                    Some(StickyKey::Cookie(cookie.clone()))
+                } else {
+                    self.error(
+                        &join(path, "cookie"),
+                        format!("expected a cookie name (an HTTP token), got {cookie:?}"),
+                    );
+                    None
+                }
+            }
+            (header, cookie) => {
+                self.exactly_one(
+                    path,
+                    &[("header", header.is_some()), ("cookie", cookie.is_some())],
+                );
+                None
+            }
+        };
+        let set_cookie = match (&config.set_cookie, &key) {
+            (None, _) => Some(None),
+            (Some(set_cookie), Some(StickyKey::Cookie(cookie))) => {
+                let max_age_path = join(&join(path, "set_cookie"), "max_age");
+                let max_age = match &set_cookie.max_age {
+                    Some(text) => self.cookie_max_age(text, &max_age_path),
+                    None => {
+                        self.error(&max_age_path, "required: a duration such as \"24h\"");
+                        None
+                    }
+                };
+                max_age.map(|seconds| Some(SetCookie::new(cookie, seconds)))
+            }
+            (Some(_), Some(StickyKey::Header(_))) => {
+                self.error(
+                    &join(path, "set_cookie"),
+                    "only with a cookie key: the filter cannot make a client send a header",
+                );
+                None
+            }
+            (Some(_), None) => None,
+        };
+        Some(Sticky {
+            key: key?,
+            set_cookie: set_cookie?,
+        })
+    }
+
+    /// A cookie's `Max-Age`, in seconds.
+    fn cookie_max_age(&mut self, text: &str, path: &str) -> Option<u64> {
+        let millis = match parse_duration_ms(text, COOKIE_MAX_AGE) {
+            Ok(millis) => millis,
+            Err(message) => {
+                self.error(path, message);
+                return None;
+            }
+        };
+        if millis % 1_000 != 0 {
+            self.error(
+                path,
+                format!("{text:?} is not a whole number of seconds (Max-Age counts seconds)"),
+            );
+            return None;
+        }
+        Some(millis / 1_000)
+    }
+
+    fn override_header(
+        &mut self,
+        header: &str,
+        path: &str,
+        destinations: &Option<Vec<Destination>>,
+    ) -> Option<String> {
+        let name = self.client_header(header, path)?;
+        let unknown_is_a_version = destinations
+            .iter()
+            .flatten()
+            .any(|destination| destination.version == UNKNOWN_VERSION);
+        if unknown_is_a_version {
+            self.error(
+                path,
+                format!(
+                    "overrides naming no version are counted as version {UNKNOWN_VERSION:?}, \
+                     which this route has: rename that version"
+                ),
+            );
+            return None;
+        }
+        Some(name)
+    }
+
+    /// The ramp, named among the route's `configs`; every field is checked even when the
+    /// destinations were refused (`destinations` is `None`).
+    fn ramp(
+        &mut self,
+        config: &RampConfig,
+        path: &str,
+        configs: Option<&[DestinationConfig]>,
+        destinations: Option<&[Destination]>,
+    ) -> Option<Ramp> {
+        let version_path = join(path, "version");
+        let destination = match (&config.version, configs) {
+            (Some(_), None) => None,
+            (Some(version), Some(configs)) => {
+                let found = configs
+                    .iter()
+                    .position(|destination| destination.version.as_ref() == Some(version));
+                if found.is_none() {
+                    let versions: Vec<&str> = configs
+                        .iter()
+                        .filter_map(|d| d.version.as_deref())
+                        .collect();
+                    self.error(
+                        &version_path,
+                        format!(
+                            "expected one of the route's versions ({}), got {version:?}",
+                            versions.join(", ")
+                        ),
+                    );
+                }
+                found
+            }
+            (None, _) => {
+                self.error(&version_path, "required: the version whose weight moves");
+                None
+            }
+        };
+        let weight_expected = format!("an integer from 0 to {MAX_WEIGHT}");
+        let from_path = join(path, "from");
+        let from = self.required(
+            config.from.as_ref(),
+            &from_path,
+            &weight_expected,
+            |c, v| c.weight(v, &from_path),
+        );
+        let to_path = join(path, "to");
+        let to = self.required(config.to.as_ref(), &to_path, &weight_expected, |c, v| {
+            c.weight(v, &to_path)
+        });
+        let start_path = join(path, "start");
+        let start = self.required(
+            config.start.as_deref(),
+            &start_path,
+            "an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
+            |c, text| c.reported(parse_rfc3339_ms(text), &start_path),
+        );
+        let duration_path = join(path, "duration");
+        let duration = self.required(
+            config.duration.as_deref(),
+            &duration_path,
+            "a duration such as \"30m\"",
+            |c, text| c.reported(parse_duration_ms(text, RAMP_DURATION), &duration_path),
+        );
+        let steps = match &config.steps {
+            Some(value) => self
+                .integer_in(value, &join(path, "steps"), (1, MAX_WEIGHT))
+                .map(Some),
+            None => Some(None),
+        };
+        let (destinations, destination, from, to) = (destinations?, destination?, from?, to?);
+        let others: u64 = destinations
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| *index != destination)
+            .map(|(_, d)| u64::from(d.weight))
+            .sum();
+        if others == 0 && from.min(to) == 0 {
+            self.error(
+                path,
+                "the other versions' weights add up to 0, so the route would have no weight \
+                 while the ramp is at 0",
+            );
+            return None;
+        }
+        Some(Ramp {
+            destination,
+            from,
+            to,
+            start_ms: start?,
+            duration_ms: duration?,
+            steps: steps?,
         })
     }
 
@@ -477,22 +818,16 @@ impl Checker {
                 None
             }
         };
-        let given = given(&[
-            ("exact", config.exact.is_some()),
-            ("prefix", config.prefix.is_some()),
-            ("regex", config.regex.is_some()),
-            ("present", config.present.is_some()),
-        ]);
-        if given.len() != 1 {
-            let got = if given.is_empty() {
-                "none".to_string()
-            } else {
-                given.join(", ")
-            };
-            self.error(
-                path,
-                format!("expected exactly one of exact, prefix, regex, present; got {got}"),
-            );
+        let one_rule = self.exactly_one(
+            path,
+            &[
+                ("exact", config.exact.is_some()),
+                ("prefix", config.prefix.is_some()),
+                ("regex", config.regex.is_some()),
+                ("present", config.present.is_some()),
+            ],
+        );
+        if !one_rule {
             return None;
         }
         let rule = match (&config.exact, &config.prefix, &config.regex, config.present) {
@@ -518,10 +853,7 @@ impl Checker {
         &mut self,
         configs: &[DestinationConfig],
         path: &str,
-        route_name: &str,
-        route_timeout_ms: Option<u64>,
-        route_retries: Option<&RetryHeaders>,
-        route_fault: Option<&Fault>,
+        route: &RouteDefaults<'_>,
     ) -> Option<Vec<Destination>> {
         if configs.is_empty() {
             self.error(path, "expected at least one destination");
@@ -531,14 +863,7 @@ impl Checker {
         let mut destinations = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
             let destination_path = format!("{path}[{index}]");
-            if let Some(destination) = self.destination(
-                config,
-                &destination_path,
-                route_name,
-                route_timeout_ms,
-                route_retries,
-                route_fault,
-            ) {
+            if let Some(destination) = self.destination(config, &destination_path, route) {
                 if !versions.insert(destination.version.clone()) {
                     self.error(
                         &join(&destination_path, "version"),
@@ -552,7 +877,8 @@ impl Checker {
             return None;
         }
         let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
-        if total == 0 {
+        // With a ramp, the route's ramp checks the weights it moves.
+        if total == 0 && route.ramp_version.is_none() {
             self.error(
                 path,
                 "the weights add up to 0; at least one must be above 0",
@@ -566,11 +892,10 @@ impl Checker {
         &mut self,
         config: &DestinationConfig,
         path: &str,
-        route_name: &str,
-        route_timeout_ms: Option<u64>,
-        route_retries: Option<&RetryHeaders>,
-        route_fault: Option<&Fault>,
+        route: &RouteDefaults<'_>,
     ) -> Option<Destination> {
+        let ramped =
+            route.ramp_version.is_some() && config.version.as_deref() == route.ramp_version;
         let version = match &config.version {
             Some(version) => self.name(version, &join(path, "version")),
             None => {
@@ -583,6 +908,15 @@ impl Checker {
             None => Some(None),
         };
         let weight = match &config.weight {
+            Some(_) if ramped => {
+                self.error(
+                    &join(path, "weight"),
+                    "this version's weight is the route's ramp's; leave it out",
+                );
+                None
+            }
+            // The ramp's `from`, filled in once the ramp is checked.
+            None if ramped => Some(0),
             Some(weight) => self.weight(weight, &join(path, "weight")),
             None => {
                 self.error(
@@ -606,16 +940,17 @@ impl Checker {
         };
         let (version, cluster, weight, timeout, retries, fault) =
             (version?, cluster?, weight?, timeout?, retries?, fault?);
-        let deadline_ms = timeout.or(route_timeout_ms);
+        let deadline_ms = timeout.or(route.timeout_ms);
         Some(Destination {
-            metric_names: DestinationMetricNames::new(route_name, &version),
+            metric_names: DestinationMetricNames::new(route.name, &version),
+            sticky_seed: version_seed(&version),
             version,
             cluster,
             weight,
             deadline_ms,
             deadline_header_value: deadline_ms.map(|ms| ms.to_string()),
-            retries: retries.or_else(|| route_retries.cloned()),
-            fault: fault.as_ref().or(route_fault).map(FaultPlan::new),
+            retries: retries.or_else(|| route.retries.cloned()),
+            fault: fault.as_ref().or(route.fault).map(FaultPlan::new),
         })
     }
 
@@ -677,16 +1012,18 @@ impl Checker {
             self.error(path, "required: a percentage from 0 to 100");
             return None;
         };
-        self.basis_points(value, path, 100.0)
+        self.basis_points(value, path, 100)
     }
 
-    /// A percentage from 0 to `max` with at most two decimals, in hundredths of a percent.
-    fn basis_points(&mut self, value: &Value, path: &str, max: f64) -> Option<u32> {
+    /// A percentage from 0 to `max_percent` with at most two decimals, in hundredths of a
+    /// percent. (The bound is a whole number: formatting a float would link in the float
+    /// printing code, some 13 KB of the module, for one message.)
+    fn basis_points(&mut self, value: &Value, path: &str, max_percent: u32) -> Option<u32> {
         let percent = self.number_in(
             value,
             path,
-            (0.0, max),
-            &format!("a percentage from 0 to {max} with at most two decimals"),
+            (0.0, f64::from(max_percent)),
+            &format!("a percentage from 0 to {max_percent} with at most two decimals"),
         )?;
         let basis_points = (percent * 100.0).round();
         if (basis_points - percent * 100.0).abs() > 1e-6 {
@@ -799,7 +1136,7 @@ impl Checker {
             Some(value) => self.basis_points(
                 value,
                 &join(path, "probe_percent"),
-                f64::from(MAX_PROBE_BASIS_POINTS) / 100.0,
+                MAX_PROBE_BASIS_POINTS / 100,
             ),
             None => Some(0),
         };
@@ -924,29 +1261,213 @@ impl Checker {
     /// Any JSON value may arrive here: what is not an integer from 0 to [`MAX_WEIGHT`] is
     /// reported, with the value.
     fn weight(&mut self, value: &Value, path: &str) -> Option<u32> {
-        let weight = match value {
-            Value::Number(number) => match number.as_u64() {
-                Some(integer) => Some(integer),
-                // Istio hands pluginConfig numbers over as doubles, so 70.0 must read as 70.
-                None => number
-                    .as_f64()
-                    .filter(|float| float.fract() == 0.0 && (0.0..=1e9).contains(float))
-                    .map(|float| float as u64),
-            },
-            _ => None,
+        self.integer_in(value, path, (0, MAX_WEIGHT))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The canary fields: sticky, override_header, ramp. (The other fields' checks are tested
+    //! in `crate::config`, through `compile`.)
+    use crate::config::compile;
+    use crate::plan::{Plan, StickyKey};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    /// A route `r` with v1 (weight 100) and v2 (weight 0 unless the ramp has it), plus `fields`.
+    fn route_with(fields: &str) -> String {
+        let v2 = if fields.contains("\"ramp\"") {
+            r#"{ "version": "v2" }"#
+        } else {
+            r#"{ "version": "v2", "weight": 0 }"#
         };
-        let weight = weight
-            .and_then(|weight| u32::try_from(weight).ok())
-            .filter(|weight| *weight <= MAX_WEIGHT);
-        if weight.is_none() {
-            self.error(
-                path,
-                format!(
-                    "expected an integer from 0 to {MAX_WEIGHT}, got {}",
-                    show(value)
-                ),
-            );
+        format!(
+            r#"{{ "routes": [ {{ "name": "r", {fields}
+                 "destinations": [ {{ "version": "v1", "weight": 100 }}, {v2} ] }} ] }}"#
+        )
+    }
+
+    fn compiled(fields: &str) -> Plan {
+        compile(route_with(fields).as_bytes()).unwrap()
+    }
+
+    /// Every error of a whole config, which must be refused.
+    fn refusal(json: &str) -> Vec<String> {
+        match compile(json.as_bytes()) {
+            Ok(_) => panic!("accepted: {json}"),
+            Err(errors) => errors.iter().map(ToString::to_string).collect(),
         }
-        weight
+    }
+
+    /// Every error of route `r` with these fields.
+    fn errors(fields: &str) -> Vec<String> {
+        refusal(&route_with(fields))
+    }
+
+    const RAMP: &str = r#""ramp": { "version": "v2", "from": 0, "to": 50,
+        "start": "2026-12-01T10:00:00Z", "duration": "30m", "steps": 10 },"#;
+
+    #[test]
+    fn the_issue_examples_compile() {
+        let plan = compiled(
+            r#""sticky": { "cookie": "session", "set_cookie": { "max_age": "24h" } },
+               "override_header": "X-Canary-Version","#,
+        );
+        let route = &plan.routes[0];
+        let sticky = route.sticky.as_ref().unwrap();
+        assert!(matches!(&sticky.key, StickyKey::Cookie(name) if name == "session"));
+        assert_eq!(
+            sticky.set_cookie.as_ref().unwrap().value("k"),
+            "session=k; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax"
+        );
+        assert_eq!(route.override_header.as_deref(), Some("x-canary-version"));
+
+        let plan = compiled(r#""sticky": { "header": "X-User-Id" },"#);
+        let sticky = plan.routes[0].sticky.as_ref().unwrap();
+        assert!(matches!(&sticky.key, StickyKey::Header(name) if name == "x-user-id"));
+        assert!(sticky.set_cookie.is_none());
+
+        let plan = compiled(RAMP);
+        let route = &plan.routes[0];
+        let ramp = route.ramp.as_ref().unwrap();
+        assert_eq!(
+            (ramp.destination, ramp.from, ramp.to, ramp.steps),
+            (1, 0, 50, Some(10))
+        );
+        assert_eq!(ramp.start_ms, 1_796_119_200_000);
+        assert_eq!(ramp.duration_ms, 30 * 60 * 1000);
+        assert_eq!(route.destinations[1].weight, 0, "the ramp's from");
+        assert_eq!(route.picker.weights().collect::<Vec<_>>(), [100, 0]);
+    }
+
+    #[test]
+    fn sticky_errors_name_their_field() {
+        assert_eq!(
+            errors(r#""sticky": {},"#),
+            ["routes[0].sticky: expected exactly one of header, cookie; got none"]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "header": "a", "cookie": "b" },"#),
+            ["routes[0].sticky: expected exactly one of header, cookie; got header, cookie"]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "header": "x-split-version" },"#),
+            ["routes[0].sticky.header: x-split-version is a header the filter writes; choose another"]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "header": ":path" },"#),
+            ["routes[0].sticky.header: expected an HTTP header name, got \":path\""]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "cookie": "a=b" },"#),
+            ["routes[0].sticky.cookie: expected a cookie name (an HTTP token), got \"a=b\""]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "header": "x-user", "set_cookie": { "max_age": "1h" } },"#),
+            ["routes[0].sticky.set_cookie: only with a cookie key: the filter cannot make a client send a header"]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "cookie": "s", "set_cookie": {} },"#),
+            ["routes[0].sticky.set_cookie.max_age: required: a duration such as \"24h\""]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "cookie": "s", "set_cookie": { "max_age": "1.5s" } },"#),
+            ["routes[0].sticky.set_cookie.max_age: \"1.5s\" is not a whole number of seconds (Max-Age counts seconds)"]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "cookie": "s", "set_cookie": { "max_age": "9601h" } },"#),
+            ["routes[0].sticky.set_cookie.max_age: \"9601h\" is longer than the maximum of 9600h (400 days)"]
+        );
+        assert_eq!(
+            errors(r#""sticky": { "cookie": "s", "set_cookie": { "maxage": "1h" } },"#),
+            [
+                "routes[0].sticky.set_cookie.maxage: unknown field; expected one of max_age; did you mean `max_age`?",
+                "routes[0].sticky.set_cookie.max_age: required: a duration such as \"24h\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn override_header_errors_name_their_field() {
+        assert_eq!(
+            errors(r#""override_header": "x-envoy-upstream-rq-timeout-ms","#),
+            ["routes[0].override_header: x-envoy-upstream-rq-timeout-ms is a header the filter writes; choose another"]
+        );
+        assert_eq!(
+            errors(r#""override_header": "bad header","#),
+            ["routes[0].override_header: expected an HTTP header name, got \"bad header\""]
+        );
+        let unknown = r#"{ "routes": [ { "name": "r", "override_header": "x-v",
+            "destinations": [ { "version": "unknown", "weight": 1 } ] } ] }"#;
+        let refused = refusal(unknown);
+        assert_eq!(
+            refused,
+            ["routes[0].override_header: overrides naming no version are counted as version \"unknown\", which this route has: rename that version"]
+        );
+    }
+
+    #[test]
+    fn ramp_errors_name_their_field() {
+        assert_eq!(
+            errors(r#""ramp": {},"#),
+            [
+                "routes[0].destinations[1].weight: required: an integer from 0 to 1000000",
+                "routes[0].ramp.version: required: the version whose weight moves",
+                "routes[0].ramp.from: required: an integer from 0 to 1000000",
+                "routes[0].ramp.to: required: an integer from 0 to 1000000",
+                "routes[0].ramp.start: required: an RFC 3339 time such as \"2026-12-01T10:00:00Z\"",
+                "routes[0].ramp.duration: required: a duration such as \"30m\"",
+            ]
+        );
+        assert_eq!(
+            errors(
+                r#""ramp": { "version": "v3", "from": -1, "to": 1000001, "start": "2026-12-01",
+                   "duration": "0.5s", "steps": 0 },"#
+            ),
+            [
+                "routes[0].destinations[1].weight: required: an integer from 0 to 1000000",
+                "routes[0].ramp.version: expected one of the route's versions (v1, v2), got \"v3\"",
+                "routes[0].ramp.from: expected an integer from 0 to 1000000, got -1",
+                "routes[0].ramp.to: expected an integer from 0 to 1000000, got 1000001",
+                "routes[0].ramp.start: expected an RFC 3339 time such as \"2026-12-01T10:00:00Z\" or \"2026-12-01T11:00:00+01:00\", got \"2026-12-01\"",
+                "routes[0].ramp.duration: \"0.5s\" is shorter than the minimum of 1s",
+                "routes[0].ramp.steps: expected an integer from 1 to 1000000, got 0",
+            ]
+        );
+        assert_eq!(
+            errors(&RAMP.replace("30m", "8761h")),
+            ["routes[0].ramp.duration: \"8761h\" is longer than the maximum of 8760h (a year)"]
+        );
+        assert_eq!(
+            errors(&RAMP.replace("2026-12-01T10:00:00Z", "2026-02-30T10:00:00Z")),
+            ["routes[0].ramp.start: \"2026-02-30T10:00:00Z\" is not a valid time of day and date"]
+        );
+    }
+
+    #[test]
+    fn the_ramped_version_takes_its_weight_from_the_ramp_only() {
+        let with_weight = r#"{ "routes": [ { "name": "r", "ramp": { "version": "v2", "from": 0,
+            "to": 5, "start": "2026-12-01T10:00:00Z", "duration": "1h" },
+            "destinations": [ { "version": "v1", "weight": 1 }, { "version": "v2", "weight": 3 } ] } ] }"#;
+        let refused = refusal(with_weight);
+        assert_eq!(
+            refused,
+            ["routes[0].destinations[1].weight: this version's weight is the route's ramp's; leave it out"]
+        );
+        let nothing_else = r#"{ "routes": [ { "name": "r", "ramp": { "version": "v2", "from": 0,
+            "to": 5, "start": "2026-12-01T10:00:00Z", "duration": "1h" },
+            "destinations": [ { "version": "v1", "weight": 0 }, { "version": "v2" } ] } ] }"#;
+        let refused = refusal(nothing_else);
+        assert_eq!(
+            refused,
+            ["routes[0].ramp: the other versions' weights add up to 0, so the route would have no weight while the ramp is at 0"]
+        );
+        // From 5 to 10 with nothing else is a route that always has weight.
+        assert!(compile(
+            nothing_else
+                .replace("\"from\": 0", "\"from\": 5")
+                .as_bytes()
+        )
+        .is_ok());
     }
 }

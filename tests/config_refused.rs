@@ -480,3 +480,55 @@ fn envoy_refuses_to_start_with_any_broken_config() {
         );
     }
 }
+
+/// `count` routes, each of its own path, with one destination.
+fn routes_config(count: usize) -> String {
+    let routes: Vec<String> = (0..count)
+        .map(|index| {
+            format!(
+                r#"{{ "name": "r{index}", "match": {{ "prefix": "/service-{index}/" }},
+                     "destinations": [{{ "version": "v1", "cluster": "springbootapp-v1", "weight": 1 }}] }}"#
+            )
+        })
+        .collect();
+    format!(r#"{{ "routes": [{}] }}"#, routes.join(","))
+}
+
+#[test]
+fn a_config_with_more_routes_than_the_limit_is_refused_naming_the_limit() {
+    let _machine = exclusive();
+    let failure = Envoy::try_start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&routes_config(traffic_split::limits::MAX_ROUTES + 1)),
+    )
+    .err()
+    .expect("Envoy must not start with more routes than the limit");
+    let lines = refusal_lines(&failure.log);
+    let line = lines.first().expect("a refusal line");
+    assert!(
+        line.contains("routes: 10001 routes; at most 10000"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_config_at_the_route_limit_is_served_and_its_last_route_matches() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&routes_config(traffic_split::limits::MAX_ROUTES)),
+    );
+    let last = traffic_split::limits::MAX_ROUTES - 1;
+    let response = envoy
+        .connect()
+        .get(&format!("/service-{last}/x"))
+        .expect("request");
+    assert_eq!(response.header("x-upstream-saw-version"), Some("v1"));
+    assert_eq!(
+        envoy.metrics().count(
+            "traffic_split_requests_total",
+            &[("route", &format!("r{last}")), ("version", "v1")]
+        ),
+        1
+    );
+}

@@ -37,8 +37,11 @@ fn the_shipped_module_exports_only_what_the_filter_uses() {
             "proxy_on_log",
             "proxy_on_memory_allocate",
             "proxy_on_request_headers",
-            // The guard's timer: merges outcomes into shared data (only routes with a guard
-            // set one).
+            // Sets a sticky cookie the request lacked.
+            "proxy_on_response_headers",
+            // The timer of the guard (merges outcomes into shared data), the delay faults
+            // (releases held requests) and the ramps (moves their weight gauges on a route
+            // without requests); only a config with one of them sets a tick period.
             "proxy_on_tick",
             "proxy_on_vm_start",
         ]

@@ -108,3 +108,32 @@ fn traffic_split_without_a_command_is_a_usage_error() {
         "{usage}"
     );
 }
+
+#[test]
+fn a_ramp_prints_its_schedule_step_by_step() {
+    let output = run(&["examples/configs/canary-ramp.json"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
+    let text = stdout(&output);
+    let schedule: Vec<&str> = text
+        .lines()
+        .skip_while(|line| !line.starts_with("    ramp of v2"))
+        .take(12)
+        .collect();
+    assert_eq!(
+        schedule[0],
+        "    ramp of v2: weight 0 -> 50 over 30m from 2026-12-01T10:00:00Z to 2026-12-01T10:30:00Z, in 10 equal steps:"
+    );
+    assert_eq!(schedule[1], "      2026-12-01T10:00:00Z  v2 weight 0 (0%)");
+    assert_eq!(
+        schedule[2],
+        "      2026-12-01T10:03:00Z  v2 weight 5 (9.1%)"
+    );
+    assert_eq!(
+        schedule[11],
+        "      2026-12-01T10:30:00Z  v2 weight 50 (50%)"
+    );
+    assert!(
+        text.contains("sticky by cookie session, set when missing (Path=/; Max-Age=86400; HttpOnly; SameSite=Lax); override by header x-canary-version"),
+        "{text}"
+    );
+}

@@ -41,7 +41,8 @@ pub(super) fn publish_weights(active: &Active) {
     }
 }
 
-fn publish_route(route: &Route, metrics: &[super::DestinationMetrics]) {
+/// Sets a route's weight gauges (and, on a guarded route, its ejected gauges).
+pub(super) fn publish_route(route: &Route, metrics: &[super::DestinationMetrics]) {
     let ejected = route.live.ejected();
     for ((weight, out), metrics) in route.effective_weights().iter().zip(&ejected).zip(metrics) {
         let _ = hostcalls::record_metric(metrics.weight, u64::from(*weight));

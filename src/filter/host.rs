@@ -4,7 +4,8 @@
 //! 0.2.5) panic on any status but the expected ones, and a panic in a Wasm VM is a trap that
 //! takes the VM down, so a host failure could not be handled as a value there; its header-map
 //! read also copies every pair into owned `String`s and panics on a name that is not UTF-8.
-//! These four calls, and the local reply's, are therefore declared here, on the SDK's own types, with their status
+//! These calls, a response header's add (a sticky cookie's `Set-Cookie`) and the local reply's
+//! are therefore declared here, on the SDK's own types, with their status
 //! returned to the core, which fails towards safety (`crate::stream`).
 
 use super::{Active, DestinationMetrics};
@@ -74,6 +75,16 @@ fn status_result(status: Status) -> Result<(), HostError> {
         Status::Ok => Ok(()),
         failed => Err(HostError(failed as u32)),
     }
+}
+
+/// The proxy's clock, in nanoseconds since the Unix epoch (0 if the host cannot tell).
+pub(super) fn proxy_clock_nanos() -> u64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |since_epoch| {
+            u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
+        })
 }
 
 /// Removes a request header, ignoring a failure: for a stream with no configuration, where
@@ -205,13 +216,32 @@ impl StreamHost for EnvoyHost<'_> {
         Self::integer_property(&["response", "flags"])
     }
 
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        // SAFETY: the host only reads the two slices.
+        status_result(unsafe {
+            proxy_add_header_map_value(
+                MapType::HttpResponseHeaders,
+                name.as_ptr(),
+                name.len(),
+                value.as_ptr(),
+                value.len(),
+            )
+        })
+    }
+
+    fn random_bytes(&mut self, bytes: &mut [u8]) -> Result<(), HostError> {
+        // WASI's random_get, which Envoy's Wasm host serves from its own secure source.
+        getrandom::getrandom(bytes).map_err(|error| HostError(error.code().get()))
+    }
+
     fn now_nanos(&mut self) -> u64 {
-        hostcalls::get_current_time()
-            .ok()
-            .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |since_epoch| {
-                u64::try_from(since_epoch.as_nanos()).unwrap_or(u64::MAX)
-            })
+        proxy_clock_nanos()
+    }
+
+    fn set_weight(&mut self, destination: Chosen, weight: u32) {
+        if let Some(metrics) = self.metrics(destination) {
+            let _ = hostcalls::record_metric(metrics.weight, u64::from(weight));
+        }
     }
 
     fn count(&mut self, what: Count) {
@@ -228,6 +258,14 @@ impl StreamHost for EnvoyHost<'_> {
                 .metrics(chosen)
                 .and_then(|metrics| metrics.responses.as_ref())
                 .map(|responses| responses.timeouts),
+            Count::Sticky(chosen, source) => self
+                .metrics(chosen)
+                .and_then(|metrics| metrics.sticky)
+                .and_then(|sticky| sticky.get(source.index()).copied()),
+            Count::Override(chosen) => self.metrics(chosen).and_then(|metrics| metrics.overrides),
+            Count::UnknownOverride { route } => {
+                self.active.unknown_overrides.get(route).copied().flatten()
+            }
             Count::Fault(chosen, kind) => self
                 .metrics(chosen)
                 .and_then(|metrics| metrics.faults.get(kind.index()).copied().flatten()),

@@ -10,8 +10,9 @@ mod timer;
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
 use crate::fault::FaultKind;
+use crate::limits::check_config_size;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
-use crate::plan::{self, MetricsMode, Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
+use crate::plan::{self, MetricsMode, Plan, Route, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::stream::{Stream, Verdict};
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
@@ -38,6 +39,10 @@ pub(crate) struct DestinationMetrics {
     pub guard: Option<GuardMetrics>,
     /// Injected faults, indexed by `FaultKind::index`; defined for the kinds configured.
     pub faults: [Option<u32>; 2],
+    /// By `KeySource::index`; only on sticky routes.
+    pub sticky: Option<[u32; 3]>,
+    /// Only on routes with an override header.
+    pub overrides: Option<u32>,
 }
 
 pub(crate) struct GuardMetrics {
@@ -58,6 +63,8 @@ pub(crate) struct Active {
     pub plan: Plan,
     /// `metrics[route][destination]`, parallel to `plan.routes[route].destinations`.
     pub metrics: Vec<Vec<DestinationMetrics>>,
+    /// Per route: the counter of overrides naming no version, on routes with an override header.
+    pub unknown_overrides: Vec<Option<u32>>,
     pub unmatched: u32,
     pub host_errors: u32,
     /// Defined only for the pass-through plan of a refused config.
@@ -80,7 +87,12 @@ struct SplitRoot {
 impl Context for SplitRoot {}
 
 impl RootContext for SplitRoot {
-    fn on_configure(&mut self, _plugin_configuration_size: usize) -> bool {
+    fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
+        // Refused unread: reading it would grow the VM's memory for good.
+        if let Some(too_large) = check_config_size(plugin_configuration_size) {
+            log::error!("traffic-split: configuration refused: {too_large}");
+            return false;
+        }
         let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(json) => json.unwrap_or_default(),
             Err(status) => {
@@ -113,10 +125,13 @@ impl RootContext for SplitRoot {
         let level = plan.log_level;
         match define_metrics(plan) {
             Ok(active) => {
+                // Every ramp where the clock has it, before the gauges are first set.
+                follow_ramps(&active);
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
-                    "traffic-split: configured {} route(s)",
-                    active.plan.routes.len()
+                    "traffic-split: configured {} route(s); VM memory {} KiB",
+                    active.plan.routes.len(),
+                    vm_memory_kib()
                 );
                 let plugin = hostcalls::get_property(vec!["plugin_name"])
                     .ok()
@@ -124,8 +139,9 @@ impl RootContext for SplitRoot {
                     .and_then(|name| String::from_utf8(name).ok())
                     .unwrap_or_default();
                 self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
+                let ramped = active.plan.routes.iter().any(|route| route.ramp.is_some());
                 self.timer
-                    .set_guarded(self.guard_keys.iter().any(Option::is_some));
+                    .set_periodic(self.guard_keys.iter().any(Option::is_some), ramped);
                 guard::publish_weights(&active);
                 self.active = Some(Rc::new(active));
                 true
@@ -155,6 +171,12 @@ impl RootContext for SplitRoot {
     fn on_tick(&mut self) {
         if let Some(active) = &self.active {
             guard::merge_all(active, &self.guard_keys);
+            // A ramp's gauges move on time on a route without requests.
+            for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
+                if route.follow_ramp(host::proxy_clock_nanos()) {
+                    guard::publish_route(route, metrics);
+                }
+            }
         }
         let now_ms = timer::now_ms();
         let due = self.timer.due(now_ms);
@@ -170,6 +192,13 @@ impl RootContext for SplitRoot {
         }
         self.timer.arm(now_ms);
     }
+}
+
+/// The VM's linear memory: it grows to the peak of compiling a config and never shrinks, so
+/// this is what a config costs each worker (`make bench-scale` reads it from the log).
+fn vm_memory_kib() -> usize {
+    const WASM_PAGE_KIB: usize = 64;
+    core::arch::wasm32::memory_size(0) * WASM_PAGE_KIB
 }
 
 fn sdk_log_level(level: plan::LogLevel) -> LogLevel {
@@ -234,6 +263,14 @@ impl HttpContext for SplitStream {
         }
     }
 
+    /// Only a stream owing its client a sticky cookie does anything here.
+    fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        if let Some(active) = &self.active {
+            self.stream.on_response_headers(&mut EnvoyHost::new(active));
+        }
+        Action::Continue
+    }
+
     /// The stream's end, at Envoy's access log: the response code and flags are final.
     fn on_log(&mut self) {
         if let Some(active) = &self.active {
@@ -243,10 +280,19 @@ impl HttpContext for SplitStream {
     }
 }
 
+/// Brings every ramp to the proxy's clock (the gauges are set after).
+fn follow_ramps(active: &Active) {
+    let now_nanos = host::proxy_clock_nanos();
+    for route in &active.plan.routes {
+        route.follow_ramp(now_nanos);
+    }
+}
+
 fn define_metrics(plan: Plan) -> Result<Active, Status> {
     let unmatched = define_metric(MetricType::Counter, UNMATCHED)?;
     let host_errors = define_metric(MetricType::Counter, HOST_ERRORS)?;
     let mut metrics = Vec::with_capacity(plan.routes.len());
+    let mut unknown_overrides = Vec::with_capacity(plan.routes.len());
     for route in &plan.routes {
         let mut route_metrics = Vec::with_capacity(route.destinations.len());
         for destination in &route.destinations {
@@ -260,9 +306,17 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
                 plan.metrics,
                 route.guard.is_some(),
                 &fault_kinds,
+                route,
             )?);
         }
         metrics.push(route_metrics);
+        unknown_overrides.push(match route.override_header {
+            Some(_) => Some(define_metric(
+                MetricType::Counter,
+                &route.metric_names.unknown_overrides,
+            )?),
+            None => None,
+        });
     }
     let invalid_config = if plan.pass_through {
         Some(define_metric(MetricType::Counter, INVALID_CONFIG_REQUESTS)?)
@@ -272,6 +326,7 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
     Ok(Active {
         plan,
         metrics,
+        unknown_overrides,
         unmatched,
         host_errors,
         invalid_config,
@@ -283,6 +338,7 @@ fn define_destination_metrics(
     mode: MetricsMode,
     guarded: bool,
     fault_kinds: &[FaultKind],
+    route: &Route,
 ) -> Result<DestinationMetrics, Status> {
     let mut faults = [None, None];
     for kind in fault_kinds {
@@ -319,11 +375,28 @@ fn define_destination_metrics(
             })
         }
     };
+    let sticky = match route.sticky {
+        Some(_) => {
+            let [header, cookie, none] = &names.sticky;
+            Some([
+                define_metric(MetricType::Counter, header)?,
+                define_metric(MetricType::Counter, cookie)?,
+                define_metric(MetricType::Counter, none)?,
+            ])
+        }
+        None => None,
+    };
+    let overrides = match route.override_header {
+        Some(_) => Some(define_metric(MetricType::Counter, &names.overrides)?),
+        None => None,
+    };
     Ok(DestinationMetrics {
         requests,
         responses,
         weight,
         guard,
         faults,
+        sticky,
+        overrides,
     })
 }

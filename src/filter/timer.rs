@@ -1,5 +1,6 @@
-//! The root context's timer, shared by the guard (a merge every [`GUARD_TICK`]) and the delay
-//! faults (a held request resumes when its delay is up).
+//! The root context's timer, shared by the guard (a merge every [`GUARD_TICK`]), the delay
+//! faults (a held request resumes when its delay is up) and the ramps (their weight gauges move
+//! every [`RAMP_TICK`] on a route without requests).
 //!
 //! proxy-wasm has one timer per root context, whose period Envoy applies from the next firing
 //! on: a new, shorter wait must first stop the timer (period 0) and then set the period, which
@@ -8,20 +9,19 @@
 
 use proxy_wasm::hostcalls;
 use std::cell::{Cell, RefCell};
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often each worker merges its guard outcomes into the shared state and reads the
 /// decisions: the longest a worker's split lags behind a trip (docs/config.md).
 pub(super) const GUARD_TICK: Duration = Duration::from_millis(250);
 
+/// How often a configuration with a ramp brings its ramps and weight gauges up to the clock.
+/// Requests do not wait for it: each reads the clock itself.
+pub(super) const RAMP_TICK: Duration = Duration::from_secs(1);
+
 /// Envoy's wall clock in milliseconds.
 pub(super) fn now_ms() -> u64 {
-    hostcalls::get_current_time()
-        .ok()
-        .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
-        .map_or(0, |since| {
-            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
-        })
+    super::host::proxy_clock_nanos() / 1_000_000
 }
 
 /// Requests held by a delay fault, and the timer that releases them.
@@ -29,6 +29,8 @@ pub(super) fn now_ms() -> u64 {
 pub(super) struct Timer {
     /// Whether any route of the configuration has a guard.
     guarded: Cell<bool>,
+    /// Whether any route of the configuration has a ramp.
+    ramped: Cell<bool>,
     /// The period the timer was last set to, in ms (0: stopped).
     period_ms: Cell<u64>,
     /// `(stream context id, release time in ms)`.
@@ -36,8 +38,10 @@ pub(super) struct Timer {
 }
 
 impl Timer {
-    pub fn set_guarded(&self, guarded: bool) {
+    /// What the configuration needs the timer for, besides held requests.
+    pub fn set_periodic(&self, guarded: bool, ramped: bool) {
         self.guarded.set(guarded);
+        self.ramped.set(ramped);
         self.arm(now_ms());
     }
 
@@ -79,12 +83,13 @@ impl Timer {
             .and_then(|held| held.iter().map(|(_, release)| *release).min())
             .map(|release| release.saturating_sub(now_ms).max(1));
         let guard_ms = self.guarded.get().then_some(GUARD_TICK.as_millis() as u64);
-        let wanted = match (next_release, guard_ms) {
-            (Some(release), Some(guard)) => release.min(guard),
-            (Some(release), None) => release,
-            (None, Some(guard)) => guard,
-            (None, None) => 0,
-        };
+        let ramp_ms = self.ramped.get().then_some(RAMP_TICK.as_millis() as u64);
+        // The earliest of what is waited for; 0 (stopped) when nothing is.
+        let wanted = [next_release, guard_ms, ramp_ms]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(0);
         let current = self.period_ms.get();
         if wanted == current {
             return;

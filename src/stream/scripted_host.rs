@@ -19,6 +19,9 @@ pub struct ScriptedHost {
     pub fail_response_code: bool,
     pub fail_response_flags: bool,
     pub fail_local_reply: bool,
+    pub fail_random: bool,
+    /// The random bytes handed out, one each, from this value on.
+    pub random_seed: u8,
     pub response_code: Option<i64>,
     pub response_flags: Option<u64>,
     pub clock: u64,
@@ -31,6 +34,10 @@ pub struct ScriptedHost {
     pub durations: Vec<(Chosen, u64)>,
     /// Local replies sent: (status, body, the header's name).
     pub local_replies: Vec<(u16, String, String)>,
+    /// Response headers added (a sticky cookie's `Set-Cookie`).
+    pub response_headers: Vec<(String, String)>,
+    /// The weight gauges set: (destination, weight).
+    pub weights_set: Vec<(Chosen, u32)>,
 }
 
 impl ScriptedHost {
@@ -108,6 +115,26 @@ impl StreamHost for ScriptedHost {
         Ok(())
     }
 
+    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if self.fail_writes_of.iter().any(|failing| failing == name) {
+            return Err(self.fail());
+        }
+        self.response_headers
+            .push((name.to_string(), value.to_string()));
+        Ok(())
+    }
+
+    fn random_bytes(&mut self, bytes: &mut [u8]) -> Result<(), HostError> {
+        if self.fail_random {
+            return Err(self.fail());
+        }
+        for byte in bytes {
+            *byte = self.random_seed;
+            self.random_seed = self.random_seed.wrapping_add(1);
+        }
+        Ok(())
+    }
+
     fn response_code(&mut self) -> Result<Option<i64>, HostError> {
         if self.fail_response_code {
             return Err(self.fail());
@@ -129,6 +156,10 @@ impl StreamHost for ScriptedHost {
 
     fn count(&mut self, what: Count) {
         self.counts.push(what);
+    }
+
+    fn set_weight(&mut self, destination: Chosen, weight: u32) {
+        self.weights_set.push((destination, weight));
     }
 
     fn send_local_reply(

@@ -237,6 +237,61 @@ impl EnvoyConfig {
         self
     }
 
+    /// Runs `workers` worker threads, each with its own Wasm VM and round robin, and spreads the
+    /// front listener's connections over them evenly (Envoy's exact balance): connections open
+    /// at the same time are on different workers. [`Envoy::connections_per_worker`] tells.
+    pub fn with_balanced_workers(mut self, workers: u32) -> EnvoyConfig {
+        self = self.with_concurrency(workers);
+        let front = &mut self.document["static_resources"]["listeners"][0];
+        front["connection_balance_config"] =
+            serde_yaml::from_str("{ exact_balance: {} }").expect("valid YAML");
+        // Its stats under its own name, not under its address (port 0, like others').
+        front["stat_prefix"] = Value::from("front");
+        self
+    }
+
+    /// Takes the 5 ms delay off v2, for tests that send thousands of requests to it.
+    pub fn without_v2_delay(mut self) -> EnvoyConfig {
+        if let Some(listeners) = self.document["static_resources"]["listeners"].as_sequence_mut() {
+            for listener in listeners {
+                if listener["name"].as_str() != Some("springbootapp-v2") {
+                    continue;
+                }
+                let filters =
+                    &mut listener["filter_chains"][0]["filters"][0]["typed_config"]["http_filters"];
+                if let Some(filters) = filters.as_sequence_mut() {
+                    filters.retain(|filter| filter["name"] != "envoy.filters.http.fault");
+                }
+            }
+        }
+        self
+    }
+
+    /// Makes both demo upstreams echo a request header they received, as
+    /// `x-upstream-saw-<header>`, so a test can see what reached them.
+    pub fn upstreams_echo(mut self, header: &str) -> EnvoyConfig {
+        if let Some(listeners) = self.document["static_resources"]["listeners"].as_sequence_mut() {
+            for listener in listeners {
+                let Some(name) = listener["name"].as_str() else {
+                    continue;
+                };
+                if !name.starts_with("springbootapp-") {
+                    continue;
+                }
+                let virtual_host = &mut listener["filter_chains"][0]["filters"][0]["typed_config"]
+                    ["route_config"]["virtual_hosts"][0];
+                let echo: Value = serde_yaml::from_str(&format!(
+                    "header: {{ key: x-upstream-saw-{header}, value: \"%REQ({header})%\" }}"
+                ))
+                .expect("valid YAML");
+                if let Some(added) = virtual_host["response_headers_to_add"].as_sequence_mut() {
+                    added.push(echo);
+                }
+            }
+        }
+        self
+    }
+
     /// The plugin configuration currently in the document.
     pub fn plugin_config(&mut self) -> String {
         self.wasm_filter_config()["configuration"]["value"]
@@ -779,6 +834,27 @@ impl Envoy {
                 line.starts_with("traffic_split_") || line.starts_with("# TYPE traffic_split_")
             })
             .map(str::to_string)
+            .collect()
+    }
+
+    /// How many connections each worker thread has accepted on the front listener, by worker
+    /// (Envoy's `listener.front.worker_<n>.downstream_cx_total`), with
+    /// [`EnvoyConfig::with_balanced_workers`].
+    pub fn connections_per_worker(&self) -> BTreeMap<String, u64> {
+        let response = http::get(self.admin, "/stats").expect("read /stats");
+        let prefix = "listener.front.";
+        response
+            .body_text()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
+                let worker = name
+                    .strip_prefix(prefix)?
+                    .strip_suffix(".downstream_cx_total")?;
+                worker
+                    .starts_with("worker_")
+                    .then(|| (worker.to_string(), value.trim().parse().unwrap_or(0)))
+            })
             .collect()
     }
 
