@@ -50,7 +50,7 @@ impl Plan {
         Plan {
             version_header,
             cluster_header,
-            routes: RouteTable::new(Vec::new()),
+            routes: RouteTable::empty(),
             metrics: MetricsMode::Requests,
             log_level: LogLevel::default(),
             pass_through: true,

@@ -41,6 +41,15 @@ struct PrefixEntry {
 }
 
 impl RouteTable {
+    /// No routes (a pass-through plan's).
+    pub fn empty() -> Self {
+        RouteTable {
+            routes: Vec::new(),
+            exact: HashMap::new(),
+            prefixes: Vec::new(),
+        }
+    }
+
     /// Indexes the routes; their order is the order they are tried in.
     pub fn new(routes: Vec<Route>) -> Self {
         let mut exact: HashMap<Box<[u8]>, Vec<usize>> = HashMap::new();

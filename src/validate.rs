@@ -105,15 +105,9 @@ const LOG_LEVELS: &[(&str, LogLevel)] = &[
 ];
 
 /// `"on_invalid_config"` as the config spells it.
-const ON_INVALID_CONFIG: &[(&str, ())] = &[("refuse", ()), (PASS_THROUGH, ())];
+const ON_INVALID_CONFIG: &[&str] = &["refuse", PASS_THROUGH];
 /// The `on_invalid_config` value that asks for the pass-through plan.
 pub const PASS_THROUGH: &str = "pass_through";
-
-/// Whether a header name is one the config may own: an RFC 9110 token, not a pseudo-header,
-/// not Envoy's deadline header.
-pub fn is_ownable_header_name(name: &str) -> bool {
-    is_token(name) && !name.eq_ignore_ascii_case(DEADLINE_HEADER)
-}
 
 /// Checks a config and builds its plan, or returns every error found.
 pub fn validate(config: &PluginConfig) -> Result<Plan, Vec<ConfigError>> {
@@ -317,12 +311,14 @@ impl Checker {
             LogLevel::default(),
         );
         // Only checked here: it matters once a config is refused (config::pass_through).
-        self.keyword(
-            config.on_invalid_config.as_deref(),
-            "on_invalid_config",
-            ON_INVALID_CONFIG,
-            (),
-        );
+        if let Some(given) = config.on_invalid_config.as_deref() {
+            if !ON_INVALID_CONFIG.contains(&given) {
+                self.error(
+                    "on_invalid_config",
+                    format!(r#"expected one of "refuse", "{PASS_THROUGH}", got {given:?}"#),
+                );
+            }
+        }
         Some(Plan {
             version_header: version_header?,
             cluster_header: cluster_header?,

@@ -8,23 +8,37 @@
 //! `traffic_split_invalid_config_requests_total`; the adapter logs the config's errors at
 //! error level when it accepts it.
 //!
-//! Only the top level is read, leniently: the rest of the config is what was refused.
+//! Only the top level is read, leniently: the rest of the config is what was refused. The
+//! module's size is a target (docs/performance.md): this reads with code the compiler already
+//! has.
 
 use crate::plan::{Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
-use crate::validate::{is_ownable_header_name, PASS_THROUGH};
-use serde_json::{Map, Value};
+use crate::validate::PASS_THROUGH;
 
 /// The pass-through plan for a refused config, if its top level is a JSON object with
 /// `"on_invalid_config": "pass_through"`. Its `version_header` and `cluster_header` are owned
-/// where they are valid and differ, the defaults otherwise.
+/// where they are strings that are not pseudo-headers and differ, the defaults otherwise.
 pub fn pass_through_plan(json: &[u8]) -> Option<Plan> {
-    let value: Value = serde_json::from_slice(json).ok()?;
-    let object = value.as_object()?;
-    if object.get("on_invalid_config")?.as_str()? != PASS_THROUGH {
+    // The compiler's own parser: its errors are the refusal's, already reported.
+    let value = super::read::parse_json(json, &mut Vec::new())?;
+    let mut asked = false;
+    let mut version = DEFAULT_VERSION_HEADER;
+    let mut cluster = DEFAULT_CLUSTER_HEADER;
+    // One pass over the top level (rather than a lookup per field): the module carries no
+    // map lookup code for it.
+    for (key, value) in value.as_object()? {
+        let text = value.as_str();
+        match key.as_str() {
+            "on_invalid_config" => asked = text == Some(PASS_THROUGH),
+            "version_header" => version = ownable(text).unwrap_or(version),
+            "cluster_header" => cluster = ownable(text).unwrap_or(cluster),
+            _ => {}
+        }
+    }
+    if !asked {
         return None;
     }
-    let version = header_name(object, "version_header", DEFAULT_VERSION_HEADER);
-    let cluster = header_name(object, "cluster_header", DEFAULT_CLUSTER_HEADER);
+    let (version, cluster) = (version.to_ascii_lowercase(), cluster.to_ascii_lowercase());
     Some(if version == cluster {
         Plan::pass_through(
             DEFAULT_VERSION_HEADER.to_string(),
@@ -35,13 +49,10 @@ pub fn pass_through_plan(json: &[u8]) -> Option<Plan> {
     })
 }
 
-fn header_name(object: &Map<String, Value>, field: &str, default: &str) -> String {
-    object
-        .get(field)
-        .and_then(Value::as_str)
-        .filter(|name| is_ownable_header_name(name))
-        .unwrap_or(default)
-        .to_ascii_lowercase()
+/// A header name pass-through may remove: any but a pseudo-header (`:path`), whose removal
+/// would break the request. A name Envoy cannot hold is a removal that finds nothing.
+fn ownable(name: Option<&str>) -> Option<&str> {
+    name.filter(|name| !name.is_empty() && !name.starts_with(':'))
 }
 
 #[cfg(test)]
@@ -88,8 +99,8 @@ mod tests {
     #[test]
     fn header_names_it_cannot_own_fall_back_to_the_defaults() {
         for json in [
-            &br#"{ "on_invalid_config": "pass_through", "version_header": "x bad", "cluster_header": 7 }"#[..],
-            br#"{ "on_invalid_config": "pass_through", "version_header": ":path", "cluster_header": "x-envoy-upstream-rq-timeout-ms" }"#,
+            &br#"{ "on_invalid_config": "pass_through", "version_header": "", "cluster_header": 7 }"#[..],
+            br#"{ "on_invalid_config": "pass_through", "version_header": ":path", "cluster_header": ":authority" }"#,
             br#"{ "on_invalid_config": "pass_through", "version_header": "x-same", "cluster_header": "X-Same" }"#,
         ] {
             let plan = pass_through_plan(json).expect("a pass-through plan");

@@ -102,25 +102,16 @@ impl RootContext for SplitRoot {
         };
         let plan = match compile(&json) {
             Ok(plan) => plan,
-            Err(errors) => match pass_through_plan(&json) {
-                // Loud, and at error level so no log_level silences it.
-                Some(plan) => {
-                    log::error!(
-                        "traffic-split: configuration INVALID, accepted only because it sets on_invalid_config: pass_through: no request is split, every one loses {} and {} and is counted in traffic_split_invalid_config_requests_total: {}",
-                        plan.version_header,
-                        plan.cluster_header,
-                        describe_errors(&errors)
-                    );
-                    plan
-                }
-                None => {
-                    log::error!(
-                        "traffic-split: configuration refused: {}",
-                        describe_errors(&errors)
-                    );
+            Err(errors) => {
+                let errors = describe_errors(&errors);
+                let Some(plan) = pass_through_plan(&json) else {
+                    log::error!("traffic-split: configuration refused: {errors}");
                     return false;
-                }
-            },
+                };
+                // Loud, and at error level so no log_level silences it.
+                log::error!("traffic-split: configuration INVALID, accepted as on_invalid_config: pass_through asks: no request is split, each loses the version and cluster headers and is counted in traffic_split_invalid_config_requests_total: {errors}");
+                plan
+            }
         };
         let level = plan.log_level;
         match define_metrics(plan) {
