@@ -326,7 +326,8 @@ fn with_header_matcher(matcher: &str) -> String {
 /// Broken configs, each with an error it must be refused with, exactly as written
 /// (`path: message`). By kind: malformed JSON, wrong types, unknown fields, missing or empty
 /// parts, duplicates, names, weights, regexes, durations, matchers, header names, and the
-/// fields of metrics, logging, the guard, retries, faults and on_invalid_config.
+/// fields of metrics, logging, the guard, retries, sticky splits, overrides, ramps, faults and
+/// on_invalid_config.
 fn broken_configs() -> Vec<(String, &'static str)> {
     let d = with_destinations;
     let r = with_route_field;
@@ -345,7 +346,7 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         (h(r#"{ "name": "x-env", "present": "yes" }"#), r#"routes[0].match.headers[0].present: expected a boolean, got "yes""#),
         // Unknown fields, with the one most likely meant.
         (t(r#""rutes": 1"#), "rutes: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config; did you mean `routes`?"),
-        (r(r#""timeot": "2ms""#), "routes[0].timeot: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault; did you mean `timeout`?"),
+        (r(r#""timeot": "2ms""#), "routes[0].timeot: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, ramp; did you mean `timeout`?"),
         (d(r#"{ "version": "v1", "wieght": 1 }"#), "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?"),
         (r(r#""match": { "prefx": "/hello" }"#), "routes[0].match.prefx: unknown field; expected one of prefix, exact, regex, methods, headers; did you mean `prefix`?"),
         (h(r#"{ "name": "x-env", "exakt": "prod" }"#), "routes[0].match.headers[0].exakt: unknown field; expected one of name, exact, prefix, regex, present; did you mean `exact`?"),
@@ -404,6 +405,12 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         // Retries.
         (r(r#""retries": { "attempts": 11, "retry_on": "5xx" }"#), "routes[0].retries.attempts: expected an integer from 0 to 10, got 11"),
         (r(r#""retries": { "attempts": 2, "retry_on": "sometimes" }"#), r#"routes[0].retries.retry_on: unknown retry condition "sometimes"; expected a comma-separated list of 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure"#),
+        // Sticky splits, overrides, ramps.
+        (r(r#""sticky": { "header": "x-user", "cookie": "session" }"#), "routes[0].sticky: expected exactly one of header, cookie; got header, cookie"),
+        (r(r#""sticky": { "header": "x-user", "set_cookie": { "max_age": "1h" } }"#), "routes[0].sticky.set_cookie: only with a cookie key: the filter cannot make a client send a header"),
+        (r(r#""override_header": "bad header""#), r#"routes[0].override_header: expected an HTTP header name, got "bad header""#),
+        (r(r#""ramp": { "version": "v3", "from": 0, "to": 50, "start": "2026-12-01T10:00:00Z", "duration": "30m" }"#), r#"routes[0].ramp.version: expected one of the route's versions (v1, v2), got "v3""#),
+        (r(r#""ramp": { "version": "v2", "from": 0, "to": 50, "start": "tomorrow", "duration": "30m" }"#), r#"routes[0].ramp.start: expected an RFC 3339 time such as "2026-12-01T10:00:00Z" or "2026-12-01T11:00:00+01:00", got "tomorrow""#),
         // Faults.
         (r(r#""fault": { }"#), "routes[0].fault: expected at least one of abort, delay"),
         (r(r#""fault": { "abort": { "status": 600, "percent": 10 } }"#), "routes[0].fault.abort.status: expected an integer from 200 to 599, got 600"),
