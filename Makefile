@@ -85,10 +85,12 @@ cargo-build: rust-targets
 
 # The module we ship: Envoy enters a module for every callback it exports, and the SDK exports
 # all of them, so wasm-metadce keeps only the exports in $(MODULE_EXPORTS) (the callbacks the
-# filter implements, and what the SDK needs to create and free contexts); then wasm-opt -Oz.
+# filter implements, and what the SDK needs to create and free contexts); then wasm-opt -Oz,
+# run until it converges.
 # tests/module_exports.rs checks the result. docs/performance.md has the figures.
 shrink = wasm-metadce -f $(MODULE_EXPORTS) $(1) -o $(2).dce.wasm >/dev/null && \
-  wasm-opt -Oz --strip-debug --strip-producers $(2).dce.wasm -o $(2) && rm -f $(2).dce.wasm
+  wasm-opt -Oz --converge --strip-debug --strip-producers $(2).dce.wasm -o $(2) && \
+  rm -f $(2).dce.wasm
 
 .PHONY: build
 build: cargo-build binaryen
