@@ -77,7 +77,7 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
                 }
                 let _ = hostcalls::increment_metric(active.host_errors, 1);
                 log::warn!(
-                    "traffic-split: guard of route {}: shared data unavailable ({status:?})",
+                    "guard of route {}: shared data unavailable ({status:?})",
                     route.name
                 );
             }
@@ -130,7 +130,7 @@ fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEve
                 let _ = hostcalls::increment_metric(ids.trips, 1);
             }
             log::warn!(
-                "traffic-split: guard: route {} version {} out of the split for {} ms: {} errors in {} requests",
+                "guard: route {} version {} out of the split for {} ms: {} errors in {} requests",
                 route.name,
                 version(destination),
                 until_ms.saturating_sub(now_ms()),
@@ -140,7 +140,7 @@ fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEve
         }
         GuardEvent::Returned { destination, early } => {
             log::info!(
-                "traffic-split: guard: route {} version {} back in the split{}",
+                "guard: route {} version {} back in the split{}",
                 route.name,
                 version(destination),
                 if early { " (its probes succeeded)" } else { "" }
@@ -154,7 +154,7 @@ fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEve
                 let _ = hostcalls::increment_metric(ids.held, 1);
             }
             log::warn!(
-                "traffic-split: guard: route {} version {} is failing ({} errors in {} requests) but is the last version with weight: kept in the split",
+                "guard: route {} version {} is failing ({} errors in {} requests) but is the last version with weight: kept in the split",
                 route.name,
                 version(destination),
                 window.errors,

@@ -90,13 +90,13 @@ impl RootContext for SplitRoot {
     fn on_configure(&mut self, plugin_configuration_size: usize) -> bool {
         // Refused unread: reading it would grow the VM's memory for good.
         if let Some(too_large) = check_config_size(plugin_configuration_size) {
-            log::error!("traffic-split: configuration refused: {too_large}");
+            log::error!("configuration refused: {too_large}");
             return false;
         }
         let json = match hostcalls::get_buffer(BufferType::PluginConfiguration, 0, usize::MAX) {
             Ok(json) => json.unwrap_or_default(),
             Err(status) => {
-                log::error!("traffic-split: configuration refused: reading it failed: {status:?}");
+                log::error!("configuration refused: reading it failed: {status:?}");
                 return false;
             }
         };
@@ -105,11 +105,11 @@ impl RootContext for SplitRoot {
             Err(errors) => {
                 let errors = describe_errors(&errors);
                 let Some(plan) = pass_through_plan(&json) else {
-                    log::error!("traffic-split: configuration refused: {errors}");
+                    log::error!("configuration refused: {errors}");
                     return false;
                 };
                 // Loud, and at error level so no log_level silences it.
-                log::error!("traffic-split: configuration INVALID, accepted as on_invalid_config: pass_through asks: no request is split, each loses the version and cluster headers and is counted in traffic_split_invalid_config_requests_total: {errors}");
+                log::error!("configuration INVALID, accepted as on_invalid_config: pass_through asks: no request is split, each loses the version and cluster headers and is counted in traffic_split_invalid_config_requests_total: {errors}");
                 plan
             }
         };
@@ -120,7 +120,7 @@ impl RootContext for SplitRoot {
                 follow_ramps(&active);
                 proxy_wasm::set_log_level(sdk_log_level(level));
                 log::info!(
-                    "traffic-split: configured {} route(s); VM memory {} KiB",
+                    "configured {} route(s); VM memory {} KiB",
                     active.plan.routes.len(),
                     vm_memory_kib()
                 );
@@ -138,9 +138,7 @@ impl RootContext for SplitRoot {
                 true
             }
             Err(status) => {
-                log::error!(
-                    "traffic-split: configuration refused: defining metrics failed: {status:?}"
-                );
+                log::error!("configuration refused: defining metrics failed: {status:?}");
                 false
             }
         }
