@@ -261,7 +261,7 @@ impl StreamHost for EnvoyHost<'_> {
             Count::Sticky(chosen, source) => self
                 .metrics(chosen)
                 .and_then(|metrics| metrics.sticky)
-                .and_then(|sticky| sticky.get(source.index()).copied()),
+                .and_then(|sticky| sticky.get(source.index()).copied().flatten()),
             Count::Override(chosen) => self.metrics(chosen).and_then(|metrics| metrics.overrides),
             Count::UnknownOverride { route } => {
                 self.active.unknown_overrides.get(route).copied().flatten()

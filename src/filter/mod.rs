@@ -12,7 +12,9 @@ use crate::config::{compile, describe_errors};
 use crate::fault::FaultKind;
 use crate::limits::check_config_size;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
-use crate::plan::{self, MetricsMode, Plan, Route, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
+use crate::plan::{
+    self, MetricsMode, Plan, Route, StickyKey, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+};
 use crate::stream::{Stream, Verdict};
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
@@ -39,8 +41,8 @@ pub(crate) struct DestinationMetrics {
     pub guard: Option<GuardMetrics>,
     /// Injected faults, indexed by `FaultKind::index`; defined for the kinds configured.
     pub faults: [Option<u32>; 2],
-    /// By `KeySource::index`; only on sticky routes.
-    pub sticky: Option<[u32; 3]>,
+    /// By `KeySource::index`; only on sticky routes, and only the sources their key has.
+    pub sticky: Option<[Option<u32>; 3]>,
     /// Only on routes with an override header.
     pub overrides: Option<u32>,
 }
@@ -364,13 +366,23 @@ fn define_destination_metrics(
             })
         }
     };
-    let sticky = match route.sticky {
-        Some(_) => {
+    // Only the sources the route's key can come from: a header-keyed route never counts a
+    // cookie, and the reverse.
+    let sticky = match &route.sticky {
+        Some(sticky) => {
             let [header, cookie, none] = &names.sticky;
+            let (by_header, by_cookie) = match sticky.key {
+                StickyKey::Header(_) => (Some(header), None),
+                StickyKey::Cookie(_) => (None, Some(cookie)),
+            };
             Some([
-                define_metric(MetricType::Counter, header)?,
-                define_metric(MetricType::Counter, cookie)?,
-                define_metric(MetricType::Counter, none)?,
+                by_header
+                    .map(|name| define_metric(MetricType::Counter, name))
+                    .transpose()?,
+                by_cookie
+                    .map(|name| define_metric(MetricType::Counter, name))
+                    .transpose()?,
+                Some(define_metric(MetricType::Counter, none)?),
             ])
         }
         None => None,
