@@ -28,6 +28,7 @@ export TRAFFIC_SPLIT_TRAP_WASM := $(abspath $(TRAP_WASM))
 help:
 	@echo "make run             build, start a local Envoy with the filter, send 1,000 requests, show the split"
 	@echo "make watch           the same Envoy with a minute of traffic, live in traffic-split top (q quits)"
+	@echo "                     (run, watch, envoy-up: CONFIG=file.json for any plugin config, checked first)"
 	@echo "make test            format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make envoy-up        run the local Envoy with the filter in the foreground (:10000, admin :9901)"
 	@echo "make check FILE=...  check a plugin config (JSON) or Istio WasmPlugin YAML, as the filter would"
@@ -107,14 +108,31 @@ build-trap: rust-targets binaryen
 	$(call shrink,$(TRAP_TARGET)/$(WASM_TARGET)/release/traffic_split.wasm,$(TRAP_WASM))
 
 # --- demo ----------------------------------------------------------------------------------
+# `make run`, `make watch` and `make envoy-up` take any plugin config: CONFIG=file.json is
+# checked first with the filter's own compiler (an invalid config stops here, before anything
+# is built or started), then put into envoy/envoy.yaml's filter as build/envoy-local.yaml, with
+# a route and a demo upstream for every cluster it names (checker/src/local_envoy.rs).
+
+LOCAL_ENVOY_YAML := $(BUILD)/envoy-local.yaml
+ENVOY_YAML        = $(if $(CONFIG),$(LOCAL_ENVOY_YAML),envoy/envoy.yaml)
+run watch: export TRAFFIC_SPLIT_ENVOY_CONFIG = $(abspath $(ENVOY_YAML))
+
+.PHONY: local-config
+local-config:
+	@if [ -n "$(CONFIG)" ]; then \
+	  cargo run --quiet -p traffic-split-check -- "$(CONFIG)" || { \
+	    echo "make: CONFIG=$(CONFIG) is refused (above); nothing was started" >&2; exit 1; }; \
+	  mkdir -p $(BUILD); \
+	  cargo run --quiet -p traffic-split-check --example local_envoy -- "$(CONFIG)" $(LOCAL_ENVOY_YAML); \
+	fi
 
 .PHONY: run
-run: build envoy
+run: local-config build envoy
 	cargo run --quiet --release --example demo
 
 # The demo live: traffic-split top (docs/observability.md) in front of a minute of traffic.
 .PHONY: watch
-watch: build envoy
+watch: local-config build envoy
 	cargo run --quiet -p traffic-split-check --example watch
 
 # --- OCI image -----------------------------------------------------------------------------
@@ -161,11 +179,12 @@ registry-up: apt-tools
 
 # --- trying it by hand ---------------------------------------------------------------------
 
-# The shipped envoy/envoy.yaml with the module, in the foreground (Ctrl-C stops it). README.md
-# ("Try it yourself") has the curls.
+# The shipped envoy/envoy.yaml with the module (or, with CONFIG=file.json, the same with that
+# plugin config), in the foreground (Ctrl-C stops it). README.md ("Try it yourself") has the
+# curls.
 .PHONY: envoy-up
-envoy-up: build envoy
-	$(ENVOY) -c envoy/envoy.yaml --concurrency 1 --log-level warn --component-log-level wasm:info
+envoy-up: local-config build envoy
+	$(ENVOY) -c $(ENVOY_YAML) --concurrency 1 --log-level warn --component-log-level wasm:info
 
 # --- config checker ------------------------------------------------------------------------
 

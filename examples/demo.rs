@@ -1,88 +1,123 @@
 //! `make run`: the classic Istio canary, on a local Envoy.
 //!
-//! Starts Envoy with `envoy/envoy.yaml` and the release module, sends 1,000 requests to
-//! `/hello`, prints what Envoy counted per version (share, status classes, timeouts) and the
-//! matching Prometheus lines, then stops Envoy. With the shipped config: 700 to v1, all 2xx;
-//! 300 to v2, all cut by the 2 ms deadline because v2 answers in 5 ms.
+//! Starts Envoy with `envoy/envoy.yaml` (or, after `make run CONFIG=file.json`, the bootstrap
+//! `make` wrote for that plugin config, named by `TRAFFIC_SPLIT_ENVOY_CONFIG`) and the release
+//! module, sends 1,000 requests to each route it can find a request for, prints what Envoy
+//! counted per route and version (share, status classes, timeouts) and the matching Prometheus
+//! lines, then stops Envoy. With the shipped config: 700 to v1, all 2xx; 300 to v2, all cut by
+//! the 2 ms deadline because v2 answers in 5 ms.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use support::{Envoy, EnvoyConfig};
+use traffic_split::config::compile;
+use traffic_split::plan::{MetricsMode, Plan};
+use traffic_split_check::local_envoy::{sample_requests, SampleRequest};
 
 const REQUESTS: usize = 1000;
-const ROUTE: &str = "hello";
 
 fn main() {
-    let envoy = Envoy::start(EnvoyConfig::shipped());
+    let path = std::env::var_os("TRAFFIC_SPLIT_ENVOY_CONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| support::repo_root().join("envoy/envoy.yaml"));
+    let mut config = EnvoyConfig::from_file(&path);
+    let plan = compile(config.plugin_config().as_bytes()).expect("make checked the config");
+    let envoy = Envoy::start(config);
     println!(
-        "Envoy {} is up: front listener {}, admin http://{}",
+        "Envoy {} is up with {}: front listener {}, admin http://{}",
         support::envoy_binary().display(),
+        path.display(),
         envoy.front,
         envoy.admin
     );
     println!(
         "Each upstream connection was warmed with one request through a listener without the \
-         filter;\nsending {REQUESTS} requests to GET /hello over one client connection ...\n"
+         filter;\nsending {REQUESTS} requests per route over one client connection ...\n"
     );
 
-    let mut connection = envoy.connect();
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
-    for _ in 0..REQUESTS {
-        let response = match connection.get("/hello") {
-            Ok(response) => response,
-            Err(_) => {
-                // Envoy closes a connection after some local replies: open a new one.
-                connection = envoy.connect();
-                connection.get("/hello").expect("request to Envoy")
+    let mut sent = Vec::new();
+    for sample in sample_requests(&plan) {
+        match sample {
+            Ok(sample) => {
+                send(&envoy, &sample, &mut statuses);
+                sent.push(sample);
             }
-        };
-        *statuses.entry(response.status).or_default() += 1;
+            Err(no) => println!("route {}: not sent, {}\n", no.route, no.reason),
+        }
     }
 
+    // Durations are recorded when a stream ends (the last thing counted); with
+    // `"metrics": "requests"` there are none, and the requests are enough.
+    let counted_metric = match plan.metrics {
+        MetricsMode::Full => "traffic_split_request_duration_microseconds_count",
+        MetricsMode::Requests => "traffic_split_requests_total",
+    };
     let metrics = envoy.metrics_when(|metrics| {
-        let durations = "traffic_split_request_duration_microseconds_count";
-        let recorded: u64 = ["v1", "v2"]
+        let counted: u64 = sent
             .iter()
-            .map(|version| metrics.count(durations, &[("route", ROUTE), ("version", version)]))
+            .flat_map(|sample| {
+                versions(&plan, &sample.route).into_iter().map(|version| {
+                    metrics.count(
+                        counted_metric,
+                        &[("route", &sample.route), ("version", &version)],
+                    )
+                })
+            })
             .sum();
-        recorded >= REQUESTS as u64
+        counted >= (REQUESTS * sent.len()) as u64
     });
-    println!(
-        "{:<8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>9}",
-        "version", "requests", "share", "2xx", "3xx", "4xx", "5xx", "timeouts"
-    );
-    for version in ["v1", "v2"] {
-        let labels = [("route", ROUTE), ("version", version)];
-        let requests = metrics.count("traffic_split_requests_total", &labels);
-        let class = |code_class| {
-            metrics.count(
-                "traffic_split_responses_total",
-                &[
-                    ("route", ROUTE),
-                    ("version", version),
-                    ("code_class", code_class),
-                ],
-            )
-        };
+    for sample in &sent {
         println!(
-            "{:<8} {:>8} {:>6.1}% {:>6} {:>6} {:>6} {:>6} {:>9}",
-            version,
-            requests,
-            100.0 * requests as f64 / REQUESTS as f64,
-            class("2xx"),
-            class("3xx"),
-            class("4xx"),
-            class("5xx"),
-            metrics.count("traffic_split_timeouts_total", &labels),
+            "route {} ({} {}{}):",
+            sample.route,
+            sample.method,
+            sample.path,
+            sample
+                .headers
+                .iter()
+                .map(|(name, value)| format!(", {name}: {value}"))
+                .collect::<String>()
         );
+        println!(
+            "{:<8} {:>8} {:>7} {:>6} {:>6} {:>6} {:>6} {:>9}",
+            "version", "requests", "share", "2xx", "3xx", "4xx", "5xx", "timeouts"
+        );
+        for version in versions(&plan, &sample.route) {
+            let labels = [("route", sample.route.as_str()), ("version", &version)];
+            let requests = metrics.count("traffic_split_requests_total", &labels);
+            let class = |code_class| {
+                metrics.count(
+                    "traffic_split_responses_total",
+                    &[
+                        ("route", sample.route.as_str()),
+                        ("version", &version),
+                        ("code_class", code_class),
+                    ],
+                )
+            };
+            println!(
+                "{:<8} {:>8} {:>6.1}% {:>6} {:>6} {:>6} {:>6} {:>9}",
+                version,
+                requests,
+                100.0 * requests as f64 / REQUESTS as f64,
+                class("2xx"),
+                class("3xx"),
+                class("4xx"),
+                class("5xx"),
+                metrics.count("traffic_split_timeouts_total", &labels),
+            );
+        }
+        println!();
     }
     let seen: Vec<String> = statuses
         .iter()
         .map(|(status, count)| format!("{status} x{count}"))
         .collect();
-    println!("\nThe client saw: {}", seen.join(", "));
+    println!("The client saw: {}", seen.join(", "));
     println!(
         "(2 ms is the Istio experiment's deadline: with cold connections, or a new connection per \
          request,\nsome v1 requests are cut too, and counted as v1 timeouts. See README.md.)"
@@ -97,4 +132,37 @@ fn main() {
     }
     drop(envoy);
     println!("\nEnvoy stopped.");
+}
+
+/// Sends the route's sample request [`REQUESTS`] times over one connection.
+fn send(envoy: &Envoy, sample: &SampleRequest, statuses: &mut BTreeMap<u16, usize>) {
+    let headers: Vec<(&str, &str)> = sample
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    let mut connection = envoy.connect();
+    for _ in 0..REQUESTS {
+        let response = match connection.request(&sample.method, &sample.path, &headers) {
+            Ok(response) => response,
+            Err(_) => {
+                // Envoy closes a connection after some local replies: open a new one.
+                connection = envoy.connect();
+                connection
+                    .request(&sample.method, &sample.path, &headers)
+                    .expect("request to Envoy")
+            }
+        };
+        *statuses.entry(response.status).or_default() += 1;
+    }
+}
+
+/// The versions of a route, in the config's order.
+fn versions(plan: &Plan, route: &str) -> Vec<String> {
+    plan.routes
+        .iter()
+        .filter(|candidate| candidate.name == route)
+        .flat_map(|candidate| &candidate.destinations)
+        .map(|destination| destination.version.clone())
+        .collect()
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use traffic_split::metrics::{DestinationMetricNames, PREFIX};
+use traffic_split_check::local_envoy::SampleRequest;
 
 /// The route every test config names.
 pub const ROUTE: &str = "hello";
@@ -22,6 +23,24 @@ fn get_hello(front: SocketAddr, connection: &mut http::Connection) -> u16 {
         Err(_) => {
             *connection = http::Connection::open(front).expect("connect to Envoy");
             connection.get("/hello").expect("request to Envoy").status
+        }
+    }
+}
+
+/// Sends a route's sample request on `connection`, reconnecting once if Envoy closed it.
+fn send_sample(front: SocketAddr, connection: &mut http::Connection, request: &SampleRequest) {
+    let headers: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (name.as_str(), value.as_str()))
+        .collect();
+    if connection
+        .request(&request.method, &request.path, &headers)
+        .is_err()
+    {
+        if let Ok(mut fresh) = http::Connection::open(front) {
+            let _ = fresh.request(&request.method, &request.path, &headers);
+            *connection = fresh;
         }
     }
 }
@@ -82,6 +101,17 @@ impl Traffic {
 
     /// The same, stopping by itself after `duration` when one is given.
     pub fn start_for(front: SocketAddr, per_second: u32, duration: Option<Duration>) -> Traffic {
+        Traffic::start_requests(front, per_second, duration, Vec::new())
+    }
+
+    /// Like [`Traffic::start_for`], sending these requests in turn instead of `GET /hello`
+    /// (`make watch CONFIG=...`: a request per route of the config).
+    pub fn start_requests(
+        front: SocketAddr,
+        per_second: u32,
+        duration: Option<Duration>,
+        requests: Vec<SampleRequest>,
+    ) -> Traffic {
         let stop = Arc::new(AtomicBool::new(false));
         let sent = Arc::new(AtomicU64::new(0));
         let pause = Duration::from_secs(1) / per_second.max(1);
@@ -91,8 +121,14 @@ impl Traffic {
             std::thread::spawn(move || {
                 let mut connection = http::Connection::open(front).expect("connect to Envoy");
                 let mut next = Instant::now();
+                let mut turn = requests.iter().cycle();
                 while !stop.load(Ordering::Relaxed) && end.is_none_or(|end| next < end) {
-                    get_hello(front, &mut connection);
+                    match turn.next() {
+                        Some(request) => send_sample(front, &mut connection, request),
+                        None => {
+                            get_hello(front, &mut connection);
+                        }
+                    }
                     sent.fetch_add(1, Ordering::Relaxed);
                     next += pause;
                     std::thread::sleep(next.saturating_duration_since(Instant::now()));
