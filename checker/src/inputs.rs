@@ -4,6 +4,7 @@
 //! both.
 
 use crate::istio_struct::to_struct_json;
+use crate::mesh::WasmPluginRef;
 use crate::{Entry, Verdict};
 use serde::Deserialize;
 use serde_yaml::Value as Yaml;
@@ -85,6 +86,7 @@ fn file_error(path: &Path, message: impl Into<String>) -> Entry {
             message: message.into(),
         }]),
         notes: Vec::new(),
+        plugin: None,
     }
 }
 
@@ -104,11 +106,13 @@ fn check_file(path: &Path, in_folder: bool) -> Vec<Entry> {
             origin: path.display().to_string(),
             verdict: Verdict::Skipped("a JSON object without \"routes\": not a plugin config"),
             notes: Vec::new(),
+            plugin: None,
         }],
         FileKind::Json => vec![Entry {
             origin: path.display().to_string(),
             verdict: verdict(compile(&text)),
             notes: Vec::new(),
+            plugin: None,
         }],
         FileKind::Yaml => check_yaml(path, &String::from_utf8_lossy(&text), in_folder),
     }
@@ -151,6 +155,7 @@ fn check_yaml(path: &Path, text: &str, in_folder: bool) -> Vec<Entry> {
                 origin: path.display().to_string(),
                 verdict: Verdict::Skipped(reason),
                 notes: Vec::new(),
+                plugin: None,
             }
         } else {
             file_error(path, reason)
@@ -172,6 +177,7 @@ fn check_wasm_plugin(path: &Path, number: usize, document: &Yaml) -> Entry {
         origin: format!("{}: WasmPlugin {name}", path.display()),
         verdict: Verdict::Invalid(Vec::new()),
         notes: Vec::new(),
+        plugin: Some(WasmPluginRef::from_document(path, document)),
     };
     let mut errors = Vec::new();
     let mut error = |path: &str, message: String| {

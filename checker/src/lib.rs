@@ -10,6 +10,8 @@
 //! - [`istio_struct`]: YAML to JSON as a protobuf `Struct` carries it;
 //! - [`summary`]: one line per route of a valid config;
 //! - [`check_command`]: the command line of `traffic-split-check` and `traffic-split check`;
+//! - [`mesh`]: a WasmPlugin against the VirtualServices, DestinationRules and workloads
+//!   beside it;
 //! - [`local_envoy`]: the local Envoy's bootstrap for any plugin config (`make envoy-up CONFIG=`).
 //!
 //! The same crate holds `traffic-split top` ([`top`]), the live view of the split from
@@ -28,11 +30,12 @@ pub mod check_command;
 pub mod inputs;
 pub mod istio_struct;
 pub mod local_envoy;
+pub mod mesh;
 pub mod summary;
 pub mod top;
 
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use traffic_split::config::ConfigError;
 use traffic_split::plan::Plan;
 
@@ -44,6 +47,9 @@ pub struct Entry {
     pub verdict: Verdict,
     /// Remarks that do not make the config wrong, such as a placeholder digest.
     pub notes: Vec<String>,
+    /// The WasmPlugin resource the config came from, read with the manifests beside it
+    /// ([`mesh`]); `None` for a JSON config.
+    pub plugin: Option<mesh::WasmPluginRef>,
 }
 
 pub enum Verdict {
@@ -63,12 +69,16 @@ pub struct Report {
 impl Report {
     /// Checks each path: a file, or a folder searched recursively.
     pub fn check(paths: &[impl AsRef<Path>]) -> Report {
-        Report {
-            entries: paths
-                .iter()
-                .flat_map(|path| inputs::check_path(path.as_ref()))
-                .collect(),
-        }
+        let mut entries: Vec<Entry> = paths
+            .iter()
+            .flat_map(|path| inputs::check_path(path.as_ref()))
+            .collect();
+        let paths: Vec<PathBuf> = paths
+            .iter()
+            .map(|path| path.as_ref().to_path_buf())
+            .collect();
+        mesh::cross_check(&paths, &mut entries);
+        Report { entries }
     }
 
     /// True when at least one config was found and none is invalid.
