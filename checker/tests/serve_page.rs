@@ -165,7 +165,7 @@ fn the_page_shows_each_version_and_its_share_from_a_real_envoy() {
             "{row}"
         );
     }
-    assert!(dom.contains("configured weight unknown"));
+    assert!(dom.contains("weights unknown"));
 
     // For the screenshot, traffic that draws lines on the chart: a few readings with shares.
     let _traffic = Traffic::start(envoy.front, 50);

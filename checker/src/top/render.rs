@@ -286,7 +286,7 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
     }
     if !view.frame.weights_known {
         lines.push(Line::from(Span::styled(
-            "configured weight unknown: the filter exports no traffic_split_weight",
+            "weights unknown: Envoy shows no traffic_split_weight (a module older than the weight gauge?)",
             Style::new().fg(Color::DarkGray),
         )));
     }
@@ -507,9 +507,7 @@ mod tests {
         assert!(
             lines[0].starts_with("traffic-split top  http://127.0.0.1:9901  now = the last 1.0s")
         );
-        assert!(lines
-            .iter()
-            .any(|line| line.starts_with("configured weight unknown")));
+        assert!(lines.iter().any(|line| line.starts_with("weights unknown")));
         assert!(!lines.iter().any(|line| line.contains("guard")));
     }
 
@@ -606,9 +604,7 @@ mod tests {
         assert!(line_of(&lines, "v1 ").contains("70 (70%)"));
         assert!(line_of(&lines, "v1 ").ends_with("ok 0x"));
         assert!(line_of(&lines, "v2 ").ends_with("ejected 2x"));
-        assert!(!lines
-            .iter()
-            .any(|line| line.starts_with("configured weight unknown")));
+        assert!(!lines.iter().any(|line| line.starts_with("weights unknown")));
     }
 
     #[test]
