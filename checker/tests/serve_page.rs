@@ -165,7 +165,18 @@ fn the_page_shows_each_version_and_its_share_from_a_real_envoy() {
             "{row}"
         );
     }
-    assert!(dom.contains("weights unknown"));
+    // Health first, coloured by severity: v2's every answer a 5xx (critical), v1's none.
+    let v1 = version_row(&dom, "v1").unwrap_or_default();
+    let v2 = version_row(&dom, "v2").unwrap_or_default();
+    assert_eq!(cell(v2, "errors sev-critical"), Some("100.0%"), "{v2}");
+    assert_eq!(cell(v1, "errors"), Some("0.0%"), "{v1}");
+    assert!(!v1.contains("sev-"), "{v1}");
+    assert_eq!(cell(v2, "deadline"), Some("2.00 ms"), "{v2}");
+    assert_eq!(cell(v1, "deadline"), Some("10000 ms"), "{v1}");
+    assert!(
+        v2.find("errors").unwrap_or(usize::MAX) < v2.find("share-now").unwrap_or(0),
+        "health before the shares: {v2}"
+    );
 
     // For the screenshot, traffic that draws lines on the chart: a few readings with shares.
     let _traffic = Traffic::start(envoy.front, 50);

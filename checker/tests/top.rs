@@ -51,10 +51,12 @@ fn once_json(envoy: &Envoy, stats_form: &str) -> Json {
 
 /// The right-aligned value that ends where the `column` header ends, in a text frame's row.
 fn column(header: &str, row: &str, column: &str) -> String {
+    // The heading itself, not one it starts (`5xx` is not `5xx%`).
     let end = header
-        .find(column)
-        .unwrap_or_else(|| panic!("no {column} in {header}"))
-        + column.len();
+        .match_indices(column)
+        .map(|(start, _)| start + column.len())
+        .find(|&end| header[end..].starts_with(' ') || end == header.len())
+        .unwrap_or_else(|| panic!("no {column} in {header}"));
     let cells: String = row.chars().take(end).collect();
     cells
         .split_whitespace()
@@ -273,10 +275,12 @@ fn once_without_an_envoy_fails_naming_the_address() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.starts_with(&format!(
-            "traffic-split top: http://127.0.0.1:{port}/stats/prometheus"
+            "traffic-split top: cannot reach Envoy's admin at http://127.0.0.1:{port} ("
         )),
         "{stderr}"
     );
+    assert!(stderr.contains("is Envoy running"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one message: {stderr}");
 }
 
 #[test]
@@ -286,5 +290,8 @@ fn a_usage_error_exits_2() {
         .output()
         .expect("run traffic-split top");
     assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("--interval: "));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--interval: "), "{stderr}");
+    // The error and where the options are, not the whole help after it.
+    assert_eq!(stderr.lines().count(), 2, "{stderr}");
 }

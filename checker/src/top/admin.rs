@@ -3,13 +3,21 @@
 use super::frame::Frame;
 use super::options::StatsForm;
 use super::stats::{parse_json, parse_prometheus, Snapshot, JSON_PATH, PROMETHEUS_PATH};
-use std::time::{Duration, Instant};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use traffic_split::config::compile;
+use traffic_split::plan::Plan;
 
 /// Longer than any admin answer takes, shorter than a user's patience.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How often the filter's config is read again from `/config_dump`: it changes rarely, and
+/// an Istio sidecar's dump is large.
+const CONFIG_EVERY: Duration = Duration::from_secs(30);
+
 /// An Envoy admin endpoint.
 pub struct Admin {
+    base: String,
     url: String,
     form: StatsForm,
     agent: ureq::Agent,
@@ -26,6 +34,7 @@ impl Admin {
             .timeout_global(Some(TIMEOUT))
             .build();
         Admin {
+            base: base.to_string(),
             url: format!("{base}{path}"),
             form,
             agent: ureq::Agent::new_with_config(config),
@@ -39,7 +48,7 @@ impl Admin {
             .get(&self.url)
             .call()
             .and_then(|mut response| response.body_mut().read_to_string())
-            .map_err(|error| format!("{}: {error}", self.url))?;
+            .map_err(|error| unreachable_message(&self.base, &self.url, &error))?;
         match self.form {
             StatsForm::Prometheus => Ok(parse_prometheus(&text)),
             StatsForm::Json => parse_json(&text).map_err(|error| format!("{}: {error}", self.url)),
@@ -47,10 +56,72 @@ impl Admin {
     }
 }
 
+impl Admin {
+    /// The filter's configs in Envoy's `/config_dump` (every Wasm `configuration` string the
+    /// filter's compiler accepts); empty when the dump cannot be read.
+    pub fn read_plans(&self) -> Vec<Plan> {
+        let url = format!("{}/config_dump", self.base);
+        let Ok(text) = self
+            .agent
+            .get(&url)
+            .call()
+            .and_then(|mut response| response.body_mut().read_to_string())
+        else {
+            return Vec::new();
+        };
+        plans_in_config_dump(&text)
+    }
+}
+
+/// One message for an admin that cannot be reached, saying what to do; other errors as they
+/// are.
+fn unreachable_message(base: &str, url: &str, error: &ureq::Error) -> String {
+    match error {
+        ureq::Error::Io(_) | ureq::Error::ConnectionFailed | ureq::Error::HostNotFound => format!(
+            "cannot reach Envoy's admin at {base} ({error}): is Envoy running, and is this its \
+             admin address? (`make envoy-up` starts one on :9901; for a sidecar, \
+             `kubectl port-forward POD 15000` and --admin http://127.0.0.1:15000)"
+        ),
+        _ => format!("{url}: {error}"),
+    }
+}
+
+/// Every `configuration` StringValue of the dump that compiles as a traffic-split config.
+pub fn plans_in_config_dump(text: &str) -> Vec<Plan> {
+    let Ok(dump) = serde_json::from_str::<serde_json::Value>(text) else {
+        return Vec::new();
+    };
+    let mut plans = Vec::new();
+    let mut pending = vec![&dump];
+    while let Some(value) = pending.pop() {
+        match value {
+            serde_json::Value::Object(object) => {
+                if let Some(config) = object
+                    .get("configuration")
+                    .and_then(|configuration| configuration.get("value"))
+                    .and_then(serde_json::Value::as_str)
+                {
+                    if let Ok(plan) = compile(config.as_bytes()) {
+                        plans.push(plan);
+                    }
+                }
+                pending.extend(object.values());
+            }
+            serde_json::Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    plans
+}
+
 /// Reads the stats again and again, each frame measured against the reading before.
 pub struct Poller {
     admin: Admin,
     previous: Option<(Snapshot, Instant)>,
+    plans: Vec<Plan>,
+    plans_read: Option<Instant>,
+    /// When each (route, version) was seen going out of the split.
+    ejected_since: BTreeMap<(String, String), Instant>,
 }
 
 impl Poller {
@@ -58,6 +129,9 @@ impl Poller {
         Poller {
             admin,
             previous: None,
+            plans: Vec::new(),
+            plans_read: None,
+            ejected_since: BTreeMap::new(),
         }
     }
 
@@ -65,13 +139,54 @@ impl Poller {
     pub fn next_frame(&mut self) -> Result<Frame, String> {
         let snapshot = self.admin.read()?;
         let now = Instant::now();
-        let frame = Frame::new(
+        if self
+            .plans_read
+            .is_none_or(|read| now.duration_since(read) >= CONFIG_EVERY)
+        {
+            self.plans = self.admin.read_plans();
+            self.plans_read = Some(now);
+        }
+        let mut frame = Frame::new(
             &snapshot,
             self.previous
                 .as_ref()
                 .map(|(before, at)| (before, now.duration_since(*at))),
         );
+        self.track_ejections(&snapshot, now);
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| {
+                i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+            });
+        frame.apply_config(&self.plans, now_ms);
+        frame.apply_ejections(|route, version| {
+            self.ejected_since
+                .get(&(route.to_string(), version.to_string()))
+                .map(|since| now.duration_since(*since).as_secs_f64())
+        });
         self.previous = Some((snapshot, now));
         Ok(frame)
+    }
+
+    /// Notes when a version went out: its trips grew, or its gauge turned 1, since the last
+    /// reading. A version already out at the first reading has no known start.
+    fn track_ejections(&mut self, snapshot: &Snapshot, now: Instant) {
+        let Some((before, _)) = &self.previous else {
+            return;
+        };
+        for (key, stats) in &snapshot.versions {
+            let id = (key.route.clone(), key.version.clone());
+            if stats.guard_ejected != Some(true) {
+                self.ejected_since.remove(&id);
+                continue;
+            }
+            let earlier = before.versions.get(key);
+            let tripped = earlier.is_some_and(|earlier| {
+                earlier.guard_ejected != Some(true) || stats.guard_trips > earlier.guard_trips
+            });
+            if tripped {
+                self.ejected_since.insert(id, now);
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ use super::stats::{Snapshot, VersionStats};
 use serde::Serialize;
 use std::time::Duration;
 use traffic_split::metrics::CodeClass;
+use traffic_split::plan::Plan;
 
 /// Responses by class, as the filter counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -61,10 +62,35 @@ pub struct Window {
 }
 
 /// The guard's view of a version, when the filter exports one.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Guard {
     pub ejected: Option<bool>,
     pub trips: Option<u64>,
+    /// From the config: how long a tripped version stays out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cooldown_seconds: Option<f64>,
+    /// From the config: the share still sent to an ejected version, to see it recover.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe_percent: Option<f64>,
+    /// While ejected: the cooldown left, counted from when `top` saw the version go out (its
+    /// trips grow, or its gauge turn 1); `None` when `top` did not see it go out.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ejected_left_seconds: Option<f64>,
+}
+
+/// Where a route's ramp stands, from its config and the clock.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RampState {
+    pub version: String,
+    /// The weight the ramp gives its version now.
+    pub weight: u32,
+    pub to: u32,
+    /// The next step's weight and how long until it; `None` once complete.
+    pub next_weight: Option<u32>,
+    pub next_in_seconds: Option<f64>,
+    /// Not started yet: the first step is still ahead.
+    pub started: bool,
+    pub complete: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -79,6 +105,9 @@ pub struct VersionRow {
     pub last_interval: Option<Window>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub guard: Option<Guard>,
+    /// The version's deadline from the config (its own `timeout`, else the route's); `None`
+    /// without one, or when `top` could not read the config.
+    pub deadline_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -87,6 +116,8 @@ pub struct RouteRows {
     pub requests: u64,
     pub last_interval_requests: Option<u64>,
     pub versions: Vec<VersionRow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ramp: Option<RampState>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -102,6 +133,9 @@ pub struct Frame {
     pub weights_known: bool,
     /// Whether the filter exports the guard's state; when not, there is no guard column.
     pub guard_known: bool,
+    /// Whether `top` read the filter's config (deadlines, ramps, the guard's cooldown) from
+    /// Envoy's `/config_dump`.
+    pub config_known: bool,
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {
@@ -224,6 +258,7 @@ impl Frame {
                 (stats.guard_ejected.is_some() || stats.guard_trips.is_some()).then_some(Guard {
                     ejected: stats.guard_ejected,
                     trips: stats.guard_trips,
+                    ..Guard::default()
                 });
             self.weights_known |= stats.weight.is_some();
             self.guard_known |= guard.is_some();
@@ -243,6 +278,7 @@ impl Frame {
                     )
                 }),
                 guard,
+                deadline_ms: None,
             });
         }
         RouteRows {
@@ -250,6 +286,72 @@ impl Frame {
             requests,
             last_interval_requests,
             versions,
+            ramp: None,
+        }
+    }
+
+    /// Adds what the config says: each version's deadline, the guard's cooldown and probes,
+    /// and where each ramp stands at `now_ms` (milliseconds since the Unix epoch). A route
+    /// takes its config from the first plan with a route of its name.
+    pub fn apply_config(&mut self, plans: &[Plan], now_ms: i64) {
+        self.config_known = !plans.is_empty();
+        for rows in &mut self.routes {
+            let Some(route) = plans
+                .iter()
+                .flat_map(|plan| plan.routes.iter())
+                .find(|route| route.name == rows.route)
+            else {
+                continue;
+            };
+            for row in &mut rows.versions {
+                let Some(destination) = route
+                    .destinations
+                    .iter()
+                    .find(|destination| destination.version == row.version)
+                else {
+                    continue;
+                };
+                row.deadline_ms = destination.deadline_ms;
+                if let (Some(guard), Some(config)) = (row.guard.as_mut(), route.guard.as_ref()) {
+                    guard.cooldown_seconds = Some(config.cooldown_ms as f64 / 1000.0);
+                    guard.probe_percent = (config.probe_basis_points > 0)
+                        .then(|| f64::from(config.probe_basis_points) / 100.0);
+                }
+            }
+            rows.ramp = route.ramp.as_ref().and_then(|ramp| {
+                let version = route.destinations.get(ramp.destination)?.version.clone();
+                let next = ramp
+                    .schedule()
+                    .into_iter()
+                    .find(|(at_ms, _)| *at_ms > now_ms);
+                Some(RampState {
+                    version,
+                    weight: ramp.weight_at(now_ms),
+                    to: ramp.to,
+                    next_weight: next.map(|(_, weight)| weight),
+                    next_in_seconds: next.map(|(at_ms, _)| (at_ms - now_ms) as f64 / 1000.0),
+                    started: now_ms >= ramp.start_ms,
+                    complete: now_ms >= ramp.end_ms(),
+                })
+            });
+        }
+    }
+
+    /// Sets how long each ejected version has left, from when it went out.
+    pub fn apply_ejections(&mut self, ejected_for: impl Fn(&str, &str) -> Option<f64>) {
+        for rows in &mut self.routes {
+            for row in &mut rows.versions {
+                let seen = ejected_for(&rows.route, &row.version);
+                if let Some(guard) = row.guard.as_mut() {
+                    guard.ejected_left_seconds = match (guard.ejected, guard.cooldown_seconds, seen)
+                    {
+                        (Some(true), Some(cooldown), Some(seen)) => {
+                            Some((cooldown - seen).max(0.0))
+                        }
+                        _ => None,
+                    };
+                }
+            }
         }
     }
 }
@@ -445,7 +547,8 @@ mod tests {
             rows[1].guard,
             Some(Guard {
                 ejected: Some(true),
-                trips: Some(2)
+                trips: Some(2),
+                ..Guard::default()
             })
         );
         // No requests yet: no share, no latency.

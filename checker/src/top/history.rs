@@ -90,7 +90,9 @@ mod tests {
                         ..Window::default()
                     }),
                     guard: None,
+                    deadline_ms: None,
                 }],
+                ramp: None,
             }],
             ..Frame::default()
         }

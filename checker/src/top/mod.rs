@@ -29,7 +29,7 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 /// How wide `--once` draws when stdout is not a terminal.
-const TEXT_WIDTH: u16 = 120;
+const TEXT_WIDTH: u16 = 160;
 
 /// Runs `traffic-split top` with the arguments after `top`.
 pub fn run(args: &[String]) -> ExitCode {
@@ -40,7 +40,7 @@ pub fn run(args: &[String]) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Err(error) => {
-            eprintln!("traffic-split top: {error}\n\n{USAGE}");
+            eprintln!("traffic-split top: {error}\n(traffic-split top --help lists the options)");
             return ExitCode::from(2);
         }
     };
@@ -69,10 +69,13 @@ fn once(mut poller: Poller, options: &Options, json: bool) -> Result<(), String>
     let text = if json {
         serde_json::to_string_pretty(&frame).map_err(|error| error.to_string())? + "\n"
     } else {
+        let columns = std::env::var("COLUMNS")
+            .ok()
+            .and_then(|columns| columns.parse::<u16>().ok());
         let width = if std::io::stdout().is_terminal() {
             ratatui::crossterm::terminal::size().map_or(TEXT_WIDTH, |(columns, _)| columns)
         } else {
-            TEXT_WIDTH
+            columns.unwrap_or(TEXT_WIDTH)
         };
         let view = View {
             frame: &frame,

@@ -8,18 +8,21 @@ pub const USAGE: &str = "\
 usage: traffic-split top [--admin URL] [--stats prometheus|json] [--interval DURATION]
                          [--once] [--json] [--serve ADDRESS]
 
-Shows the split as Envoy's stats count it, per route and version: the effective weight (when
-the filter exports it), the share of the last interval and since Envoy started as bars,
-requests per second, 2xx/4xx/5xx, timeouts, p50/p99 latency, and the guard's state (when the
-filter exports it). It reads only Envoy's admin stats, so it works against any Envoy running
-the filter: a local one, or a sidecar reached through `kubectl port-forward`.
+Shows the split as Envoy's stats count it, per route and version, health first: the 5xx
+ratio, timeouts, p99 against the version's deadline, the guard's state (ejected, for how long
+yet), then the weight the filter applies, requests per second, 2xx/4xx/5xx, p50, and the share
+of the last interval and since Envoy started as bars (the first to go on a narrow terminal);
+above each route, where its ramp stands. It reads Envoy's admin stats, and the filter's config
+from /config_dump for deadlines, ramps and the guard's cooldown, so it works against any Envoy
+running the filter: a local one, or a sidecar reached through `kubectl port-forward`.
 
   --admin URL          Envoy's admin endpoint (default http://127.0.0.1:9901)
   --stats FORM         prometheus: /stats/prometheus, labels from the stats_tags of
                        docs/metrics.md (default); json: /stats?format=json, which needs no
                        stats_tags
   --interval DURATION  time between readings: 1s (default), 500ms, ...
-  --once               print one frame (two readings an interval apart) and exit
+  --once               print one frame (two readings an interval apart) and exit; as wide as
+                       the terminal, or $COLUMNS, or 160 columns
   --json               print the frames as JSON (one document with --once, else a line each)
   --serve ADDRESS      serve the numbers as a web page at ADDRESS (127.0.0.1:8089; port 0
                        picks a free one, printed on start)

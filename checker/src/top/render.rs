@@ -91,6 +91,102 @@ fn last(row: &VersionRow) -> Option<&Window> {
     row.last_interval.as_ref()
 }
 
+/// How bad an error ratio is: none, a little (under 5%), bad (under 50%), or most requests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    None,
+    Low,
+    High,
+    Critical,
+}
+
+impl Severity {
+    pub fn of_ratio(ratio: f64) -> Severity {
+        if ratio <= 0.0 {
+            Severity::None
+        } else if ratio < 0.05 {
+            Severity::Low
+        } else if ratio < 0.5 {
+            Severity::High
+        } else {
+            Severity::Critical
+        }
+    }
+
+    fn style(self) -> Style {
+        match self {
+            Severity::None => Style::new(),
+            Severity::Low => Style::new().fg(Color::Yellow),
+            Severity::High => Style::new().fg(Color::LightRed),
+            Severity::Critical => Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
+        }
+    }
+}
+
+/// The window health is judged on: the last interval when it had requests, else since start.
+fn recent(row: &VersionRow) -> &Window {
+    match last(row) {
+        Some(window) if window.requests > 0 => window,
+        _ => &row.since_start,
+    }
+}
+
+fn error_ratio_cell(row: &VersionRow) -> Cell<'static> {
+    match recent(row).error_ratio {
+        Some(ratio) => Cell::from(
+            Line::from(format!("{:.1}%", ratio * 100.0))
+                .right_aligned()
+                .style(Severity::of_ratio(ratio).style()),
+        ),
+        None => optional(None),
+    }
+}
+
+/// The p99 of the last interval, red when at or over the version's deadline.
+fn p99_cell(row: &VersionRow) -> Cell<'static> {
+    let p99 = last(row).and_then(|w| w.p99_ms);
+    let cell = milliseconds(p99);
+    match (p99, row.deadline_ms) {
+        (Some(p99), Some(deadline)) if p99 >= deadline as f64 => {
+            cell.style(Style::new().fg(Color::Red).add_modifier(Modifier::BOLD))
+        }
+        _ => cell,
+    }
+}
+
+/// `1h02m`, `4m10s`, `35s`.
+pub fn span(seconds: f64) -> String {
+    let seconds = seconds.max(0.0).round() as u64;
+    match seconds {
+        0..60 => format!("{seconds}s"),
+        60..3600 => format!("{}m{:02}s", seconds / 60, seconds % 60),
+        _ => format!("{}h{:02}m", seconds / 3600, seconds % 3600 / 60),
+    }
+}
+
+fn guard_cell(row: &VersionRow) -> Cell<'static> {
+    let Some(guard) = &row.guard else {
+        return Cell::from("-");
+    };
+    let trips = guard
+        .trips
+        .filter(|trips| *trips > 0)
+        .map(|trips| format!(" {trips}x"))
+        .unwrap_or_default();
+    match guard.ejected {
+        Some(true) => {
+            let left = guard
+                .ejected_left_seconds
+                .map(|left| format!(" {} left", span(left)))
+                .unwrap_or_default();
+            Cell::from(format!("OUT{left}{trips}")).red().bold()
+        }
+        Some(false) => Cell::from(format!("ok{trips}")).green(),
+        None => Cell::from(format!("?{trips}")),
+    }
+}
+
+/// The columns, health first; the share bars last, so a narrow terminal loses them first.
 fn columns(frame: &Frame, version_width: u16) -> Vec<Column> {
     let mut columns = vec![
         Column {
@@ -112,22 +208,44 @@ fn columns(frame: &Frame, version_width: u16) -> Vec<Column> {
             },
         },
         Column {
-            header: "share now".into(),
-            numeric: false,
-            width: 0, // a bar: set from the room left
-            cell: |row, bar| Cell::from(share_bar(last(row).and_then(|w| w.share), bar)),
+            header: "5xx%".into(),
+            numeric: true,
+            width: 6,
+            cell: |row, _| error_ratio_cell(row),
         },
         Column {
-            header: "share total".into(),
-            numeric: false,
-            width: 0,
-            cell: |row, bar| Cell::from(share_bar(row.since_start.share, bar)),
-        },
-        Column {
-            header: "requests".into(),
+            header: "timeouts".into(),
             numeric: true,
             width: 8,
-            cell: |row, _| number(row.since_start.requests),
+            cell: |row, _| count(row.since_start.timeouts, alarming),
+        },
+        Column {
+            header: "p99 now".into(),
+            numeric: true,
+            width: 8,
+            cell: |row, _| p99_cell(row),
+        },
+        Column {
+            header: "deadline".into(),
+            numeric: true,
+            width: 8,
+            cell: |row, _| milliseconds(row.deadline_ms.map(|ms| ms as f64)),
+        },
+    ];
+    if frame.guard_known {
+        columns.push(Column {
+            header: "guard".into(),
+            numeric: false,
+            width: 18,
+            cell: |row, _| guard_cell(row),
+        });
+    }
+    columns.extend([
+        Column {
+            header: "p50 now".into(),
+            numeric: true,
+            width: 8,
+            cell: |row, _| milliseconds(last(row).and_then(|w| w.p50_ms)),
         },
         Column {
             header: "req/s".into(),
@@ -140,6 +258,12 @@ fn columns(frame: &Frame, version_width: u16) -> Vec<Column> {
                         .map(|rate| format!("{rate:.1}")),
                 )
             },
+        },
+        Column {
+            header: "requests".into(),
+            numeric: true,
+            width: 8,
+            cell: |row, _| number(row.since_start.requests),
         },
         Column {
             header: "2xx".into(),
@@ -160,49 +284,23 @@ fn columns(frame: &Frame, version_width: u16) -> Vec<Column> {
             cell: |row, _| count(row.since_start.responses.map(|r| r.server_error), alarming),
         },
         Column {
-            header: "timeouts".into(),
-            numeric: true,
-            width: 8,
-            cell: |row, _| count(row.since_start.timeouts, alarming),
-        },
-        Column {
-            header: "p50 now".into(),
-            numeric: true,
-            width: 8,
-            cell: |row, _| milliseconds(last(row).and_then(|w| w.p50_ms)),
-        },
-        Column {
-            header: "p99 now".into(),
-            numeric: true,
-            width: 8,
-            cell: |row, _| milliseconds(last(row).and_then(|w| w.p99_ms)),
-        },
-    ];
-    if frame.guard_known {
-        columns.push(Column {
-            header: "guard".into(),
+            header: "share now".into(),
             numeric: false,
-            width: 11,
-            cell: |row, _| match &row.guard {
-                Some(guard) => {
-                    let trips = guard
-                        .trips
-                        .map(|trips| format!(" {trips}x"))
-                        .unwrap_or_default();
-                    match guard.ejected {
-                        Some(true) => Cell::from(format!("ejected{trips}")).red().bold(),
-                        Some(false) => Cell::from(format!("ok{trips}")).green(),
-                        None => Cell::from(format!("?{trips}")),
-                    }
-                }
-                None => Cell::from("-"),
-            },
-        });
-    }
+            width: 0, // a bar: set from the room left
+            cell: |row, bar| Cell::from(share_bar(last(row).and_then(|w| w.share), bar)),
+        },
+        Column {
+            header: "share total".into(),
+            numeric: false,
+            width: 0,
+            cell: |row, bar| Cell::from(share_bar(row.since_start.share, bar)),
+        },
+    ]);
     columns
 }
 
-/// The columns that fit in `width` (dropping from the right) and the bars' width.
+/// The columns that fit in `width` and the bars' width: the bars go first (the last one
+/// first), then columns from the right.
 fn fit(mut columns: Vec<Column>, width: u16) -> (Vec<Column>, u16) {
     loop {
         let bars = columns.iter().filter(|column| column.width == 0).count() as u16;
@@ -212,12 +310,21 @@ fn fit(mut columns: Vec<Column>, width: u16) -> (Vec<Column>, u16) {
             .sum::<u16>()
             .saturating_sub(COLUMN_SPACING)
             + bars * PERCENT_WIDTH;
-        let room = width.saturating_sub(fixed);
-        let bar = room
-            .checked_div(bars)
-            .map_or(MIN_BAR, |bar| bar.min(MAX_BAR));
-        if bar >= MIN_BAR || columns.len() <= 4 {
-            return (columns, bar.max(MIN_BAR));
+        if bars > 0 {
+            let bar = width
+                .saturating_sub(fixed)
+                .checked_div(bars)
+                .map_or(0, |bar| bar.min(MAX_BAR));
+            if fixed <= width && bar >= MIN_BAR {
+                return (columns, bar);
+            }
+            if let Some(last_bar) = columns.iter().rposition(|column| column.width == 0) {
+                columns.remove(last_bar);
+            }
+            continue;
+        }
+        if fixed <= width || columns.len() <= 2 {
+            return (columns, MIN_BAR);
         }
         columns.pop();
     }
@@ -258,6 +365,26 @@ fn route_heading(route: &RouteRows, frame: &Frame) -> Line<'static> {
             )));
         }
     }
+    if let Some(ramp) = &route.ramp {
+        let text = if ramp.complete {
+            format!("  ramp {}: at {}, complete", ramp.version, ramp.weight)
+        } else {
+            let next = match (ramp.next_weight, ramp.next_in_seconds) {
+                (Some(weight), Some(seconds)) => format!(", next {weight} in {}", span(seconds)),
+                _ => String::new(),
+            };
+            let state = if ramp.started {
+                "at"
+            } else {
+                "not started, at"
+            };
+            format!(
+                "  ramp {}: {state} {}{next}, to {}",
+                ramp.version, ramp.weight, ramp.to
+            )
+        };
+        heading.push(Span::styled(text, Style::new().fg(Color::Cyan)));
+    }
     Line::from(heading)
 }
 
@@ -280,8 +407,8 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
     let mut lines = vec![Line::from(title)];
     if let Some(error) = view.error {
         lines.push(Line::from(Span::styled(
-            format!("cannot read the stats: {error}"),
-            Style::new().fg(Color::Red),
+            error.to_string(),
+            Style::new().fg(Color::Red).add_modifier(Modifier::BOLD),
         )));
     }
     if !view.frame.weights_known {
@@ -293,8 +420,13 @@ fn header_lines(view: &View) -> Vec<Line<'static>> {
     lines
 }
 
-fn footer_lines(frame: &Frame) -> Vec<Line<'static>> {
+fn footer_lines(view: &View) -> Vec<Line<'static>> {
+    let frame = view.frame;
     let mut lines = Vec::new();
+    // With Envoy out of reach the error above says all; hints about the filter would mislead.
+    if view.error.is_some() && frame.routes.is_empty() {
+        return lines;
+    }
     if frame.routes.is_empty() {
         lines.push(Line::from(
             "no traffic-split stats with route and version labels: is the filter loaded,",
@@ -324,7 +456,7 @@ pub fn height(view: &View) -> u16 {
         .iter()
         .map(|route| 3 + route.versions.len())
         .sum();
-    let lines = header_lines(view).len() + routes + 1 + footer_lines(view.frame).len();
+    let lines = header_lines(view).len() + routes + 1 + footer_lines(view).len();
     u16::try_from(lines).unwrap_or(u16::MAX)
 }
 
@@ -379,7 +511,7 @@ impl Widget for View<'_> {
             y = y.saturating_add(table_height).min(bottom);
         }
         y = y.saturating_add(1).min(bottom);
-        for footer in footer_lines(self.frame) {
+        for footer in footer_lines(&self) {
             line(footer, buf, &mut y);
         }
     }
@@ -409,7 +541,7 @@ pub fn buffer_lines(buffer: &Buffer) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::top::frame::{Guard, Responses};
+    use crate::top::frame::{Guard, RampState, Responses};
 
     fn row(version: &str, total: u64, share: f64, now_share: f64) -> VersionRow {
         VersionRow {
@@ -435,6 +567,7 @@ mod tests {
                 ..Window::default()
             }),
             guard: None,
+            deadline_ms: Some(2),
         }
     }
 
@@ -446,11 +579,13 @@ mod tests {
                 requests: 1000,
                 last_interval_requests: Some(20),
                 versions: vec![row("v1", 700, 0.7, 0.5), row("v2", 300, 0.3, 0.5)],
+                ramp: None,
             }],
             unmatched: Some(0),
             host_errors: Some(0),
             weights_known: false,
             guard_known: false,
+            config_known: true,
         }
     }
 
@@ -513,7 +648,7 @@ mod tests {
 
     #[test]
     fn bars_are_proportional_to_the_shares() {
-        for width in [100, 120, 160] {
+        for width in [140, 160, 200] {
             let frame = frame();
             let bar = usize::from(bar_width(&frame, width));
             let lines = draw(&frame, width, 12);
@@ -569,18 +704,63 @@ mod tests {
         let header = line_of(&lines, "version");
         let v1: Vec<char> = line_of(&lines, "v1 ").chars().collect();
         for column in ["2xx", "4xx", "5xx", "timeouts"] {
-            let end = header.find(column).expect(column) + column.len();
+            let end = header.rfind(column).expect(column) + column.len();
             assert_eq!(v1[end - 1], '-', "{column}: {}", lines.join("\n"));
         }
     }
 
+    /// v2 failing: every response a 5xx, every request cut, p99 over the 2 ms deadline.
+    fn failing_v2() -> Frame {
+        let mut frame = frame();
+        let v2 = &mut frame.routes[0].versions[1];
+        v2.since_start.responses = Some(Responses {
+            server_error: 300,
+            ..Responses::default()
+        });
+        v2.since_start.error_ratio = Some(1.0);
+        v2.since_start.timeouts = Some(300);
+        if let Some(last) = v2.last_interval.as_mut() {
+            last.error_ratio = Some(0.19);
+        }
+        frame
+    }
+
     #[test]
-    fn a_narrow_terminal_drops_columns_from_the_right() {
-        let lines = draw(&frame(), 80, 12);
+    fn at_80_columns_health_stays_and_the_bars_go_first() {
+        let lines = draw(&failing_v2(), 80, 12);
         let header = line_of(&lines, "version");
-        assert!(header.contains("share total"), "{header}");
-        assert!(!header.contains("p99"), "{header}");
+        for kept in [
+            "weight", "5xx%", "timeouts", "p99 now", "deadline", "p50 now",
+        ] {
+            assert!(header.contains(kept), "{kept}: {header}");
+        }
+        assert!(!header.contains("share"), "{header}");
+        let v2 = line_of(&lines, "v2 ");
+        assert!(v2.contains("19.0%") && v2.contains(" 300 "), "{v2}");
+        assert!(v2.contains("4.96ms") && v2.contains("2.00ms"), "{v2}");
         assert!(lines.iter().all(|line| line.chars().count() <= 80));
+    }
+
+    #[test]
+    fn at_160_columns_everything_fits_with_the_bars_last() {
+        let lines = draw(&failing_v2(), 160, 12);
+        let header = line_of(&lines, "version");
+        let position = |column: &str| header.find(column).unwrap_or(usize::MAX);
+        assert!(position("5xx%") < position("requests"), "{header}");
+        assert!(position("p99 now") < position("share now"), "{header}");
+        assert!(position("share now") < position("share total"), "{header}");
+        assert!(header.contains("share total"), "{header}");
+        assert_eq!(bars(line_of(&lines, "v1 ")).len(), 2);
+        assert!(lines.iter().all(|line| line.chars().count() <= 160));
+    }
+
+    #[test]
+    fn error_ratios_are_coloured_by_severity() {
+        assert_eq!(Severity::of_ratio(0.0), Severity::None);
+        assert_eq!(Severity::of_ratio(0.01), Severity::Low);
+        assert_eq!(Severity::of_ratio(0.19), Severity::High);
+        assert_eq!(Severity::of_ratio(1.0), Severity::Critical);
+        assert_ne!(Severity::High.style(), Severity::Critical.style());
     }
 
     #[test]
@@ -594,17 +774,45 @@ mod tests {
         rows[0].guard = Some(Guard {
             ejected: Some(false),
             trips: Some(0),
+            ..Guard::default()
         });
         rows[1].guard = Some(Guard {
             ejected: Some(true),
             trips: Some(2),
+            cooldown_seconds: Some(120.0),
+            ejected_left_seconds: Some(100.0),
+            ..Guard::default()
         });
-        let lines = draw(&frame, 140, 12);
+        let lines = draw(&frame, 160, 12);
         assert!(line_of(&lines, "version").contains("guard"));
         assert!(line_of(&lines, "v1 ").contains("70 (70%)"));
-        assert!(line_of(&lines, "v1 ").ends_with("ok 0x"));
-        assert!(line_of(&lines, "v2 ").ends_with("ejected 2x"));
+        assert!(line_of(&lines, "v1 ").contains(" ok "));
+        assert!(line_of(&lines, "v2 ").contains("OUT 1m40s left 2x"));
         assert!(!lines.iter().any(|line| line.starts_with("weights unknown")));
+    }
+
+    #[test]
+    fn the_route_heading_says_where_the_ramp_stands() {
+        let mut frame = frame();
+        frame.routes[0].ramp = Some(RampState {
+            version: "v2".into(),
+            weight: 25,
+            to: 50,
+            next_weight: Some(30),
+            next_in_seconds: Some(130.0),
+            started: true,
+            complete: false,
+        });
+        let lines = draw(&frame, 120, 12);
+        assert!(
+            line_of(&lines, "route hello").ends_with("ramp v2: at 25, next 30 in 2m10s, to 50"),
+            "{lines:?}"
+        );
+        if let Some(ramp) = frame.routes[0].ramp.as_mut() {
+            (ramp.weight, ramp.complete, ramp.next_weight) = (50, true, None);
+        }
+        let lines = draw(&frame, 120, 12);
+        assert!(line_of(&lines, "route hello").ends_with("ramp v2: at 50, complete"));
     }
 
     #[test]
@@ -622,11 +830,9 @@ mod tests {
             },
             100,
         );
-        assert!(
-            text.contains("cannot read the stats: connection refused"),
-            "{text}"
-        );
-        assert!(text.contains("no traffic-split stats"), "{text}");
+        assert!(text.contains("connection refused"), "{text}");
+        // Envoy out of reach: that one message, no hints about the filter.
+        assert!(!text.contains("no traffic-split stats"), "{text}");
     }
 
     #[test]
