@@ -1,6 +1,8 @@
-//! The Grafana dashboard and the Prometheus scrape config of `examples/observability/`, with a
-//! real Prometheus (Debian's `prometheus`) scraping a real Envoy under traffic: every query of
-//! every panel, run through Prometheus's HTTP API, gives the values the traffic implies.
+//! The Grafana dashboard, the Prometheus scrape config and rules, and the Flagger and Argo
+//! Rollouts templates of `examples/observability/`, with a real Prometheus (Debian's
+//! `prometheus`) scraping a real Envoy under traffic: every query of every panel and template,
+//! and every recording rule, run through Prometheus's HTTP API, gives the values the traffic
+//! implies; the rules' own unit tests pass under `promtool test rules`.
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -227,6 +229,8 @@ fn check(title: &str, ref_id: &str, v1: f64, v2: f64) -> Result<(), String> {
         ("Timeouts per second per version", "A") => v1 == 0.0 && v2 > 0.0,
         // v2 is never faster than its 2 ms deadline; v1 answers at once.
         ("p99 latency per version", "A" | "B") => v2 > 1.0 && v1 < v2,
+        // The weight gauge itself: the configured weights, no ramp or guard in this config.
+        ("Weight the filter splits by (ramp and guard)", "A") => v1 == 70.0 && v2 == 30.0,
         _ => {
             return Err(format!(
                 "no expectation for panel {title:?} query {ref_id}: add one"
@@ -307,4 +311,158 @@ fn every_dashboard_query_gives_v1_and_v2_the_values_the_traffic_implies() {
         &[("match[]", "traffic_split_requests_total")],
     );
     assert_eq!(routes, serde_json::json!([ROUTE]));
+}
+
+/// The Flagger templates' and the Argo template's queries, with their variables filled in for
+/// `version` of the test's route, as (name, PromQL, success threshold if any).
+fn template_queries(version: &str) -> Vec<(String, String, Option<f64>)> {
+    let dir = repo_root().join("examples/observability");
+    let mut queries = Vec::new();
+    let flagger = fs::read_to_string(dir.join("flagger-metric-templates.yaml")).expect("read");
+    for document in serde_yaml::Deserializer::from_str(&flagger) {
+        let template = <Yaml as serde::Deserialize>::deserialize(document).expect("YAML");
+        assert_eq!(template["kind"], Yaml::from("MetricTemplate"));
+        assert_eq!(
+            template["spec"]["provider"]["type"],
+            Yaml::from("prometheus")
+        );
+        let query = template["spec"]["query"].as_str().expect("a query");
+        queries.push((
+            format!(
+                "flagger {}",
+                template["metadata"]["name"].as_str().unwrap_or("?")
+            ),
+            query
+                .replace("{{ variables.route }}", ROUTE)
+                .replace("{{ variables.version }}", version)
+                .replace("{{ interval }}", RATE_WINDOW),
+            None,
+        ));
+    }
+    let argo: Yaml = serde_yaml::from_str(
+        &fs::read_to_string(dir.join("argo-analysis-template.yaml")).expect("read"),
+    )
+    .expect("YAML");
+    assert_eq!(argo["kind"], Yaml::from("AnalysisTemplate"));
+    for metric in argo["spec"]["metrics"].as_sequence().expect("metrics") {
+        let query = metric["provider"]["prometheus"]["query"]
+            .as_str()
+            .expect("a query");
+        let condition = metric["successCondition"].as_str().expect("a condition");
+        let threshold = condition
+            .rsplit("result[0] <= ")
+            .next()
+            .and_then(|bound| bound.trim().parse().ok());
+        assert!(threshold.is_some(), "{condition}");
+        queries.push((
+            format!("argo {}", metric["name"].as_str().unwrap_or("?")),
+            query
+                .replace("{{args.route}}", ROUTE)
+                .replace("{{args.version}}", version)
+                .replace("[1m]", &format!("[{RATE_WINDOW}]")),
+            threshold,
+        ));
+    }
+    queries
+}
+
+#[test]
+fn the_rules_pass_their_promtool_tests() {
+    let dir = repo_root().join("examples/observability");
+    for args in [
+        vec!["check", "rules", "rules.yml"],
+        vec!["test", "rules", "rules-test.yml"],
+    ] {
+        let output = Command::new("promtool")
+            .args(&args)
+            .current_dir(&dir)
+            .output()
+            .expect("run promtool (`make apt-tools` installs it)");
+        assert!(
+            output.status.success(),
+            "promtool {args:?}:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
+
+#[test]
+fn flagger_argo_and_the_rules_judge_v2_failing_and_v1_healthy_on_real_traffic() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
+    let traffic = Traffic::start(envoy.front, 100);
+    let mut config = scrape_config(&envoy);
+    config["rule_files"] = Yaml::Sequence(vec![Yaml::from(
+        repo_root()
+            .join("examples/observability/rules.yml")
+            .display()
+            .to_string(),
+    )]);
+    let prometheus = Prometheus::start(&config);
+
+    // A template's query sums away the version: one series, no version label.
+    let value = |expr: &str| prometheus.query(expr).get("").copied();
+    let results = poll(
+        "every template query to give v1 and v2 a value",
+        Duration::from_secs(60),
+        || {
+            let results: Vec<(String, Option<f64>, f64, f64)> = template_queries("v1")
+                .into_iter()
+                .zip(template_queries("v2"))
+                .map(|((name, v1_query, threshold), (_, v2_query, _))| {
+                    Some((name, threshold, value(&v1_query)?, value(&v2_query)?))
+                })
+                .collect::<Option<_>>()?;
+            results
+                .iter()
+                .all(|(_, _, v1, v2)| v1.is_finite() && v2.is_finite())
+                .then_some(results)
+        },
+    );
+    assert!(traffic.sent() > 0);
+    for (name, threshold, v1, v2) in &results {
+        if name.contains("error") {
+            assert!(
+                *v1 == 0.0 && close(*v2, 1.0, 0.05),
+                "{name}: v1 {v1}, v2 {v2}"
+            );
+        } else {
+            // v2 answers in 5 ms and is cut by its 2 ms deadline: never under 2 ms.
+            assert!(*v2 >= 2.0 && v1 < v2, "{name}: v1 {v1}, v2 {v2}");
+        }
+        if let Some(threshold) = threshold {
+            // The Argo conditions: v2 fails both, v1 passes the error ratio.
+            assert!(*v2 > *threshold, "{name}: v2 {v2} passes {threshold}");
+            if name.contains("error") {
+                assert!(*v1 <= *threshold, "{name}: v1 {v1} fails {threshold}");
+            }
+        }
+    }
+
+    // The recording rules, and the error-budget alert pending for v2 only.
+    let recorded = poll("the recording rules", Duration::from_secs(60), || {
+        let errors = prometheus.query("traffic_split:error_ratio:rate1m");
+        let timeouts = prometheus.query("traffic_split:timeout_ratio:rate1m");
+        let pending = prometheus.query(
+            "ALERTS{alertname=\"TrafficSplitVersionOverErrorBudget\",alertstate=\"pending\"}",
+        );
+        (errors.len() == 2 && timeouts.len() == 2 && !pending.is_empty())
+            .then_some((errors, timeouts, pending))
+    });
+    let (errors, timeouts, pending) = recorded;
+    assert!(
+        errors["v1"] == 0.0 && close(errors["v2"], 1.0, 0.05),
+        "{errors:?}"
+    );
+    assert!(
+        timeouts["v1"] < 0.5 && close(timeouts["v2"], 1.0, 0.1),
+        "{timeouts:?}"
+    );
+    assert_eq!(
+        pending.keys().collect::<Vec<_>>(),
+        ["v2"],
+        "{}",
+        prometheus.log()
+    );
 }

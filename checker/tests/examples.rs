@@ -74,7 +74,14 @@ fn json_that_is_not_a_plugin_config_is_skipped_when_searching_a_folder() {
         .collect();
     assert_eq!(
         skipped,
-        ["grafana-dashboard.json", "prometheus.yml"],
+        [
+            "argo-analysis-template.yaml",
+            "flagger-metric-templates.yaml",
+            "grafana-dashboard.json",
+            "prometheus.yml",
+            "rules-test.yml",
+            "rules.yml"
+        ],
         "{report}"
     );
     // Named on its own, it must be a config.
