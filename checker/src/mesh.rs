@@ -536,13 +536,19 @@ fn check_selector(
     errors: &mut Vec<ConfigError>,
     notes: &mut Vec<String>,
 ) {
-    // A WasmPlugin in the root namespace applies to every namespace.
+    // A WasmPlugin in the root namespace applies in every namespace; its selector is checked
+    // against the workloads of its own (where the gateways live), and the rest is said.
     let root = plugin.namespace.as_deref() == Some("istio-system");
     let in_scope: Vec<&Workload> = manifests
         .workloads
         .iter()
-        .filter(|workload| root || workload.namespace == plugin.namespace)
+        .filter(|workload| workload.namespace == plugin.namespace)
         .collect();
+    if root {
+        notes.push(
+            "in the root namespace: its selector picks workloads in every namespace".to_string(),
+        );
+    }
     let Some(selector) = &plugin.selector else {
         notes.push(format!(
             "no selector: every workload of {} splits its calls",
@@ -564,7 +570,12 @@ fn check_selector(
         .join(",");
     if in_scope.is_empty() {
         notes.push(format!(
-            "selector {wanted}: no workload of its namespace beside it to check it against"
+            "selector {wanted}: no workload of its namespace beside it to check it against{}",
+            if root {
+                " (Istio's ingress gateway, labelled istio=ingressgateway, is installed with Istio)"
+            } else {
+                ""
+            }
         ));
         return;
     }
