@@ -124,6 +124,10 @@ impl HttpRoute {
 struct VirtualService {
     origin: String,
     routes: Vec<HttpRoute>,
+    /// Whether it applies to sidecars (no `gateways`, or `mesh` among them) and to gateways
+    /// (any other name among them).
+    for_sidecars: bool,
+    for_gateways: bool,
 }
 
 #[derive(Debug)]
@@ -196,16 +200,28 @@ impl Manifests {
         };
         let origin = format!("{kind} {qualified} ({})", file.display());
         match kind.as_str() {
-            "VirtualService" => self.virtual_services.push((
-                VirtualServiceSource {
-                    namespace,
-                    document: document.clone(),
-                },
-                VirtualService {
-                    origin,
-                    routes: Vec::new(),
-                },
-            )),
+            "VirtualService" => {
+                let gateways: Vec<&str> = at(&document, &["spec", "gateways"])
+                    .as_sequence()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Yaml::as_str)
+                    .collect();
+                let for_sidecars = gateways.is_empty() || gateways.contains(&"mesh");
+                let for_gateways = gateways.iter().any(|gateway| *gateway != "mesh");
+                self.virtual_services.push((
+                    VirtualServiceSource {
+                        namespace,
+                        document: document.clone(),
+                    },
+                    VirtualService {
+                        origin,
+                        routes: Vec::new(),
+                        for_sidecars,
+                        for_gateways,
+                    },
+                ))
+            }
             "DestinationRule" => {
                 let host = at(&document, &["spec", "host"])
                     .as_str()
@@ -390,10 +406,24 @@ fn check_plugin(
     let mut errors = Vec::new();
     let mut notes = Vec::new();
     let header = &plan.version_header;
+    // A plugin selecting Istio's gateways (`istio: ingressgateway`) meets the VirtualServices
+    // bound to gateways; any other, a sidecar's, those of the mesh.
+    let on_gateway = plugin.selector.as_ref().is_some_and(|selector| {
+        selector
+            .get("istio")
+            .is_some_and(|value| value.contains("gateway"))
+    });
     let routing: Vec<&VirtualService> = manifests
         .virtual_services
         .iter()
         .map(|(_, service)| service)
+        .filter(|service| {
+            if on_gateway {
+                service.for_gateways
+            } else {
+                service.for_sidecars
+            }
+        })
         .filter(|service| {
             service
                 .routes

@@ -143,3 +143,32 @@ fn the_command_line_fails_on_an_unrouted_version() {
     );
     let _ = fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_gateway_plugin_meets_the_gateway_routes_and_a_sidecar_plugin_the_mesh_routes() {
+    let report = Report::check(&[istio_examples()]);
+    assert!(report.passed(), "{report}");
+    let notes = |origin: &str| -> Vec<String> {
+        report
+            .entries
+            .iter()
+            .find(|entry| entry.origin.ends_with(origin))
+            .map(|entry| entry.notes.clone())
+            .unwrap_or_default()
+    };
+    let edge = notes("WasmPlugin istio-system/traffic-split-edge");
+    let sidecar = notes("WasmPlugin istioclient/traffic-split");
+    let falls = |notes: &[String], service: &str| {
+        notes
+            .iter()
+            .any(|note| note.starts_with("falls through") && note.contains(service))
+    };
+    assert!(
+        falls(&edge, "springbootapp-edge") && !falls(&edge, "springbootapp ("),
+        "{edge:?}"
+    );
+    assert!(
+        falls(&sidecar, "springbootapp (") && !falls(&sidecar, "springbootapp-edge"),
+        "{sidecar:?}"
+    );
+}
