@@ -202,24 +202,13 @@ check:
 	  echo "make check: the checker exited $$status ($$what); make itself exits 2 for any failed step" >&2; \
 	  exit $$status; }
 
-# Istio's CRDs (istio/api, pinned), which checker/tests/istio_crds.rs validates every Istio
-# resource of examples/istio/ against; fetched once into build/.
-ISTIO_API_REV  := b8f8791d9653b2edc77a071d48887e582cfe84bf
-ISTIO_CRDS     := $(BUILD)/istio-crds.yaml
-ISTIO_CRDS_FILE := $(abspath $(ISTIO_CRDS))
-
-.PHONY: istio-crds
-istio-crds:
-	@test -s $(ISTIO_CRDS) || { mkdir -p $(BUILD) && curl -fsSL -o $(ISTIO_CRDS) \
-	  https://raw.githubusercontent.com/istio/api/$(ISTIO_API_REV)/kubernetes/customresourcedefinitions.gen.yaml; }
-
 # Every plugin config under examples/ (JSON files, and the WasmPlugins in examples/istio/)
 # through the filter's own compiler, after the checker's tests (its integration tests are not
 # in the root package's `cargo test --test '*'`). Those include traffic-split top's, which
 # run the real Envoy, Prometheus and Chromium.
 .PHONY: check-examples
-check-examples: build envoy apt-tools istio-crds
-	ISTIO_CRDS=$(ISTIO_CRDS_FILE) cargo test --quiet -p traffic-split-check
+check-examples: build envoy apt-tools
+	cargo test --quiet -p traffic-split-check
 	cargo run --quiet -p traffic-split-check -- examples
 
 # --- tests ---------------------------------------------------------------------------------

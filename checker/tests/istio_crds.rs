@@ -1,8 +1,9 @@
 //! Every Istio resource under examples/istio/ is valid against Istio's own CRDs: each field is
 //! one the CRD's openAPIV3Schema knows (Kubernetes' strict field validation would refuse an
 //! unknown one), of its type, with its enum values and its required fields. The CRDs are
-//! istio/api's `kubernetes/customresourcedefinitions.gen.yaml`: `$ISTIO_CRDS`, else what
-//! `make istio-crds` writes to build/istio-crds.yaml.
+//! istio/api's `kubernetes/customresourcedefinitions.gen.yaml` cut to the kinds the examples
+//! use, in checker/tests/data/istio-crds.yaml (its header names the revision); `$ISTIO_CRDS`
+//! points at another copy, e.g. the whole file at a newer revision.
 
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
@@ -16,10 +17,10 @@ fn repo() -> PathBuf {
 fn crds_file() -> PathBuf {
     let path = std::env::var_os("ISTIO_CRDS")
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("build/istio-crds.yaml"));
+        .unwrap_or_else(|| repo().join("checker/tests/data/istio-crds.yaml"));
     assert!(
         path.is_file(),
-        "no Istio CRDs at {}: run `make istio-crds` (or set ISTIO_CRDS)",
+        "no Istio CRDs at {} (set ISTIO_CRDS to istio/api's customresourcedefinitions.gen.yaml)",
         path.display()
     );
     path
@@ -129,7 +130,7 @@ fn violations(value: &Yaml, schema: &Yaml, path: &str, found: &mut Vec<String>) 
 #[test]
 fn every_istio_resource_in_the_examples_is_valid_against_istios_crds() {
     let schemas = schemas();
-    assert!(schemas.len() > 10, "no CRDs read");
+    assert!(schemas.len() >= 4, "no CRDs read");
     let mut checked = Vec::new();
     let mut found = Vec::new();
     let mut files: Vec<PathBuf> = fs::read_dir(repo().join("examples/istio"))
