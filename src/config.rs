@@ -59,7 +59,7 @@ pub struct RouteConfig {
     pub destinations: Option<Vec<DestinationConfig>>,
     /// The deadline of every destination without its own, as a duration (`"0.002s"`, `"2ms"`).
     pub timeout: Option<String>,
-    /// Takes a failing version out of the split for a cooldown: see [`crate::guard`].
+    /// Takes a failing version out of the split for a cooldown: see [`crate::split::guard`].
     pub guard: Option<GuardConfig>,
     /// Envoy's retries for every destination without its own.
     pub retries: Option<RetriesConfig>,
@@ -1131,11 +1131,10 @@ mod tests {
     fn a_route_picks_its_destinations_by_weight() {
         let plan = compile(ISSUE_EXAMPLE.as_bytes()).unwrap();
         let route = &plan.routes[0];
+        let mut state = crate::state::RouteState::new(route);
         let mut v1 = 0;
         for _ in 0..1000 {
-            let (index, destination) = route.pick_destination().unwrap();
-            assert_eq!(route.destinations[index].version, destination.version);
-            v1 += usize::from(destination.version == "v1");
+            v1 += usize::from(route.destinations[state.pick()].version == "v1");
         }
         assert_eq!(v1, 700);
     }
@@ -1155,7 +1154,7 @@ mod tests {
         assert_eq!(guard.max_error_ratio, 0.05);
         assert_eq!(guard.min_requests, 20);
         assert_eq!((guard.window_ms, guard.cooldown_ms), (30_000, 120_000));
-        assert_eq!(guard.errors, crate::guard::ErrorClasses::default());
+        assert_eq!(guard.errors, crate::split::guard::ErrorClasses::default());
         assert_eq!(guard.probe_basis_points, 0);
         let plan = compile(
             route_with_field(
@@ -1297,7 +1296,7 @@ mod tests {
                    { "version": "v2", "weight": 1, "fault": { "delay": { "fixed": "50ms", "percent": 5.5 } } } ] } ] }"#,
         )
         .unwrap();
-        use crate::fault::FaultKind;
+        use crate::split::fault::FaultKind;
         let kinds = |index: usize| {
             plan.routes[0].destinations[index]
                 .fault

@@ -23,15 +23,16 @@
 
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, compile_value, describe_errors};
-use crate::fault::FaultKind;
-use crate::headers::{serialize_pairs, HeaderPairs};
 use crate::metrics::CodeClass;
 use crate::plan::{
     Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
     PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
-use crate::stream::scripted_host::ScriptedHost;
-use crate::stream::{Chosen, Count, Stream, Verdict};
+use crate::request::headers::{serialize_pairs, HeaderPairs};
+use crate::request::scripted_host::ScriptedHost;
+use crate::request::{Chosen, Count, Stream, Verdict};
+use crate::split::fault::FaultKind;
+use crate::state::RouteState;
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Map, Number, Value};
 use std::collections::HashSet;
@@ -189,8 +190,9 @@ pub fn sample_plan(index: u8) -> Plan {
 /// Runs every request through a fresh stream and checks the stream's promises.
 pub fn check_streams(case: &HostileStreams) {
     let plan = sample_plan(case.config);
+    let mut states = RouteState::for_plan(&plan);
     for request in &case.requests {
-        check_request(&plan, request);
+        check_request(&plan, &mut states, request);
     }
 }
 
@@ -238,7 +240,7 @@ fn values_of<'h>(headers: &'h [(Vec<u8>, Vec<u8>)], name: &str) -> Vec<&'h [u8]>
         .collect()
 }
 
-pub fn check_request(plan: &Plan, request: &HostileRequest) {
+pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRequest) {
     let owned = owned_headers(plan);
     let mut host = ScriptedHost {
         headers: request
@@ -269,7 +271,7 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         .filter_map(|route| route.override_header.as_deref())
         .collect();
     let mut stream = Stream::default();
-    let verdict = stream.on_request_headers(plan, &mut host);
+    let verdict = stream.on_request_headers(plan, states, &mut host);
 
     assert!(host.reads <= 1, "the header map is read at most once");
     assert_eq!(
@@ -404,7 +406,7 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
     let counted = host.counts.len();
     let failed_before_end = host.failed_calls;
     host.clock = host.clock.saturating_add(request.elapsed_nanos);
-    stream.on_end(plan, &mut host);
+    stream.on_end(plan, states, &mut host);
     let at_end = &host.counts[counted..];
     let end_failures = host.failed_calls - failed_before_end;
     assert_eq!(
@@ -557,11 +559,12 @@ pub fn check_plan(plan: &Plan) {
             .sum();
         assert!(total > 0, "a route's weights add up to more than 0");
         // The exact split: one cycle of picks holds each destination's reduced weight.
-        let cycle = route.picker.cycle_len();
+        let mut state = RouteState::new(route);
+        let cycle = state.split_in_force().cycle_len();
         if cycle <= 10_000 {
             let mut picks = vec![0u64; route.destinations.len()];
             for _ in 0..cycle {
-                picks[route.picker.pick()] += 1;
+                picks[state.pick()] += 1;
             }
             for (destination, picked) in route.destinations.iter().zip(&picks) {
                 assert_eq!(

@@ -8,19 +8,19 @@ use crate::config::{
     HeaderMatchConfig, MatchConfig, PluginConfig, RampConfig, RetriesConfig, RouteConfig,
     StickyConfig, MAX_NAME_LEN,
 };
-use crate::duration::{parse_duration_ms, parse_timeout_ms, DurationRange};
-use crate::fault::{Abort, Delay, Fault, FaultPlan};
-use crate::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
 use crate::metrics::{DestinationMetricNames, RouteMetricNames, UNKNOWN_VERSION};
-use crate::pick::{version_seed, WeightedRoundRobin};
 use crate::plan::{
     Destination, HeaderMatch, HeaderRule, LogLevel, MetricsMode, PathMatch, Plan, RetryHeaders,
-    Route, RouteLive, RouteMatch, SetCookie, Sticky, StickyKey, WholeValueRegex, DEADLINE_HEADER,
+    Route, RouteMatch, SetCookie, Sticky, StickyKey, WholeValueRegex, DEADLINE_HEADER,
     DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
     PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
-use crate::ramp::Ramp;
-use crate::timestamp::parse_rfc3339_ms;
+use crate::split::fault::{Abort, Delay, Fault, FaultPlan};
+use crate::split::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
+use crate::split::ramp::Ramp;
+use crate::split::sticky::version_seed;
+use crate::units::duration::{parse_duration_ms, parse_timeout_ms, DurationRange};
+use crate::units::timestamp::parse_rfc3339_ms;
 use regex_lite::RegexBuilder;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -451,13 +451,10 @@ impl Checker {
                 ramped.weight = ramp.from;
             }
         }
-        let weights: Vec<u32> = destinations.iter().map(|d| d.weight).collect();
         Some(Route {
             metric_names: RouteMetricNames::new(&name),
             name,
             matcher,
-            picker: WeightedRoundRobin::new(&weights),
-            live: RouteLive::new(destinations.len()),
             destinations,
             guard,
             sticky,
@@ -1333,7 +1330,7 @@ mod tests {
         assert_eq!(ramp.start_ms, 1_796_119_200_000);
         assert_eq!(ramp.duration_ms, 30 * 60 * 1000);
         assert_eq!(route.destinations[1].weight, 0, "the ramp's from");
-        assert_eq!(route.picker.weights().collect::<Vec<_>>(), [100, 0]);
+        assert_eq!(route.configured_weights(), [100, 0]);
     }
 
     #[test]

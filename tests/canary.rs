@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::http::{Connection, Response};
 use support::{exclusive, Envoy, EnvoyConfig};
 use traffic_split::config::compile;
-use traffic_split::timestamp::format_rfc3339_ms;
+use traffic_split::state::RouteState;
+use traffic_split::units::timestamp::format_rfc3339_ms;
 
 /// The version the upstream saw.
 fn version(response: &Response) -> String {
@@ -35,7 +36,9 @@ const STICKY_BY_USER: &str = r#""sticky": { "header": "x-user-id" },"#;
 fn core_version(config: &str, key: &str) -> String {
     let plan = compile(config.as_bytes()).expect("a valid config");
     let route = &plan.routes[0];
-    let index = route.sticky_destination(key.as_bytes()).expect("a version");
+    let index = RouteState::new(route)
+        .sticky_destination(route, key.as_bytes())
+        .expect("a version");
     route.destinations[index].version.clone()
 }
 

@@ -2,8 +2,8 @@
 //! fails the host calls it is told to fail: the host of the stream's unit tests, of the
 //! property tests and of the fuzz targets (`crate::fuzzing`).
 
-use super::{Chosen, Count, HostError, StreamHost};
-use crate::headers::serialize_pairs;
+use super::headers::serialize_pairs;
+use super::host::{Chosen, Count, HostError, StreamHost};
 
 /// The status a failed call returns (proxy-wasm's `InternalFailure`); any error would do.
 const FAILED: HostError = HostError(10);
