@@ -197,7 +197,7 @@ test: lint compose-check unit-test wasm-test e2e-test check-examples fuzz-smoke
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
-	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
@@ -209,6 +209,7 @@ compose-check: apt-tools
 .PHONY: unit-test
 unit-test:
 	cargo test --workspace --lib --bins
+	cargo test --test fuzz_properties
 
 # The core's unit tests again, compiled to wasm32 and run by wasm-bindgen-test in Node. The
 # adapter (feature `filter`) is left out: it imports proxy-wasm host functions no runner has.
@@ -239,7 +240,8 @@ e2e-test: build build-trap envoy apt-tools oci
 # --- fuzzing -------------------------------------------------------------------------------
 # cargo-fuzz (libFuzzer, on the host target) on the core's entry points: hostile requests
 # through the stream path, the header-map parser, the config parser on raw bytes and on JSON
-# trees. Targets in fuzz/fuzz_targets, inputs and checks in src/fuzzing.rs, seeds in
+# trees. Targets in fuzz/fuzz_targets, inputs and checks in fuzz/src/checks.rs (shared with
+# tests/fuzz_properties.rs), seeds in
 # fuzz/corpus/<target> and examples/configs (read only: what a run finds goes to build/fuzz).
 # cargo-fuzz needs a nightly toolchain: both are pinned and installed when missing.
 # docs/reliability.md has the figures of the last run.
@@ -274,7 +276,7 @@ fuzz: fuzz-tools
 	done
 
 # In `make test`: 30 s per fuzz target when the pinned nightly and cargo-fuzz install; where
-# they cannot, the property tests of src/fuzzing.rs (same inputs and checks, in unit-test)
+# they cannot, the property tests of tests/fuzz_properties.rs (same inputs and checks, in unit-test)
 # are what ran. Either way it says which.
 .PHONY: fuzz-smoke
 fuzz-smoke:

@@ -20,8 +20,9 @@
 //! - `filter`: the proxy-wasm adapter: root context (configure, metrics, timer, the guard's
 //!   merges), HTTP context, host calls.
 //!
-//! `fuzzing` (tests and the `fuzzing` feature only) holds the fuzz targets' inputs and checks;
-//! the `testing` feature exposes `request::scripted_host`, the in-memory host they use.
+//! The fuzz targets' inputs and checks live outside the shipped crate, in fuzz/src/checks.rs
+//! (shared with tests/fuzz_properties.rs); the test-only `testing` feature exposes
+//! `request::scripted_host`, the in-memory host they use.
 #![cfg_attr(
     not(test),
     deny(
@@ -33,8 +34,6 @@
 )]
 
 pub mod config;
-#[cfg(any(feature = "fuzzing", all(test, not(target_arch = "wasm32"))))]
-pub mod fuzzing;
 pub mod limits;
 pub mod metrics;
 pub mod plan;
