@@ -6,11 +6,11 @@
 //!
 //! The crate is a pure core, built and tested on any target, and a thin proxy-wasm adapter
 //! ([`filter`], only in the Wasm module):
-//! - [`config`]: the JSON config as users write it, read with every error's JSON path;
-//! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
+//! - [`config`]: the JSON config as users write it, read with every error's JSON path,
+//!   checked (one file per section) and compiled into a [`plan::Plan`]; how large a config
+//!   the filter accepts;
 //! - [`plan`]: the immutable plan and route matching;
 //! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
-//! - [`limits`]: how large a config the filter accepts;
 //! - [`ramp`]: a version's weight moving over time;
 //! - [`pick`]: the weighted round robin and sticky keys' versions;
 //! - [`duration`]: durations as users write them;
@@ -39,7 +39,6 @@ pub mod fault;
 pub mod fuzzing;
 pub mod guard;
 pub mod headers;
-pub mod limits;
 pub mod metrics;
 pub mod pick;
 pub mod plan;
@@ -47,7 +46,10 @@ pub mod ramp;
 pub mod route_table;
 pub mod stream;
 pub mod timestamp;
-pub mod validate;
+
+// The adapter's path to the size limits, which live in config/.
+#[cfg(all(feature = "filter", target_arch = "wasm32"))]
+use config::limits;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]
