@@ -19,7 +19,8 @@ pub struct PluginConfig {
     pub version_header: Option<String>,
     /// The header the chosen cluster is written to (default `x-split-cluster`).
     pub cluster_header: Option<String>,
-    /// Required, at least one; tried in order.
+    /// Required: 1 to [`super::limits::MAX_ROUTES`] routes, tried in order; the first that
+    /// matches wins.
     pub routes: Option<Vec<RouteConfig>>,
     /// `"full"` (default) or `"requests"`: see [`crate::plan::MetricsMode`].
     pub metrics: Option<String>,
@@ -38,7 +39,7 @@ pub struct RouteConfig {
     /// Absent: the route matches every request.
     #[serde(rename = "match")]
     pub matcher: Option<MatchConfig>,
-    /// Required, at least one.
+    /// Required: 1 to [`super::limits::MAX_DESTINATIONS_PER_ROUTE`] versions and their weights.
     pub destinations: Option<Vec<DestinationConfig>>,
     /// The deadline of every destination without its own, as a duration (`"0.002s"`, `"2ms"`).
     pub timeout: Option<String>,
@@ -60,7 +61,9 @@ pub struct RouteConfig {
 /// `"fault"` on a route or a destination: at least one of `abort` and `delay`.
 #[derive(Debug, Default, Deserialize)]
 pub struct FaultConfig {
+    /// Answers a share of the requests with a local reply.
     pub abort: Option<AbortConfig>,
+    /// Holds a share of the requests before they go on.
     pub delay: Option<DelayConfig>,
 }
 
@@ -69,7 +72,7 @@ pub struct FaultConfig {
 pub struct AbortConfig {
     /// Required: the status, from 200 to 599.
     pub status: Option<Value>,
-    /// Required: the share, a percentage with at most two decimals.
+    /// Required: the share, a percentage from 0 to 100 with at most two decimals.
     pub percent: Option<Value>,
 }
 
@@ -78,7 +81,7 @@ pub struct AbortConfig {
 pub struct DelayConfig {
     /// Required: how long, as a duration.
     pub fixed: Option<String>,
-    /// Required: the share, a percentage with at most two decimals.
+    /// Required: the share, a percentage from 0 to 100 with at most two decimals.
     pub percent: Option<Value>,
 }
 
@@ -87,7 +90,8 @@ pub struct DelayConfig {
 pub struct GuardConfig {
     /// Required: trips when errors / requests in the window is above this, from 0 to 1.
     pub max_error_ratio: Option<Value>,
-    /// Requests a version needs in the window before it can trip (default 20).
+    /// Requests a version needs in the window before it can trip, from 1 to 1,000,000
+    /// (default 20).
     pub min_requests: Option<Value>,
     /// The sliding window (default `"30s"`), from 1s to 1h.
     pub window: Option<String>,
@@ -127,7 +131,8 @@ pub struct StickyConfig {
 /// The cookie the filter sets for a request without one.
 #[derive(Debug, Default, Deserialize)]
 pub struct SetCookieConfig {
-    /// Required: the cookie's `Max-Age`, a duration in whole seconds (`"24h"`).
+    /// Required: the cookie's `Max-Age`, a duration in whole seconds (`"24h"`), from 1s to
+    /// 400 days.
     pub max_age: Option<String>,
 }
 
@@ -142,22 +147,25 @@ pub struct RampConfig {
     pub to: Option<Value>,
     /// Required: an RFC 3339 time (`"2026-12-01T10:00:00Z"`, or with an offset).
     pub start: Option<String>,
-    /// Required: how long the weight takes to get from `from` to `to`.
+    /// Required: how long the weight takes to get from `from` to `to`, from 1s to a year.
     pub duration: Option<String>,
-    /// The number of equal steps; left out, the weight moves linearly.
+    /// The number of equal steps, from 1 to 1,000,000; left out, the weight moves linearly.
     pub steps: Option<Value>,
 }
 
 /// What a route matches; every part given must match.
 #[derive(Debug, Default, Deserialize)]
 pub struct MatchConfig {
-    /// At most one of `prefix`, `exact` and `regex`.
+    /// The path (without its query string) starts with it, a string starting with `/`. At
+    /// most one of `prefix`, `exact` and `regex`.
     pub prefix: Option<String>,
+    /// The path (without its query string) is exactly it, a string starting with `/`.
     pub exact: Option<String>,
     /// Matched against the whole path, without its query string.
     pub regex: Option<String>,
     /// Upper-case methods; absent means any method.
     pub methods: Option<Vec<String>>,
+    /// Headers that must all match.
     pub headers: Option<Vec<HeaderMatchConfig>>,
 }
 
@@ -167,9 +175,13 @@ pub struct MatchConfig {
 pub struct HeaderMatchConfig {
     /// Required; case-insensitive; pseudo-headers such as `:authority` allowed.
     pub name: Option<String>,
+    /// The header's first value equals it.
     pub exact: Option<String>,
+    /// The header's first value starts with it.
     pub prefix: Option<String>,
+    /// The header's first value matches the whole regex.
     pub regex: Option<String>,
+    /// `true`: the header is present, with any value.
     pub present: Option<bool>,
 }
 
