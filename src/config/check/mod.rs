@@ -96,14 +96,20 @@ impl Checker {
         let path = join(path, field);
         match value {
             Some(value) => check(self, value, &path),
-            None if expected.is_empty() => {
-                self.error(&path, "required");
-                None
-            }
             None => {
-                self.error(&path, format!("required: {expected}"));
+                self.missing(&path, expected);
                 None
             }
+        }
+    }
+
+    /// The error of a required field left out. Apart from the generic [`Checker::required`],
+    /// so that the module holds it once rather than once per kind of field.
+    fn missing(&mut self, path: &str, expected: &str) {
+        if expected.is_empty() {
+            self.error(path, "required");
+        } else {
+            self.error(path, format!("required: {expected}"));
         }
     }
 
