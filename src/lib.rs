@@ -8,8 +8,9 @@
 //! (`filter`, only in the Wasm module). Dependencies run one way: [`units`] and [`metrics`],
 //! then [`split`], then [`plan`], then [`state`], then [`request`], then `filter`; [`config`]
 //! builds a plan.
-//! - [`config`]: the JSON config as users write it, read with every error's JSON path, and
-//!   [`config::compile`], which checks it ([`validate`], within [`limits`]) into a plan;
+//! - [`config`]: the JSON config as users write it, read with every error's JSON path,
+//!   checked (one file per section under `config/check/`, within `config/limits.rs`) and
+//!   compiled by [`config::compile`] into a [`plan::Plan`];
 //! - [`units`]: durations and timestamps as users write them;
 //! - [`metrics`]: metric names and labels;
 //! - [`split`]: the pure algorithms: round robin, sticky hashing, ramp schedule, guard, faults;
@@ -34,14 +35,12 @@
 )]
 
 pub mod config;
-pub mod limits;
 pub mod metrics;
 pub mod plan;
 pub mod request;
 pub mod split;
 pub mod state;
 pub mod units;
-pub mod validate;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

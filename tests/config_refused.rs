@@ -504,10 +504,9 @@ fn routes_config(count: usize) -> String {
 #[test]
 fn a_config_with_more_routes_than_the_limit_is_refused_naming_the_limit() {
     let _machine = exclusive();
-    let failure = Envoy::try_start(
-        EnvoyConfig::shipped()
-            .with_plugin_config(&routes_config(traffic_split::limits::MAX_ROUTES + 1)),
-    )
+    let failure = Envoy::try_start(EnvoyConfig::shipped().with_plugin_config(&routes_config(
+        traffic_split::config::limits::MAX_ROUTES + 1,
+    )))
     .err()
     .expect("Envoy must not start with more routes than the limit");
     let lines = refusal_lines(&failure.log);
@@ -523,9 +522,9 @@ fn a_config_at_the_route_limit_is_served_and_its_last_route_matches() {
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
-            .with_plugin_config(&routes_config(traffic_split::limits::MAX_ROUTES)),
+            .with_plugin_config(&routes_config(traffic_split::config::limits::MAX_ROUTES)),
     );
-    let last = traffic_split::limits::MAX_ROUTES - 1;
+    let last = traffic_split::config::limits::MAX_ROUTES - 1;
     let response = envoy
         .connect()
         .get(&format!("/service-{last}/x"))

@@ -8,9 +8,9 @@ mod guard;
 mod host;
 mod timer;
 
+use crate::config::limits::check_config_size;
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
-use crate::limits::check_config_size;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
 use crate::plan::{self, MetricsMode, Plan, Route, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::request::{follow_ramp, Stream, Verdict};
