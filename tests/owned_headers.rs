@@ -48,8 +48,10 @@ fn spoofed_cluster_and_version_headers_are_replaced() {
         );
     }
     let metrics = envoy.admin.metrics();
-    let v2 = [("route", "hello"), ("version", "v2")];
-    assert_eq!(metrics.count("traffic_split_requests_total", &v2), 4);
+    assert_eq!(
+        metrics.version_count("traffic_split_requests_total", "hello", "v2"),
+        4
+    );
 }
 
 #[test]

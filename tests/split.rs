@@ -108,8 +108,10 @@ fn zero_weight_version_gets_nothing() {
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 50), split(0, 50));
     let metrics = envoy.admin.metrics();
-    let v1 = [("route", "hello"), ("version", "v1")];
-    assert_eq!(metrics.count("traffic_split_requests_total", &v1), 0);
+    assert_eq!(
+        metrics.version_count("traffic_split_requests_total", "hello", "v1"),
+        0
+    );
 }
 
 #[test]

@@ -179,7 +179,6 @@ impl Metrics {
 
     /// One version's counters: (requests, 2xx responses, 5xx responses, timeouts).
     pub fn outcome(&self, route: &str, version: &str) -> (u64, u64, u64, u64) {
-        let labels = [("route", route), ("version", version)];
         let class = |class| {
             let labels = [
                 ("route", route),
@@ -189,11 +188,17 @@ impl Metrics {
             self.count("traffic_split_responses_total", &labels)
         };
         (
-            self.count("traffic_split_requests_total", &labels),
+            self.version_count("traffic_split_requests_total", route, version),
             class("2xx"),
             class("5xx"),
-            self.count("traffic_split_timeouts_total", &labels),
+            self.version_count("traffic_split_timeouts_total", route, version),
         )
+    }
+
+    /// A counter of one route and version (`traffic_split_requests_total` of `hello`, `v2`),
+    /// with an absent series read as 0.
+    pub fn version_count(&self, name: &str, route: &str, version: &str) -> u64 {
+        self.count(name, &[("route", route), ("version", version)])
     }
 
     /// Like [`Metrics::get`], with an absent series read as 0.
