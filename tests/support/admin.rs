@@ -37,40 +37,37 @@ impl Admin {
         http::get(self.address, "/ready").is_ok_and(|response| response.status == 200)
     }
 
-    /// Envoy's own stats as `/stats` spells them: (name, value) per line.
-    fn stats(&self) -> Vec<(String, String)> {
+    /// Envoy's own stats as `/stats` spells them: (name, value) per line, to `find` in.
+    fn find_stat<T>(&self, find: impl FnMut((&str, &str)) -> Option<T>) -> Option<T> {
         self.get("/stats")
             .body_text()
             .lines()
-            .filter_map(|line| {
-                let (name, value) = line.split_once(": ")?;
-                Some((name.to_string(), value.trim().to_string()))
-            })
-            .collect()
+            .filter_map(|line| line.split_once(": "))
+            .map(|(name, value)| (name, value.trim()))
+            .find_map(find)
     }
 
     /// One of Envoy's own stats by its full name (`wasm.traffic-split.vm_reload_success`), as
     /// `/stats` spells it; `None` when Envoy has no such stat.
     pub fn stat(&self, name: &str) -> Option<u64> {
-        self.stats()
-            .into_iter()
-            .find(|(stat, _)| stat == name)
-            .and_then(|(_, value)| value.parse().ok())
+        self.find_stat(|(stat, value)| (stat == name).then(|| value.parse().ok()).flatten())
     }
 
     /// How many connections each worker thread has accepted on the front listener, by worker
     /// (Envoy's `listener.front.worker_<n>.downstream_cx_total`), with
     /// [`super::EnvoyConfig::with_balanced_workers`].
     pub fn connections_per_worker(&self) -> BTreeMap<String, u64> {
-        self.stats()
-            .into_iter()
-            .filter_map(|(name, value)| {
+        self.get("/stats")
+            .body_text()
+            .lines()
+            .filter_map(|line| {
+                let (name, value) = line.split_once(": ")?;
                 let worker = name
                     .strip_prefix("listener.front.")?
                     .strip_suffix(".downstream_cx_total")?;
                 worker
                     .starts_with("worker_")
-                    .then(|| (worker.to_string(), value.parse().unwrap_or(0)))
+                    .then(|| (worker.to_string(), value.trim().parse().unwrap_or(0)))
             })
             .collect()
     }
