@@ -41,7 +41,7 @@ fn main() {
         *statuses.entry(response.status).or_default() += 1;
     }
 
-    let metrics = envoy.metrics_when(|metrics| {
+    let metrics = envoy.admin.metrics_when(|metrics| {
         let durations = "traffic_split_request_duration_microseconds_count";
         let recorded: u64 = ["v1", "v2"]
             .iter()
@@ -89,7 +89,7 @@ fn main() {
     );
 
     println!("\nPrometheus, from Envoy's admin /stats/prometheus:");
-    for line in envoy.prometheus_lines() {
+    for line in envoy.admin.prometheus_lines() {
         // The histogram's buckets are many; its _count and _sum say enough here.
         if !line.contains("_bucket{") {
             println!("  {line}");

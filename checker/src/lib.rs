@@ -29,6 +29,9 @@ pub mod istio_struct;
 pub mod summary;
 pub mod top;
 
+/// The Prometheus text format's one parser, shared by `top` and the end-to-end tests.
+pub use top::stats::Sample as PrometheusSample;
+
 use std::fmt;
 use std::path::Path;
 use traffic_split::config::ConfigError;
