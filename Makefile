@@ -297,7 +297,7 @@ bench-build: build
 
 .PHONY: bench
 bench: bench-build envoy apt-tools
-	python3 bench/bench.py bench $(BENCH_ARGS)
+	python3 bench/bench.py $(BENCH_ARGS)
 
 # CPU per request with 5 to 5,000 routes (and 2 to 50 destinations), beside Envoy's own route
 # table: build/scale.json, build/scale.png. `make bench-scale SCALE_ARGS=--quick` checks the
@@ -306,12 +306,12 @@ bench: bench-build envoy apt-tools
 .PHONY: bench-scale
 bench-scale: build envoy apt-tools
 	cargo build --release --example match_cost
-	python3 bench/bench.py scale $(SCALE_ARGS)
+	python3 bench/scale.py $(SCALE_ARGS)
 
 # 1M requests through the filter; Envoy's RSS must not grow beyond its first 100k.
 .PHONY: soak
 soak: bench-build envoy apt-tools
-	python3 bench/bench.py soak $(SOAK_ARGS)
+	python3 bench/soak.py $(SOAK_ARGS)
 
 # The filter as it was at BASELINE_REV (by default the last commit of the hand-written ABI
 # adapter, before the move to the proxy-wasm SDK), built from git into build/ and optimised like
