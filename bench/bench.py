@@ -6,9 +6,12 @@ filters, the same split written in Envoy's Lua filter, our filter with full and 
 request-only metrics), the same request through each, in rounds that alternate the variants,
 and the medians of: front Envoy CPU time per request, requests per second at a fixed
 concurrency, latency p50/p99. Also the module's size before and after `wasm-opt -Oz`, and each
-front Envoy's RSS after its first 100k requests. The targets (the table TARGETS in harness.py)
-are checked at the end, one PASS/FAIL line each; the exit status is 1 when one fails. Written
-to build/bench.json.
+front Envoy's RSS after its first 100k requests. Then the memory table (memory.py): each
+Envoy's RSS idle after configure, by module, worker count and config size. With ablation
+modules (`--also`, `--ablations DIR`: the filter with one part removed), the CPU cost table:
+what each removed part costs per request. The targets (the table TARGETS in harness.py) are
+checked at the end, one PASS/FAIL line each; the exit status is 1 when one fails (unless
+--no-targets). Written to build/bench.json.
 """
 
 import argparse
@@ -22,6 +25,7 @@ from harness import (BUILD, EXPECTED_SPLIT, FILTER_VARIANT, MODULES, REQUEST_HEA
                      VERSIONS, WASM, Variant, check_counters, check_targets, check_tools, failed, h2load,
                      measure, module_path, module_sizes, paired_ratio, print_targets, run_context,
                      split_of, start_front, start_upstream)
+from memory import default_cases, memory_table, module_cases, print_memory_table
 
 
 def also_variant(name, module):
@@ -59,6 +63,7 @@ def comparisons(runs, rss):
             "over_bare_us": paired_difference(runs, variant, "bare"),
             "over_empty_us": paired_difference(runs, variant, "empty"),
             "over_lua_us": paired_difference(runs, variant, "lua"),
+            "over_filter_us": paired_difference(runs, variant, "traffic-split"),
         }
     return result
 
@@ -71,16 +76,25 @@ def bench(options):
           f"shipped (wasm-metadce, wasm-opt -Oz); benchmarking {filter_module}")
     variants = [variant for variant in VARIANTS if variant.name not in options.skip]
     variants += [also_variant(*item.split("=", 1)) for item in options.also]
+    if options.memory_only:
+        variants = []
     names = tuple(variant.name for variant in variants)
     for variant in variants:
         print(f"{variant.name:>22}: {variant.measures}")
     runs = {name: [] for name in names}
-    rss, split = {}, {}
+    rss, split, memory = {}, {}, None
     with tempfile.TemporaryDirectory(prefix="traffic-split-bench-") as workdir:
         envoys = []
         try:
             upstream, ports = start_upstream(workdir)
             envoys.append(upstream)
+            if not options.no_memory:
+                # Before the timed rounds, one Envoy at a time besides the upstream.
+                cases = default_cases(filter_module) + module_cases(
+                    [item.split("=", 1) for item in options.also] + memory_modules(options.memory_modules))
+                if options.memory_cases:
+                    cases = [case for case in cases if case.name in options.memory_cases.split(",")]
+                memory = memory_table(cases, workdir, ports, filter_module, options.memory_repeats)
             fronts = {}
             for variant in variants:
                 fronts[variant.name] = start_front(variant, workdir, ports, filter_module)
@@ -95,7 +109,7 @@ def bench(options):
                 if any(abs(split[name][version] - share) > 0.01
                        for version, share in zip(VERSIONS, EXPECTED_SPLIT)):
                     print(f"warning: {name} does not split {EXPECTED_SPLIT}", file=sys.stderr)
-            for round_index in range(options.rounds):
+            for round_index in range(options.rounds if names else 0):
                 # Rotate the order so that no variant always runs first or last.
                 shift = round_index % len(names)
                 for name in names[shift:] + names[:shift]:
@@ -121,22 +135,75 @@ def bench(options):
         "variants": {variant.name: {"label": variant.label, "config": variant.config,
                                     "module": str(module_path(variant, filter_module) or ""),
                                     "measures": variant.measures} for variant in variants},
-        "medians": {name: median_of(runs[name]) for name in names},
-        "comparisons": comparisons(runs, rss),
+        "medians": {name: median_of(runs[name]) for name in runs},
+        "comparisons": comparisons(runs, rss) if runs else {},
         "wasm_size": sizes,
         "rss_after_warmup_kib": rss,
         "split": split,
         "runs": runs,
+        "memory": memory,
     }
+    report["cost_table"] = cost_table(report, [name for name in runs if name not in {v.name for v in VARIANTS}])
     report["targets"] = check_targets(report, "bench")
     BUILD.mkdir(exist_ok=True)
     out = Path(options.out)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    print_tables(report)
+    if runs:
+        print_tables(report)
+        print_cost_table(report["cost_table"], report["comparisons"].get("traffic-split"))
+    if memory:
+        print_memory_table(memory)
     print_targets(report["targets"])
     print(f"\nwritten to {out}")
     if failed(report["targets"]):
-        sys.exit(1)
+        if options.targets:
+            sys.exit(1)
+        print("(--no-targets: the run reports misses without failing)")
+
+
+def memory_modules(directory):
+    """NAME=MODULE for every module in a directory (`make bench-variants`' build/variants)."""
+    if not directory:
+        return []
+    return [(path.stem, str(path)) for path in sorted(Path(directory).glob("*.wasm"))]
+
+
+def cost_table(report, ablations):
+    """What each ablation module (the filter with one part removed) saves per request, against the
+    full module in the same rounds; and where it stands against native, empty and lua."""
+    comparisons = report["comparisons"]
+    if not ablations or "traffic-split" not in comparisons:
+        return []
+    full = comparisons["traffic-split"]
+    rows = []
+    for name in ablations:
+        ablated = comparisons[name]
+        saved = ablated["over_filter_us"]
+        rows.append({"module": name, "saves_us": None if saved is None else -saved,
+                     "share_of_filter_over_empty": (-saved / full["over_empty_us"]
+                                                    if saved is not None and (full["over_empty_us"] or 0) > 0
+                                                    else None),
+                     "cpu_vs_native": ablated["cpu_vs_native"], "over_native_us": ablated["over_native_us"],
+                     "over_empty_us": ablated["over_empty_us"], "over_lua_us": ablated["over_lua_us"]})
+    return rows
+
+
+def print_cost_table(rows, full):
+    if not rows:
+        return
+
+    def delta(value):
+        return "—" if value is None else f"{value:+.2f}"
+
+    print("\ncost table: each module without one part, paired by round with the full traffic-split "
+          f"(itself {delta(full['over_native_us'])} µs over native, {delta(full['over_empty_us'])} over empty, "
+          f"{delta(full['over_lua_us'])} over lua)")
+    print(f"{'module':<30} {'saves µs':>9} {'of µs>empty':>11} {'CPU×native':>10} {'µs>native':>9} "
+          f"{'µs>empty':>8} {'µs>lua':>8}")
+    for row in rows:
+        share = "—" if row["share_of_filter_over_empty"] is None else f"{row['share_of_filter_over_empty']:.0%}"
+        print(f"{row['module']:<30} {delta(row['saves_us']):>9} {share:>11} {row['cpu_vs_native']:>10.3f} "
+              f"{delta(row['over_native_us']):>9} {delta(row['over_empty_us']):>8} {delta(row['over_lua_us']):>8}")
 
 
 
@@ -177,8 +244,23 @@ def main():
                         choices=[variant.name for variant in VARIANTS if variant.name != "native"],
                         help="leave a variant out (repeatable); its targets are reported as SKIP")
     parser.add_argument("--no-check-metrics", dest="check_metrics", action="store_false")
+    parser.add_argument("--ablations", metavar="DIR",
+                        help="every DIR/<part>.wasm as --also ablate-<part> (make bench-ablations: build/ablate)")
+    parser.add_argument("--memory-modules", metavar="DIR",
+                        help="every DIR/*.wasm in the memory table too (make bench-variants: build/variants)")
+    parser.add_argument("--memory-repeats", type=int, default=3, help="fresh Envoys per memory case")
+    parser.add_argument("--no-memory", action="store_true", help="leave the memory table out")
+    parser.add_argument("--memory-cases", metavar="NAME,...", help="only these cases of the memory table")
+    parser.add_argument("--memory-only", action="store_true", help="only the memory table: no timed rounds")
+    parser.add_argument("--no-targets", dest="targets", action="store_false",
+                        help="report the targets without failing the run on a miss")
     parser.add_argument("--out", default=str(BUILD / "bench.json"))
     options = parser.parse_args()
+    if options.ablations:
+        found = sorted(Path(options.ablations).glob("*.wasm"))
+        if not found:
+            sys.exit(f"--ablations {options.ablations}: no modules (make bench-ablations)")
+        options.also += [f"ablate-{path.stem}={path}" for path in found]
     for item in options.also:
         if "=" not in item:
             sys.exit(f"--also {item}: expected NAME=MODULE")
