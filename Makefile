@@ -37,7 +37,7 @@ help:
 	@echo "make push IMAGE=...  push the OCI image (e.g. IMAGE=127.0.0.1:5000/traffic-split:0.1.0)"
 	@echo "make check-examples  check every config under examples/ with the filter's compiler"
 	@echo "make check-docs      run every checker command and config the README and docs/ show"
-	@echo "make bench           benchmark against Envoy's native routing and a Lua filter (not in make test)"
+	@echo "make bench           CPU and memory against Envoy's native routing and a Lua filter (not in make test)"
 	@echo "make bench-scale     CPU per request from 5 to 5,000 routes, beside Envoy's route table"
 	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
 	@echo "make bench-variants  the module optimised differently, for the memory table (build/variants/)"
@@ -289,7 +289,9 @@ fuzz-smoke:
 
 # --- benchmark -----------------------------------------------------------------------------
 # Not part of `make test`: speed and memory are measured here, as ratios against Envoy's native
-# routing in the same run (docs/performance.md). Results go to build/bench.json, build/soak.json.
+# routing in the same run (docs/performance.md). bench/harness.py is what the three programs
+# share: bench/bench.py (with bench/memory.py, the memory table), bench/scale.py, bench/soak.py.
+# Results go to build/bench.json, build/scale.json, build/soak.json.
 
 EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
 
