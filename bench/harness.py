@@ -328,8 +328,6 @@ def split_of(envoy):
     return {version: round(count / total, 4) for version, count in zip(VERSIONS, per_version)}
 
 
-
-
 def module_sizes():
     """The filter as cargo builds it, and as shipped (`make build`)."""
     return {"before_bytes": RAW_WASM.stat().st_size if RAW_WASM.exists() else None,
@@ -340,7 +338,6 @@ def start_upstream(workdir):
     upstream = Envoy("upstream", "upstream.yaml", {}, workdir, LOAD_CPUS)
     ports = upstream.listener_ports()
     return upstream, {f"{version}_port": ports[version] for version in VERSIONS}
-
 
 
 def module_path(variant, filter_module):
@@ -358,7 +355,6 @@ def start_front(variant, workdir, ports, filter_module):
     return Envoy(variant.name, variant.config, values, workdir, FRONT_CPUS)
 
 
-
 def git_commit():
     result = subprocess.run(["git", "-C", str(ROOT), "describe", "--always", "--dirty"],
                             capture_output=True, text=True)
@@ -374,7 +370,6 @@ def run_context():
                     "load_cpus": sorted(LOAD_CPUS), "kernel": platform.release()},
         "envoy": subprocess.run([ENVOY, "--version"], capture_output=True, text=True).stdout.split("version:")[-1].strip(),
     }
-
 
 
 def check_targets(report, command):
@@ -426,15 +421,12 @@ def check_counters(front, counters, upstream_counters=r"^cluster\.service-v[0-9]
         raise RuntimeError(f"{front.name}: the counters {ours} do not match the upstream requests {upstream}")
 
 
-
 # scale
 
 # --- generated route tables (`make bench-scale`, and the memory table's config sizes) ---------
 
 # The templates of the generated front Envoys: Envoy's own route table, or the filter's.
 SCALE_VARIANTS = {"native": "scale-native.yaml", "traffic-split": "scale-traffic-split.yaml"}
-
-
 
 
 def scale_route_match(index):
@@ -535,7 +527,6 @@ def start_scale_front(variant, routes, destinations, workdir, ports, wasm, confi
             (configs / f"{name}.json").write_text(plugin_config)
         values["plugin_config"] = json.dumps(plugin_config)
     return Envoy(name, SCALE_VARIANTS[variant], values, workdir, FRONT_CPUS, log_level, concurrency)
-
 
 
 def envoy_heap_kib(front):

@@ -48,7 +48,6 @@ def host_match_cost(config):
     return result
 
 
-
 def describe_startup(entry):
     vm = f", VM {entry['vm_memory_kib'] / 1024:.1f} MiB" if entry.get("vm_memory_kib") else ""
     return (f"{entry['variant']:>13} {entry['routes']:>6} routes: ready in {entry['ready_s']:.2f} s, "
