@@ -326,7 +326,7 @@ soak: bench-build envoy apt-tools
 # shipped build is left alone) shrunk like the shipped module. Then
 #   make bench BENCH_ARGS="--memory-only --memory-modules build/variants"
 VARIANTS_DIR       := $(BUILD)/variants
-VARIANT_WASM_OPTS  ?= Os O3 Oz-ocimfs0 Oz-ocimfs1000
+VARIANT_WASM_OPTS  ?= Os O3 Oz-ocimfs0 Oz-ocimfs100 Oz-ocimfs1000
 VARIANT_OPT_LEVELS ?= s 3
 
 .PHONY: bench-variants
