@@ -70,7 +70,7 @@ def case_module(case, filter_module):
     if case.module:
         return case.module
     if case.routes is not None:
-        return str(filter_module)
+        return str(filter_module) if case.variant == "traffic-split" else None
     return module_path(VARIANTS_BY_NAME[case.variant], filter_module)
 
 
@@ -78,7 +78,7 @@ def start_case(case, workdir, ports, filter_module, index):
     name = f"memory-{case.name}-{index}"
     module = case_module(case, filter_module)
     if case.routes is not None:
-        return start_scale_front(case.variant, case.routes, 2, workdir, ports, str(module), None, "info",
+        return start_scale_front(case.variant, case.routes, 2, workdir, ports, str(module or ""), None, "info",
                                  plugin_fields=case.plugin_fields, name=name, concurrency=case.workers)
     variant = VARIANTS_BY_NAME[case.variant]
     values = dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting,
