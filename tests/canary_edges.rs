@@ -278,11 +278,12 @@ fn a_fault_drill_never_trips_the_guard() {
         "the drill tripped the guard on a, a healthy version"
     );
     assert_eq!(metrics.count("traffic_split_guard_held_total", &a), 0);
-    // a keeps its share, drill and all: of 300 requests, half to a (40% of them aborted).
+    // a keeps its share, drill and all: of 300 requests, half to a (40% of them aborted),
+    // within the round robin's bound of under 2 requests (its position carries over changes).
     let after = send(&envoy, &mut connection, 300);
     let to_a = envoy.metrics().count("traffic_split_requests_total", &a)
         - metrics.count("traffic_split_requests_total", &a);
-    assert_eq!(to_a, 150, "{after:?}");
+    assert!((148..=152).contains(&to_a), "{to_a} of 300 to a: {after:?}");
 }
 
 // --- a failed rollout stays rolled back ----------------------------------------------------
