@@ -12,7 +12,7 @@ use std::fs;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::http::{Connection, Response};
 use support::{exclusive, Envoy, EnvoyConfig};
-use traffic_split::timestamp::format_rfc3339_ms;
+use traffic_split::units::timestamp::format_rfc3339_ms;
 
 /// The route every test uses.
 const ROUTE: &str = "hello";
@@ -69,7 +69,7 @@ fn count(seen: &Seen, status: u16, version: &str) -> usize {
 /// A per-version series of the route, `NaN` when Envoy has none.
 fn series(envoy: &Envoy, name: &str, version: &str) -> f64 {
     envoy
-        .metrics()
+        .admin.metrics()
         .get(name, &[("route", ROUTE), ("version", version)])
         .unwrap_or(f64::NAN)
 }
@@ -265,7 +265,7 @@ fn a_fault_drill_never_trips_the_guard() {
     send_until(&envoy, &mut connection, Duration::from_secs(10), || {
         ejected(&envoy, "c") || ejected(&envoy, "a")
     });
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let a = [("route", ROUTE), ("version", "a")];
     let drill = metrics.count(
         "traffic_split_faults_total",
@@ -281,7 +281,7 @@ fn a_fault_drill_never_trips_the_guard() {
     // a keeps its share, drill and all: of 300 requests, half to a (40% of them aborted),
     // within the round robin's bound of under 2 requests (its position carries over changes).
     let after = send(&envoy, &mut connection, 300);
-    let to_a = envoy.metrics().count("traffic_split_requests_total", &a)
+    let to_a = envoy.admin.metrics().count("traffic_split_requests_total", &a)
         - metrics.count("traffic_split_requests_total", &a);
     assert!((148..=152).contains(&to_a), "{to_a} of 300 to a: {after:?}");
 }
@@ -467,14 +467,14 @@ fn memory_stays_flat_over_many_config_pushes() {
         push(round);
     }
     let before = envoy_rss_kib();
-    let allocated_before = envoy.stat("server.memory_allocated").unwrap_or(0);
+    let allocated_before = envoy.admin.stat("server.memory_allocated").unwrap_or(0);
     let started = Instant::now();
     for round in WARM_UP_PUSHES..WARM_UP_PUSHES + MEASURED_PUSHES {
         push(round);
     }
     let took = started.elapsed();
     let after = envoy_rss_kib();
-    let allocated_after = envoy.stat("server.memory_allocated").unwrap_or(0);
+    let allocated_after = envoy.admin.stat("server.memory_allocated").unwrap_or(0);
     eprintln!(
         "{MEASURED_PUSHES} pushes of 500 routes in {took:?}: RSS {before} -> {after} KiB; \
          allocated {allocated_before} -> {allocated_after} bytes"
@@ -515,7 +515,7 @@ fn retries_to_failing_v2(config: &str, headers: &[(&str, &str)]) -> u64 {
         let response = request(&envoy, &mut connection, "/hello", headers);
         assert_eq!(response.status, 503);
     }
-    envoy.metrics().count(
+    envoy.admin.metrics().count(
         "envoy_cluster_upstream_rq_retry",
         &[("envoy_cluster_name", "springbootapp-v2")],
     )
