@@ -69,7 +69,8 @@ fn count(seen: &Seen, status: u16, version: &str) -> usize {
 /// A per-version series of the route, `NaN` when Envoy has none.
 fn series(envoy: &Envoy, name: &str, version: &str) -> f64 {
     envoy
-        .admin.metrics()
+        .admin
+        .metrics()
         .get(name, &[("route", ROUTE), ("version", version)])
         .unwrap_or(f64::NAN)
 }
@@ -281,7 +282,10 @@ fn a_fault_drill_never_trips_the_guard() {
     // a keeps its share, drill and all: of 300 requests, half to a (40% of them aborted),
     // within the round robin's bound of under 2 requests (its position carries over changes).
     let after = send(&envoy, &mut connection, 300);
-    let to_a = envoy.admin.metrics().count("traffic_split_requests_total", &a)
+    let to_a = envoy
+        .admin
+        .metrics()
+        .count("traffic_split_requests_total", &a)
         - metrics.count("traffic_split_requests_total", &a);
     assert!((148..=152).contains(&to_a), "{to_a} of 300 to a: {after:?}");
 }
