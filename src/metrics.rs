@@ -18,6 +18,7 @@
 //! traffic_split.route.<route>.version.<version|unknown>.overrides_total
 //! traffic_split.unmatched_total
 //! traffic_split.host_errors_total
+//! traffic_split.invalid_config_requests_total
 //! ```
 //!
 //! Envoy puts every Wasm-defined stat under the `wasmcustom.` namespace and strips it again in
@@ -25,7 +26,7 @@
 //! Route names and versions are validated to `[A-Za-z0-9_-]`, so they never contain the dots
 //! that separate the parts.
 
-use crate::fault::FaultKind;
+use crate::split::fault::FaultKind;
 
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";

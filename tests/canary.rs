@@ -8,7 +8,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::http::{Connection, Response};
 use support::{exclusive, Envoy, EnvoyConfig};
 use traffic_split::config::compile;
-use traffic_split::timestamp::format_rfc3339_ms;
+use traffic_split::state::RouteState;
+use traffic_split::units::timestamp::format_rfc3339_ms;
 
 /// The version the upstream saw.
 fn version(response: &Response) -> String {
@@ -35,7 +36,9 @@ const STICKY_BY_USER: &str = r#""sticky": { "header": "x-user-id" },"#;
 fn core_version(config: &str, key: &str) -> String {
     let plan = compile(config.as_bytes()).expect("a valid config");
     let route = &plan.routes[0];
-    let index = route.sticky_destination(key.as_bytes()).expect("a version");
+    let index = RouteState::new(route)
+        .sticky_destination(route, key.as_bytes())
+        .expect("a version");
     route.destinations[index].version.clone()
 }
 
@@ -105,7 +108,7 @@ fn sticky_keys_land_on_one_version_across_requests_and_workers() {
         }
         *per_version.entry(expected).or_insert(0) += 4;
     }
-    let workers = envoy.connections_per_worker();
+    let workers = envoy.admin.connections_per_worker();
     assert_eq!(
         workers
             .values()
@@ -114,7 +117,7 @@ fn sticky_keys_land_on_one_version_across_requests_and_workers() {
         2,
         "both workers served: {workers:?}"
     );
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     for (version, count) in &per_version {
         let labels = [
             ("route", "hello"),
@@ -234,7 +237,7 @@ fn the_cookie_is_set_once_and_then_honoured() {
             "every key is fresh"
         );
     }
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let sticky = |source| {
         ["v1", "v2"]
             .iter()
@@ -278,7 +281,7 @@ fn an_override_reaches_v2_at_weight_0_and_an_unknown_value_is_counted() {
         assert_eq!(response.header("x-upstream-saw-x-canary-version"), None);
     }
     assert_eq!(version(&connection.get("/hello").expect("request")), "v1");
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let overrides = |version| {
         metrics.count(
             "traffic_split_overrides_total",
@@ -323,7 +326,7 @@ fn ramps_started_in_the_past_future_and_middle_have_the_expected_weights_and_sha
             .without_v2_delay(),
     );
     // The gauges are right before any request.
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let weight = |route, version| {
         metrics.get(
             "traffic_split_weight",
@@ -370,7 +373,7 @@ fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
         }
     }
     assert_eq!(on_v2, 1);
-    assert_eq!(envoy.metrics().outcome("hello", "v1").0, 9_999);
+    assert_eq!(envoy.admin.metrics().outcome("hello", "v1").0, 9_999);
 }
 
 #[test]
@@ -387,12 +390,14 @@ fn an_idle_routes_weight_gauge_follows_its_ramp() {
     );
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
     let v2 = [("route", "hello"), ("version", "v2")];
-    let before = envoy.metrics().get("traffic_split_weight", &v2);
+    let before = envoy.admin.metrics().get("traffic_split_weight", &v2);
     // Unless Envoy took longer to start than the ramp took to come due, it started at 0.
     if configured_at.elapsed() < Duration::from_millis(3_500) {
         assert_eq!(before, Some(0.0));
     }
-    let metrics = envoy.metrics_when(|m| m.get("traffic_split_weight", &v2) == Some(50.0));
+    let metrics = envoy
+        .admin
+        .metrics_when(|m| m.get("traffic_split_weight", &v2) == Some(50.0));
     assert_eq!(metrics.get("traffic_split_weight", &v2), Some(50.0));
     assert_eq!(metrics.outcome("hello", "v2").0, 0, "no request moved it");
 }

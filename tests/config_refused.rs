@@ -162,7 +162,7 @@ fn bad_ecds_update_is_rejected_and_the_last_good_config_goes_on() {
         !envoy.reconfigure_filter(NEGATIVE_WEIGHT),
         "a negative weight was applied"
     );
-    assert_eq!(envoy.stat(ECDS_REJECTED), Some(1));
+    assert_eq!(envoy.admin.stat(ECDS_REJECTED), Some(1));
     assert_eq!(
         version(&mut open).as_deref(),
         Some("v2"),
@@ -194,9 +194,9 @@ fn a_proxy_that_starts_with_a_refused_ecds_config_fails_every_request_with_500()
             .front_filter_from_ecds(),
     )
     .unwrap_or_else(|failure| panic!("Envoy did not turn ready:\n{}", failure.log));
-    assert_eq!(envoy.stat(ECDS_REJECTED), Some(1));
+    assert_eq!(envoy.admin.stat(ECDS_REJECTED), Some(1));
     assert_eq!(
-        envoy.stat("listener_manager.total_listeners_warming"),
+        envoy.admin.stat("listener_manager.total_listeners_warming"),
         Some(0)
     );
     for _ in 0..3 {
@@ -219,7 +219,7 @@ fn with_pass_through_a_proxy_that_starts_with_a_refused_config_serves_the_defaul
             .with_plugin_config(NEGATIVE_WEIGHT_PASSED_THROUGH)
             .front_filter_from_ecds(),
     );
-    assert_eq!(envoy.stat(ECDS_REJECTED), Some(0));
+    assert_eq!(envoy.admin.stat(ECDS_REJECTED), Some(0));
     for spoofed in ["", "springbootapp-v2"] {
         let headers: &[(&str, &str)] = if spoofed.is_empty() {
             &[]
@@ -235,7 +235,7 @@ fn with_pass_through_a_proxy_that_starts_with_a_refused_config_serves_the_defaul
         assert_eq!(response.header("x-upstream-saw-version"), None);
         assert_eq!(response.header("x-upstream-saw-cluster"), None);
     }
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(
         metrics.count("traffic_split_invalid_config_requests_total", &[]),
         2
@@ -296,6 +296,7 @@ fn with_pass_through_envoy_starts_with_a_bad_static_config() {
     assert_eq!(response.body_text().trim(), "Hello from springbootapp v1");
     assert_eq!(
         envoy
+            .admin
             .metrics()
             .count("traffic_split_invalid_config_requests_total", &[]),
         1
@@ -453,7 +454,7 @@ fn every_broken_config_pushed_to_a_running_envoy_is_rejected_and_the_split_goes_
     for (config, message) in &broken {
         assert!(!envoy.reconfigure_filter(config), "applied: {message}");
     }
-    assert_eq!(envoy.stat(ECDS_REJECTED), Some(broken.len() as u64));
+    assert_eq!(envoy.admin.stat(ECDS_REJECTED), Some(broken.len() as u64));
     assert_eq!(
         versions_seen(&envoy, 100),
         expected,
@@ -504,10 +505,9 @@ fn routes_config(count: usize) -> String {
 #[test]
 fn a_config_with_more_routes_than_the_limit_is_refused_naming_the_limit() {
     let _machine = exclusive();
-    let failure = Envoy::try_start(
-        EnvoyConfig::shipped()
-            .with_plugin_config(&routes_config(traffic_split::limits::MAX_ROUTES + 1)),
-    )
+    let failure = Envoy::try_start(EnvoyConfig::shipped().with_plugin_config(&routes_config(
+        traffic_split::config::limits::MAX_ROUTES + 1,
+    )))
     .err()
     .expect("Envoy must not start with more routes than the limit");
     let lines = refusal_lines(&failure.log);
@@ -523,16 +523,16 @@ fn a_config_at_the_route_limit_is_served_and_its_last_route_matches() {
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
-            .with_plugin_config(&routes_config(traffic_split::limits::MAX_ROUTES)),
+            .with_plugin_config(&routes_config(traffic_split::config::limits::MAX_ROUTES)),
     );
-    let last = traffic_split::limits::MAX_ROUTES - 1;
+    let last = traffic_split::config::limits::MAX_ROUTES - 1;
     let response = envoy
         .connect()
         .get(&format!("/service-{last}/x"))
         .expect("request");
     assert_eq!(response.header("x-upstream-saw-version"), Some("v1"));
     assert_eq!(
-        envoy.metrics().count(
+        envoy.admin.metrics().count(
             "traffic_split_requests_total",
             &[("route", &format!("r{last}")), ("version", "v1")]
         ),

@@ -11,7 +11,7 @@ const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
 
 /// (requests, 2xx, 5xx, timeouts) of a version of the `hello` route, from Envoy's stats.
 fn outcomes(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
-    envoy.metrics().outcome("hello", version)
+    envoy.admin.metrics().outcome("hello", version)
 }
 
 fn send_hello(envoy: &Envoy, count: usize) -> (usize, usize) {
@@ -81,7 +81,7 @@ fn destination_timeout_overrides_the_route_timeout() {
             "v2's own 1.5 s deadline lets its 5 ms answer through"
         );
     }
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let v2 = [("route", "hello"), ("version", "v2")];
     assert_eq!(metrics.count("traffic_split_requests_total", &v2), 10);
     assert_eq!(metrics.count("traffic_split_timeouts_total", &v2), 0);
@@ -107,7 +107,7 @@ fn a_short_destination_timeout_cuts_only_that_version() {
         .collect();
     assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 10);
     assert_eq!(statuses.iter().filter(|&&s| s == 504).count(), 10);
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let timeouts = |version| {
         metrics.count(
             "traffic_split_timeouts_total",
@@ -187,7 +187,7 @@ fn upstream_504_is_a_5xx_but_not_a_timeout() {
     let response = envoy.connect().get("/hello/upstream-504").expect("request");
     assert_eq!(response.status, 504);
     assert_eq!(response.header("x-upstream-saw-version"), Some("v1"));
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let v1 = [("route", "hello"), ("version", "v1")];
     let five_xx = [("route", "hello"), ("version", "v1"), ("code_class", "5xx")];
     assert_eq!(metrics.count("traffic_split_responses_total", &five_xx), 1);
@@ -197,7 +197,7 @@ fn upstream_504_is_a_5xx_but_not_a_timeout() {
 /// The mean of a version's latency histogram, in milliseconds (Envoy's `_sum` is estimated
 /// from its internal bins: a few percent).
 fn histogram_mean_ms(envoy: &Envoy, version: &str) -> f64 {
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let labels = [("route", "hello"), ("version", version)];
     let sum = metrics
         .get("traffic_split_request_duration_microseconds_sum", &labels)
@@ -227,7 +227,7 @@ fn the_latency_histogram_matches_what_the_client_waited() {
         }
     }
     assert_eq!((v1_waited.len(), v2_waited.len()), (700, 300));
-    envoy.metrics_when(|metrics| {
+    envoy.admin.metrics_when(|metrics| {
         metrics.count(
             "traffic_split_request_duration_microseconds_count",
             &[("route", "hello"), ("version", "v2")],
@@ -257,7 +257,7 @@ fn the_latency_histogram_matches_what_the_client_waited() {
         "v1 answers in a fraction of a millisecond, which must not read as 0 ({v1_filter} ms)"
     );
     // Envoy's own downstream_rq_time (whole milliseconds, truncated) for the same requests.
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let front = [("envoy_http_conn_manager_prefix", "front")];
     let envoy_mean = metrics
         .get("envoy_http_downstream_rq_time_sum", &front)

@@ -65,6 +65,7 @@ fn exported_metrics() -> BTreeSet<String> {
             .with_another_front("refused", REFUSED_PASS_THROUGH),
     );
     envoy
+        .admin
         .prometheus_lines()
         .iter()
         .filter_map(|line| {

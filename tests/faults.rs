@@ -41,7 +41,7 @@ fn the_abort_share_is_exact_over_10000_requests() {
         }
     }
     assert_eq!((aborted, served), (1_234, 8_766));
-    let metrics = envoy.metrics_when(|metrics| {
+    let metrics = envoy.admin.metrics_when(|metrics| {
         metrics.count(
             "traffic_split_responses_total",
             &[("route", "hello"), ("version", "v1"), ("code_class", "5xx")],
@@ -82,7 +82,7 @@ fn a_delayed_request_takes_its_delay_and_keeps_its_deadline() {
             "v2 waited {waited:?}: {held:?}"
         );
     }
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(faults(&metrics, "v2", "delay"), 10);
     assert_eq!(metrics.outcome("hello", "v2"), (10, 0, 10, 10));
 }
@@ -95,7 +95,7 @@ fn a_held_request_whose_client_leaves_is_forgotten() {
         "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 1 } ] } ] }"#;
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(config));
     let vms = |envoy: &Envoy| {
-        let metrics = envoy.metrics();
+        let metrics = envoy.admin.metrics();
         (
             metrics.count("envoy_wasm_envoy_wasm_runtime_v8_active", &[]),
             metrics.count("envoy_wasm_envoy_wasm_runtime_v8_created", &[]),
@@ -117,7 +117,7 @@ fn a_held_request_whose_client_leaves_is_forgotten() {
         statuses.push(connection.get("/hello").expect("request").status);
     }
     assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(
         faults(&metrics, "v1", "delay"),
         metrics.count(

@@ -87,9 +87,9 @@ fn assert_only_listed_clusters_reachable(envoy: &Envoy) {
     assert_eq!(unlisted.status, 200, "the client reached {UNLISTED}");
     assert_eq!(unlisted.body_text().trim(), "Hello from springbootapp v1");
     // Nothing is counted any more: the filter does not run.
-    let v2 = [("route", "hello"), ("version", "v2")];
+    let metrics = envoy.admin.metrics();
     assert_eq!(
-        envoy.metrics().count("traffic_split_requests_total", &v2),
+        metrics.version_count("traffic_split_requests_total", "hello", "v2"),
         1
     );
 }
@@ -146,7 +146,10 @@ fn with_fail_reload_the_filter_comes_back_after_a_trap() {
         failed_meanwhile > 0,
         "no request failed while the VM was down"
     );
-    assert_eq!(envoy.stat("wasm.traffic-split.vm_reload_success"), Some(1));
+    assert_eq!(
+        envoy.admin.stat("wasm.traffic-split.vm_reload_success"),
+        Some(1)
+    );
     eprintln!(
         "FAIL_RELOAD: back after {:?}, {failed_meanwhile} requests answered 503 meanwhile",
         started.elapsed()

@@ -100,6 +100,7 @@ fn assert_back_at_its_weight(seen: &BTreeMap<(u16, String), usize>) {
 
 fn gauge(envoy: &Envoy, name: &str, version: &str) -> f64 {
     envoy
+        .admin
         .metrics()
         .get(name, &[("route", "hello"), ("version", version)])
         .unwrap_or(f64::NAN)
@@ -128,9 +129,13 @@ fn a_failing_version_leaves_the_split_within_a_window_and_returns_after_its_cool
     // Both workers agree: every request of four connections goes to v1.
     let ejected = load.send(&envoy, 200);
     assert_eq!(count(&ejected, 200, "v1"), 200, "{ejected:?}");
-    let metrics = envoy.metrics();
-    let v2 = [("route", "hello"), ("version", "v2")];
-    assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 1);
+    let trips = || {
+        envoy
+            .admin
+            .metrics()
+            .version_count("traffic_split_guard_trips_total", "hello", "v2")
+    };
+    assert_eq!(trips(), 1);
     assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 1.0);
     assert_eq!(gauge(&envoy, "traffic_split_weight", "v2"), 0.0);
     assert_eq!(gauge(&envoy, "traffic_split_weight", "v1"), 70.0);
@@ -142,12 +147,7 @@ fn a_failing_version_leaves_the_split_within_a_window_and_returns_after_its_cool
     });
     assert_back_at_its_weight(&load.send(&envoy, 100));
     assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 0.0);
-    assert_eq!(
-        envoy
-            .metrics()
-            .count("traffic_split_guard_trips_total", &v2),
-        1
-    );
+    assert_eq!(trips(), 1);
 }
 
 #[test]
@@ -198,7 +198,7 @@ fn the_last_version_with_weight_is_never_taken_out() {
     envoy.set_v2_failing(true);
     let mut load = Load::new(&envoy);
     load.until(&envoy, Duration::from_secs(6), |_| {
-        envoy.metrics().count(
+        envoy.admin.metrics().count(
             "traffic_split_guard_held_total",
             &[("route", "hello"), ("version", "v2")],
         ) == 1
@@ -209,7 +209,7 @@ fn the_last_version_with_weight_is_never_taken_out() {
         50,
         "v2 keeps its traffic: {still:?}"
     );
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let v2 = [("route", "hello"), ("version", "v2")];
     assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 0);
     assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 0.0);

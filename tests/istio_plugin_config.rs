@@ -69,7 +69,7 @@ fn observe(envoy: &Envoy) -> Observed {
             .entry((response.status, version.to_string()))
             .or_default() += 1;
     }
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let per_version = ["v1", "v2"]
         .into_iter()
         .map(|version| {
@@ -137,7 +137,7 @@ fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
     assert_experiment_outcome(&istio_observed);
     // The override's buckets hold a bound at the 2 ms deadline (the histogram is in µs).
     assert!(
-        istio.prometheus_lines().iter().any(|line| line.starts_with(
+        istio.admin.prometheus_lines().iter().any(|line| line.starts_with(
             r#"traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="2000"}"#
         )),
         "no 2 ms bucket in the sidecar's histogram"
@@ -170,7 +170,7 @@ fn wasm_plugin_config_leaves_requests_for_other_services_alone() {
         .send_raw(b"GET /hello HTTP/1.1\r\nhost: springbootapp-svc.springistiodemo:8080\r\n\r\n")
         .expect("request");
     assert_eq!(response.header("x-upstream-saw-version"), Some("v1"));
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(metrics.count("traffic_split_unmatched_total", &[]), 1);
     assert_eq!(
         metrics.count(

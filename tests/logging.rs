@@ -31,7 +31,8 @@ fn a_configuration_is_logged_once_per_vm_and_requests_log_nothing() {
         assert_eq!(connection.get("/hello").expect("request").status, 200);
         connection.get("/nowhere").expect("request");
     }
-    busy.metrics_when(|metrics| metrics.count("traffic_split_unmatched_total", &[]) >= 200);
+    busy.admin
+        .metrics_when(|metrics| metrics.count("traffic_split_unmatched_total", &[]) >= 200);
     let busy_log = busy.stop();
     assert_eq!(
         lines_from_the_filter(&busy_log).len(),

@@ -301,7 +301,7 @@ fn module_pulled_from_the_registry_splits_70_30_in_envoy() {
         }
     }
     assert_eq!((v1, v2), (70, 30));
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     for (version, expected) in [("v1", 70), ("v2", 30)] {
         assert_eq!(
             metrics.count(

@@ -24,7 +24,7 @@ fn by_status_and_version(envoy: &Envoy, count: usize) -> BTreeMap<(u16, String),
 }
 
 fn outcome(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
-    envoy.metrics().outcome("hello", version)
+    envoy.admin.metrics().outcome("hello", version)
 }
 
 /// v2's listener is gone: Envoy cannot connect to it and answers its requests with 503. They
@@ -40,6 +40,7 @@ fn with_v2s_upstream_gone_its_requests_end_in_503_counted_under_v2() {
     );
     let connect_failures = || {
         envoy
+            .admin
             .stat("cluster.springbootapp-v2.upstream_cx_connect_fail")
             .unwrap_or(0)
     };
@@ -51,7 +52,7 @@ fn with_v2s_upstream_gone_its_requests_end_in_503_counted_under_v2() {
     assert_eq!(seen, expected);
     assert_eq!(outcome(&envoy, "v1"), (70, 70, 0, 0));
     assert_eq!(outcome(&envoy, "v2"), (30, 0, 30, 0));
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(metrics.count("traffic_split_unmatched_total", &[]), 0);
     assert_eq!(metrics.count("traffic_split_host_errors_total", &[]), 0);
     assert_eq!(
@@ -87,11 +88,9 @@ fn with_v2s_upstream_gone_the_guard_moves_its_traffic_to_v1() {
     }
     let after = by_status_and_version(&envoy, 100);
     assert_eq!(after.get(&(200, "v1".to_string())), Some(&100), "{after:?}");
-    let v2 = [("route", "hello"), ("version", "v2")];
+    let metrics = envoy.admin.metrics();
     assert_eq!(
-        envoy
-            .metrics()
-            .count("traffic_split_guard_trips_total", &v2),
+        metrics.version_count("traffic_split_guard_trips_total", "hello", "v2"),
         1
     );
 }
@@ -162,6 +161,7 @@ fn config_changes_under_load_lose_nothing_and_the_split_follows_them() {
             .iter()
             .map(|cluster| {
                 envoy
+                    .admin
                     .stat(&format!("cluster.{cluster}.upstream_rq_2xx"))
                     .unwrap_or(0)
             })
@@ -176,7 +176,7 @@ fn config_changes_under_load_lose_nothing_and_the_split_follows_them() {
         .spawn()
         .expect("run wrk (make apt-tools installs it)");
     let routed = |version: &str| -> u64 {
-        envoy.metrics().count(
+        envoy.admin.metrics().count(
             "traffic_split_requests_total",
             &[("route", "hello"), ("version", version)],
         )
@@ -235,7 +235,7 @@ fn config_changes_under_load_lose_nothing_and_the_split_follows_them() {
     assert_eq!(summary.socket_errors, 0, "{out}");
     // Every request Envoy answered was a 2xx from v1 or v2, and the filter routed each; the
     // only ones unanswered are those wrk left in flight when it stopped.
-    let stat = |name: &str| envoy.stat(name).unwrap_or(0);
+    let stat = |name: &str| envoy.admin.stat(name).unwrap_or(0);
     let received = stat("http.front.downstream_rq_total");
     let answered = stat("http.front.downstream_rq_completed");
     // wrk stops mid-flight: Envoy may have answered a few requests wrk no longer read.

@@ -47,9 +47,11 @@ fn spoofed_cluster_and_version_headers_are_replaced() {
             "{headers:?}"
         );
     }
-    let metrics = envoy.metrics();
-    let v2 = [("route", "hello"), ("version", "v2")];
-    assert_eq!(metrics.count("traffic_split_requests_total", &v2), 4);
+    let metrics = envoy.admin.metrics();
+    assert_eq!(
+        metrics.version_count("traffic_split_requests_total", "hello", "v2"),
+        4
+    );
 }
 
 #[test]
@@ -171,7 +173,7 @@ fn hostile_requests_never_break_the_filter() {
     let response = envoy.connect().get("/").expect("request");
     assert_eq!(response.header("x-upstream-saw-version"), Some("v1"));
     envoy.assert_vm_never_failed();
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let v2 = [("route", "by-header"), ("version", "v2")];
     assert!(metrics.count("traffic_split_requests_total", &v2) >= 2);
 }
@@ -234,7 +236,7 @@ fn requests_at_envoys_header_limits_are_served_by_the_config() {
     }
     let v1 = [("route", "hello"), ("version", "v1")];
     let v2 = [("route", "hello"), ("version", "v2")];
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(
         metrics.count("traffic_split_requests_total", &v1)
             + metrics.count("traffic_split_requests_total", &v2),
@@ -290,7 +292,7 @@ fn ten_thousand_distinct_keys_are_split_exactly_without_a_failure() {
     let v2: usize = served.iter().map(|(_, v2)| v2).sum();
     // One Envoy worker, one round robin: exact over any 10 consecutive requests.
     assert_eq!((v1, v2), (7_000, 3_000));
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let labels = |version| [("route", "hello"), ("version", version)];
     assert_eq!(
         metrics.count("traffic_split_requests_total", &labels("v1")),

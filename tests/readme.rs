@@ -40,7 +40,7 @@ fn the_readme_snippet_splits_70_30_and_its_deadline_cuts_every_v2_request() {
         let response = connection.get("/hello").expect("request");
         assert!(matches!(response.status, 200 | 504), "{}", response.status);
     }
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     // (requests, 2xx, 5xx, timeouts): "7 v1 and 3 v2 in every 10", "2 ms ... which v2 never meets".
     assert_eq!(metrics.outcome("hello", "v2"), (300, 0, 300, 300));
     let (v1_requests, v1_ok, v1_errors, v1_timeouts) = metrics.outcome("hello", "v1");

@@ -44,7 +44,7 @@ fn retries_to_v2(config: &str, requests: usize, headers: &[(&str, &str)]) -> u64
         };
         assert_eq!(response.status, 503);
     }
-    envoy.metrics().count(
+    envoy.admin.metrics().count(
         "envoy_cluster_upstream_rq_retry",
         &[("envoy_cluster_name", "springbootapp-v2")],
     )
@@ -85,12 +85,10 @@ fn a_request_the_filter_does_not_route_keeps_the_clients_retry_headers() {
         .with_v2_failure_switch()
         .trusting_client_headers();
     // Envoy's default route, the last one, to v2 instead of v1.
-    let routes = &mut envoy_config.document["static_resources"]["listeners"][0]["filter_chains"][0]
-        ["filters"][0]["typed_config"]["route_config"]["virtual_hosts"][0]["routes"];
-    let default_route = routes
-        .as_sequence_mut()
-        .and_then(|routes| routes.last_mut())
-        .expect("routes");
+    let default_route = envoy_config
+        .front_routes()
+        .last_mut()
+        .expect("a default route");
     default_route["route"]["cluster"] = "springbootapp-v2".into();
     let envoy = Envoy::start(envoy_config);
     envoy.set_v2_failing(true);
@@ -109,7 +107,7 @@ fn a_request_the_filter_does_not_route_keeps_the_clients_retry_headers() {
         assert_eq!(response.status, 503);
     }
     assert_eq!(
-        envoy.metrics().count(
+        envoy.admin.metrics().count(
             "envoy_cluster_upstream_rq_retry",
             &[("envoy_cluster_name", "springbootapp-v2")],
         ),

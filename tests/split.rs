@@ -41,7 +41,7 @@ fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 1000), split(700, 300));
 
-    let metrics = envoy.metrics_when(|metrics| {
+    let metrics = envoy.admin.metrics_when(|metrics| {
         metrics.count(
             "traffic_split_request_duration_microseconds_count",
             &[("route", "hello"), ("version", "v1")],
@@ -107,9 +107,11 @@ fn zero_weight_version_gets_nothing() {
     let config = support::SPLIT_70_30.replace("\"weight\": 70", "\"weight\": 0");
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 50), split(0, 50));
-    let metrics = envoy.metrics();
-    let v1 = [("route", "hello"), ("version", "v1")];
-    assert_eq!(metrics.count("traffic_split_requests_total", &v1), 0);
+    let metrics = envoy.admin.metrics();
+    assert_eq!(
+        metrics.version_count("traffic_split_requests_total", "hello", "v1"),
+        0
+    );
 }
 
 #[test]
@@ -130,7 +132,7 @@ fn request_matching_no_route_is_counted_once_without_labels_and_left_alone() {
         .expect("post");
     assert_eq!(response.header("x-upstream-saw-version"), None);
 
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     assert_eq!(metrics.get("traffic_split_unmatched_total", &[]), Some(4.0));
     for version in ["v1", "v2"] {
         let labels = [("route", "hello"), ("version", version)];
@@ -165,7 +167,7 @@ fn first_matching_route_wins_with_header_and_regex_matches() {
     assert_eq!(versions_seen(&envoy, "/hello/42?x=1", &[], 5), split(0, 5));
     assert_eq!(versions_seen(&envoy, "/hello/42x", &[], 5), split(5, 0));
 
-    let metrics = envoy.metrics();
+    let metrics = envoy.admin.metrics();
     let count = |route| {
         metrics.count(
             "traffic_split_requests_total",
@@ -207,8 +209,9 @@ fn plugins_sharing_one_vm_each_follow_their_own_configuration() {
             assert_eq!(response.header("x-upstream-saw-version"), Some(version));
         }
     }
-    let metrics =
-        envoy.metrics_when(|m| m.outcome("first", "v1").0 + m.outcome("second", "v2").0 >= 40);
+    let metrics = envoy
+        .admin
+        .metrics_when(|m| m.outcome("first", "v1").0 + m.outcome("second", "v2").0 >= 40);
     assert_eq!(metrics.outcome("first", "v1").0, 20);
     assert_eq!(metrics.outcome("second", "v2").0, 20);
     assert_eq!(metrics.outcome("first", "v2").0, 0);
@@ -221,7 +224,7 @@ fn requests_metrics_mode_counts_requests_only() {
     let requests_only = support::SPLIT_70_30.replacen('{', r#"{ "metrics": "requests","#, 1);
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&requests_only));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 100), split(70, 30));
-    let lines = envoy.prometheus_lines();
+    let lines = envoy.admin.prometheus_lines();
     let series = |prefix: &str| lines.iter().filter(|line| line.starts_with(prefix)).count();
     assert_eq!(
         series(r#"traffic_split_requests_total{route="hello",version="v1"} 70"#),

@@ -33,7 +33,7 @@ fn sources(lines: &[String], route: &str) -> Vec<String> {
 fn sticky_counters_exist_only_for_the_sources_a_route_can_have() {
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(HEADER_AND_COOKIE_ROUTES));
-    let lines = envoy.prometheus_lines();
+    let lines = envoy.admin.prometheus_lines();
     assert_eq!(sources(&lines, "by-header"), ["header", "none"]);
     assert_eq!(sources(&lines, "by-cookie"), ["cookie", "none"]);
 }

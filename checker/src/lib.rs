@@ -34,6 +34,9 @@ pub mod mesh;
 pub mod summary;
 pub mod top;
 
+/// The Prometheus text format's one parser, shared by `top` and the end-to-end tests.
+pub use top::stats::Sample as PrometheusSample;
+
 use std::fmt;
 use std::path::{Path, PathBuf};
 use traffic_split::config::ConfigError;

@@ -5,8 +5,8 @@
 use traffic_split::plan::{
     Destination, HeaderRule, PathMatch, Plan, Route, RouteMatch, Sticky, StickyKey,
 };
-use traffic_split::ramp::Ramp;
-use traffic_split::timestamp::format_rfc3339_ms;
+use traffic_split::split::ramp::Ramp;
+use traffic_split::units::timestamp::format_rfc3339_ms;
 
 /// A ramp's schedule is printed whole up to this many lines; a longer one, its first and last
 /// `SCHEDULE_ENDS` steps.

@@ -249,6 +249,7 @@ fn every_dashboard_query_gives_v1_and_v2_the_values_the_traffic_implies() {
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
     let exported: Vec<String> = envoy
+        .admin
         .prometheus_lines()
         .iter()
         .filter_map(|line| {

@@ -99,14 +99,14 @@ fn every_sample_config_runs_in_the_local_envoy_and_reaches_its_versions() {
                     *seen.entry(version.to_string()).or_default() += 1;
                 }
             }
-            let weights = route.weights();
+            let weights = route.configured_weights();
             for (destination, weight) in route.destinations.iter().zip(weights) {
                 // Every version with a weight of at least 1 in 20 gets some of 40 requests
                 // (a 2 ms deadline may cut some: the demo's v2 answers in 5 ms).
-                let total: u32 = route.weights().iter().sum();
+                let total: u32 = route.configured_weights().iter().sum();
                 let share = f64::from(weight) / f64::from(total.max(1));
                 if share >= 0.05 {
-                    let metrics = envoy.metrics();
+                    let metrics = envoy.admin.metrics();
                     let requests = metrics.count(
                         "traffic_split_requests_total",
                         &[("route", &sample.route), ("version", &destination.version)],

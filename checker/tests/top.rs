@@ -186,7 +186,7 @@ fn json_form_needs_no_stats_tags() {
     let envoy = Envoy::start(config.with_plugin_config(support::ROUTE_2MS_V1_10S));
     send_hello(&envoy, REQUESTS as usize);
     // Envoy's own counters, with route and version in their names for want of the tags.
-    let metrics = envoy.metrics_when(|metrics| {
+    let metrics = envoy.admin.metrics_when(|metrics| {
         metrics.count(
             "traffic_split_route_hello_version_v2_code_class_5xx_responses_total",
             &[],

@@ -13,7 +13,9 @@
 //! has.
 
 use crate::plan::{Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
-use crate::validate::PASS_THROUGH;
+
+/// The `on_invalid_config` value that asks for the pass-through plan.
+pub const PASS_THROUGH: &str = "pass_through";
 
 /// The pass-through plan for a refused config, if its top level is a JSON object with
 /// `"on_invalid_config": "pass_through"`. Its `version_header` and `cluster_header` are owned

@@ -9,7 +9,8 @@
 //!   are: `routes: expected a list, got an object` (serde_json's own words would be
 //!   `invalid type: map, expected a sequence`, with no path).
 
-use super::{ConfigError, PluginConfig};
+use super::error::ConfigError;
+use super::raw::PluginConfig;
 use serde::de::value::BorrowedStrDeserializer;
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
@@ -470,4 +471,177 @@ fn nearest_field<'f>(key: &str, fields: &[&'f str]) -> Option<&'f str> {
         .filter(|&(distance, field)| distance <= 2 && distance * 2 < field.len())
         .min_by_key(|&(distance, _)| distance)
         .map(|(_, field)| field)
+}
+
+#[cfg(test)]
+mod tests {
+    //! What reading reports: unknown and misspelt fields, duplicate keys, values of the wrong
+    //! JSON type (through `compile`, so with the rest of a config's errors).
+    use crate::config::test_configs::{assert_error, errors_of, route_with, route_with_match};
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn unknown_fields_are_errors_everywhere() {
+        assert_error(
+            &route_with(r#"[{"version":"v1","wieght":70}]"#),
+            "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?",
+        );
+        let errors = errors_of(
+            r#"{ "routs": [], "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        );
+        assert!(
+            errors.iter().any(|e| e.starts_with("routs: unknown field")),
+            "{errors:?}"
+        );
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].matches: unknown field")),
+            "{errors:?}"
+        );
+        assert_error(
+            &route_with_match(r#"{ "prefix": "/", "header": [] }"#),
+            "routes[0].match.header: unknown field; expected one of prefix, exact, regex, methods, headers; did you mean `headers`?",
+        );
+        assert_error(
+            &route_with_match(r#"{ "headers": [ { "name": "a", "exact": "b", "invert": true } ] }"#),
+            "routes[0].match.headers[0].invert: unknown field; expected one of name, exact, prefix, regex, present",
+        );
+    }
+
+    #[test]
+    fn misspelt_fields_name_the_field_they_most_likely_meant() {
+        for (written, meant) in [
+            ("wieght", "weight"),
+            ("Weight", "weight"),
+            ("WEIGHT", "weight"),
+            ("weigth", "weight"),
+            ("versoin", "version"),
+            ("cluser", "cluster"),
+            ("timeouts", "timeout"),
+        ] {
+            assert_eq!(
+                errors_of(&route_with(&format!(
+                    r#"[{{"version":"v1","weight":1,"{written}":1}}]"#
+                ))),
+                [format!(
+                    "routes[0].destinations[0].{written}: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `{meant}`?"
+                )],
+            );
+        }
+        for far in ["colour", "wt", "w", "", "weight_of_v1", "ü", "重さ"] {
+            assert_eq!(
+                errors_of(&route_with(&format!(
+                    r#"[{{"version":"v1","weight":1,"{far}":1}}]"#
+                ))),
+                [format!(
+                    "routes[0].destinations[0].{far}: unknown field; expected one of version, cluster, weight, timeout, retries, fault"
+                )],
+                "{far:?} is not close to any field"
+            );
+        }
+        // In the order the keys are read: a JSON object's keys sorted.
+        let errors = errors_of(
+            r#"{ "routs": [], "log-level": "info", "Metrics": "full",
+                 "routes": [ { "name": "r", "matches": {}, "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        );
+        let allowed = "expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config";
+        assert_eq!(
+            errors,
+            [
+                format!("Metrics: unknown field; {allowed}; did you mean `metrics`?"),
+                format!("log-level: unknown field; {allowed}; did you mean `log_level`?"),
+                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, ramp; did you mean `match`?".to_string(),
+                format!("routs: unknown field; {allowed}; did you mean `routes`?"),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_with_their_path() {
+        assert_eq!(
+            errors_of(&route_with(
+                r#"[{"version":"v1","weight":70},{"version":"v2","weight":30,"timeout":"1s","weight":3}]"#
+            )),
+            ["routes[0].destinations[1].weight: duplicate field"]
+        );
+        assert_eq!(
+            errors_of(
+                r#"{ "routes": [ { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ],
+                     "metrics": "full", "metrics": "requests", "routes": [] }"#
+            ),
+            [
+                "metrics: duplicate field",
+                "routes: duplicate field",
+                "routes: expected at least one route",
+            ],
+            "reported with every other error, the later value checked"
+        );
+        assert_eq!(
+            errors_of(&route_with_match(
+                r#"{ "headers": [ { "name": "a", "exact": "b", "name": "c", "wrong": 1, "wrong": 2 } ] }"#
+            )),
+            [
+                "routes[0].match.headers[0].name: duplicate field",
+                "routes[0].match.headers[0].wrong: duplicate field",
+                "routes[0].match.headers[0].wrong: unknown field; expected one of name, exact, prefix, regex, present",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_stops_reading_and_is_reported_with_its_path() {
+        // The unknown field and the duplicate before it are reported too; the bad route name
+        // after it is not: reading stopped, and nothing was validated.
+        assert_eq!(
+            errors_of(
+                r#"{ "metrcs": "full", "metrcs": "full", "routes": [
+                     { "name": "r", "destinations": [ { "version": 7, "weight": 1 } ] },
+                     { "name": "bad name", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#
+            ),
+            [
+                "metrcs: duplicate field",
+                "metrcs: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config; did you mean `metrics`?",
+                "routes[0].destinations[0].version: expected a string, got 7",
+            ]
+        );
+        for (config, error) in [
+            (
+                route_with(r#"{"version":"v1","weight":1}"#),
+                "routes[0].destinations: expected a list, got an object",
+            ),
+            (
+                route_with(r#"["v1"]"#),
+                r#"routes[0].destinations[0]: expected an object, got "v1""#,
+            ),
+            (
+                route_with_match(r#"{ "methods": ["GET", 7] }"#),
+                "routes[0].match.methods[1]: expected a string, got 7",
+            ),
+            (
+                route_with_match(r#"{ "headers": [ { "name": "a", "present": "yes" } ] }"#),
+                r#"routes[0].match.headers[0].present: expected a boolean, got "yes""#,
+            ),
+            (
+                r#"{ "routes": [ 1, 2 ] }"#.to_string(),
+                "routes[0]: expected an object, got 1",
+            ),
+            ("true".to_string(), "expected an object, got true"),
+        ] {
+            assert_eq!(errors_of(&config), [error], "{config}");
+        }
+    }
+
+    #[test]
+    fn null_is_a_value_of_the_wrong_type_not_a_left_out_field() {
+        assert_error(
+            &route_with(r#"[{"version":"v1","weight":1,"cluster":null}]"#),
+            "routes[0].destinations[0].cluster: expected a string, got null",
+        );
+        assert_error(
+            r#"{ "version_header": null, "routes": [] }"#,
+            "version_header: expected a string, got null",
+        );
+    }
 }

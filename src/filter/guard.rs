@@ -1,12 +1,13 @@
 //! The guard's side of the root context: every [`super::timer::GUARD_TICK`], each worker merges the
 //! outcomes its streams recorded into the route's state in proxy-wasm shared data
 //! (compare-and-swap, retried on conflict), takes in the decisions found there, and logs and
-//! counts what changed. The decisions themselves are made by [`crate::guard`].
+//! counts what changed. The decisions themselves are made by [`crate::split::guard`].
 
 use super::timer::now_ms;
 use super::Active;
-use crate::guard::{GuardEvent, RouteGuardState, Tally};
 use crate::plan::{Plan, Route};
+use crate::split::guard::{GuardEvent, RouteGuardState, Tally};
+use crate::state::RouteState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
@@ -36,15 +37,29 @@ pub(super) fn shared_data_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>>
 
 /// Sets every destination's weight gauge (and, on guarded routes, its ejected gauge).
 pub(super) fn publish_weights(active: &Active) {
-    for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
-        publish_route(route, metrics);
+    let Ok(states) = active.states.try_borrow() else {
+        return;
+    };
+    for ((route, state), metrics) in active
+        .plan
+        .routes
+        .iter()
+        .zip(states.iter())
+        .zip(&active.metrics)
+    {
+        publish_route(route, state, metrics);
     }
 }
 
 /// Sets a route's weight gauges (and, on a guarded route, its ejected gauges).
-pub(super) fn publish_route(route: &Route, metrics: &[super::DestinationMetrics]) {
-    let ejected = route.live.ejected();
-    for ((weight, out), metrics) in route.effective_weights().iter().zip(&ejected).zip(metrics) {
+fn publish_route(route: &Route, state: &RouteState, metrics: &[super::DestinationMetrics]) {
+    let ejected = state.ejected();
+    for ((weight, out), metrics) in state
+        .effective_weights(route)
+        .iter()
+        .zip(ejected)
+        .zip(metrics)
+    {
         let _ = hostcalls::record_metric(metrics.weight, u64::from(*weight));
         if let Some(guard) = &metrics.guard {
             let _ = hostcalls::record_metric(guard.ejected, u64::from(*out));
@@ -54,25 +69,29 @@ pub(super) fn publish_route(route: &Route, metrics: &[super::DestinationMetrics]
 
 pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
     let now_ms = now_ms();
-    for ((route, key), metrics) in active.plan.routes.iter().zip(keys).zip(&active.metrics) {
+    let Ok(mut states) = active.states.try_borrow_mut() else {
+        return;
+    };
+    let routes = active.plan.routes.iter().zip(states.iter_mut());
+    for (((route, state), key), metrics) in routes.zip(keys).zip(&active.metrics) {
         let (Some(guard), Some(key)) = (&route.guard, key) else {
             continue;
         };
-        let deltas = route.live.take_outcomes();
-        match merge(route, guard, key, &deltas, now_ms) {
-            Ok((state, events)) => {
+        let deltas = state.take_outcomes();
+        match merge(state.weights(), guard, key, &deltas, now_ms) {
+            Ok((shared, events)) => {
                 for event in events {
                     report(route, metrics, &event);
                 }
-                if route.apply_ejections(&state.ejected(now_ms)) {
-                    publish_route(route, metrics);
+                if state.apply_ejections(route, &shared.ejected(now_ms)) {
+                    publish_route(route, state, metrics);
                 }
             }
             Err(status) => {
                 // Kept for the next tick rather than lost.
                 for (destination, delta) in deltas.iter().enumerate() {
                     for index in 0..delta.requests {
-                        route.live.record_outcome(destination, index < delta.errors);
+                        state.record_outcome(destination, index < delta.errors);
                     }
                 }
                 let _ = hostcalls::increment_metric(active.host_errors, 1);
@@ -86,20 +105,19 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
 }
 
 fn merge(
-    route: &Route,
-    guard: &crate::guard::Guard,
+    weights: &[u32],
+    guard: &crate::split::guard::Guard,
     key: &str,
     deltas: &[Tally],
     now_ms: u64,
 ) -> Result<(RouteGuardState, Vec<GuardEvent>), Status> {
-    let weights = route.weights();
     let idle = deltas.iter().all(|delta| *delta == Tally::default());
     let mut last = Status::CasMismatch;
     for _ in 0..CAS_ATTEMPTS {
         let (bytes, cas) = hostcalls::get_shared_data(key)?;
         let mut state = RouteGuardState::decode(&bytes.unwrap_or_default(), weights.len());
         let before = state.clone();
-        let events = state.merge(guard, &weights, deltas, now_ms);
+        let events = state.merge(guard, weights, deltas, now_ms);
         if idle && state == before {
             return Ok((state, events));
         }

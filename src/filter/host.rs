@@ -6,10 +6,11 @@
 //! read also copies every pair into owned `String`s and panics on a name that is not UTF-8.
 //! These calls, a response header's add (a sticky cookie's `Set-Cookie`) and the local reply's
 //! are therefore declared here, on the SDK's own types, with their status
-//! returned to the core, which fails towards safety (`crate::stream`).
+//! returned to the core, which fails towards safety (`crate::request`).
 
 use super::{Active, DestinationMetrics};
-use crate::stream::{Chosen, Count, HostError, StreamHost};
+use crate::request::headers::serialize_pairs;
+use crate::request::{Chosen, Count, HostError, StreamHost};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::{MapType, Status};
 use std::ptr::null_mut;
@@ -51,20 +52,6 @@ extern "C" {
         headers_size: usize,
         grpc_status: i32,
     ) -> Status;
-}
-
-/// One header as proxy-wasm serializes a header map: a count, the sizes, then each name and
-/// value followed by a NUL (the format `crate::headers` reads).
-fn serialize_one_header((name, value): (&str, &str)) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(12 + name.len() + value.len() + 2);
-    for word in [1, name.len(), value.len()] {
-        bytes.extend_from_slice(&u32::try_from(word).unwrap_or(0).to_le_bytes());
-    }
-    bytes.extend_from_slice(name.as_bytes());
-    bytes.push(0);
-    bytes.extend_from_slice(value.as_bytes());
-    bytes.push(0);
-    bytes
 }
 
 /// The details Envoy logs for the filter's local reply (`%RESPONSE_CODE_DETAILS%`).
@@ -188,7 +175,7 @@ impl StreamHost for EnvoyHost<'_> {
         body: &str,
         header: (&str, &str),
     ) -> Result<(), HostError> {
-        let headers = serialize_one_header(header);
+        let headers = serialize_pairs(&[header]);
         // SAFETY: the host only reads the slices. (The SDK's `send_http_response` panics when
         // the host refuses.) -1: no gRPC status.
         status_result(unsafe {

@@ -1,25 +1,28 @@
 //! The proxy-wasm adapter, on the proxy-wasm Rust SDK: the root context reads the plugin
-//! configuration, compiles it into a [`Plan`] and defines the metrics once; each HTTP context
-//! hands its request to [`crate::stream::Stream`] with [`host::EnvoyHost`] as its host.
+//! configuration, compiles it into a [`Plan`], defines the metrics once and keeps the routes'
+//! state ([`RouteState`]) beside the plan; each HTTP context hands its request to
+//! [`crate::request::Stream`] with [`host::EnvoyHost`] as its host.
 //! Everything that needs thought lives in the core.
 
 mod guard;
 mod host;
 mod timer;
 
+use crate::config::limits::check_config_size;
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
-use crate::fault::FaultKind;
-use crate::limits::check_config_size;
 use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
 use crate::plan::{
     self, MetricsMode, Plan, Route, StickyKey, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
 };
-use crate::stream::{Stream, Verdict};
+use crate::request::{follow_ramp, Stream, Verdict};
+use crate::split::fault::FaultKind;
+use crate::state::RouteState;
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
+use std::cell::RefCell;
 use std::rc::Rc;
 use timer::Timer;
 
@@ -63,6 +66,9 @@ pub(crate) struct ResponseMetrics {
 /// What a configuration compiles to: the plan, and metric ids laid out like its routes.
 pub(crate) struct Active {
     pub plan: Plan,
+    /// What changes while the routes serve, parallel to `plan.routes`. Borrowed only within
+    /// one callback, never across a host call that could re-enter the module.
+    pub states: RefCell<Vec<RouteState>>,
     /// `metrics[route][destination]`, parallel to `plan.routes[route].destinations`.
     pub metrics: Vec<Vec<DestinationMetrics>>,
     /// Per route: the counter of overrides naming no version, on routes with an override header.
@@ -163,9 +169,13 @@ impl RootContext for SplitRoot {
         if let Some(active) = &self.active {
             guard::merge_all(active, &self.guard_keys);
             // A ramp's gauges move on time on a route without requests.
-            for (route, metrics) in active.plan.routes.iter().zip(&active.metrics) {
-                if route.follow_ramp(host::proxy_clock_nanos()) {
-                    guard::publish_route(route, metrics);
+            if let Ok(mut states) = active.states.try_borrow_mut() {
+                let now_nanos = host::proxy_clock_nanos();
+                let mut host = EnvoyHost::new(active);
+                for (index, (route, state)) in
+                    active.plan.routes.iter().zip(states.iter_mut()).enumerate()
+                {
+                    follow_ramp(index, route, state, now_nanos, &mut host);
                 }
             }
         }
@@ -238,10 +248,18 @@ impl HttpContext for SplitStream {
             host::remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
             return Action::Continue;
         };
-        match self
-            .stream
-            .on_request_headers(&active.plan, &mut EnvoyHost::new(active))
-        {
+        let mut host = EnvoyHost::new(active);
+        let verdict = match active.states.try_borrow_mut() {
+            Ok(mut states) => self
+                .stream
+                .on_request_headers(&active.plan, &mut states, &mut host),
+            // Never (the state is borrowed only within one callback); without it no route is
+            // taken, and the owned headers still go.
+            Err(_) => self
+                .stream
+                .on_request_headers(&active.plan, &mut [], &mut host),
+        };
+        match verdict {
             Verdict::Continue => Action::Continue,
             // The local reply is on its way; the request goes no further.
             Verdict::Answered => Action::Pause,
@@ -265,8 +283,12 @@ impl HttpContext for SplitStream {
     /// The stream's end, at Envoy's access log: the response code and flags are final.
     fn on_log(&mut self) {
         if let Some(active) = &self.active {
-            self.stream
-                .on_end(&active.plan, &mut EnvoyHost::new(active));
+            let mut host = EnvoyHost::new(active);
+            match active.states.try_borrow_mut() {
+                Ok(mut states) => self.stream.on_end(&active.plan, &mut states, &mut host),
+                // Never, as above; the response is still counted, only the guard misses it.
+                Err(_) => self.stream.on_end(&active.plan, &mut [], &mut host),
+            }
         }
     }
 }
@@ -274,8 +296,10 @@ impl HttpContext for SplitStream {
 /// Brings every ramp to the proxy's clock (the gauges are set after).
 fn follow_ramps(active: &Active) {
     let now_nanos = host::proxy_clock_nanos();
-    for route in &active.plan.routes {
-        route.follow_ramp(now_nanos);
+    if let Ok(mut states) = active.states.try_borrow_mut() {
+        for (route, state) in active.plan.routes.iter().zip(states.iter_mut()) {
+            state.follow_ramp(route, now_nanos);
+        }
     }
 }
 
@@ -315,6 +339,7 @@ fn define_metrics(plan: Plan) -> Result<Active, Status> {
         None
     };
     Ok(Active {
+        states: RefCell::new(RouteState::for_plan(&plan)),
         plan,
         metrics,
         unknown_overrides,

@@ -4,8 +4,8 @@
 //!
 //! proxy-wasm has one timer per root context, whose period Envoy applies from the next firing
 //! on: a new, shorter wait must first stop the timer (period 0) and then set the period, which
-//! arms it afresh. The timer always waits for the earlier of the guard's next merge and the
-//! first held request's release.
+//! arms it afresh. The timer always waits for the earliest of the guard's next merge, the ramps'
+//! next tick and the first held request's release.
 
 use proxy_wasm::hostcalls;
 use std::cell::{Cell, RefCell};

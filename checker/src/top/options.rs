@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::time::Duration;
-use traffic_split::duration::parse_timeout_ms;
+use traffic_split::units::duration::parse_timeout_ms;
 
 pub const USAGE: &str = "\
 usage: traffic-split top [--admin URL] [--stats prometheus|json] [--interval DURATION]

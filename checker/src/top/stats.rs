@@ -301,15 +301,17 @@ fn histogram_part(name: &str) -> Option<HistogramPart> {
     }
 }
 
-/// One sample line of the Prometheus text format.
-struct Sample<'a> {
-    name: &'a str,
-    labels: Vec<(&'a str, String)>,
-    value: f64,
+/// One sample line of the Prometheus text format: the one parser of it, also used by the
+/// end-to-end tests (as [`crate::PrometheusSample`]).
+pub struct Sample<'a> {
+    pub name: &'a str,
+    pub labels: Vec<(&'a str, String)>,
+    pub value: f64,
 }
 
 impl<'a> Sample<'a> {
-    fn parse(line: &'a str) -> Option<Sample<'a>> {
+    /// The sample on `line`; `None` for comments, blank and broken lines.
+    pub fn parse(line: &'a str) -> Option<Sample<'a>> {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             return None;
@@ -336,7 +338,7 @@ impl<'a> Sample<'a> {
         })
     }
 
-    fn label(&self, name: &str) -> Option<&str> {
+    pub fn label(&self, name: &str) -> Option<&str> {
         self.labels
             .iter()
             .find(|(label, _)| *label == name)
@@ -610,6 +612,21 @@ traffic_split_something_else{route="hello",version="v1"} 7
         assert_eq!(sample.label("a"), Some("x\"y,}"));
         assert_eq!(sample.label("b"), Some("\\n"));
         assert_eq!(sample.value, 2.0);
+    }
+
+    #[test]
+    fn samples_without_labels_have_none() {
+        // Envoy writes its untagged stats with empty braces; other exporters without them.
+        for line in ["envoy_server_live{} 1", "envoy_server_live 1"] {
+            let sample = Sample::parse(line).expect("parses");
+            assert_eq!((sample.name, sample.value), ("envoy_server_live", 1.0));
+            assert!(sample.labels.is_empty(), "{line}");
+        }
+        let sample = Sample::parse(r#"m_bucket{a="x",le="+Inf"} 7"#).expect("parses");
+        assert_eq!(
+            sample.labels,
+            [("a", "x".to_string()), ("le", "+Inf".to_string())]
+        );
     }
 
     #[test]

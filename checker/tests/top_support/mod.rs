@@ -60,7 +60,7 @@ pub fn wait_until_counted(envoy: &Envoy, total: u64) {
     let duration = DestinationMetricNames::new(ROUTE, "v1").duration;
     let histogram = duration.rsplit('.').next().unwrap_or_default();
     let duration_count = format!("{PREFIX}_{histogram}_count");
-    let metrics = envoy.metrics_when(|metrics| {
+    let metrics = envoy.admin.metrics_when(|metrics| {
         ["v1", "v2"].iter().all(|version| {
             let (requests, ..) = metrics.outcome(ROUTE, version);
             requests > 0

@@ -1,9 +1,9 @@
 //! A [`StreamHost`] that holds one request in memory, records what the stream does with it and
 //! fails the host calls it is told to fail: the host of the stream's unit tests, of the
-//! property tests and of the fuzz targets (`crate::fuzzing`).
+//! property tests and of the fuzz targets (fuzz/src/checks.rs).
 
-use super::{Chosen, Count, HostError, StreamHost};
-use crate::headers::serialize_pairs;
+use super::headers::serialize_pairs;
+use super::host::{Chosen, Count, HostError, StreamHost};
 
 /// The status a failed call returns (proxy-wasm's `InternalFailure`); any error would do.
 const FAILED: HostError = HostError(10);

@@ -4,7 +4,7 @@
 //! (docs/config.md, "Size limits"; the figures behind them are in docs/performance.md). A
 //! config beyond one is refused before anything is compiled, with the limit named.
 
-use crate::config::ConfigError;
+use super::error::ConfigError;
 
 const BYTES_PER_MIB: usize = 1024 * 1024;
 /// The config as the filter receives it (JSON), in bytes.

@@ -1,143 +1,10 @@
-//! Choosing a destination: by weight, or by a sticky key.
-//!
-//! By weight, a smooth weighted round robin (the one nginx uses), not a random draw: within one
-//! Envoy worker, any window of `total weight` consecutive picks of a route holds exactly each
-//! destination's weight, and the picks are spread out (7/3 gives `v1 v2 v1 v1 v1 v2 v1 v1 v2 v1`,
-//! not seven v1 then three v2). Operators check a canary by counting, and a count that is exactly
-//! what the config says leaves nothing to explain.
-//!
-//! By a sticky key ([`pick_sticky`]), weighted rendezvous hashing: each version scores the key
-//! `-ln(u) / weight`, with `u` a hash of the key seeded by the version's name, and the lowest
-//! score wins. A version's weight only scales its own scores, so when it grows no key leaves it,
-//! when it shrinks only keys on it move, and a key never moves between two versions whose
-//! weights stayed the same (docs/config.md, "Sticky split", has the proof and the measured
-//! shares).
+//! Sticky splits: weighted rendezvous hashing. Each version scores the key `-ln(u) / weight`,
+//! with `u` a hash of the key seeded by the version's name, and the lowest score wins. A
+//! version's weight only scales its own scores, so when it grows no key leaves it, when it
+//! shrinks only keys on it move, and a key never moves between two versions whose weights
+//! stayed the same (docs/config.md, "Sticky split", has the proof and the measured shares).
 
-use crate::plan::Route;
-use std::cell::Cell;
 use xxhash_rust::xxh64::xxh64;
-
-impl Route {
-    /// The destination of a sticky key under the weights requests are split by now (a ramp's,
-    /// the guard's); `None` only when every weight is 0, which validation never builds.
-    pub fn sticky_destination(&self, key: &[u8]) -> Option<usize> {
-        self.with_split_in_force(|split| {
-            pick_sticky(
-                key,
-                self.destinations
-                    .iter()
-                    .map(|destination| destination.sticky_seed)
-                    .zip(split.weights()),
-            )
-        })
-    }
-
-    /// The destination whose version is exactly `version` (an override header's value).
-    pub fn destination_of_version(&self, version: &[u8]) -> Option<usize> {
-        self.destinations
-            .iter()
-            .position(|destination| destination.version.as_bytes() == version)
-    }
-}
-
-/// The per-route weighted round robin, and the route's current weights (a ramp changes them).
-/// Its state is per Envoy worker (each worker has its own Wasm VM), kept in `Cell`s so that
-/// picking needs no `&mut` and can never panic on a borrow.
-#[derive(Debug)]
-pub struct WeightedRoundRobin {
-    /// As configured, or as a ramp has them now.
-    weights: Vec<Cell<u32>>,
-    /// `weights` divided by their greatest common divisor, so 70/30 cycles every 10 picks.
-    reduced: Vec<Cell<i64>>,
-    total: Cell<i64>,
-    current: Vec<Cell<i64>>,
-}
-
-impl WeightedRoundRobin {
-    /// `weights` must hold at least one non-zero weight (validation guarantees it); with only
-    /// zeros every pick returns the first destination.
-    pub fn new(weights: &[u32]) -> Self {
-        let round_robin = Self {
-            weights: weights.iter().map(|&w| Cell::new(w)).collect(),
-            reduced: weights.iter().map(|_| Cell::new(0)).collect(),
-            total: Cell::new(0),
-            current: weights.iter().map(|_| Cell::new(0)).collect(),
-        };
-        round_robin.restart();
-        round_robin
-    }
-
-    /// Derives the cycle from the weights and starts it afresh.
-    fn restart(&self) {
-        let divisor = self
-            .weights
-            .iter()
-            .fold(0u64, |g, w| gcd(g, u64::from(w.get())))
-            .max(1);
-        let mut total = 0;
-        for (weight, reduced) in self.weights.iter().zip(&self.reduced) {
-            reduced.set((u64::from(weight.get()) / divisor) as i64);
-            total += reduced.get();
-        }
-        self.total.set(total);
-        for current in &self.current {
-            current.set(0);
-        }
-    }
-
-    /// The current weight of a destination (0 for an index out of range).
-    pub fn weight(&self, index: usize) -> u32 {
-        self.weights.get(index).map_or(0, Cell::get)
-    }
-
-    /// The current weights, in the order of the route's destinations.
-    pub fn weights(&self) -> impl Iterator<Item = u32> + '_ {
-        self.weights.iter().map(Cell::get)
-    }
-
-    /// Changes one destination's weight (a ramp's step) and restarts the cycle, so that every
-    /// window from here on holds the new weights exactly. Whether the weight changed.
-    pub fn set_weight(&self, index: usize, weight: u32) -> bool {
-        match self.weights.get(index) {
-            Some(cell) if cell.get() != weight => {
-                cell.set(weight);
-                self.restart();
-                true
-            }
-            _ => false,
-        }
-    }
-
-    /// The length of one full cycle: the reduced total weight.
-    pub fn cycle_len(&self) -> u64 {
-        self.total.get() as u64
-    }
-
-    /// Returns the index of the next destination.
-    pub fn pick(&self) -> usize {
-        let mut best: Option<(usize, i64)> = None;
-        for (index, (weight, current)) in self.reduced.iter().zip(&self.current).enumerate() {
-            let weight = weight.get();
-            if weight == 0 {
-                continue;
-            }
-            let raised = current.get() + weight;
-            current.set(raised);
-            if best.is_none_or(|(_, top)| raised > top) {
-                best = Some((index, raised));
-            }
-        }
-        match best {
-            Some((index, _)) => {
-                if let Some(chosen) = self.current.get(index) {
-                    chosen.set(chosen.get() - self.total.get());
-                }
-                index
-            }
-            None => 0,
-        }
-    }
-}
 
 /// The hash seed of a version's sticky scores: its name, so that a key's score for a version
 /// does not depend on the version's place in the list, on the other versions or on the route.
@@ -172,14 +39,6 @@ fn sticky_distance(key: &[u8], seed: u64) -> f64 {
     -libm::log(unit)
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,107 +51,6 @@ mod tests {
         "3211121112111121221211112111122111212213131121111111112221121121";
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
-
-    fn counts(weights: &[u32], picks: usize) -> Vec<u64> {
-        let rr = WeightedRoundRobin::new(weights);
-        let mut counts = vec![0; weights.len()];
-        for _ in 0..picks {
-            counts[rr.pick()] += 1;
-        }
-        counts
-    }
-
-    /// Every window of `total` consecutive picks, aligned or not, holds exactly the weights.
-    fn assert_every_window_exact(weights: &[u32]) {
-        let total: u32 = weights.iter().sum();
-        let rr = WeightedRoundRobin::new(weights);
-        let sequence: Vec<usize> = (0..total as usize * 5).map(|_| rr.pick()).collect();
-        for window in sequence.windows(total as usize) {
-            for (index, &weight) in weights.iter().enumerate() {
-                let seen = window.iter().filter(|&&p| p == index).count() as u32;
-                assert_eq!(seen, weight, "weights {weights:?}, window {window:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn seventy_thirty_is_exact_over_every_window() {
-        assert_every_window_exact(&[70, 30]);
-        assert_eq!(counts(&[70, 30], 1000), vec![700, 300]);
-    }
-
-    #[test]
-    fn proportional_weights_give_the_same_split() {
-        let a = WeightedRoundRobin::new(&[70, 30]);
-        let b = WeightedRoundRobin::new(&[7, 3]);
-        assert_eq!(a.cycle_len(), 10);
-        for _ in 0..100 {
-            assert_eq!(a.pick(), b.pick());
-        }
-    }
-
-    #[test]
-    fn picks_are_interleaved_not_batched() {
-        let rr = WeightedRoundRobin::new(&[7, 3]);
-        let cycle: Vec<usize> = (0..10).map(|_| rr.pick()).collect();
-        assert_eq!(cycle, vec![0, 1, 0, 0, 0, 1, 0, 0, 1, 0]);
-    }
-
-    #[test]
-    fn zero_weight_destination_is_never_picked() {
-        assert_eq!(counts(&[0, 5], 100), vec![0, 100]);
-        assert_eq!(counts(&[3, 0, 1], 400), vec![300, 0, 100]);
-        assert_every_window_exact(&[3, 0, 1]);
-    }
-
-    #[test]
-    fn single_destination_takes_everything() {
-        assert_eq!(counts(&[1], 50), vec![50]);
-        assert_eq!(counts(&[100], 50), vec![50]);
-    }
-
-    #[test]
-    fn three_destinations_split_exactly() {
-        assert_every_window_exact(&[50, 30, 20]);
-        assert_every_window_exact(&[1, 1, 1]);
-        assert_every_window_exact(&[97, 2, 1]);
-        assert_eq!(counts(&[50, 30, 20], 10_000), vec![5000, 3000, 2000]);
-    }
-
-    #[test]
-    fn many_requests_keep_the_ratio_for_odd_weights() {
-        assert_eq!(counts(&[13, 7, 1], 21 * 1000), vec![13_000, 7000, 1000]);
-        assert_every_window_exact(&[13, 7, 1]);
-    }
-
-    #[test]
-    fn all_zero_weights_do_not_panic() {
-        assert_eq!(counts(&[0, 0], 3), vec![3, 0]);
-    }
-
-    #[test]
-    fn one_in_ten_thousand_is_exactly_one_in_ten_thousand() {
-        // The 1 : 999,999 a Gateway API weight allows, at a scale a test can run.
-        assert_eq!(counts(&[1, 9_999], 10_000), vec![1, 9_999]);
-        assert_eq!(counts(&[1, 999_999], 1_000_000), vec![1, 999_999]);
-    }
-
-    #[test]
-    fn a_changed_weight_restarts_an_exact_cycle() {
-        let rr = WeightedRoundRobin::new(&[70, 30]);
-        for _ in 0..3 {
-            rr.pick();
-        }
-        assert!(rr.set_weight(1, 70));
-        assert!(!rr.set_weight(1, 70), "unchanged");
-        assert!(!rr.set_weight(7, 1), "no such destination");
-        assert_eq!(rr.weights().collect::<Vec<_>>(), [70, 70]);
-        assert_eq!(rr.cycle_len(), 2);
-        let picks: Vec<usize> = (0..10).map(|_| rr.pick()).collect();
-        assert_eq!(picks.iter().filter(|&&p| p == 1).count(), 5);
-        assert!(rr.set_weight(0, 0));
-        assert!((0..10).all(|_| rr.pick() == 1));
-    }
 
     fn sticky_version(key: &str, versions: &[(&str, u32)]) -> Option<usize> {
         pick_sticky(
@@ -515,13 +273,5 @@ mod tests {
             )
             .collect();
         assert_eq!(picks, PICKS_OF_64_KEYS);
-    }
-
-    #[test]
-    fn huge_weights_do_not_overflow() {
-        let rr = WeightedRoundRobin::new(&[u32::MAX, u32::MAX - 1, 1]);
-        for _ in 0..1000 {
-            assert!(rr.pick() < 3);
-        }
     }
 }

@@ -18,7 +18,8 @@
 //!
 //! [`RouteMatch::matches`]: crate::plan::RouteMatch::matches
 
-use crate::plan::{matched_path, PathMatch, RequestView, Route};
+use super::matcher::{matched_path, PathMatch, RequestView};
+use super::route::Route;
 use std::collections::{BTreeMap, HashMap};
 
 /// The routes, in config order, and their index.

@@ -5,8 +5,6 @@
 //! percent fires exactly `p` times in every 10,000 consecutive requests of its version (per
 //! Envoy worker), spread out evenly, so a drill's count is what the config says.
 
-use std::cell::Cell;
-
 /// The draws of one fault are counted over this many requests.
 pub const DRAW_PERIOD: u32 = 10_000;
 
@@ -73,31 +71,38 @@ impl FaultAction {
 }
 
 /// Fires `basis_points` times in every [`DRAW_PERIOD`] calls: call `n` fires when
-/// `floor((n + 1) * p / 10000)` passes `floor(n * p / 10000)`. Per worker, in a `Cell`, like
-/// the round robin.
-#[derive(Debug, Default)]
+/// `floor((n + 1) * p / 10000)` passes `floor(n * p / 10000)`. The count of calls is the
+/// caller's ([`FaultDraws`], in the route's state), so the draw itself never changes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ExactDraw {
     basis_points: u32,
-    calls: Cell<u32>,
 }
 
 impl ExactDraw {
     pub fn new(basis_points: u32) -> Self {
         ExactDraw {
             basis_points: basis_points.min(DRAW_PERIOD),
-            calls: Cell::new(0),
         }
     }
 
-    pub fn draw(&self) -> bool {
+    /// Whether call number `calls` fires; advances `calls`.
+    pub fn draw(&self, calls: &mut u32) -> bool {
         if self.basis_points == 0 {
             return false;
         }
-        let call = self.calls.get();
-        self.calls.set((call + 1) % DRAW_PERIOD);
+        let call = *calls;
+        *calls = (call + 1) % DRAW_PERIOD;
         let fired = |calls: u32| u64::from(calls) * u64::from(self.basis_points) / 10_000;
         fired(call + 1) > fired(call)
     }
+}
+
+/// How many requests each fault of a version has drawn for, in the current period: what
+/// changes while serving, kept in the route's state (per Envoy worker).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultDraws {
+    abort: u32,
+    delay: u32,
 }
 
 /// A version's fault with its draws, as the plan holds it.
@@ -124,16 +129,16 @@ impl FaultPlan {
     /// Whether this request is aborted, delayed, or neither. Both draws advance on every
     /// request, so each fault's share is exact on its own; a request drawn for both is aborted
     /// at once (a delay before an abort would only hold a connection).
-    pub fn draw(&self) -> Option<FaultAction> {
+    pub fn draw(&self, draws: &mut FaultDraws) -> Option<FaultAction> {
         let abort = self
             .abort
             .as_ref()
-            .filter(|(_, draw)| draw.draw())
+            .filter(|(_, draw)| draw.draw(&mut draws.abort))
             .map(|(status, _)| FaultAction::Abort { status: *status });
         let delay = self
             .delay
             .as_ref()
-            .filter(|(_, draw)| draw.draw())
+            .filter(|(_, draw)| draw.draw(&mut draws.delay))
             .map(|(delay_ms, _)| FaultAction::Delay {
                 delay_ms: *delay_ms,
             });
@@ -161,15 +166,17 @@ mod tests {
 
     fn fired(basis_points: u32, calls: u32) -> u32 {
         let draw = ExactDraw::new(basis_points);
-        (0..calls).filter(|_| draw.draw()).count() as u32
+        let mut drawn = 0;
+        (0..calls).filter(|_| draw.draw(&mut drawn)).count() as u32
     }
 
     #[test]
     fn a_share_is_exact_over_every_period() {
         for basis_points in [0, 1, 3, 100, 1_000, 1_234, 3_333, 5_000, 9_999, 10_000] {
             let draw = ExactDraw::new(basis_points);
+            let mut drawn = 0;
             for period in 0..3 {
-                let fired = (0..DRAW_PERIOD).filter(|_| draw.draw()).count() as u32;
+                let fired = (0..DRAW_PERIOD).filter(|_| draw.draw(&mut drawn)).count() as u32;
                 assert_eq!(fired, basis_points, "{basis_points} bp, period {period}");
             }
         }
@@ -179,7 +186,8 @@ mod tests {
     fn draws_are_spread_out_not_batched() {
         // 10%: one in every 10 consecutive requests, not a run of 1,000.
         let draw = ExactDraw::new(1_000);
-        let sequence: Vec<bool> = (0..100).map(|_| draw.draw()).collect();
+        let mut drawn = 0;
+        let sequence: Vec<bool> = (0..100).map(|_| draw.draw(&mut drawn)).collect();
         for window in sequence.chunks(10) {
             assert_eq!(window.iter().filter(|&&fired| fired).count(), 1);
         }
@@ -198,7 +206,9 @@ mod tests {
                 basis_points: 1_000,
             }),
         });
-        let actions: Vec<Option<FaultAction>> = (0..DRAW_PERIOD).map(|_| plan.draw()).collect();
+        let mut draws = FaultDraws::default();
+        let actions: Vec<Option<FaultAction>> =
+            (0..DRAW_PERIOD).map(|_| plan.draw(&mut draws)).collect();
         let aborts = actions
             .iter()
             .filter(|a| matches!(a, Some(FaultAction::Abort { status: 503 })))
@@ -212,6 +222,6 @@ mod tests {
             .count();
         assert_eq!(delays, 0);
         assert_eq!(plan.kinds(), [FaultKind::Abort, FaultKind::Delay]);
-        assert_eq!(FaultPlan::new(&Fault::default()).draw(), None);
+        assert_eq!(FaultPlan::new(&Fault::default()).draw(&mut draws), None);
     }
 }

@@ -2,9 +2,9 @@
 //! that every path, the host's failures included, is unit-tested on the host target. The
 //! proxy-wasm adapter (`crate::filter`) implements the trait with host calls.
 //!
-//! Request headers: match a route, bring a ramp's weights up to the proxy's clock, pick a
-//! destination (an override header's version, else a sticky key's, else the round robin's),
-//! write the owned headers (version, cluster, deadline), count. Response headers: set a sticky
+//! Request headers: match a route, follow its ramp to the proxy's clock, choose a destination
+//! (an override header's version, else a sticky key's, else the round robin's), write the
+//! owned headers (version, cluster, deadline, retries), count, draw a fault. Response headers: set a sticky
 //! cookie the request lacked. Stream end: count the response class and a timeout, record the
 //! duration.
 //!
@@ -14,45 +14,15 @@
 //! When the host fails a write, the request is counted as a host error, not as routed, and the
 //! filter removes that owned header rather than leave what the client sent.
 
-use crate::fault::{FaultAction, FaultKind, FaultPlan};
-use crate::headers::{cookie_value, HeaderPairs};
+use super::headers::{cookie_value, HeaderPairs};
+use super::host::{Chosen, Count, HostError, StreamHost};
 use crate::metrics::{CodeClass, KeySource};
 use crate::plan::{
-    MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER,
-    MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+    Destination, MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER,
+    GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
 };
-
-#[cfg(any(test, feature = "fuzzing"))]
-pub mod scripted_host;
-
-/// A host call that did not succeed; the host's status code, for the log of a test.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct HostError(pub u32);
-
-/// What the stream counts, by route and destination index into the plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Count {
-    /// A request sent to this destination with every owned header written.
-    Routed(Chosen),
-    /// A request no route matched.
-    Unmatched,
-    /// A request under the pass-through plan of a refused config ([`Plan::pass_through`]).
-    InvalidConfig,
-    /// A host call that failed while handling a request.
-    HostError,
-    /// The class of the response to a routed request.
-    Response(Chosen, CodeClass),
-    /// Envoy's own deadline (or a per-try deadline) cut a routed request.
-    Timeout(Chosen),
-    /// A fault was injected into a routed request.
-    Fault(Chosen, FaultKind),
-    /// A routed request of a sticky route, by where its key came from.
-    Sticky(Chosen, KeySource),
-    /// A routed request sent where its override header said.
-    Override(Chosen),
-    /// A routed request whose override header named no version of this route.
-    UnknownOverride { route: usize },
-}
+use crate::split::fault::FaultAction;
+use crate::state::RouteState;
 
 /// What becomes of a request once the filter has handled its headers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -69,59 +39,17 @@ pub enum Verdict {
 pub const FAULT_HEADER: (&str, &str) = ("x-traffic-split-fault", "abort");
 pub const FAULT_BODY: &str = "fault injected by traffic-split\n";
 
-/// The route and destination a request was sent to, as indexes into the plan.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Chosen {
-    pub route: usize,
-    pub destination: usize,
-}
-
-/// The host calls a stream needs.
-pub trait StreamHost {
-    /// Every request header, serialized as proxy-wasm serializes a header map
-    /// ([`crate::headers`]), in one host call.
-    fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError>;
-    /// Sets a request header, replacing every value it had.
-    fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
-    /// Adds a request header the request does not have (cheaper for Envoy than a replace).
-    fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
-    fn remove_request_header(&mut self, name: &str) -> Result<(), HostError>;
-    /// Adds a response header (a `Set-Cookie`).
-    fn add_response_header(&mut self, name: &str, value: &str) -> Result<(), HostError>;
-    /// Fills `bytes` from the host's secure random source (a sticky cookie's fresh key).
-    fn random_bytes(&mut self, bytes: &mut [u8]) -> Result<(), HostError>;
-    /// The response's status code, if there was a response.
-    fn response_code(&mut self) -> Result<Option<i64>, HostError>;
-    /// Envoy's `response.flags` bit set.
-    fn response_flags(&mut self) -> Result<Option<u64>, HostError>;
-    /// The proxy's clock, in nanoseconds since the Unix epoch: a request's duration, and where
-    /// a ramp stands.
-    fn now_nanos(&mut self) -> u64;
-    fn count(&mut self, what: Count);
-    /// Sets the gauge of a destination's weight in force.
-    fn set_weight(&mut self, destination: Chosen, weight: u32);
-    /// Answers the request with a local reply (a status, a body, one header).
-    fn send_local_reply(
-        &mut self,
-        status: u16,
-        body: &str,
-        header: (&str, &str),
-    ) -> Result<(), HostError>;
-    /// Records a routed request's duration in the latency histogram, in microseconds.
-    fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64);
-}
-
 /// The `UT` (upstream request timeout) bit of Envoy's `response.flags`: Envoy's own deadline
 /// fired, as opposed to a 504 the upstream sent itself.
 const UPSTREAM_REQUEST_TIMEOUT_FLAG: u64 = 0x4;
 
-/// Durations are recorded in microseconds: a sidecar-local version answers in well under a
-/// millisecond, and deadlines are a few milliseconds, so whole milliseconds would read 0 for
-/// the one and blur the other.
 /// Envoy's `response.flags` bits for a reset stream: local reset (`LR`), upstream remote reset
 /// (`UR`), upstream connection failure (`UF`) and termination (`UC`).
 const RESET_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40;
 
+/// Durations are recorded in microseconds: a sidecar-local version answers in well under a
+/// millisecond, and deadlines are a few milliseconds, so whole milliseconds would read 0 for
+/// the one and blur the other.
 const NANOS_PER_MICRO: u64 = 1_000;
 
 /// The length of a sticky cookie's fresh key: 128 random bits, written as 32 hex digits.
@@ -157,115 +85,50 @@ struct Choice {
 
 impl Stream {
     /// Handles the request headers: everything the filter decides for a request.
-    pub fn on_request_headers(&mut self, plan: &Plan, host: &mut impl StreamHost) -> Verdict {
+    pub fn on_request_headers(
+        &mut self,
+        plan: &Plan,
+        states: &mut [RouteState],
+        host: &mut impl StreamHost,
+    ) -> Verdict {
         let mut request = HostRequest::new(host);
         let matched = plan.match_route(&mut request);
-        // One reading of the clock serves the ramp and the duration.
-        let now_nanos = match matched {
-            Some((_, route)) if route.ramp.is_some() || plan.metrics == MetricsMode::Full => {
-                request.host.now_nanos()
-            }
-            _ => 0,
-        };
-        if let Some((route_index, route)) = matched {
-            if route.follow_ramp(now_nanos) {
-                for (destination, weight) in route.effective_weights().into_iter().enumerate() {
-                    let chosen = Chosen {
-                        route: route_index,
-                        destination,
-                    };
-                    request.host.set_weight(chosen, weight);
-                }
-            }
-        }
-        let Some((route_index, choice, destination)) = matched.and_then(|(route_index, route)| {
-            let choice = choose(route, &mut request);
-            let destination = route.destinations.get(choice.destination)?;
-            Some((route_index, choice, destination))
+        let Some((route_index, route, state)) = matched.and_then(|(route_index, route)| {
+            Some((route_index, route, states.get_mut(route_index)?))
         }) else {
-            // Unmatched (or, never built by validation, a route without destinations).
-            request.remove_if_sent(&plan.version_header);
-            request.remove_if_sent(&plan.cluster_header);
-            if plan.pass_through {
-                request.host.count(Count::InvalidConfig);
-            } else if matched.is_none() {
-                request.host.count(Count::Unmatched);
-            }
-            request.count_failures();
-            return Verdict::Continue;
+            return request.pass_unrouted(plan, matched.is_some());
         };
-        request.set(&plan.version_header, &destination.version);
-        match &destination.cluster {
-            Some(cluster) => request.set(&plan.cluster_header, cluster),
-            None => request.remove_if_sent(&plan.cluster_header),
-        }
-        if let Some(deadline) = &destination.deadline_header_value {
-            request.set(DEADLINE_HEADER, deadline);
-        }
-        // Envoy's retry policy is the config's: written where it has one, a client's removed.
-        match &destination.retries {
-            Some(retries) => {
-                request.set(MAX_RETRIES_HEADER, &retries.max_retries);
-                request.set(RETRY_ON_HEADER, &retries.retry_on);
-                match &retries.per_try_timeout_ms {
-                    Some(per_try) => request.set(PER_TRY_TIMEOUT_HEADER, per_try),
-                    None => request.remove_if_sent(PER_TRY_TIMEOUT_HEADER),
-                }
-                match &retries.grpc_retry_on {
-                    Some(grpc) => request.set(GRPC_RETRY_ON_HEADER, grpc),
-                    None => request.remove_if_sent(GRPC_RETRY_ON_HEADER),
-                }
-            }
-            None => {
-                for header in [
-                    MAX_RETRIES_HEADER,
-                    RETRY_ON_HEADER,
-                    PER_TRY_TIMEOUT_HEADER,
-                    GRPC_RETRY_ON_HEADER,
-                ] {
-                    request.remove_if_sent(header);
-                }
-            }
-        }
-        if request.write_failed {
-            request.count_failures();
-            return Verdict::Continue;
-        }
+        // One reading of the clock serves the ramp and the duration.
+        let now_nanos = if route.ramp.is_some() || plan.metrics == MetricsMode::Full {
+            request.host.now_nanos()
+        } else {
+            0
+        };
+        follow_ramp(route_index, route, state, now_nanos, request.host);
+        let choice = choose(route, state, &mut request);
+        let Some(destination) = route.destinations.get(choice.destination) else {
+            // A route without destinations: validation never builds one.
+            return request.pass_unrouted(plan, true);
+        };
+        request.write_owned_headers(plan, destination);
         // A failed read of the headers alone does not stop the request: every owned header was
         // written regardless of what the client sent.
         request.count_failures();
+        if request.write_failed {
+            return Verdict::Continue;
+        }
         let chosen = Chosen {
             route: route_index,
             destination: choice.destination,
         };
         self.chosen = Some(chosen);
         self.started_nanos = now_nanos;
-        self.set_cookie = choice.set_cookie;
         let host = request.host;
-        host.count(Count::Routed(chosen));
-        match choice.reason {
-            Reason::Split => {}
-            Reason::Sticky(source) => host.count(Count::Sticky(chosen, source)),
-            Reason::Override => host.count(Count::Override(chosen)),
-        }
-        if choice.unknown_override {
-            host.count(Count::UnknownOverride { route: route_index });
-        }
-        let Some(action) = destination.fault.as_ref().and_then(FaultPlan::draw) else {
-            return Verdict::Continue;
-        };
-        host.count(Count::Fault(chosen, action.kind()));
-        match action {
-            FaultAction::Abort { status } => {
-                match host.send_local_reply(status, FAULT_BODY, FAULT_HEADER) {
-                    Ok(()) => Verdict::Answered,
-                    Err(_) => {
-                        host.count(Count::HostError);
-                        Verdict::Continue
-                    }
-                }
-            }
-            FaultAction::Delay { delay_ms } => Verdict::Held { delay_ms },
+        count_routed(host, chosen, &choice);
+        self.set_cookie = choice.set_cookie;
+        match state.draw_fault(route, chosen.destination) {
+            Some(action) => inject_fault(host, chosen, action),
+            None => Verdict::Continue,
         }
     }
 
@@ -280,12 +143,14 @@ impl Stream {
     }
 
     /// Handles the end of the stream (after the response, at Envoy's access log): the response
-    /// class, a timeout, the duration. Nothing in [`MetricsMode::Requests`].
-    pub fn on_end(&self, plan: &Plan, host: &mut impl StreamHost) {
+    /// class, a timeout, the duration; and on a guarded route the outcome the guard counts. In
+    /// [`MetricsMode::Requests`] only the guard's outcome, and nothing on a route without one.
+    pub fn on_end(&self, plan: &Plan, states: &mut [RouteState], host: &mut impl StreamHost) {
         let Some(chosen) = self.chosen else {
             return;
         };
         let route = plan.routes.get(chosen.route);
+        let mut state = states.get_mut(chosen.route);
         let guard = route.and_then(|route| route.guard.as_ref());
         let full = plan.metrics == MetricsMode::Full;
         if !full && guard.is_none() {
@@ -295,9 +160,9 @@ impl Stream {
             let elapsed_nanos = host.now_nanos().saturating_sub(self.started_nanos);
             host.record_duration_us(chosen, elapsed_nanos / NANOS_PER_MICRO);
         }
-        let record = |error: bool| {
-            if let Some(route) = route {
-                route.live.record_outcome(chosen.destination, error);
+        let mut record = |error: bool| {
+            if let Some(state) = state.as_mut() {
+                state.record_outcome(chosen.destination, error);
             }
         };
         let code = match host.response_code() {
@@ -356,7 +221,11 @@ impl Stream {
 /// route, its key's version (a request without a key gets the round robin's, or with
 /// `set_cookie` a fresh key and that key's version, so that its first request and the next ones
 /// agree); else the round robin's. The override header is removed from the request.
-fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Choice {
+fn choose<H: StreamHost>(
+    route: &Route,
+    state: &mut RouteState,
+    request: &mut HostRequest<'_, H>,
+) -> Choice {
     let mut choice = Choice {
         destination: 0,
         reason: Reason::Split,
@@ -381,7 +250,7 @@ fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Cho
         }
     }
     let Some(sticky) = &route.sticky else {
-        choice.destination = pick_by_weight(route);
+        choice.destination = state.pick();
         return choice;
     };
     let (key, source) = match &sticky.key {
@@ -390,7 +259,7 @@ fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Cho
     };
     let keyed = key
         .filter(|key| !key.is_empty())
-        .and_then(|key| route.sticky_destination(key));
+        .and_then(|key| state.sticky_destination(route, key));
     if let Some(destination) = keyed {
         choice.destination = destination;
         choice.reason = Reason::Sticky(source);
@@ -402,21 +271,72 @@ fn choose<H: StreamHost>(route: &Route, request: &mut HostRequest<'_, H>) -> Cho
         .as_ref()
         .and_then(|set_cookie| Some((set_cookie, request.fresh_key()?)));
     match fresh.and_then(|(set_cookie, key)| {
-        let destination = route.sticky_destination(key.as_bytes())?;
+        let destination = state.sticky_destination(route, key.as_bytes())?;
         Some((destination, set_cookie.value(&key)))
     }) {
         Some((destination, cookie)) => {
             choice.destination = destination;
             choice.set_cookie = Some(cookie);
         }
-        None => choice.destination = pick_by_weight(route),
+        None => choice.destination = state.pick(),
     }
     choice
 }
 
-/// The round robin's pick (the guard's while a version is out).
-fn pick_by_weight(route: &Route) -> usize {
-    route.pick_destination().map_or(0, |(index, _)| index)
+/// Brings a route's weights to where its ramp stands at `now_nanos` and, when they moved, sets
+/// the gauges of the weights requests are split by now. A request does it for its route; the
+/// adapter's timer does it for routes without requests.
+pub fn follow_ramp(
+    route_index: usize,
+    route: &Route,
+    state: &mut RouteState,
+    now_nanos: u64,
+    host: &mut impl StreamHost,
+) -> bool {
+    if !state.follow_ramp(route, now_nanos) {
+        return false;
+    }
+    for (destination, weight) in state.effective_weights(route).into_iter().enumerate() {
+        let chosen = Chosen {
+            route: route_index,
+            destination,
+        };
+        host.set_weight(chosen, weight);
+    }
+    true
+}
+
+/// Counts a routed request: as routed, and by why it went where it went.
+fn count_routed(host: &mut impl StreamHost, chosen: Chosen, choice: &Choice) {
+    host.count(Count::Routed(chosen));
+    match choice.reason {
+        Reason::Split => {}
+        Reason::Sticky(source) => host.count(Count::Sticky(chosen, source)),
+        Reason::Override => host.count(Count::Override(chosen)),
+    }
+    if choice.unknown_override {
+        host.count(Count::UnknownOverride {
+            route: chosen.route,
+        });
+    }
+}
+
+/// Counts a drawn fault and injects it: an abort answers the request here (or, if the host
+/// cannot send the reply, lets it go on), a delay holds it.
+fn inject_fault(host: &mut impl StreamHost, chosen: Chosen, action: FaultAction) -> Verdict {
+    host.count(Count::Fault(chosen, action.kind()));
+    match action {
+        FaultAction::Abort { status } => {
+            match host.send_local_reply(status, FAULT_BODY, FAULT_HEADER) {
+                Ok(()) => Verdict::Answered,
+                Err(_) => {
+                    host.count(Count::HostError);
+                    Verdict::Continue
+                }
+            }
+        }
+        FaultAction::Delay { delay_ms } => Verdict::Held { delay_ms },
+    }
 }
 
 /// The request's headers as the matcher sees them: fetched in one host call the first time a
@@ -530,6 +450,59 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
         Some(hex)
     }
 
+    /// A request no route takes (or, never built by validation, one whose route has no
+    /// destinations): it loses the version and cluster headers, and is counted as unmatched
+    /// (or as served under a refused config).
+    fn pass_unrouted(mut self, plan: &Plan, matched: bool) -> Verdict {
+        self.remove_if_sent(&plan.version_header);
+        self.remove_if_sent(&plan.cluster_header);
+        if plan.pass_through {
+            self.host.count(Count::InvalidConfig);
+        } else if !matched {
+            self.host.count(Count::Unmatched);
+        }
+        self.count_failures();
+        Verdict::Continue
+    }
+
+    /// Writes every header the filter owns for a request sent to `destination`: version,
+    /// cluster, deadline, and Envoy's retry policy (the config's where it has one, a client's
+    /// removed).
+    fn write_owned_headers(&mut self, plan: &Plan, destination: &Destination) {
+        self.set(&plan.version_header, &destination.version);
+        match &destination.cluster {
+            Some(cluster) => self.set(&plan.cluster_header, cluster),
+            None => self.remove_if_sent(&plan.cluster_header),
+        }
+        if let Some(deadline) = &destination.deadline_header_value {
+            self.set(DEADLINE_HEADER, deadline);
+        }
+        match &destination.retries {
+            Some(retries) => {
+                self.set(MAX_RETRIES_HEADER, &retries.max_retries);
+                self.set(RETRY_ON_HEADER, &retries.retry_on);
+                match &retries.per_try_timeout_ms {
+                    Some(per_try) => self.set(PER_TRY_TIMEOUT_HEADER, per_try),
+                    None => self.remove_if_sent(PER_TRY_TIMEOUT_HEADER),
+                }
+                match &retries.grpc_retry_on {
+                    Some(grpc) => self.set(GRPC_RETRY_ON_HEADER, grpc),
+                    None => self.remove_if_sent(GRPC_RETRY_ON_HEADER),
+                }
+            }
+            None => {
+                for header in [
+                    MAX_RETRIES_HEADER,
+                    RETRY_ON_HEADER,
+                    PER_TRY_TIMEOUT_HEADER,
+                    GRPC_RETRY_ON_HEADER,
+                ] {
+                    self.remove_if_sent(header);
+                }
+            }
+        }
+    }
+
     fn count_failures(&mut self) {
         for _ in 0..self.failures {
             self.host.count(Count::HostError);
@@ -556,7 +529,9 @@ impl<H: StreamHost> RequestView for HostRequest<'_, H> {
 mod tests {
     use super::*;
     use crate::config::compile;
-    use scripted_host::ScriptedHost;
+    use crate::request::scripted_host::ScriptedHost;
+    use crate::split::fault::FaultKind;
+    use std::cell::RefCell;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -578,13 +553,44 @@ mod tests {
         destination: 0,
     };
 
-    fn plan(json: &str) -> Plan {
-        compile(json.as_bytes()).unwrap()
+    /// A plan with its routes' state, as the adapter's root context holds them.
+    struct Served {
+        plan: Plan,
+        states: RefCell<Vec<RouteState>>,
+    }
+
+    impl Served {
+        fn new(plan: Plan) -> Self {
+            let states = RefCell::new(RouteState::for_plan(&plan));
+            Served { plan, states }
+        }
+    }
+
+    impl std::ops::Deref for Served {
+        type Target = Plan;
+        fn deref(&self) -> &Plan {
+            &self.plan
+        }
+    }
+
+    /// The stream's callbacks on a served plan.
+    impl Stream {
+        fn request(&mut self, served: &Served, host: &mut ScriptedHost) -> Verdict {
+            self.on_request_headers(&served.plan, &mut served.states.borrow_mut(), host)
+        }
+
+        fn end(&self, served: &Served, host: &mut ScriptedHost) {
+            self.on_end(&served.plan, &mut served.states.borrow_mut(), host);
+        }
+    }
+
+    fn plan(json: &str) -> Served {
+        Served::new(compile(json.as_bytes()).unwrap())
     }
 
     fn handle(json: &str, host: &mut ScriptedHost) -> Stream {
         let mut stream = Stream::default();
-        stream.on_request_headers(&plan(json), host);
+        stream.request(&plan(json), host);
         stream
     }
 
@@ -625,10 +631,12 @@ mod tests {
 
     #[test]
     fn under_a_pass_through_plan_owned_headers_go_and_the_request_is_counted() {
-        let plan = crate::config::pass_through::pass_through_plan(
-            br#"{ "on_invalid_config": "pass_through", "version_header": "x-canary", "routes": 7 }"#,
-        )
-        .unwrap();
+        let plan = Served::new(
+            crate::config::pass_through::pass_through_plan(
+                br#"{ "on_invalid_config": "pass_through", "version_header": "x-canary", "routes": 7 }"#,
+            )
+            .unwrap(),
+        );
         let mut host = ScriptedHost::with_headers(&[
             (":path", "/hello"),
             ("x-canary", "v2"),
@@ -636,7 +644,7 @@ mod tests {
             (DEADLINE_HEADER, "9"),
         ]);
         let mut stream = Stream::default();
-        stream.on_request_headers(&plan, &mut host);
+        stream.request(&plan, &mut host);
         assert_eq!(stream.chosen, None);
         assert!(host.values("x-canary").is_empty());
         assert!(host.values("x-split-cluster").is_empty());
@@ -646,7 +654,7 @@ mod tests {
             "not owned without a route"
         );
         assert_eq!(host.counts, [Count::InvalidConfig]);
-        stream.on_end(&plan, &mut host);
+        stream.end(&plan, &mut host);
         assert_eq!(host.counts, [Count::InvalidConfig], "nothing at the end");
     }
 
@@ -727,12 +735,12 @@ mod tests {
         end_with(plan(json), host);
     }
 
-    fn end_with(plan: Plan, host: &mut ScriptedHost) {
+    fn end_with(plan: Served, host: &mut ScriptedHost) {
         let mut stream = Stream::default();
         host.clock = 1_000_000_000;
-        stream.on_request_headers(&plan, host);
+        stream.request(&plan, host);
         host.clock += 2_600_000;
-        stream.on_end(&plan, host);
+        stream.end(&plan, host);
     }
 
     #[test]
@@ -792,8 +800,9 @@ mod tests {
 
     #[test]
     fn requests_mode_counts_requests_and_does_nothing_at_the_end() {
-        let mut requests_only = plan(SPLIT);
+        let mut requests_only = compile(SPLIT.as_bytes()).unwrap();
         requests_only.metrics = MetricsMode::Requests;
+        let requests_only = Served::new(requests_only);
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = Some(504);
         host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG);
@@ -812,7 +821,7 @@ mod tests {
     }
 
     /// v1 70 / v2 30 at `/hello`, with the route fields given.
-    fn canary(fields: &str) -> Plan {
+    fn canary(fields: &str) -> Served {
         plan(&format!(
             r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }}, {fields}
                  "destinations": [ {{ "version": "v1", "cluster": "app-v1", "weight": 70 }},
@@ -827,10 +836,10 @@ mod tests {
     };
 
     /// Sends one request with these headers; the host afterwards, and the stream.
-    fn send(plan: &Plan, headers: &[(&str, &str)]) -> (ScriptedHost, Stream) {
+    fn send(plan: &Served, headers: &[(&str, &str)]) -> (ScriptedHost, Stream) {
         let mut host = ScriptedHost::with_headers(headers);
         let mut stream = Stream::default();
-        stream.on_request_headers(plan, &mut host);
+        stream.request(plan, &mut host);
         (host, stream)
     }
 
@@ -857,7 +866,7 @@ mod tests {
         );
         let mut host = ScriptedHost::with_headers(&[("x-canary-version", "v2")]);
         host.fail_read = true;
-        Stream::default().on_request_headers(&plan, &mut host);
+        Stream::default().request(&plan, &mut host);
         assert!(host.values("x-canary-version").is_empty());
         assert_eq!(
             host.values("x-split-version"),
@@ -897,7 +906,9 @@ mod tests {
         let mut versions = std::collections::BTreeSet::new();
         for user in 0..200 {
             let key = format!("user-{user}");
-            let expected = &route.destinations[route.sticky_destination(key.as_bytes()).unwrap()];
+            let expected = &route.destinations[plan.states.borrow()[0]
+                .sticky_destination(route, key.as_bytes())
+                .unwrap()];
             for _ in 0..3 {
                 let (host, _) = send(&plan, &[(":path", "/hello"), ("x-user-id", &key)]);
                 assert_eq!(host.values("x-split-version"), [expected.version.as_str()]);
@@ -924,8 +935,10 @@ mod tests {
         let route = &plan.routes[0];
         for user in 0..50 {
             let key = format!("s{user}");
-            let expected =
-                &route.destinations[route.sticky_destination(key.as_bytes()).unwrap()].version;
+            let expected = &route.destinations[plan.states.borrow()[0]
+                .sticky_destination(route, key.as_bytes())
+                .unwrap()]
+            .version;
             let cookie = format!("theme=dark; session={key}");
             let (host, _) = send(
                 &plan,
@@ -989,7 +1002,7 @@ mod tests {
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.fail_random = true;
         let mut stream = Stream::default();
-        stream.on_request_headers(&plan, &mut host);
+        stream.request(&plan, &mut host);
         assert_eq!(host.values("x-split-version"), ["v1"]);
         assert_eq!(stream.set_cookie, None);
         assert_eq!(host.count_of(Count::HostError), 1);
@@ -1034,7 +1047,7 @@ mod tests {
         let request_at = |nanos: u64, key: &str| {
             let mut host = ScriptedHost::with_headers(&[(":path", "/"), ("x-user-id", key)]);
             host.clock = nanos;
-            Stream::default().on_request_headers(&plan, &mut host);
+            Stream::default().request(&plan, &mut host);
             (host.values("x-split-version").concat(), host.weights_set)
         };
         let keys: Vec<String> = (0..300).map(|k| format!("k{k}")).collect();
@@ -1063,10 +1076,7 @@ mod tests {
             assert!(now.len() > previous.len());
             previous = now;
         }
-        assert_eq!(
-            plan.routes[0].picker.weights().collect::<Vec<_>>(),
-            [70, 30]
-        );
+        assert_eq!(plan.states.borrow()[0].weights(), [70, 30]);
         let (_, gauge) = request_at(start_nanos - minute, "k0");
         assert_eq!(
             gauge,
@@ -1119,20 +1129,25 @@ mod tests {
           "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#;
 
     /// The guard's tally of a request that ended with `code` and `flags`.
-    fn guard_tally(json: &str, code: Option<i64>, flags: Option<u64>) -> crate::guard::Tally {
+    fn guard_tally(
+        json: &str,
+        code: Option<i64>,
+        flags: Option<u64>,
+    ) -> crate::split::guard::Tally {
         let plan = plan(json);
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = code;
         host.response_flags = flags;
         let mut stream = Stream::default();
-        stream.on_request_headers(&plan, &mut host);
-        stream.on_end(&plan, &mut host);
-        plan.routes[0].live.take_outcomes()[0]
+        stream.request(&plan, &mut host);
+        stream.end(&plan, &mut host);
+        let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
+        tally
     }
 
     #[test]
     fn the_guard_counts_outcomes_by_its_error_classes_even_in_requests_mode() {
-        use crate::guard::Tally;
+        use crate::split::guard::Tally;
         let ok = Tally {
             requests: 1,
             errors: 0,
@@ -1174,7 +1189,7 @@ mod tests {
     fn a_route_without_a_guard_records_no_outcome() {
         assert_eq!(
             guard_tally(SPLIT, Some(503), None),
-            crate::guard::Tally::default()
+            crate::split::guard::Tally::default()
         );
     }
 
@@ -1190,7 +1205,7 @@ mod tests {
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         let mut verdicts = Vec::new();
         for _ in 0..400 {
-            verdicts.push(Stream::default().on_request_headers(&plan, &mut host));
+            verdicts.push(Stream::default().request(&plan, &mut host));
         }
         let held = verdicts
             .iter()
@@ -1228,9 +1243,9 @@ mod tests {
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.fail_local_reply = true;
         let mut stream = Stream::default();
-        stream.on_request_headers(&plan, &mut host); // v1: no abort of its own
+        stream.request(&plan, &mut host); // v1: no abort of its own
         assert_eq!(
-            Stream::default().on_request_headers(&plan, &mut host),
+            Stream::default().request(&plan, &mut host),
             Verdict::Continue
         );
         assert_eq!(host.count_of(Count::HostError), 1);

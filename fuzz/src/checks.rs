@@ -12,29 +12,33 @@
 //! - a configuration is either compiled into a plan that keeps the plan's invariants (names,
 //!   non-zero total weight, an exact split over one cycle) or refused with at least one error.
 //!
-//! Built only for tests and with the `fuzzing` feature; never in the module.
+//! Outside the shipped crate: the fuzz crate's library (`fuzz/src/lib.rs`) and the property
+//! tests (`tests/fuzz_properties.rs`) include this file. It needs the core's test-only
+//! `testing` feature (the scripted host).
 // A check reports by panicking, and may index what it has just checked.
 #![allow(
+    dead_code,
     clippy::expect_used,
     clippy::unwrap_used,
     clippy::panic,
     clippy::indexing_slicing
 )]
 
-use crate::config::pass_through::pass_through_plan;
-use crate::config::{compile, compile_value, describe_errors};
-use crate::fault::FaultKind;
-use crate::headers::{serialize_pairs, HeaderPairs};
-use crate::metrics::CodeClass;
-use crate::plan::{
-    Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
-    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
-};
-use crate::stream::scripted_host::ScriptedHost;
-use crate::stream::{Chosen, Count, Stream, Verdict};
 use arbitrary::{Arbitrary, Unstructured};
 use serde_json::{Map, Number, Value};
 use std::collections::HashSet;
+use traffic_split::config::pass_through::pass_through_plan;
+use traffic_split::config::{compile, compile_value, describe_errors};
+use traffic_split::metrics::CodeClass;
+use traffic_split::plan::{
+    Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+};
+use traffic_split::request::headers::{serialize_pairs, HeaderPairs};
+use traffic_split::request::scripted_host::ScriptedHost;
+use traffic_split::request::{Chosen, Count, Stream, Verdict};
+use traffic_split::split::fault::FaultKind;
+use traffic_split::state::RouteState;
 
 /// Configurations the hostile requests run against: between them every kind of matcher,
 /// route and destination deadlines, destinations without a cluster, custom header names, a
@@ -189,8 +193,9 @@ pub fn sample_plan(index: u8) -> Plan {
 /// Runs every request through a fresh stream and checks the stream's promises.
 pub fn check_streams(case: &HostileStreams) {
     let plan = sample_plan(case.config);
+    let mut states = RouteState::for_plan(&plan);
     for request in &case.requests {
-        check_request(&plan, request);
+        check_request(&plan, &mut states, request);
     }
 }
 
@@ -238,7 +243,7 @@ fn values_of<'h>(headers: &'h [(Vec<u8>, Vec<u8>)], name: &str) -> Vec<&'h [u8]>
         .collect()
 }
 
-pub fn check_request(plan: &Plan, request: &HostileRequest) {
+pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRequest) {
     let owned = owned_headers(plan);
     let mut host = ScriptedHost {
         headers: request
@@ -269,7 +274,7 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
         .filter_map(|route| route.override_header.as_deref())
         .collect();
     let mut stream = Stream::default();
-    let verdict = stream.on_request_headers(plan, &mut host);
+    let verdict = stream.on_request_headers(plan, states, &mut host);
 
     assert!(host.reads <= 1, "the header map is read at most once");
     assert_eq!(
@@ -404,7 +409,7 @@ pub fn check_request(plan: &Plan, request: &HostileRequest) {
     let counted = host.counts.len();
     let failed_before_end = host.failed_calls;
     host.clock = host.clock.saturating_add(request.elapsed_nanos);
-    stream.on_end(plan, &mut host);
+    stream.on_end(plan, states, &mut host);
     let at_end = &host.counts[counted..];
     let end_failures = host.failed_calls - failed_before_end;
     assert_eq!(
@@ -517,7 +522,7 @@ pub fn check_config_text(bytes: &[u8]) {
     }
 }
 
-fn check_refusal(errors: &[crate::config::ConfigError]) {
+fn check_refusal(errors: &[traffic_split::config::ConfigError]) {
     assert!(!errors.is_empty(), "a refusal names at least one error");
     for error in errors {
         assert!(!error.message.is_empty(), "an error says what is wrong");
@@ -557,11 +562,12 @@ pub fn check_plan(plan: &Plan) {
             .sum();
         assert!(total > 0, "a route's weights add up to more than 0");
         // The exact split: one cycle of picks holds each destination's reduced weight.
-        let cycle = route.picker.cycle_len();
+        let mut state = RouteState::new(route);
+        let cycle = state.split_in_force().cycle_len();
         if cycle <= 10_000 {
             let mut picks = vec![0u64; route.destinations.len()];
             for _ in 0..cycle {
-                picks[route.picker.pick()] += 1;
+                picks[state.pick()] += 1;
             }
             for (destination, picked) in route.destinations.iter().zip(&picks) {
                 assert_eq!(
@@ -749,89 +755,5 @@ pub fn check_config_tree(tree: &JsonTree) {
     match compile_value(&tree.to_value(0)) {
         Ok(plan) => check_plan(&plan),
         Err(errors) => check_refusal(&errors),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    //! The fuzz targets' property-test equivalents: the same inputs (random bytes read by the
-    //! same `Arbitrary` models) and the same checks, for machines without a nightly toolchain.
-    use super::*;
-    use arbitrary::Arbitrary;
-    use proptest::collection::vec;
-    use proptest::prelude::*;
-    use std::time::{Duration, Instant};
-
-    /// Far above what a case takes in a debug build (a few milliseconds): a case that takes
-    /// this long has found unbounded work.
-    const TIME_LIMIT: Duration = Duration::from_secs(2);
-
-    fn within_time_limit(check: impl FnOnce()) {
-        let started = Instant::now();
-        check();
-        let elapsed = started.elapsed();
-        assert!(elapsed < TIME_LIMIT, "took {elapsed:?}");
-    }
-
-    fn decode<T: for<'a> Arbitrary<'a>>(bytes: &[u8]) -> Option<T> {
-        T::arbitrary(&mut Unstructured::new(bytes)).ok()
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig::with_cases(2_000))]
-
-        #[test]
-        fn hostile_requests_never_let_a_client_choose(bytes in vec(any::<u8>(), 0..4096)) {
-            if let Some(case) = decode::<HostileStreams>(&bytes) {
-                within_time_limit(|| check_streams(&case));
-            }
-        }
-
-        #[test]
-        fn any_header_map_bytes_read_safely(bytes in vec(any::<u8>(), 0..2048)) {
-            within_time_limit(|| check_header_map(&bytes));
-        }
-
-        #[test]
-        fn any_config_bytes_compile_or_are_refused(bytes in vec(any::<u8>(), 0..2048)) {
-            within_time_limit(|| check_config_text(&bytes));
-        }
-
-        #[test]
-        fn any_config_tree_compiles_or_is_refused(bytes in vec(any::<u8>(), 0..4096)) {
-            if let Some(tree) = decode::<JsonTree>(&bytes) {
-                within_time_limit(|| check_config_tree(&tree));
-            }
-        }
-
-        /// Sample configs with a few bytes inserted, replaced or removed: mostly near-valid
-        /// JSON, which random bytes rarely are.
-        #[test]
-        fn edited_configs_compile_or_are_refused(
-            sample in 0..SAMPLE_CONFIGS.len(),
-            edits in vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
-        ) {
-            let mut bytes = SAMPLE_CONFIGS[sample].as_bytes().to_vec();
-            for (position, byte, edit) in edits {
-                let at = position % (bytes.len() + 1);
-                match edit {
-                    0 => bytes.insert(at, byte),
-                    1 if at < bytes.len() => bytes[at] = byte,
-                    _ if at < bytes.len() => { bytes.remove(at); }
-                    _ => {}
-                }
-            }
-            within_time_limit(|| check_config_text(&bytes));
-        }
-    }
-
-    #[test]
-    fn the_sample_configs_compile_into_sound_plans_or_pass_through() {
-        for index in 0..SAMPLE_CONFIGS.len() {
-            let plan = sample_plan(index as u8);
-            if !plan.pass_through {
-                check_plan(&plan);
-            }
-        }
     }
 }

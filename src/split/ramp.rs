@@ -5,26 +5,6 @@
 //! arrives, so every worker and every sidecar agrees on it without a controller, and a
 //! restarted proxy picks the ramp up where it stands. Integer arithmetic only.
 
-use crate::plan::Route;
-
-impl Route {
-    /// Brings the route's weights to where its ramp stands at `now_nanos` (the proxy's clock,
-    /// since the Unix epoch). Whether they changed: the round robin then starts a fresh cycle
-    /// over the new weights, and so does the guard's, if it has a version out.
-    pub fn follow_ramp(&self, now_nanos: u64) -> bool {
-        let Some(ramp) = &self.ramp else {
-            return false;
-        };
-        let moved = self
-            .picker
-            .set_weight(ramp.destination, ramp.weight_at_nanos(now_nanos));
-        if moved {
-            self.rebuild_effective_picker();
-        }
-        moved
-    }
-}
-
 /// A ramp of one destination of a route.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Ramp {
@@ -191,47 +171,6 @@ mod tests {
         assert_eq!(ramp.weight_at_nanos(nanos(START + 15 * MINUTE)), 25);
         assert_eq!(ramp.weight_at_nanos(0), 0);
         assert_eq!(ramp.weight_at_nanos(u64::MAX), 50);
-    }
-
-    #[test]
-    fn a_ramp_moves_the_guards_split_too() {
-        let plan = crate::config::compile(
-            br#"{ "routes": [ { "name": "r", "guard": { "max_error_ratio": 0.5 },
-                 "ramp": { "version": "v2", "from": 0, "to": 50, "start": "2026-12-01T10:00:00Z",
-                           "duration": "1h", "steps": 1 },
-                 "destinations": [ { "version": "v1", "weight": 50 }, { "version": "v2" },
-                                   { "version": "v3", "weight": 50 } ] } ] }"#,
-        )
-        .unwrap();
-        let route = &plan.routes[0];
-        assert!(route.apply_ejections(&[false, false, true]));
-        assert_eq!(route.effective_weights(), [50, 0, 0]);
-        let after_the_ramp = (START + 61 * MINUTE) as u64 * 1_000_000;
-        assert!(route.follow_ramp(after_the_ramp));
-        assert!(!route.follow_ramp(after_the_ramp), "moved once");
-        assert_eq!(
-            route.weights(),
-            [50, 50, 50],
-            "the weights before the guard's"
-        );
-        assert_eq!(route.effective_weights(), [50, 50, 0]);
-        let mut picks = [0; 3];
-        for _ in 0..100 {
-            picks[route.pick_destination().unwrap().0] += 1;
-        }
-        assert_eq!(
-            picks,
-            [50, 50, 0],
-            "the guard's round robin has the ramp's weight"
-        );
-        for key in 0..500 {
-            let key = format!("k{key}");
-            assert_ne!(
-                route.sticky_destination(key.as_bytes()),
-                Some(2),
-                "{key} on v3"
-            );
-        }
     }
 
     #[test]

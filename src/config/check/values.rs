@@ -1,0 +1,224 @@
+//! Single values as the config writes them, parsed or refused with the message users see:
+//! names, header names, weights and other bounded numbers, percentages, durations, regexes,
+//! keywords. Pure functions: the section that calls one reports its error at the field's path.
+
+use crate::config::read::show;
+use crate::plan::WholeValueRegex;
+use crate::units::duration::parse_timeout_ms;
+use regex_lite::RegexBuilder;
+use serde_json::Value;
+
+/// The longest route name or version: they become metric labels.
+pub const MAX_NAME_LEN: usize = 64;
+/// The largest weight of one destination: Gateway API's `backendRefs[].weight` range, so a
+/// split written for either reads the same.
+pub const MAX_WEIGHT: u32 = 1_000_000;
+/// Limits that keep a regex from blowing up the module's memory. Matching itself is linear
+/// in the input (regex-lite never backtracks).
+pub const MAX_REGEX_LEN: usize = 1024;
+const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
+const MAX_REGEX_NESTING: u32 = 32;
+
+/// What a value's parse gives: the value, or the message to report at its path.
+pub type Parsed<T> = Result<T, String>;
+
+/// A route name or a version: 1-[`MAX_NAME_LEN`] of `[A-Za-z0-9_-]`.
+pub fn name(text: &str) -> Parsed<String> {
+    let is_name = !text.is_empty()
+        && text.len() <= MAX_NAME_LEN
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !is_name {
+        return Err(format!(
+            "expected 1-{MAX_NAME_LEN} characters of [A-Za-z0-9_-], got {text:?}"
+        ));
+    }
+    Ok(text.to_string())
+}
+
+/// RFC 9110 token characters: what a header name, a method or a cookie name may hold.
+pub fn is_token(text: &str) -> bool {
+    !text.is_empty()
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// A header name, lower-cased; a pseudo-header (`:authority`) only if `allow_pseudo`.
+pub fn header_name(name: &str, allow_pseudo: bool) -> Parsed<String> {
+    let bare = match name.strip_prefix(':') {
+        Some(bare) if allow_pseudo => bare,
+        _ => name,
+    };
+    if !is_token(bare) {
+        return Err(format!("expected an HTTP header name, got {name:?}"));
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// A regex matched against a whole value, within the size limits above.
+pub fn regex(pattern: &str) -> Parsed<WholeValueRegex> {
+    if pattern.len() > MAX_REGEX_LEN {
+        return Err(format!("regex is longer than {MAX_REGEX_LEN} characters"));
+    }
+    // Anchored: Envoy's and Istio's regex matches are whole-value matches.
+    let anchored = format!("^(?:{pattern})$");
+    match RegexBuilder::new(&anchored)
+        .size_limit(MAX_REGEX_COMPILED_BYTES)
+        .nest_limit(MAX_REGEX_NESTING)
+        .build()
+    {
+        Ok(regex) => Ok(WholeValueRegex::new(pattern, regex)),
+        Err(error) => {
+            let first_line = error.to_string();
+            let first_line = first_line.lines().last().unwrap_or("").trim().to_string();
+            Err(format!("invalid regex {pattern:?}: {first_line}"))
+        }
+    }
+}
+
+/// A deadline (a route's or destination's timeout, a per-try timeout, a delay), in ms.
+pub fn timeout(text: &str) -> Parsed<u64> {
+    parse_timeout_ms(text)
+}
+
+/// A duration from `min_ms` to `max_ms`, in ms.
+pub fn bounded_duration(text: &str, (min_ms, max_ms): (u64, u64)) -> Parsed<u64> {
+    let millis = parse_timeout_ms(text)?;
+    if !(min_ms..=max_ms).contains(&millis) {
+        return Err(format!(
+            "{text:?} is outside {} to {}",
+            show_ms(min_ms),
+            show_ms(max_ms)
+        ));
+    }
+    Ok(millis)
+}
+
+/// A duration in the unit users would write it in.
+fn show_ms(millis: u64) -> String {
+    match millis {
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// One of the `allowed` spellings.
+pub fn keyword<T: Copy>(given: &str, allowed: &[(&str, T)]) -> Parsed<T> {
+    let found = allowed
+        .iter()
+        .find(|(spelling, _)| *spelling == given)
+        .map(|(_, value)| *value);
+    found.ok_or_else(|| {
+        let spellings: Vec<String> = allowed
+            .iter()
+            .map(|(spelling, _)| format!("{spelling:?}"))
+            .collect();
+        format!("expected one of {}, got {given:?}", spellings.join(", "))
+    })
+}
+
+/// Any JSON value may arrive here: what is not an integer from 0 to [`MAX_WEIGHT`] is
+/// refused, with the value.
+pub fn weight(value: &Value) -> Parsed<u32> {
+    integer_in(value, (0, MAX_WEIGHT))
+}
+
+/// A whole number within `range` (`70.0` reads as 70).
+pub fn integer_in(value: &Value, (low, high): (u32, u32)) -> Parsed<u32> {
+    value
+        .as_f64()
+        .filter(|number| {
+            number.fract() == 0.0 && (f64::from(low)..=f64::from(high)).contains(number)
+        })
+        .map(|number| number as u32)
+        .ok_or_else(|| {
+            format!(
+                "expected an integer from {low} to {high}, got {}",
+                show(value)
+            )
+        })
+}
+
+/// A number within `range`, as a float (Istio hands every number over as a double).
+pub fn number_in(value: &Value, range: (f64, f64), what: &str) -> Parsed<f64> {
+    value
+        .as_f64()
+        .filter(|number| (range.0..=range.1).contains(number))
+        .ok_or_else(|| format!("expected {what}, got {}", show(value)))
+}
+
+/// A percentage from 0 to `max_percent` with at most two decimals, in hundredths of a
+/// percent. (The bound is a whole number: formatting a float would link the float printing
+/// code into the module for one message; docs/performance.md has what that costs.)
+pub fn basis_points(value: &Value, max_percent: u32) -> Parsed<u32> {
+    let percent = number_in(
+        value,
+        (0.0, f64::from(max_percent)),
+        &format!("a percentage from 0 to {max_percent} with at most two decimals"),
+    )?;
+    let basis_points = (percent * 100.0).round();
+    if (basis_points - percent * 100.0).abs() > 1e-6 {
+        return Err(format!(
+            "expected a percentage with at most two decimals, got {}",
+            show(value)
+        ));
+    }
+    Ok(basis_points as u32)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::test_configs::{assert_error, errors_of, route_with_match};
+    use crate::config::MAX_REGEX_LEN;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn re2_syntax_regex_lite_lacks_is_refused_with_the_reason() {
+        for (pattern, reason) in [
+            (r"\\p{L}+", "Unicode character classes are not supported"),
+            (r"\\Q.\\E", "unrecognized escape sequence"),
+            (r"\\101", "backreferences are not supported"),
+            ("[a-z&&b]", "character class intersection is not supported"),
+        ] {
+            let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{pattern}" }}"#)));
+            let [error] = &errors[..] else {
+                panic!("one error for {pattern}: {errors:?}")
+            };
+            assert!(
+                error.starts_with("routes[0].match.regex: invalid regex ")
+                    && error.ends_with(reason),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn regexes_that_would_blow_up_are_refused() {
+        let huge = "a{1000}{1000}";
+        let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{huge}" }}"#)));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].match.regex: invalid regex")),
+            "{errors:?}"
+        );
+        let nested = format!("{}a{}", "(".repeat(100), ")".repeat(100));
+        let errors = errors_of(&route_with_match(&format!(r#"{{ "regex": "{nested}" }}"#)));
+        assert!(
+            errors
+                .iter()
+                .any(|e| e.starts_with("routes[0].match.regex: invalid regex")),
+            "{errors:?}"
+        );
+        let long = "a".repeat(MAX_REGEX_LEN + 1);
+        assert_error(
+            &route_with_match(&format!(r#"{{ "regex": "{long}" }}"#)),
+            "routes[0].match.regex: regex is longer than 1024 characters",
+        );
+    }
+}

@@ -1,0 +1,96 @@
+//! The compiled, immutable plan the request path reads: matchers with their regexes built,
+//! deadlines already formatted as header values, metric names already spelled, routes indexed
+//! by path. Built once by [`crate::config::compile`]; a request only indexes it. Nothing here
+//! changes while serving: that is the routes' state ([`crate::state`]), kept beside the plan.
+//! - this file: [`Plan`], its modes, and the headers the filter owns;
+//! - [`route`]: [`Route`] and [`Destination`];
+//! - [`matcher`]: what a route matches, against a [`RequestView`];
+//! - [`index`]: the routes indexed by path ([`RouteTable`]), so that matching does not grow
+//!   with them.
+
+pub mod index;
+pub mod matcher;
+pub mod route;
+
+pub use index::RouteTable;
+pub use matcher::{
+    literal_prefix, matched_path, HeaderMatch, HeaderRule, PathMatch, RequestView, RouteMatch,
+    WholeValueRegex,
+};
+pub use route::{Destination, RetryHeaders, Route, SetCookie, Sticky, StickyKey};
+
+/// Default header carrying the chosen version (Istio's VirtualService matches on it).
+pub const DEFAULT_VERSION_HEADER: &str = "x-split-version";
+/// Default header carrying the chosen cluster (Envoy's `cluster_header` routing reads it).
+pub const DEFAULT_CLUSTER_HEADER: &str = "x-split-cluster";
+/// Envoy's per-request deadline header; the filter owns it on routes with a timeout.
+pub const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
+/// Envoy's retry headers; the filter owns them on every route it matches: it writes the
+/// route's retries, or removes what a client sent.
+pub const MAX_RETRIES_HEADER: &str = "x-envoy-max-retries";
+pub const RETRY_ON_HEADER: &str = "x-envoy-retry-on";
+pub const PER_TRY_TIMEOUT_HEADER: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
+pub const GRPC_RETRY_ON_HEADER: &str = "x-envoy-retry-grpc-on";
+
+#[derive(Debug)]
+pub struct Plan {
+    /// Lower case, as Envoy stores header names.
+    pub version_header: String,
+    /// Lower case.
+    pub cluster_header: String,
+    /// Tried in order; the first match wins ([`RouteTable`] finds it without trying the routes
+    /// whose path cannot match).
+    pub routes: RouteTable,
+    /// What the filter counts (`"metrics"` in the config).
+    pub metrics: MetricsMode,
+    /// The most verbose level the filter logs at (`"log_level"` in the config).
+    pub log_level: LogLevel,
+    /// The plan of a refused config that asked to pass requests through
+    /// (`"on_invalid_config": "pass_through"`): no routes; every request loses the owned
+    /// headers and is counted as served under an invalid config.
+    pub pass_through: bool,
+}
+
+impl Plan {
+    /// The pass-through plan, owning these version and cluster headers (lower case).
+    pub fn pass_through(version_header: String, cluster_header: String) -> Plan {
+        Plan {
+            version_header,
+            cluster_header,
+            routes: RouteTable::empty(),
+            metrics: MetricsMode::Requests,
+            log_level: LogLevel::default(),
+            pass_through: true,
+        }
+    }
+}
+
+/// How much the filter counts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MetricsMode {
+    /// Requests, response classes, timeouts and the latency histogram per route and version.
+    #[default]
+    Full,
+    /// Only requests per route and version (and unmatched requests): no work when a stream
+    /// ends, for users whose cluster stats or mesh telemetry already give responses and latency.
+    Requests,
+}
+
+/// Log levels, as the config spells them (`"trace"` .. `"critical"`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    Warn,
+    Error,
+    Critical,
+}
+
+impl Plan {
+    /// The first route that matches the request, with its index.
+    pub fn match_route(&self, request: &mut impl RequestView) -> Option<(usize, &Route)> {
+        self.routes.first_match(request)
+    }
+}

@@ -1,0 +1,120 @@
+//! A route and its destinations, as compiled: what a request of the route is sent to, with
+//! what headers. Immutable; what changes while the route serves is its
+//! [`crate::state::RouteState`].
+
+use super::matcher::RouteMatch;
+use crate::metrics::{DestinationMetricNames, RouteMetricNames};
+use crate::split::fault::FaultPlan;
+use crate::split::guard::Guard;
+use crate::split::ramp::Ramp;
+
+#[derive(Debug)]
+pub struct Route {
+    pub name: String,
+    pub matcher: RouteMatch,
+    pub destinations: Vec<Destination>,
+    pub guard: Option<Guard>,
+    /// Where a request's sticky key is read, if the route has one.
+    pub sticky: Option<Sticky>,
+    /// The header naming a version that overrides the split; lower case.
+    pub override_header: Option<String>,
+    pub ramp: Option<Ramp>,
+    pub metric_names: RouteMetricNames,
+}
+
+impl Route {
+    /// The destination whose version is exactly `version` (an override header's value).
+    pub fn destination_of_version(&self, version: &[u8]) -> Option<usize> {
+        self.destinations
+            .iter()
+            .position(|destination| destination.version.as_bytes() == version)
+    }
+
+    /// The configured weights, in destination order (a ramp's version at its `from`).
+    pub fn configured_weights(&self) -> Vec<u32> {
+        self.destinations
+            .iter()
+            .map(|destination| destination.weight)
+            .collect()
+    }
+
+    /// The guard's probe share of an ejected version, in basis points (0 without a guard).
+    pub fn probe_basis_points(&self) -> u32 {
+        self.guard
+            .as_ref()
+            .map_or(0, |guard| guard.probe_basis_points)
+    }
+}
+
+/// Envoy's retry policy for a request, as the header values the filter writes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RetryHeaders {
+    /// `x-envoy-max-retries`.
+    pub max_retries: String,
+    /// `x-envoy-retry-on`.
+    pub retry_on: String,
+    /// `x-envoy-upstream-rq-per-try-timeout-ms`.
+    pub per_try_timeout_ms: Option<String>,
+    /// `x-envoy-retry-grpc-on`.
+    pub grpc_retry_on: Option<String>,
+}
+
+/// A sticky split: requests with the same key go to the same version.
+#[derive(Debug)]
+pub struct Sticky {
+    pub key: StickyKey,
+    /// With a cookie key: the cookie set on the response to a request without one.
+    pub set_cookie: Option<SetCookie>,
+}
+
+#[derive(Debug)]
+pub enum StickyKey {
+    /// A request header, by lower-case name.
+    Header(String),
+    /// A cookie of the request's `cookie` header, by name.
+    Cookie(String),
+}
+
+/// A `Set-Cookie` value spelt out at configure time but for the fresh key between the parts.
+#[derive(Debug)]
+pub struct SetCookie {
+    /// `session=`
+    pub before_key: String,
+    /// `; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax`
+    pub after_key: String,
+}
+
+impl SetCookie {
+    pub fn new(cookie: &str, max_age_seconds: u64) -> Self {
+        SetCookie {
+            before_key: format!("{cookie}="),
+            after_key: format!("; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax"),
+        }
+    }
+
+    /// The header value that sets the cookie to `key`.
+    pub fn value(&self, key: &str) -> String {
+        [self.before_key.as_str(), key, self.after_key.as_str()].concat()
+    }
+}
+
+#[derive(Debug)]
+pub struct Destination {
+    pub version: String,
+    pub cluster: Option<String>,
+    /// The configured weight; for a ramp's version, its weight before the ramp (`from`). The
+    /// weight in force is in the route's state ([`crate::state::RouteState::weights`]).
+    pub weight: u32,
+    /// The seed of this version's sticky scores (`crate::split::sticky::version_seed`).
+    pub sticky_seed: u64,
+    /// The deadline in milliseconds: the destination's own timeout, else the route's.
+    pub deadline_ms: Option<u64>,
+    /// `deadline_ms` formatted once, as written into [`super::DEADLINE_HEADER`].
+    pub deadline_header_value: Option<String>,
+    /// The destination's retries, else the route's; `None`: the filter removes a client's.
+    pub retries: Option<RetryHeaders>,
+    /// The destination's faults, else the route's (what they have drawn is in the route's
+    /// state).
+    pub fault: Option<FaultPlan>,
+    pub metric_names: DestinationMetricNames,
+}

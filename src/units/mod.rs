@@ -1,0 +1,4 @@
+//! Durations and timestamps as users write them in the config.
+
+pub mod duration;
+pub mod timestamp;
