@@ -8,7 +8,8 @@
 //! are therefore declared here, on the SDK's own types, with their status
 //! returned to the core, which fails towards safety (`crate::request`).
 
-use super::{Active, DestinationMetrics};
+use super::Active;
+use crate::metrics::DestinationMetric;
 use crate::request::headers::serialize_pairs;
 use crate::request::{Chosen, Count, HostError, StreamHost};
 use proxy_wasm::hostcalls;
@@ -93,11 +94,13 @@ impl<'a> EnvoyHost<'a> {
         EnvoyHost { active }
     }
 
-    fn metrics(&self, chosen: Chosen) -> Option<&'a DestinationMetrics> {
+    /// The id of a destination metric, if the destination's config defines it.
+    fn id(&self, chosen: Chosen, metric: DestinationMetric) -> Option<u32> {
         self.active
             .metrics
             .get(chosen.route)?
-            .get(chosen.destination)
+            .get(chosen.destination)?
+            .id(metric)
     }
 
     /// An integer attribute of Envoy's (8 little-endian bytes).
@@ -226,36 +229,18 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn set_weight(&mut self, destination: Chosen, weight: u32) {
-        if let Some(metrics) = self.metrics(destination) {
-            let _ = hostcalls::record_metric(metrics.weight, u64::from(weight));
+        if let Some(id) = self.id(destination, DestinationMetric::Weight) {
+            let _ = hostcalls::record_metric(id, u64::from(weight));
         }
     }
 
     fn count(&mut self, what: Count) {
         let id = match what {
-            Count::Routed(chosen) => self.metrics(chosen).map(|metrics| metrics.requests),
-            Count::Unmatched => Some(self.active.unmatched),
-            Count::InvalidConfig => self.active.invalid_config,
-            Count::HostError => Some(self.active.host_errors),
-            Count::Response(chosen, class) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.responses.as_ref())
-                .and_then(|responses| responses.classes.get(class.index()).copied()),
-            Count::Timeout(chosen) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.responses.as_ref())
-                .map(|responses| responses.timeouts),
-            Count::Sticky(chosen, source) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.sticky)
-                .and_then(|sticky| sticky.get(source.index()).copied()),
-            Count::Override(chosen) => self.metrics(chosen).and_then(|metrics| metrics.overrides),
+            Count::Destination(chosen, metric) => self.id(chosen, metric),
             Count::UnknownOverride { route } => {
                 self.active.unknown_overrides.get(route).copied().flatten()
             }
-            Count::Fault(chosen, kind) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.faults.get(kind.index()).copied().flatten()),
+            Count::Plugin(metric) => self.active.plugin_id(metric),
         };
         if let Some(id) = id {
             increment(id);
@@ -263,11 +248,8 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
-        if let Some(responses) = self
-            .metrics(chosen)
-            .and_then(|metrics| metrics.responses.as_ref())
-        {
-            let _ = hostcalls::record_metric(responses.duration, microseconds);
+        if let Some(id) = self.id(chosen, DestinationMetric::Duration) {
+            let _ = hostcalls::record_metric(id, microseconds);
         }
     }
 }
