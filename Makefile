@@ -88,10 +88,14 @@ cargo-build: rust-targets
 # The module we ship: Envoy enters a module for every callback it exports, and the SDK exports
 # all of them, so wasm-metadce keeps only the exports in $(MODULE_EXPORTS) (the callbacks the
 # filter implements, and what the SDK needs to create and free contexts); then wasm-opt -Oz,
-# run until it converges.
+# run until it converges, inlining a function that has one caller only up to 100 bytes
+# (-ocimfs): by default wasm-opt inlines every one, which merges the config compiler into one
+# giant on_configure, and V8's compilation of a giant function keeps ~10 MiB of Envoy's RSS.
 # tests/module_exports.rs checks the result. docs/performance.md has the figures.
+ONE_CALLER_INLINE_MAX := 100
 shrink = wasm-metadce -f $(MODULE_EXPORTS) $(1) -o $(2).dce.wasm >/dev/null && \
-  wasm-opt -Oz --converge --strip-debug --strip-producers $(2).dce.wasm -o $(2) && \
+  wasm-opt -Oz --converge -ocimfs=$(ONE_CALLER_INLINE_MAX) --strip-debug --strip-producers \
+    $(2).dce.wasm -o $(2) && \
   rm -f $(2).dce.wasm
 
 .PHONY: build
