@@ -92,7 +92,15 @@ impl Stream {
         host: &mut impl StreamHost,
     ) -> Verdict {
         let mut request = HostRequest::new(host);
-        let matched = plan.match_route(&mut request);
+        // The benchmark's route, the last of its five (test-only: `make bench-ablations`).
+        let matched = if cfg!(feature = "ablate-route-lookup") {
+            plan.routes
+                .len()
+                .checked_sub(1)
+                .and_then(|last| Some((last, plan.routes.get(last)?)))
+        } else {
+            plan.match_route(&mut request)
+        };
         let Some((route_index, route, state)) = matched.and_then(|(route_index, route)| {
             Some((route_index, route, states.get_mut(route_index)?))
         }) else {
@@ -253,7 +261,10 @@ fn choose<H: StreamHost>(
         }
     }
     let Some(sticky) = &route.sticky else {
-        choice.destination = state.pick();
+        // The first version (test-only: `make bench-ablations`).
+        if !cfg!(feature = "ablate-choice") {
+            choice.destination = state.pick();
+        }
         return choice;
     };
     let (key, source) = match &sticky.key {
