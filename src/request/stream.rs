@@ -423,9 +423,29 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
         }
     }
 
-    /// Sets a header the filter owns: every value the client sent for it is replaced. If the
-    /// host fails the write, the header is removed, so that no client value survives.
+    /// Whether the client sent exactly this one value for a header, if the headers are at
+    /// hand: then the header already says what the filter would write.
+    fn sent_exactly(&self, name: &str, value: &str) -> bool {
+        let Fetched::Headers(bytes) = &self.fetched else {
+            return false;
+        };
+        let mut values = HeaderPairs::new(bytes)
+            .iter()
+            .filter(|(header, _)| *header == name.as_bytes());
+        values
+            .next()
+            .is_some_and(|(_, sent)| sent == value.as_bytes())
+            && values.next().is_none()
+    }
+
+    /// Sets a header the filter owns: every value the client sent for it is replaced, unless
+    /// the client sent exactly this value (a write that changes nothing still costs a host call
+    /// and a route-cache clear). If the host fails the write, the header is removed, so that no
+    /// client value survives.
     fn set(&mut self, name: &str, value: &str) {
+        if self.sent_exactly(name, value) {
+            return;
+        }
         let written = if self.sent(name) == Some(false) {
             self.host.add_request_header(name, value)
         } else {
@@ -642,6 +662,29 @@ mod tests {
         assert_eq!(host.values("x-split-version"), ["v1"]);
         assert_eq!(host.values("x-split-cluster"), ["app-v1"]);
         assert_eq!(host.values(DEADLINE_HEADER), ["2"]);
+    }
+
+    #[test]
+    fn an_owned_header_already_holding_the_value_is_not_written_again() {
+        let mut host =
+            ScriptedHost::with_headers(&[(":path", "/hello"), ("x-split-version", "v1")]);
+        // A write would fail: the request is routed only if none is made.
+        host.fail_writes_of = vec!["x-split-version".to_string()];
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, Some(HELLO));
+        assert_eq!(host.values("x-split-version"), ["v1"]);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 0);
+    }
+
+    #[test]
+    fn an_owned_header_sent_twice_with_the_value_is_still_written_once() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-split-version", "v1"),
+            ("x-split-version", "v1"),
+        ]);
+        handle(SPLIT, &mut host);
+        assert_eq!(host.values("x-split-version"), ["v1"]);
     }
 
     #[test]
