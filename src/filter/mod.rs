@@ -343,14 +343,18 @@ fn define_destination_metrics(
     route: &Route,
     destination: &Destination,
 ) -> Result<DestinationMetrics, Status> {
-    let fault = destination.fault.as_ref();
+    let fault_kinds = destination
+        .fault
+        .as_ref()
+        .map(|fault| fault.kinds())
+        .unwrap_or_default();
     let mut ids = [None; DestinationMetric::COUNT];
     for (slot, metric) in ids.iter_mut().zip(DestinationMetric::ALL) {
         let defined = match metric.defined_when() {
             DefinedWhen::Always => true,
             DefinedWhen::FullMetrics => mode == MetricsMode::Full,
             DefinedWhen::Guard => route.guard.is_some(),
-            DefinedWhen::Fault(kind) => fault.is_some_and(|fault| fault.kinds().contains(&kind)),
+            DefinedWhen::Fault(kind) => fault_kinds.contains(&kind),
             DefinedWhen::Sticky => route.sticky.is_some(),
             DefinedWhen::OverrideHeader => route.override_header.is_some(),
         };
