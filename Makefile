@@ -89,10 +89,15 @@ cargo-build: rust-targets
 # The module we ship: Envoy enters a module for every callback it exports, and the SDK exports
 # all of them, so wasm-metadce keeps only the exports in $(MODULE_EXPORTS) (the callbacks the
 # filter implements, and what the SDK needs to create and free contexts); then wasm-opt -Oz,
-# run until it converges.
+# run until it converges, inlining a function that has one caller only up to 100 bytes
+# (-ocimfs): by default wasm-opt inlines every one, which merges the config compiler into one
+# giant on_configure, and V8's compilation of a giant function keeps ~10 MiB of Envoy's RSS.
 # tests/module_exports.rs checks the result. docs/performance.md has the figures.
-shrink = wasm-metadce -f $(MODULE_EXPORTS) $(1) -o $(2).dce.wasm >/dev/null && \
-  wasm-opt -Oz --converge --strip-debug --strip-producers $(2).dce.wasm -o $(2) && \
+ONE_CALLER_INLINE_MAX := 100
+# $(3), if given: another exports list (the ablation modules').
+shrink = wasm-metadce -f $(or $(3),$(MODULE_EXPORTS)) $(1) -o $(2).dce.wasm >/dev/null && \
+  wasm-opt -Oz --converge -ocimfs=$(ONE_CALLER_INLINE_MAX) --strip-debug --strip-producers \
+    $(2).dce.wasm -o $(2) && \
   rm -f $(2).dce.wasm
 
 .PHONY: build
@@ -371,17 +376,28 @@ bench-variants: build binaryen
 # The CPU cost table's ablation modules (docs/performance.md, "Where the time goes"): the filter
 # built with one `ablate-<part>` cargo feature each (the feature removes that one part of the
 # request path), shrunk like the shipped module, into build/ablate/<part>.wasm, all from one
-# target directory (only the crate itself is rebuilt per feature). Only the features Cargo.toml
-# declares are built; the others are listed as missing. Then
+# target directory (only the crate itself is rebuilt per feature). A VM entry the SDK adds is
+# ablated by its exports list instead (ABLATE_EXPORTS: part=export): the shipped build with
+# that export left out by wasm-metadce, so that Envoy never enters it. Parts that are neither
+# are listed as missing. Then
 #   make bench BENCH_ARGS="--ablations build/ablate"
 ABLATE_DIR := $(BUILD)/ablate
 ABLATIONS  ?= header-read header-writes clock counters route-lookup choice \
   context-create response-headers log done delete property-reads histogram
+ABLATE_EXPORTS := response-headers=proxy_on_response_headers log=proxy_on_log \
+  delete=proxy_on_delete
 
 .PHONY: bench-ablations
-bench-ablations: rust-targets binaryen
+bench-ablations: build
 	@mkdir -p $(ABLATE_DIR)
 	@missing=""; for part in $(ABLATIONS); do \
+	  drop=$$(for entry in $(ABLATE_EXPORTS); do [ "$${entry%%=*}" = "$$part" ] && echo "$${entry#*=}"; done; true); \
+	  if [ -n "$$drop" ]; then \
+	    echo "ablate-$$part: $(MODULE_EXPORTS) without $$drop"; \
+	    grep -v "\"$$drop\"" $(MODULE_EXPORTS) > $(ABLATE_DIR)/$$part.exports.json && \
+	    $(call shrink,$(WASM_RAW),$(ABLATE_DIR)/$$part.wasm,$(ABLATE_DIR)/$$part.exports.json) || exit 1; \
+	    continue; \
+	  fi; \
 	  if ! grep -q "^ablate-$$part *=" Cargo.toml; then missing="$$missing $$part"; continue; fi; \
 	  echo "ablate-$$part"; \
 	  cargo build --release --target $(WASM_TARGET) -p traffic-split --lib \
@@ -389,7 +405,7 @@ bench-ablations: rust-targets binaryen
 	  $(call shrink,$(ABLATE_DIR)/target/$(WASM_TARGET)/release/traffic_split.wasm,$(ABLATE_DIR)/$$part.wasm) \
 	  || exit 1; \
 	done; \
-	if [ -n "$$missing" ]; then echo "not in Cargo.toml's features (not built):$$missing"; fi
+	if [ -n "$$missing" ]; then echo "neither a cargo feature nor an export (not built):$$missing"; fi
 
 # The filter as it was at BASELINE_REV (by default the last commit of the hand-written ABI
 # adapter, before the move to the proxy-wasm SDK), built from git into build/ and optimised like

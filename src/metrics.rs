@@ -1,4 +1,7 @@
-//! Metric names and labels. Pure: the adapter defines each name once at configure time.
+//! Every metric the filter defines, declared once: [`DestinationMetric`]'s table (the metrics of
+//! one route and version) and [`PluginMetric`]'s (the plugin's own). The adapter defines ids
+//! from these tables at configure time, the stream counts by their rows, the host maps a row to
+//! its id by position, and the live view reads the same names: adding a metric is one row.
 //!
 //! Proxy-wasm metrics carry no labels, so the labels are spelled into the stat name in a fixed
 //! dotted layout, and Envoy's `stats_tags` (see `envoy/envoy.yaml` and `docs/metrics.md`) turn
@@ -30,16 +33,191 @@ use crate::split::fault::FaultKind;
 
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";
-/// The counter of requests that matched no route.
-pub const UNMATCHED: &str = "traffic_split.unmatched_total";
-/// The counter of host calls that failed while handling a request (a header that could not be
-/// read or written, a response that could not be read). A request with a failed write is
-/// counted here and not as routed.
-pub const HOST_ERRORS: &str = "traffic_split.host_errors_total";
-/// The counter of requests passed through under a refused config that asked for it
-/// (`"on_invalid_config": "pass_through"`). Defined only then.
-pub const INVALID_CONFIG_REQUESTS: &str = "traffic_split.invalid_config_requests_total";
 
+/// What kind of stat a metric is, as proxy-wasm defines it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MetricKind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// What of a route's config makes a destination metric defined: a metric that could only stay
+/// 0 is never shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DefinedWhen {
+    Always,
+    /// `"metrics": "full"` (the response path counts).
+    FullMetrics,
+    /// The route has a guard.
+    Guard,
+    /// The destination may inject this kind of fault.
+    Fault(FaultKind),
+    /// The route is sticky.
+    Sticky,
+    /// The route is sticky by a header: its keys can come from one.
+    StickyByHeader,
+    /// The route is sticky by a cookie: its keys can come from one.
+    StickyByCookie,
+    /// The route has an override header.
+    OverrideHeader,
+}
+
+/// What makes a plugin metric defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PluginDefinedWhen {
+    Always,
+    /// Only under the pass-through plan of a refused config.
+    PassThrough,
+}
+
+/// One row of a metric table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MetricRow {
+    pub kind: MetricKind,
+    /// The name after `traffic_split.route.<route>.version.<version>.` (a destination metric),
+    /// or the whole name (a plugin metric).
+    pub name: &'static str,
+}
+
+/// Declares a metric table: an enum of its rows, `ALL` in row order, and each row's kind, name
+/// and condition.
+macro_rules! metric_table {
+    (
+        $(#[$meta:meta])*
+        $table:ident, $when_type:ty {
+            $($(#[$row_meta:meta])* $row:ident: $kind:ident, $when:expr, $name:literal;)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        pub enum $table {
+            $($(#[$row_meta])* $row,)*
+        }
+
+        impl $table {
+            /// Every row, in table order (`self as usize` is a row's position).
+            pub const ALL: &'static [$table] = &[$($table::$row,)*];
+            /// How many rows the table has: the length of an array of ids by row.
+            pub const COUNT: usize = Self::ALL.len();
+
+            pub const fn row(self) -> MetricRow {
+                match self {
+                    $($table::$row => MetricRow { kind: MetricKind::$kind, name: $name },)*
+                }
+            }
+
+            /// What makes this metric defined.
+            pub const fn defined_when(self) -> $when_type {
+                match self {
+                    $($table::$row => $when,)*
+                }
+            }
+
+            /// The position of this row in [`Self::ALL`], for arrays of ids by row.
+            pub const fn index(self) -> usize {
+                self as usize
+            }
+        }
+    };
+}
+
+use DefinedWhen::*;
+
+metric_table! {
+    /// The metrics of one route and version.
+    DestinationMetric, DefinedWhen {
+        /// A request sent to this version with every owned header written.
+        Requests: Counter, Always, "requests_total";
+        /// Responses by class ([`DestinationMetric::response`]).
+        Responses2xx: Counter, FullMetrics, "code_class.2xx.responses_total";
+        Responses3xx: Counter, FullMetrics, "code_class.3xx.responses_total";
+        Responses4xx: Counter, FullMetrics, "code_class.4xx.responses_total";
+        Responses5xx: Counter, FullMetrics, "code_class.5xx.responses_total";
+        /// Envoy's own deadline (or a per-try deadline) cut the request.
+        Timeouts: Counter, FullMetrics, "timeouts_total";
+        /// The request's duration, in microseconds.
+        Duration: Histogram, FullMetrics, "request_duration_microseconds";
+        /// The weight requests are split by now (the configured one, where a ramp stands, or
+        /// the guard's).
+        Weight: Gauge, Always, "weight";
+        /// How often the guard took this version out of the split.
+        GuardTrips: Counter, Guard, "guard_trips_total";
+        /// 1 while the guard holds this version out of the split, else 0.
+        GuardEjected: Gauge, Guard, "guard_ejected";
+        /// How often the guard would have taken this version out but could not, since it was
+        /// the last version with weight.
+        GuardHeld: Counter, Guard, "guard_held_total";
+        /// Injected faults by kind ([`DestinationMetric::fault`]).
+        FaultsAbort: Counter, Fault(FaultKind::Abort), "fault.abort.faults_total";
+        FaultsDelay: Counter, Fault(FaultKind::Delay), "fault.delay.faults_total";
+        /// Requests of a sticky route by where their key came from ([`DestinationMetric::sticky`]).
+        StickyHeader: Counter, StickyByHeader, "source.header.sticky_total";
+        StickyCookie: Counter, StickyByCookie, "source.cookie.sticky_total";
+        StickyNone: Counter, Sticky, "source.none.sticky_total";
+        /// Requests sent where their override header said. Under the version
+        /// [`UNKNOWN_VERSION`], the route's overrides that named no version of it.
+        Overrides: Counter, OverrideHeader, "overrides_total";
+    }
+}
+
+metric_table! {
+    /// The plugin's own metrics.
+    PluginMetric, PluginDefinedWhen {
+        /// Requests that matched no route.
+        Unmatched: Counter, PluginDefinedWhen::Always, "traffic_split.unmatched_total";
+        /// Host calls that failed while handling a request (a header that could not be read or
+        /// written, a response that could not be read). A request with a failed write is
+        /// counted here and not as routed.
+        HostErrors: Counter, PluginDefinedWhen::Always, "traffic_split.host_errors_total";
+        /// Requests passed through under a refused config that asked for it
+        /// (`"on_invalid_config": "pass_through"`).
+        InvalidConfigRequests: Counter, PluginDefinedWhen::PassThrough, "traffic_split.invalid_config_requests_total";
+    }
+}
+
+impl DestinationMetric {
+    /// The counter of a response class.
+    pub const fn response(class: CodeClass) -> Self {
+        match class {
+            CodeClass::Success => DestinationMetric::Responses2xx,
+            CodeClass::Redirect => DestinationMetric::Responses3xx,
+            CodeClass::ClientError => DestinationMetric::Responses4xx,
+            CodeClass::ServerError => DestinationMetric::Responses5xx,
+        }
+    }
+
+    /// The counter of a kind of fault.
+    pub const fn fault(kind: FaultKind) -> Self {
+        match kind {
+            FaultKind::Abort => DestinationMetric::FaultsAbort,
+            FaultKind::Delay => DestinationMetric::FaultsDelay,
+        }
+    }
+
+    /// The sticky counter of a key source.
+    pub const fn sticky(source: KeySource) -> Self {
+        match source {
+            KeySource::Header => DestinationMetric::StickyHeader,
+            KeySource::Cookie => DestinationMetric::StickyCookie,
+            KeySource::None => DestinationMetric::StickyNone,
+        }
+    }
+
+    /// This metric's stat name for a route and version.
+    pub fn name(self, route: &str, version: &str) -> String {
+        format!(
+            "{PREFIX}.route.{route}.version.{version}.{}",
+            self.row().name
+        )
+    }
+}
+
+impl PluginMetric {
+    pub const fn name(self) -> &'static str {
+        self.row().name
+    }
+}
 /// The response classes counted. Envoy never forwards a final 1xx except on upgrades, so they
 /// and any status outside 100-599 are not counted as a response class.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,76 +293,6 @@ impl KeySource {
 /// with an override header may not have a version of this name.
 pub const UNKNOWN_VERSION: &str = "unknown";
 
-/// The names of the metrics of one route and version.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DestinationMetricNames {
-    pub requests: String,
-    /// Indexed by [`CodeClass::index`].
-    pub responses: [String; 4],
-    pub timeouts: String,
-    pub duration: String,
-    /// Gauge: the weight requests are split by now (the configured one, where a ramp stands,
-    /// or the guard's).
-    pub weight: String,
-    /// Counter: how often the guard took this version out of the split.
-    pub guard_trips: String,
-    /// Gauge: 1 while the guard holds this version out of the split, else 0.
-    pub guard_ejected: String,
-    /// Counter: how often the guard would have taken this version out but could not, since
-    /// it was the last version with weight.
-    pub guard_held: String,
-    /// Counters of injected faults, indexed by [`FaultKind::index`].
-    pub faults: [String; 2],
-    /// Indexed by [`KeySource::index`]; defined only on sticky routes.
-    pub sticky: [String; 3],
-    /// Defined only on routes with an override header.
-    pub overrides: String,
-}
-
-fn destination_base(route: &str, version: &str) -> String {
-    format!("{PREFIX}.route.{route}.version.{version}")
-}
-
-impl DestinationMetricNames {
-    pub fn new(route: &str, version: &str) -> Self {
-        let base = destination_base(route, version);
-        Self {
-            requests: format!("{base}.requests_total"),
-            responses: CodeClass::ALL
-                .map(|class| format!("{base}.code_class.{}.responses_total", class.label())),
-            timeouts: format!("{base}.timeouts_total"),
-            duration: format!("{base}.request_duration_microseconds"),
-            weight: format!("{base}.weight"),
-            guard_trips: format!("{base}.guard_trips_total"),
-            guard_ejected: format!("{base}.guard_ejected"),
-            guard_held: format!("{base}.guard_held_total"),
-            faults: FaultKind::ALL
-                .map(|kind| format!("{base}.fault.{}.faults_total", kind.label())),
-            sticky: KeySource::ALL
-                .map(|source| format!("{base}.source.{}.sticky_total", source.label())),
-            overrides: format!("{base}.overrides_total"),
-        }
-    }
-}
-
-/// The names of a route's own metrics.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteMetricNames {
-    /// Overrides naming no version of the route; defined only with an override header.
-    pub unknown_overrides: String,
-}
-
-impl RouteMetricNames {
-    pub fn new(route: &str) -> Self {
-        Self {
-            unknown_overrides: format!(
-                "{}.overrides_total",
-                destination_base(route, UNKNOWN_VERSION)
-            ),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,36 +301,84 @@ mod tests {
 
     #[test]
     fn names_spell_route_and_version_as_tag_segments() {
-        let names = DestinationMetricNames::new("hello", "v1");
+        let name = |metric: DestinationMetric| metric.name("hello", "v1");
         assert_eq!(
-            names.requests,
+            name(DestinationMetric::Requests),
             "traffic_split.route.hello.version.v1.requests_total"
         );
         assert_eq!(
-            names.responses[CodeClass::ServerError.index()],
+            name(DestinationMetric::response(CodeClass::ServerError)),
             "traffic_split.route.hello.version.v1.code_class.5xx.responses_total"
         );
         assert_eq!(
-            names.timeouts,
+            name(DestinationMetric::Timeouts),
             "traffic_split.route.hello.version.v1.timeouts_total"
         );
         assert_eq!(
-            names.duration,
+            name(DestinationMetric::Duration),
             "traffic_split.route.hello.version.v1.request_duration_microseconds"
         );
-        assert_eq!(names.weight, "traffic_split.route.hello.version.v1.weight");
         assert_eq!(
-            names.sticky[KeySource::Cookie.index()],
+            name(DestinationMetric::Weight),
+            "traffic_split.route.hello.version.v1.weight"
+        );
+        assert_eq!(
+            name(DestinationMetric::sticky(KeySource::Cookie)),
             "traffic_split.route.hello.version.v1.source.cookie.sticky_total"
         );
         assert_eq!(
-            names.overrides,
+            name(DestinationMetric::Overrides),
             "traffic_split.route.hello.version.v1.overrides_total"
         );
         assert_eq!(
-            RouteMetricNames::new("hello").unknown_overrides,
+            DestinationMetric::Overrides.name("hello", UNKNOWN_VERSION),
             "traffic_split.route.hello.version.unknown.overrides_total"
         );
+        assert_eq!(
+            PluginMetric::Unmatched.name(),
+            "traffic_split.unmatched_total"
+        );
+    }
+
+    #[test]
+    fn labelled_rows_spell_their_label() {
+        for class in CodeClass::ALL {
+            let row = DestinationMetric::response(class).row();
+            assert_eq!(
+                row.name,
+                format!("code_class.{}.responses_total", class.label())
+            );
+        }
+        for kind in FaultKind::ALL {
+            let row = DestinationMetric::fault(kind).row();
+            assert_eq!(row.name, format!("fault.{}.faults_total", kind.label()));
+            assert_eq!(
+                DestinationMetric::fault(kind).defined_when(),
+                DefinedWhen::Fault(kind)
+            );
+        }
+        for source in KeySource::ALL {
+            let row = DestinationMetric::sticky(source).row();
+            assert_eq!(row.name, format!("source.{}.sticky_total", source.label()));
+        }
+    }
+
+    #[test]
+    fn table_positions_and_names_are_unique() {
+        for (position, metric) in DestinationMetric::ALL.iter().enumerate() {
+            assert_eq!(metric.index(), position);
+        }
+        for (position, metric) in PluginMetric::ALL.iter().enumerate() {
+            assert_eq!(metric.index(), position);
+            assert!(metric.name().starts_with(PREFIX));
+        }
+        let mut names: Vec<_> = DestinationMetric::ALL
+            .iter()
+            .map(|metric| metric.row().name)
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DestinationMetric::COUNT);
     }
 
     #[test]

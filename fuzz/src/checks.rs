@@ -29,7 +29,7 @@ use serde_json::{Map, Number, Value};
 use std::collections::HashSet;
 use traffic_split::config::pass_through::pass_through_plan;
 use traffic_split::config::{compile, compile_value, describe_errors};
-use traffic_split::metrics::CodeClass;
+use traffic_split::metrics::{CodeClass, DestinationMetric, PluginMetric};
 use traffic_split::plan::{
     Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
     PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
@@ -278,7 +278,7 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
 
     assert!(host.reads <= 1, "the header map is read at most once");
     assert_eq!(
-        host.count_of(Count::HostError),
+        host.count_of(Count::Plugin(PluginMetric::HostErrors)),
         host.failed_calls,
         "every failed host call is counted once"
     );
@@ -299,24 +299,27 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
         .counts
         .iter()
         .filter_map(|count| match count {
-            Count::Routed(chosen) => Some(*chosen),
+            Count::Destination(chosen, DestinationMetric::Requests) => Some(*chosen),
             _ => None,
         })
         .collect();
-    let unmatched = host.count_of(Count::Unmatched) + host.count_of(Count::InvalidConfig);
+    let unmatched = host.count_of(Count::Plugin(PluginMetric::Unmatched))
+        + host.count_of(Count::Plugin(PluginMetric::InvalidConfigRequests));
     if plan.pass_through {
-        assert_eq!(host.count_of(Count::Unmatched), 0);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::Unmatched)), 0);
     } else {
-        assert_eq!(host.count_of(Count::InvalidConfig), 0);
+        assert_eq!(
+            host.count_of(Count::Plugin(PluginMetric::InvalidConfigRequests)),
+            0
+        );
     }
     let read_failed = usize::from(request.fail_read && host.reads == 1);
     // An abort whose local reply failed: counted, and the request goes on routed.
     let reply_failed = usize::from(
         request.fail_local_reply
-            && host
-                .counts
-                .iter()
-                .any(|count| matches!(count, Count::Fault(_, FaultKind::Abort))),
+            && host.counts.iter().any(|count| {
+                matches!(count, Count::Destination(_, DestinationMetric::FaultsAbort))
+            }),
     );
     let writes_failed = host.failed_calls - read_failed - reply_failed;
     match stream.chosen {
@@ -330,7 +333,15 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
             let faults: Vec<&Count> = host
                 .counts
                 .iter()
-                .filter(|count| matches!(count, Count::Fault(..)))
+                .filter(|count| {
+                    matches!(
+                        count,
+                        Count::Destination(
+                            _,
+                            DestinationMetric::FaultsAbort | DestinationMetric::FaultsDelay
+                        )
+                    )
+                })
                 .collect();
             match verdict {
                 Verdict::Continue => {
@@ -341,11 +352,23 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
                     );
                 }
                 Verdict::Answered => {
-                    assert_eq!(faults, [&Count::Fault(chosen, FaultKind::Abort)]);
+                    assert_eq!(
+                        faults,
+                        [&Count::Destination(
+                            chosen,
+                            DestinationMetric::fault(FaultKind::Abort)
+                        )]
+                    );
                     assert_eq!(host.local_replies.len(), 1);
                 }
                 Verdict::Held { .. } => {
-                    assert_eq!(faults, [&Count::Fault(chosen, FaultKind::Delay)]);
+                    assert_eq!(
+                        faults,
+                        [&Count::Destination(
+                            chosen,
+                            DestinationMetric::fault(FaultKind::Delay)
+                        )]
+                    );
                 }
             }
             assert_eq!(unmatched, 0);
@@ -415,14 +438,14 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
     assert_eq!(
         at_end
             .iter()
-            .filter(|&&count| count == Count::HostError)
+            .filter(|&&count| count == Count::Plugin(PluginMetric::HostErrors))
             .count(),
         end_failures,
         "every failed host call at the end is counted once"
     );
     let ended_with: Vec<&Count> = at_end
         .iter()
-        .filter(|&&count| count != Count::HostError)
+        .filter(|&&count| count != Count::Plugin(PluginMetric::HostErrors))
         .collect();
     match stream.chosen {
         Some(chosen) if plan.metrics == MetricsMode::Full => {
@@ -437,13 +460,31 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
             };
             let responses: Vec<&Count> = at_end
                 .iter()
-                .filter(|count| matches!(count, Count::Response(..)))
+                .filter(|count| {
+                    matches!(
+                        count,
+                        Count::Destination(
+                            _,
+                            DestinationMetric::Responses2xx
+                                | DestinationMetric::Responses3xx
+                                | DestinationMetric::Responses4xx
+                                | DestinationMetric::Responses5xx
+                        )
+                    )
+                })
                 .collect();
             match class {
-                Some(class) => assert_eq!(responses, [&Count::Response(chosen, class)]),
+                Some(class) => assert_eq!(
+                    responses,
+                    [&Count::Destination(
+                        chosen,
+                        DestinationMetric::response(class)
+                    )]
+                ),
                 None => assert!(responses.is_empty()),
             }
-            let timed_out = at_end.contains(&Count::Timeout(chosen));
+            let timed_out =
+                at_end.contains(&Count::Destination(chosen, DestinationMetric::Timeouts));
             let envoys_deadline = request.response_code == Some(504)
                 && !request.fail_response_code
                 && !request.fail_response_flags

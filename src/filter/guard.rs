@@ -5,6 +5,7 @@
 
 use super::timer::now_ms;
 use super::Active;
+use crate::metrics::{DestinationMetric, PluginMetric};
 use crate::plan::{Plan, Route};
 use crate::split::guard::{GuardEvent, RouteGuardState, Tally};
 use crate::state::RouteState;
@@ -60,9 +61,11 @@ fn publish_route(route: &Route, state: &RouteState, metrics: &[super::Destinatio
         .zip(ejected)
         .zip(metrics)
     {
-        let _ = hostcalls::record_metric(metrics.weight, u64::from(*weight));
-        if let Some(guard) = &metrics.guard {
-            let _ = hostcalls::record_metric(guard.ejected, u64::from(*out));
+        if let Some(id) = metrics.id(DestinationMetric::Weight) {
+            let _ = hostcalls::record_metric(id, u64::from(*weight));
+        }
+        if let Some(id) = metrics.id(DestinationMetric::GuardEjected) {
+            let _ = hostcalls::record_metric(id, u64::from(*out));
         }
     }
 }
@@ -94,7 +97,9 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
                         state.record_outcome(destination, index < delta.errors);
                     }
                 }
-                let _ = hostcalls::increment_metric(active.host_errors, 1);
+                if let Some(id) = active.plugin_id(PluginMetric::HostErrors) {
+                    let _ = hostcalls::increment_metric(id, 1);
+                }
                 log::warn!(
                     "guard of route {}: shared data unavailable ({status:?})",
                     route.name
@@ -136,17 +141,18 @@ fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEve
             .get(destination)
             .map_or("?", |d| d.version.as_str())
     };
-    let guard_metrics =
-        |destination: usize| metrics.get(destination).and_then(|m| m.guard.as_ref());
+    let increment = |destination: usize, metric: DestinationMetric| {
+        if let Some(id) = metrics.get(destination).and_then(|ids| ids.id(metric)) {
+            let _ = hostcalls::increment_metric(id, 1);
+        }
+    };
     match *event {
         GuardEvent::Tripped {
             destination,
             window,
             until_ms,
         } => {
-            if let Some(ids) = guard_metrics(destination) {
-                let _ = hostcalls::increment_metric(ids.trips, 1);
-            }
+            increment(destination, DestinationMetric::GuardTrips);
             log::warn!(
                 "guard: route {} version {} out of the split for {} ms: {} errors in {} requests",
                 route.name,
@@ -168,9 +174,7 @@ fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEve
             destination,
             window,
         } => {
-            if let Some(ids) = guard_metrics(destination) {
-                let _ = hostcalls::increment_metric(ids.held, 1);
-            }
+            increment(destination, DestinationMetric::GuardHeld);
             log::warn!(
                 "guard: route {} version {} is failing ({} errors in {} requests) but is the last version with weight: kept in the split",
                 route.name,

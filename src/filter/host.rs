@@ -8,7 +8,8 @@
 //! are therefore declared here, on the SDK's own types, with their status
 //! returned to the core, which fails towards safety (`crate::request`).
 
-use super::{Active, DestinationMetrics};
+use super::Active;
+use crate::metrics::DestinationMetric;
 use crate::request::headers::serialize_pairs;
 use crate::request::{Chosen, Count, HostError, StreamHost};
 use proxy_wasm::hostcalls;
@@ -54,6 +55,15 @@ extern "C" {
     ) -> Status;
 }
 
+/// The benchmark's request (bench/harness.py), which the `ablate-header-read` module reads
+/// in place of the host's header map: test-only, never in the shipped module.
+const ABLATED_REQUEST_HEADERS: [(&str, &str); 4] = [
+    (":path", "/api/items"),
+    (":method", "GET"),
+    (":authority", "localhost"),
+    ("x-tenant", "acme-corp"),
+];
+
 /// The details Envoy logs for the filter's local reply (`%RESPONSE_CODE_DETAILS%`).
 const LOCAL_REPLY_DETAILS: &str = "traffic_split_fault_abort";
 
@@ -93,11 +103,31 @@ impl<'a> EnvoyHost<'a> {
         EnvoyHost { active }
     }
 
-    fn metrics(&self, chosen: Chosen) -> Option<&'a DestinationMetrics> {
+    /// The id of a destination metric, if the destination's config defines it.
+    fn id(&self, chosen: Chosen, metric: DestinationMetric) -> Option<u32> {
         self.active
             .metrics
             .get(chosen.route)?
-            .get(chosen.destination)
+            .get(chosen.destination)?
+            .id(metric)
+    }
+
+    /// Every request header, in one host call.
+    fn read_request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
+        let mut data: *mut u8 = null_mut();
+        let mut size: usize = 0;
+        // SAFETY: on Ok the host has written a buffer it allocated through this module's
+        // `proxy_on_memory_allocate` (the SDK's: a `Vec<u8>` of exactly `size` bytes), whose
+        // ownership passes to us; rebuilding that Vec frees it when dropped.
+        let status = unsafe {
+            proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size)
+        };
+        status_result(status)?;
+        if data.is_null() {
+            return Ok(Vec::new());
+        }
+        // SAFETY: see above.
+        Ok(unsafe { Vec::from_raw_parts(data, size, size) })
     }
 
     /// An integer attribute of Envoy's (8 little-endian bytes).
@@ -119,23 +149,16 @@ fn increment(id: u32) {
 
 impl StreamHost for EnvoyHost<'_> {
     fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
-        let mut data: *mut u8 = null_mut();
-        let mut size: usize = 0;
-        // SAFETY: on Ok the host has written a buffer it allocated through this module's
-        // `proxy_on_memory_allocate` (the SDK's: a `Vec<u8>` of exactly `size` bytes), whose
-        // ownership passes to us; rebuilding that Vec frees it when dropped.
-        let status = unsafe {
-            proxy_get_header_map_pairs(MapType::HttpRequestHeaders, &mut data, &mut size)
-        };
-        status_result(status)?;
-        if data.is_null() {
-            return Ok(Vec::new());
+        if cfg!(feature = "ablate-header-read") {
+            return Ok(serialize_pairs(&ABLATED_REQUEST_HEADERS));
         }
-        // SAFETY: see above.
-        Ok(unsafe { Vec::from_raw_parts(data, size, size) })
+        self.read_request_header_pairs()
     }
 
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if cfg!(feature = "ablate-header-writes") {
+            return Ok(());
+        }
         // SAFETY: the host only reads the two slices. Envoy also clears its route cache, so the
         // router resolves the route again against what the filter wrote (ABI 0.2.1).
         status_result(unsafe {
@@ -150,6 +173,9 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
+        if cfg!(feature = "ablate-header-writes") {
+            return Ok(());
+        }
         // SAFETY: the host only reads the two slices.
         status_result(unsafe {
             proxy_add_header_map_value(
@@ -163,6 +189,9 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
+        if cfg!(feature = "ablate-header-writes") {
+            return Ok(());
+        }
         // SAFETY: the host only reads `name`.
         status_result(unsafe {
             proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
@@ -193,6 +222,9 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn response_code(&mut self) -> Result<Option<i64>, HostError> {
+        if cfg!(feature = "ablate-property-reads") {
+            return Ok(Some(200));
+        }
         Ok(
             Self::integer_property(&["response", "code"])?
                 .and_then(|code| i64::try_from(code).ok()),
@@ -200,6 +232,9 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn response_flags(&mut self) -> Result<Option<u64>, HostError> {
+        if cfg!(feature = "ablate-property-reads") {
+            return Ok(None);
+        }
         Self::integer_property(&["response", "flags"])
     }
 
@@ -222,52 +257,37 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn now_nanos(&mut self) -> u64 {
+        if cfg!(feature = "ablate-clock") {
+            return 0;
+        }
         proxy_clock_nanos()
     }
 
     fn set_weight(&mut self, destination: Chosen, weight: u32) {
-        if let Some(metrics) = self.metrics(destination) {
-            let _ = hostcalls::record_metric(metrics.weight, u64::from(weight));
+        if let Some(id) = self.id(destination, DestinationMetric::Weight) {
+            let _ = hostcalls::record_metric(id, u64::from(weight));
         }
     }
 
     fn count(&mut self, what: Count) {
         let id = match what {
-            Count::Routed(chosen) => self.metrics(chosen).map(|metrics| metrics.requests),
-            Count::Unmatched => Some(self.active.unmatched),
-            Count::InvalidConfig => self.active.invalid_config,
-            Count::HostError => Some(self.active.host_errors),
-            Count::Response(chosen, class) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.responses.as_ref())
-                .and_then(|responses| responses.classes.get(class.index()).copied()),
-            Count::Timeout(chosen) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.responses.as_ref())
-                .map(|responses| responses.timeouts),
-            Count::Sticky(chosen, source) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.sticky)
-                .and_then(|sticky| sticky.get(source.index()).copied().flatten()),
-            Count::Override(chosen) => self.metrics(chosen).and_then(|metrics| metrics.overrides),
+            Count::Destination(chosen, metric) => self.id(chosen, metric),
             Count::UnknownOverride { route } => {
                 self.active.unknown_overrides.get(route).copied().flatten()
             }
-            Count::Fault(chosen, kind) => self
-                .metrics(chosen)
-                .and_then(|metrics| metrics.faults.get(kind.index()).copied().flatten()),
+            Count::Plugin(metric) => self.active.plugin_id(metric),
         };
-        if let Some(id) = id {
+        if let Some(id) = id.filter(|_| !cfg!(feature = "ablate-counters")) {
             increment(id);
         }
     }
 
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
-        if let Some(responses) = self
-            .metrics(chosen)
-            .and_then(|metrics| metrics.responses.as_ref())
-        {
-            let _ = hostcalls::record_metric(responses.duration, microseconds);
+        if cfg!(feature = "ablate-histogram") {
+            return;
+        }
+        if let Some(id) = self.id(chosen, DestinationMetric::Duration) {
+            let _ = hostcalls::record_metric(id, microseconds);
         }
     }
 }

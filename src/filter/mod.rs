@@ -11,12 +11,14 @@ mod timer;
 use crate::config::limits::check_config_size;
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
-use crate::metrics::{DestinationMetricNames, HOST_ERRORS, INVALID_CONFIG_REQUESTS, UNMATCHED};
+use crate::metrics::{
+    DefinedWhen, DestinationMetric, MetricKind, PluginDefinedWhen, PluginMetric, UNKNOWN_VERSION,
+};
 use crate::plan::{
-    self, MetricsMode, Plan, Route, StickyKey, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
+    self, Destination, MetricsMode, Plan, Route, StickyKey, DEFAULT_CLUSTER_HEADER,
+    DEFAULT_VERSION_HEADER,
 };
 use crate::request::{follow_ramp, Stream, Verdict};
-use crate::split::fault::FaultKind;
 use crate::state::RouteState;
 use host::EnvoyHost;
 use proxy_wasm::hostcalls::{self, define_metric};
@@ -33,34 +35,14 @@ proxy_wasm::main! {{
     });
 }}
 
-/// The metric ids of one route and version, defined at configure time.
-pub(crate) struct DestinationMetrics {
-    pub requests: u32,
-    /// Defined only with full metrics, so that `requests` mode shows no counters that stay 0.
-    pub responses: Option<ResponseMetrics>,
-    /// Gauge: the weight requests are split by now.
-    pub weight: u32,
-    /// Defined only on routes with a guard.
-    pub guard: Option<GuardMetrics>,
-    /// Injected faults, indexed by `FaultKind::index`; defined for the kinds configured.
-    pub faults: [Option<u32>; 2],
-    /// By `KeySource::index`; only on sticky routes, and only the sources their key has.
-    pub sticky: Option<[Option<u32>; 3]>,
-    /// Only on routes with an override header.
-    pub overrides: Option<u32>,
-}
+/// The metric ids of one route and version, by row of [`DestinationMetric`]'s table; `None`
+/// for a metric the route's config does not define.
+pub(crate) struct DestinationMetrics([Option<u32>; DestinationMetric::COUNT]);
 
-pub(crate) struct GuardMetrics {
-    pub trips: u32,
-    pub ejected: u32,
-    pub held: u32,
-}
-
-pub(crate) struct ResponseMetrics {
-    /// Indexed by `CodeClass::index`.
-    pub classes: [u32; 4],
-    pub timeouts: u32,
-    pub duration: u32,
+impl DestinationMetrics {
+    pub fn id(&self, metric: DestinationMetric) -> Option<u32> {
+        self.0.get(metric.index()).copied().flatten()
+    }
 }
 
 /// What a configuration compiles to: the plan, and metric ids laid out like its routes.
@@ -73,10 +55,15 @@ pub(crate) struct Active {
     pub metrics: Vec<Vec<DestinationMetrics>>,
     /// Per route: the counter of overrides naming no version, on routes with an override header.
     pub unknown_overrides: Vec<Option<u32>>,
-    pub unmatched: u32,
-    pub host_errors: u32,
-    /// Defined only for the pass-through plan of a refused config.
-    pub invalid_config: Option<u32>,
+    /// By row of [`PluginMetric`]'s table.
+    pub plugin: [Option<u32>; PluginMetric::COUNT],
+}
+
+impl Active {
+    /// The id of a plugin metric, if this configuration defines it.
+    pub fn plugin_id(&self, metric: PluginMetric) -> Option<u32> {
+        self.plugin.get(metric.index()).copied().flatten()
+    }
 }
 
 /// One per plugin configuration (several plugins may share a VM, each with its own root).
@@ -304,125 +291,88 @@ fn follow_ramps(active: &Active) {
 }
 
 fn define_metrics(plan: Plan) -> Result<Active, Status> {
-    let unmatched = define_metric(MetricType::Counter, UNMATCHED)?;
-    let host_errors = define_metric(MetricType::Counter, HOST_ERRORS)?;
+    let mut plugin = [None; PluginMetric::COUNT];
+    for (slot, metric) in plugin.iter_mut().zip(PluginMetric::ALL) {
+        if metric.defined_when() == PluginDefinedWhen::Always || plan.pass_through {
+            *slot = Some(define(metric.row().kind, metric.name())?);
+        }
+    }
     let mut metrics = Vec::with_capacity(plan.routes.len());
     let mut unknown_overrides = Vec::with_capacity(plan.routes.len());
     for route in &plan.routes {
         let mut route_metrics = Vec::with_capacity(route.destinations.len());
         for destination in &route.destinations {
-            let fault_kinds = destination
-                .fault
-                .as_ref()
-                .map(|fault| fault.kinds())
-                .unwrap_or_default();
             route_metrics.push(define_destination_metrics(
-                &destination.metric_names,
                 plan.metrics,
-                route.guard.is_some(),
-                &fault_kinds,
                 route,
+                destination,
             )?);
         }
         metrics.push(route_metrics);
+        let unknown = DestinationMetric::Overrides;
         unknown_overrides.push(match route.override_header {
-            Some(_) => Some(define_metric(
-                MetricType::Counter,
-                &route.metric_names.unknown_overrides,
+            Some(_) => Some(define(
+                unknown.row().kind,
+                &unknown.name(&route.name, UNKNOWN_VERSION),
             )?),
             None => None,
         });
     }
-    let invalid_config = if plan.pass_through {
-        Some(define_metric(MetricType::Counter, INVALID_CONFIG_REQUESTS)?)
-    } else {
-        None
-    };
     Ok(Active {
         states: RefCell::new(RouteState::for_plan(&plan)),
         plan,
         metrics,
         unknown_overrides,
-        unmatched,
-        host_errors,
-        invalid_config,
+        plugin,
     })
 }
 
+fn define(kind: MetricKind, name: &str) -> Result<u32, Status> {
+    let kind = match kind {
+        MetricKind::Counter => MetricType::Counter,
+        MetricKind::Gauge => MetricType::Gauge,
+        MetricKind::Histogram => MetricType::Histogram,
+    };
+    define_metric(kind, name)
+}
+
+/// Defines every row of the destination table that the route's config needs.
 fn define_destination_metrics(
-    names: &DestinationMetricNames,
     mode: MetricsMode,
-    guarded: bool,
-    fault_kinds: &[FaultKind],
     route: &Route,
+    destination: &Destination,
 ) -> Result<DestinationMetrics, Status> {
-    let mut faults = [None, None];
-    for kind in fault_kinds {
-        if let (Some(slot), Some(name)) =
-            (faults.get_mut(kind.index()), names.faults.get(kind.index()))
-        {
-            *slot = Some(define_metric(MetricType::Counter, name)?);
+    let fault_kinds = destination
+        .fault
+        .as_ref()
+        .map(|fault| fault.kinds())
+        .unwrap_or_default();
+    let mut ids = [None; DestinationMetric::COUNT];
+    for (slot, metric) in ids.iter_mut().zip(DestinationMetric::ALL) {
+        let defined = match metric.defined_when() {
+            DefinedWhen::Always => true,
+            DefinedWhen::FullMetrics => mode == MetricsMode::Full,
+            DefinedWhen::Guard => route.guard.is_some(),
+            DefinedWhen::Fault(kind) => fault_kinds.contains(&kind),
+            DefinedWhen::Sticky => route.sticky.is_some(),
+            // Only the sources the route's key can come from: a header-keyed route never
+            // counts a cookie, and the reverse.
+            DefinedWhen::StickyByHeader => route
+                .sticky
+                .as_ref()
+                .is_some_and(|sticky| matches!(sticky.key, StickyKey::Header(_))),
+            DefinedWhen::StickyByCookie => route
+                .sticky
+                .as_ref()
+                .is_some_and(|sticky| matches!(sticky.key, StickyKey::Cookie(_))),
+            DefinedWhen::OverrideHeader => route.override_header.is_some(),
+        };
+        if defined {
+            *slot = Some(define(
+                metric.row().kind,
+                &metric.name(&route.name, &destination.version),
+            )?);
         }
     }
-    let requests = define_metric(MetricType::Counter, &names.requests)?;
-    let weight = define_metric(MetricType::Gauge, &names.weight)?;
-    let guard = if guarded {
-        Some(GuardMetrics {
-            trips: define_metric(MetricType::Counter, &names.guard_trips)?,
-            ejected: define_metric(MetricType::Gauge, &names.guard_ejected)?,
-            held: define_metric(MetricType::Counter, &names.guard_held)?,
-        })
-    } else {
-        None
-    };
-    let responses = match mode {
-        MetricsMode::Requests => None,
-        MetricsMode::Full => {
-            let [success, redirect, client_error, server_error] = &names.responses;
-            Some(ResponseMetrics {
-                classes: [
-                    define_metric(MetricType::Counter, success)?,
-                    define_metric(MetricType::Counter, redirect)?,
-                    define_metric(MetricType::Counter, client_error)?,
-                    define_metric(MetricType::Counter, server_error)?,
-                ],
-                timeouts: define_metric(MetricType::Counter, &names.timeouts)?,
-                duration: define_metric(MetricType::Histogram, &names.duration)?,
-            })
-        }
-    };
-    // Only the sources the route's key can come from: a header-keyed route never counts a
-    // cookie, and the reverse.
-    let sticky = match &route.sticky {
-        Some(sticky) => {
-            let [header, cookie, none] = &names.sticky;
-            let (by_header, by_cookie) = match sticky.key {
-                StickyKey::Header(_) => (Some(header), None),
-                StickyKey::Cookie(_) => (None, Some(cookie)),
-            };
-            Some([
-                by_header
-                    .map(|name| define_metric(MetricType::Counter, name))
-                    .transpose()?,
-                by_cookie
-                    .map(|name| define_metric(MetricType::Counter, name))
-                    .transpose()?,
-                Some(define_metric(MetricType::Counter, none)?),
-            ])
-        }
-        None => None,
-    };
-    let overrides = match route.override_header {
-        Some(_) => Some(define_metric(MetricType::Counter, &names.overrides)?),
-        None => None,
-    };
-    Ok(DestinationMetrics {
-        requests,
-        responses,
-        weight,
-        guard,
-        faults,
-        sticky,
-        overrides,
-    })
+    Ok(DestinationMetrics(ids))
 }

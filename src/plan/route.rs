@@ -3,7 +3,6 @@
 //! [`crate::state::RouteState`].
 
 use super::matcher::RouteMatch;
-use crate::metrics::{DestinationMetricNames, RouteMetricNames};
 use crate::split::fault::FaultPlan;
 use crate::split::guard::Guard;
 use crate::split::ramp::Ramp;
@@ -19,7 +18,6 @@ pub struct Route {
     /// The header naming a version that overrides the split; lower case.
     pub override_header: Option<String>,
     pub ramp: Option<Ramp>,
-    pub metric_names: RouteMetricNames,
 }
 
 impl Route {
@@ -116,5 +114,4 @@ pub struct Destination {
     /// The destination's faults, else the route's (what they have drawn is in the route's
     /// state).
     pub fault: Option<FaultPlan>,
-    pub metric_names: DestinationMetricNames,
 }

@@ -2,36 +2,22 @@
 //! host calls (`crate::filter`), the tests with a scripted host. Every failure is a value the
 //! stream handles by failing towards safety.
 
-use crate::metrics::{CodeClass, KeySource};
-use crate::split::fault::FaultKind;
+use crate::metrics::{DestinationMetric, PluginMetric};
 
 /// A host call that did not succeed; the host's status code, for the log of a test.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HostError(pub u32);
 
-/// What the stream counts, by route and destination index into the plan.
+/// What the stream counts: a row of one of the metric tables ([`crate::metrics`]), and where.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Count {
-    /// A request sent to this destination with every owned header written.
-    Routed(Chosen),
-    /// A request no route matched.
-    Unmatched,
-    /// A request under the pass-through plan of a refused config ([`crate::plan::Plan::pass_through`]).
-    InvalidConfig,
-    /// A host call that failed while handling a request.
-    HostError,
-    /// The class of the response to a routed request.
-    Response(Chosen, CodeClass),
-    /// Envoy's own deadline (or a per-try deadline) cut a routed request.
-    Timeout(Chosen),
-    /// A fault was injected into a routed request.
-    Fault(Chosen, FaultKind),
-    /// A routed request of a sticky route, by where its key came from.
-    Sticky(Chosen, KeySource),
-    /// A routed request sent where its override header said.
-    Override(Chosen),
-    /// A routed request whose override header named no version of this route.
+    /// A metric of the destination a request was sent to.
+    Destination(Chosen, DestinationMetric),
+    /// A routed request whose override header named no version of this route: the route's
+    /// [`DestinationMetric::Overrides`] under [`crate::metrics::UNKNOWN_VERSION`].
     UnknownOverride { route: usize },
+    /// One of the plugin's own metrics.
+    Plugin(PluginMetric),
 }
 
 /// The route and destination a request was sent to, as indexes into the plan.

@@ -16,7 +16,7 @@
 
 use super::headers::{cookie_value, HeaderPairs};
 use super::host::{Chosen, Count, HostError, StreamHost};
-use crate::metrics::{CodeClass, KeySource};
+use crate::metrics::{CodeClass, DestinationMetric, KeySource, PluginMetric};
 use crate::plan::{
     Destination, MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER,
     GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
@@ -92,7 +92,15 @@ impl Stream {
         host: &mut impl StreamHost,
     ) -> Verdict {
         let mut request = HostRequest::new(host);
-        let matched = plan.match_route(&mut request);
+        // The benchmark's route, the last of its five (test-only: `make bench-ablations`).
+        let matched = if cfg!(feature = "ablate-route-lookup") {
+            plan.routes
+                .len()
+                .checked_sub(1)
+                .and_then(|last| Some((last, plan.routes.get(last)?)))
+        } else {
+            plan.match_route(&mut request)
+        };
         let Some((route_index, route, state)) = matched.and_then(|(route_index, route)| {
             Some((route_index, route, states.get_mut(route_index)?))
         }) else {
@@ -137,7 +145,7 @@ impl Stream {
     pub fn on_response_headers(&mut self, host: &mut impl StreamHost) {
         if let Some(cookie) = self.set_cookie.take() {
             if host.add_response_header("set-cookie", &cookie).is_err() {
-                host.count(Count::HostError);
+                host.count(Count::Plugin(PluginMetric::HostErrors));
             }
         }
     }
@@ -176,14 +184,17 @@ impl Stream {
                 return;
             }
             Err(_) => {
-                host.count(Count::HostError);
+                host.count(Count::Plugin(PluginMetric::HostErrors));
                 return;
             }
         };
         let class = CodeClass::of_code(code);
         if full {
             if let Some(class) = class {
-                host.count(Count::Response(chosen, class));
+                host.count(Count::Destination(
+                    chosen,
+                    DestinationMetric::response(class),
+                ));
             }
         }
         let server_error = class == Some(CodeClass::ServerError);
@@ -195,7 +206,7 @@ impl Stream {
             match host.response_flags() {
                 Ok(flags) => flags.unwrap_or(0),
                 Err(_) => {
-                    host.count(Count::HostError);
+                    host.count(Count::Plugin(PluginMetric::HostErrors));
                     0
                 }
             }
@@ -204,7 +215,7 @@ impl Stream {
         };
         let timed_out = code == 504 && flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0;
         if full && timed_out {
-            host.count(Count::Timeout(chosen));
+            host.count(Count::Destination(chosen, DestinationMetric::Timeouts));
         }
         if let Some(guard) = guard {
             let classes = guard.errors;
@@ -250,7 +261,10 @@ fn choose<H: StreamHost>(
         }
     }
     let Some(sticky) = &route.sticky else {
-        choice.destination = state.pick();
+        // The first version (test-only: `make bench-ablations`).
+        if !cfg!(feature = "ablate-choice") {
+            choice.destination = state.pick();
+        }
         return choice;
     };
     let (key, source) = match &sticky.key {
@@ -308,11 +322,14 @@ pub fn follow_ramp(
 
 /// Counts a routed request: as routed, and by why it went where it went.
 fn count_routed(host: &mut impl StreamHost, chosen: Chosen, choice: &Choice) {
-    host.count(Count::Routed(chosen));
+    host.count(Count::Destination(chosen, DestinationMetric::Requests));
     match choice.reason {
         Reason::Split => {}
-        Reason::Sticky(source) => host.count(Count::Sticky(chosen, source)),
-        Reason::Override => host.count(Count::Override(chosen)),
+        Reason::Sticky(source) => host.count(Count::Destination(
+            chosen,
+            DestinationMetric::sticky(source),
+        )),
+        Reason::Override => host.count(Count::Destination(chosen, DestinationMetric::Overrides)),
     }
     if choice.unknown_override {
         host.count(Count::UnknownOverride {
@@ -324,13 +341,16 @@ fn count_routed(host: &mut impl StreamHost, chosen: Chosen, choice: &Choice) {
 /// Counts a drawn fault and injects it: an abort answers the request here (or, if the host
 /// cannot send the reply, lets it go on), a delay holds it.
 fn inject_fault(host: &mut impl StreamHost, chosen: Chosen, action: FaultAction) -> Verdict {
-    host.count(Count::Fault(chosen, action.kind()));
+    host.count(Count::Destination(
+        chosen,
+        DestinationMetric::fault(action.kind()),
+    ));
     match action {
         FaultAction::Abort { status } => {
             match host.send_local_reply(status, FAULT_BODY, FAULT_HEADER) {
                 Ok(()) => Verdict::Answered,
                 Err(_) => {
-                    host.count(Count::HostError);
+                    host.count(Count::Plugin(PluginMetric::HostErrors));
                     Verdict::Continue
                 }
             }
@@ -403,9 +423,29 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
         }
     }
 
-    /// Sets a header the filter owns: every value the client sent for it is replaced. If the
-    /// host fails the write, the header is removed, so that no client value survives.
+    /// Whether the client sent exactly this one value for a header, if the headers are at
+    /// hand: then the header already says what the filter would write.
+    fn sent_exactly(&self, name: &str, value: &str) -> bool {
+        let Fetched::Headers(bytes) = &self.fetched else {
+            return false;
+        };
+        let mut values = HeaderPairs::new(bytes)
+            .iter()
+            .filter(|(header, _)| *header == name.as_bytes());
+        values
+            .next()
+            .is_some_and(|(_, sent)| sent == value.as_bytes())
+            && values.next().is_none()
+    }
+
+    /// Sets a header the filter owns: every value the client sent for it is replaced, unless
+    /// the client sent exactly this value (a write that changes nothing still costs a host call
+    /// and a route-cache clear). If the host fails the write, the header is removed, so that no
+    /// client value survives.
     fn set(&mut self, name: &str, value: &str) {
+        if self.sent_exactly(name, value) {
+            return;
+        }
         let written = if self.sent(name) == Some(false) {
             self.host.add_request_header(name, value)
         } else {
@@ -457,9 +497,10 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
         self.remove_if_sent(&plan.version_header);
         self.remove_if_sent(&plan.cluster_header);
         if plan.pass_through {
-            self.host.count(Count::InvalidConfig);
+            self.host
+                .count(Count::Plugin(PluginMetric::InvalidConfigRequests));
         } else if !matched {
-            self.host.count(Count::Unmatched);
+            self.host.count(Count::Plugin(PluginMetric::Unmatched));
         }
         self.count_failures();
         Verdict::Continue
@@ -505,7 +546,7 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
 
     fn count_failures(&mut self) {
         for _ in 0..self.failures {
-            self.host.count(Count::HostError);
+            self.host.count(Count::Plugin(PluginMetric::HostErrors));
         }
         self.failures = 0;
     }
@@ -602,7 +643,10 @@ mod tests {
         assert_eq!(host.values("x-split-version"), ["v1"]);
         assert_eq!(host.values("x-split-cluster"), ["app-v1"]);
         assert_eq!(host.values(DEADLINE_HEADER), ["2"]);
-        assert_eq!(host.counts, [Count::Routed(HELLO)]);
+        assert_eq!(
+            host.counts,
+            [Count::Destination(HELLO, DestinationMetric::Requests)]
+        );
         assert_eq!(host.reads, 1, "the headers are read once");
     }
 
@@ -618,6 +662,29 @@ mod tests {
         assert_eq!(host.values("x-split-version"), ["v1"]);
         assert_eq!(host.values("x-split-cluster"), ["app-v1"]);
         assert_eq!(host.values(DEADLINE_HEADER), ["2"]);
+    }
+
+    #[test]
+    fn an_owned_header_already_holding_the_value_is_not_written_again() {
+        let mut host =
+            ScriptedHost::with_headers(&[(":path", "/hello"), ("x-split-version", "v1")]);
+        // A write would fail: the request is routed only if none is made.
+        host.fail_writes_of = vec!["x-split-version".to_string()];
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, Some(HELLO));
+        assert_eq!(host.values("x-split-version"), ["v1"]);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 0);
+    }
+
+    #[test]
+    fn an_owned_header_sent_twice_with_the_value_is_still_written_once() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-split-version", "v1"),
+            ("x-split-version", "v1"),
+        ]);
+        handle(SPLIT, &mut host);
+        assert_eq!(host.values("x-split-version"), ["v1"]);
     }
 
     #[test]
@@ -653,9 +720,16 @@ mod tests {
             ["9"],
             "not owned without a route"
         );
-        assert_eq!(host.counts, [Count::InvalidConfig]);
+        assert_eq!(
+            host.counts,
+            [Count::Plugin(PluginMetric::InvalidConfigRequests)]
+        );
         stream.end(&plan, &mut host);
-        assert_eq!(host.counts, [Count::InvalidConfig], "nothing at the end");
+        assert_eq!(
+            host.counts,
+            [Count::Plugin(PluginMetric::InvalidConfigRequests)],
+            "nothing at the end"
+        );
     }
 
     #[test]
@@ -669,7 +743,7 @@ mod tests {
         assert_eq!(stream.chosen, None);
         assert!(host.values("x-split-version").is_empty());
         assert!(host.values("x-split-cluster").is_empty());
-        assert_eq!(host.counts, [Count::Unmatched]);
+        assert_eq!(host.counts, [Count::Plugin(PluginMetric::Unmatched)]);
     }
 
     #[test]
@@ -686,8 +760,11 @@ mod tests {
         assert_eq!(stream.chosen, Some(REST));
         assert_eq!(host.values("x-split-version"), ["v9"]);
         assert!(host.values("x-split-cluster").is_empty());
-        assert_eq!(host.count_of(Count::HostError), 1);
-        assert_eq!(host.count_of(Count::Routed(REST)), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 1);
+        assert_eq!(
+            host.count_of(Count::Destination(REST, DestinationMetric::Requests)),
+            1
+        );
     }
 
     #[test]
@@ -702,8 +779,8 @@ mod tests {
         assert_eq!(stream.chosen, None);
         assert!(host.values("x-split-version").is_empty());
         assert!(host.values("x-split-cluster").is_empty());
-        assert_eq!(host.count_of(Count::Unmatched), 1);
-        assert_eq!(host.count_of(Count::HostError), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::Unmatched)), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 1);
     }
 
     #[test]
@@ -717,7 +794,7 @@ mod tests {
             host.values("x-split-version").is_empty(),
             "the client's value is removed when the write fails"
         );
-        assert_eq!(host.counts, [Count::HostError]);
+        assert_eq!(host.counts, [Count::Plugin(PluginMetric::HostErrors)]);
     }
 
     #[test]
@@ -727,8 +804,11 @@ mod tests {
         host.fail_removes = true;
         let stream = handle(SPLIT, &mut host);
         assert_eq!(stream.chosen, None);
-        assert_eq!(host.count_of(Count::HostError), 2);
-        assert_eq!(host.count_of(Count::Routed(HELLO)), 0);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 2);
+        assert_eq!(
+            host.count_of(Count::Destination(HELLO, DestinationMetric::Requests)),
+            0
+        );
     }
 
     fn end(json: &str, host: &mut ScriptedHost) {
@@ -751,8 +831,8 @@ mod tests {
         assert_eq!(
             host.counts,
             [
-                Count::Routed(HELLO),
-                Count::Response(HELLO, CodeClass::Success)
+                Count::Destination(HELLO, DestinationMetric::Requests),
+                Count::Destination(HELLO, DestinationMetric::response(CodeClass::Success))
             ]
         );
         assert_eq!(host.durations, [(HELLO, 2_600)]);
@@ -765,9 +845,15 @@ mod tests {
         host.response_code = Some(504);
         host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG | 0x100);
         end(SPLIT, &mut host);
-        assert_eq!(host.count_of(Count::Timeout(HELLO)), 1);
         assert_eq!(
-            host.count_of(Count::Response(HELLO, CodeClass::ServerError)),
+            host.count_of(Count::Destination(HELLO, DestinationMetric::Timeouts)),
+            1
+        );
+        assert_eq!(
+            host.count_of(Count::Destination(
+                HELLO,
+                DestinationMetric::response(CodeClass::ServerError)
+            )),
             1
         );
 
@@ -776,7 +862,7 @@ mod tests {
         host.response_flags = Some(0);
         end(SPLIT, &mut host);
         assert_eq!(
-            host.count_of(Count::Timeout(HELLO)),
+            host.count_of(Count::Destination(HELLO, DestinationMetric::Timeouts)),
             0,
             "the upstream's 504"
         );
@@ -786,7 +872,10 @@ mod tests {
     fn a_stream_without_response_records_only_its_duration() {
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         end(SPLIT, &mut host);
-        assert_eq!(host.counts, [Count::Routed(HELLO)]);
+        assert_eq!(
+            host.counts,
+            [Count::Destination(HELLO, DestinationMetric::Requests)]
+        );
         assert_eq!(host.durations.len(), 1);
     }
 
@@ -795,7 +884,7 @@ mod tests {
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.fail_response_code = true;
         end(SPLIT, &mut host);
-        assert_eq!(host.count_of(Count::HostError), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 1);
     }
 
     #[test]
@@ -807,7 +896,10 @@ mod tests {
         host.response_code = Some(504);
         host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG);
         end_with(requests_only, &mut host);
-        assert_eq!(host.counts, [Count::Routed(HELLO)]);
+        assert_eq!(
+            host.counts,
+            [Count::Destination(HELLO, DestinationMetric::Requests)]
+        );
         assert!(host.durations.is_empty());
     }
 
@@ -816,7 +908,7 @@ mod tests {
         let mut host = ScriptedHost::with_headers(&[(":path", "/other")]);
         host.response_code = Some(404);
         end(PREFIX_ONLY, &mut host);
-        assert_eq!(host.counts, [Count::Unmatched]);
+        assert_eq!(host.counts, [Count::Plugin(PluginMetric::Unmatched)]);
         assert!(host.durations.is_empty());
     }
 
@@ -853,7 +945,13 @@ mod tests {
             let (host, stream) = send(&plan, &[(":path", "/"), ("x-canary-version", "v2")]);
             assert_eq!(host.values("x-split-version"), ["v2"]);
             assert!(host.values("x-canary-version").is_empty(), "removed");
-            assert_eq!(host.counts, [Count::Routed(V2), Count::Override(V2)]);
+            assert_eq!(
+                host.counts,
+                [
+                    Count::Destination(V2, DestinationMetric::Requests),
+                    Count::Destination(V2, DestinationMetric::Overrides)
+                ]
+            );
             assert_eq!(stream.chosen, Some(V2));
         }
     }
@@ -883,10 +981,10 @@ mod tests {
             let (host, _) = send(&plan, &[(":path", "/hello"), ("x-canary-version", "v3")]);
             assert!(host.values("x-canary-version").is_empty(), "removed");
             assert_eq!(host.count_of(Count::UnknownOverride { route: 0 }), 1);
-            assert!(host
-                .counts
-                .iter()
-                .all(|count| !matches!(count, Count::Override(_))));
+            assert!(host.counts.iter().all(|count| !matches!(
+                count,
+                Count::Destination(_, DestinationMetric::Overrides)
+            )));
             seen.push(host.values("x-split-version").concat());
         }
         // One stream per request, but one plan: its round robin goes on, 7 to 3.
@@ -919,8 +1017,8 @@ mod tests {
                 assert_eq!(
                     host.counts,
                     [
-                        Count::Routed(chosen),
-                        Count::Sticky(chosen, KeySource::Header)
+                        Count::Destination(chosen, DestinationMetric::Requests),
+                        Count::Destination(chosen, DestinationMetric::sticky(KeySource::Header))
                     ]
                 );
             }
@@ -947,7 +1045,7 @@ mod tests {
             assert_eq!(&host.values("x-split-version").concat(), expected);
             assert!(matches!(
                 host.counts[1],
-                Count::Sticky(_, KeySource::Cookie)
+                Count::Destination(_, DestinationMetric::StickyCookie)
             ));
             assert!(host.response_headers.is_empty(), "no set_cookie configured");
         }
@@ -959,7 +1057,10 @@ mod tests {
         let mut seen = Vec::new();
         for _ in 0..10 {
             let (host, _) = send(&plan, &[(":path", "/hello"), ("x-user-id", "")]);
-            assert!(matches!(host.counts[1], Count::Sticky(_, KeySource::None)));
+            assert!(matches!(
+                host.counts[1],
+                Count::Destination(_, DestinationMetric::StickyNone)
+            ));
             seen.push(host.values("x-split-version").concat());
         }
         assert_eq!(
@@ -977,7 +1078,10 @@ mod tests {
         let expected = format!("session={key}; Path=/; Max-Age=86400; HttpOnly; SameSite=Lax");
         assert_eq!(stream.set_cookie.as_deref(), Some(expected.as_str()));
         let version = host.values("x-split-version").concat();
-        assert!(matches!(host.counts[1], Count::Sticky(_, KeySource::None)));
+        assert!(matches!(
+            host.counts[1],
+            Count::Destination(_, DestinationMetric::StickyNone)
+        ));
         stream.on_response_headers(&mut host);
         assert_eq!(
             host.response_headers,
@@ -1005,8 +1109,11 @@ mod tests {
         stream.request(&plan, &mut host);
         assert_eq!(host.values("x-split-version"), ["v1"]);
         assert_eq!(stream.set_cookie, None);
-        assert_eq!(host.count_of(Count::HostError), 1);
-        assert_eq!(host.count_of(Count::Routed(V1)), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 1);
+        assert_eq!(
+            host.count_of(Count::Destination(V1, DestinationMetric::Requests)),
+            1
+        );
     }
 
     #[test]
@@ -1016,7 +1123,7 @@ mod tests {
         let (mut host, mut stream) = send(&plan, &[(":path", "/hello")]);
         host.fail_writes_of = vec!["set-cookie".to_string()];
         stream.on_response_headers(&mut host);
-        assert_eq!(host.count_of(Count::HostError), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 1);
     }
 
     #[test]
@@ -1222,10 +1329,22 @@ mod tests {
             route: 0,
             destination: 1,
         };
-        assert_eq!(host.count_of(Count::Fault(v1, FaultKind::Delay)), 50);
-        assert_eq!(host.count_of(Count::Fault(v2, FaultKind::Abort)), 20);
         assert_eq!(
-            host.count_of(Count::Routed(v2)),
+            host.count_of(Count::Destination(
+                v1,
+                DestinationMetric::fault(FaultKind::Delay)
+            )),
+            50
+        );
+        assert_eq!(
+            host.count_of(Count::Destination(
+                v2,
+                DestinationMetric::fault(FaultKind::Abort)
+            )),
+            20
+        );
+        assert_eq!(
+            host.count_of(Count::Destination(v2, DestinationMetric::Requests)),
             200,
             "an aborted request is routed"
         );
@@ -1248,6 +1367,6 @@ mod tests {
             Stream::default().request(&plan, &mut host),
             Verdict::Continue
         );
-        assert_eq!(host.count_of(Count::HostError), 1);
+        assert_eq!(host.count_of(Count::Plugin(PluginMetric::HostErrors)), 1);
     }
 }

@@ -8,23 +8,19 @@
 //!   defines them, `wasmcustom.traffic_split.route.hello.version.v1.requests_total`, which
 //!   carry route and version even where the `stats_tags` are missing.
 //!
-//! The names come from the filter's own [`DestinationMetricNames`], so the reader and the
-//! filter cannot drift apart. Stats the filter does not define (yet) are recognised by the
-//! names their issues give them: the effective weight gauge and the guard's trips and state.
+//! The names come from the filter's own metric tables ([`DestinationMetric`],
+//! [`PluginMetric`]), so the reader and the filter cannot drift apart.
 
 use super::histogram::{Bucket, Histogram};
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use traffic_split::metrics::{CodeClass, DestinationMetricNames, HOST_ERRORS, PREFIX, UNMATCHED};
+use traffic_split::metrics::{CodeClass, DestinationMetric, PluginMetric, PREFIX};
+
+const UNMATCHED: &str = PluginMetric::Unmatched.name();
+const HOST_ERRORS: &str = PluginMetric::HostErrors.name();
 
 /// Envoy puts every stat a Wasm module defines under this namespace.
 const WASM_NAMESPACE: &str = "wasmcustom.";
-/// The effective weight of a version (gauge), from the canary issue; not exported yet.
-const WEIGHT: &str = "weight";
-/// How often the guard ejected a version (counter), from the guard issue; not exported yet.
-const GUARD_TRIPS: &str = "guard_trips_total";
-/// Whether the guard holds a version ejected now (gauge, 0 or 1), from the guard issue.
-const GUARD_EJECTED: &str = "guard_ejected";
 
 /// The admin paths that serve each form, filtered to traffic-split's stats.
 pub const PROMETHEUS_PATH: &str = "/stats/prometheus?filter=traffic_split";
@@ -79,24 +75,21 @@ enum Stat {
 /// The stats of one version, with the name the filter gives each after `...version.<v>.`,
 /// which is also the name's last part in the Prometheus form.
 fn version_stats(route: &str, version: &str) -> Vec<(String, Stat)> {
-    let names = DestinationMetricNames::new(route, version);
     let mut stats = vec![
-        (names.requests, Stat::Requests),
-        (names.timeouts, Stat::Timeouts),
-        (names.duration, Stat::Duration),
+        (DestinationMetric::Requests, Stat::Requests),
+        (DestinationMetric::Timeouts, Stat::Timeouts),
+        (DestinationMetric::Duration, Stat::Duration),
+        (DestinationMetric::Weight, Stat::Weight),
+        (DestinationMetric::GuardTrips, Stat::GuardTrips),
+        (DestinationMetric::GuardEjected, Stat::GuardEjected),
     ];
-    for (name, class) in names.responses.into_iter().zip(CodeClass::ALL) {
-        stats.push((name, Stat::Responses(class)));
-    }
-    let base = format!("{PREFIX}.route.{route}.version.{version}");
-    for (suffix, stat) in [
-        (WEIGHT, Stat::Weight),
-        (GUARD_TRIPS, Stat::GuardTrips),
-        (GUARD_EJECTED, Stat::GuardEjected),
-    ] {
-        stats.push((format!("{base}.{suffix}"), stat));
+    for class in CodeClass::ALL {
+        stats.push((DestinationMetric::response(class), Stat::Responses(class)));
     }
     stats
+        .into_iter()
+        .map(|(metric, stat)| (metric.name(route, version), stat))
+        .collect()
 }
 
 /// The units a duration histogram may be recorded in, by the suffix of its name, and how to
@@ -111,7 +104,7 @@ const DURATION_UNITS: [(&str, ToMilliseconds); 3] = [
 /// Turns a value of the filter's duration histogram into milliseconds, whatever unit its name
 /// (`request_duration_microseconds`) says it records.
 fn duration_in_milliseconds(value: f64) -> f64 {
-    let name = DestinationMetricNames::new("route", "version").duration;
+    let name = DestinationMetric::Duration.name("route", "version");
     DURATION_UNITS
         .iter()
         .find(|(suffix, _)| name.ends_with(suffix))
@@ -532,7 +525,7 @@ traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
 
     #[test]
     fn the_filters_duration_unit_is_known() {
-        let name = DestinationMetricNames::new("r", "v").duration;
+        let name = DestinationMetric::Duration.name("r", "v");
         assert!(
             DURATION_UNITS
                 .iter()

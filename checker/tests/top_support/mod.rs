@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
-use traffic_split::metrics::{DestinationMetricNames, PREFIX};
+use traffic_split::metrics::{DestinationMetric, PREFIX};
 use traffic_split_check::local_envoy::SampleRequest;
 
 /// The route every test config names.
@@ -57,7 +57,7 @@ pub fn send_hello(envoy: &Envoy, count: usize) {
 /// requests (both happen when a stream ends, the histogram on the next stats flush).
 pub fn wait_until_counted(envoy: &Envoy, total: u64) {
     // traffic_split_request_duration_<unit>_count, as the filter names its histogram.
-    let duration = DestinationMetricNames::new(ROUTE, "v1").duration;
+    let duration = DestinationMetric::Duration.name(ROUTE, "v1");
     let histogram = duration.rsplit('.').next().unwrap_or_default();
     let duration_count = format!("{PREFIX}_{histogram}_count");
     let metrics = envoy.admin.metrics_when(|metrics| {

@@ -5,16 +5,14 @@ use super::values::{self, MAX_WEIGHT};
 use super::{join, Checker};
 use crate::config::limits;
 use crate::config::raw::{DestinationConfig, RouteConfig};
-use crate::metrics::{DestinationMetricNames, RouteMetricNames};
 use crate::plan::{Destination, RetryHeaders, Route};
 use crate::split::fault::{Fault, FaultPlan};
 use crate::split::sticky::version_seed;
 use std::collections::HashSet;
 
-/// What a route hands its destinations: its name (for their metric names), what they inherit
-/// unless they have their own, and the version whose weight its ramp sets.
+/// What a route hands its destinations: what they inherit unless they have their own, and the
+/// version whose weight its ramp sets.
 struct RouteDefaults<'a> {
-    name: &'a str,
     timeout_ms: Option<u64>,
     retries: Option<&'a RetryHeaders>,
     fault: Option<&'a Fault>,
@@ -77,7 +75,6 @@ impl Checker {
             .as_ref()
             .and_then(|ramp| ramp.version.as_deref());
         let defaults = RouteDefaults {
-            name: name.as_deref().unwrap_or(""),
             timeout_ms: timeout.flatten(),
             retries: retries.as_ref().and_then(Option::as_ref),
             fault: fault.as_ref().and_then(Option::as_ref),
@@ -123,7 +120,6 @@ impl Checker {
             }
         }
         Some(Route {
-            metric_names: RouteMetricNames::new(&name),
             name,
             matcher,
             destinations,
@@ -224,7 +220,6 @@ impl Checker {
             (version?, cluster?, weight?, timeout?, retries?, fault?);
         let deadline_ms = timeout.or(route.timeout_ms);
         Some(Destination {
-            metric_names: DestinationMetricNames::new(route.name, &version),
             sticky_seed: version_seed(&version),
             version,
             cluster,
@@ -275,10 +270,6 @@ mod tests {
             "the destination's timeout overrides the route's"
         );
         assert_eq!(v2.cluster.as_deref(), Some("springbootapp-v2"));
-        assert_eq!(
-            v2.metric_names.requests,
-            "traffic_split.route.hello.version.v2.requests_total"
-        );
     }
 
     #[test]
