@@ -63,6 +63,10 @@ pub struct Stream {
     started_nanos: u64,
     /// The `Set-Cookie` value the response gets: a sticky cookie the request lacked.
     pub set_cookie: Option<String>,
+    /// The filter answered it with an injected abort: the version never saw it, so its end
+    /// is no outcome of the version for the guard (as Envoy's outlier detection never sees a
+    /// fault filter's aborts).
+    pub fault_answered: bool,
 }
 
 /// Why a request goes where it goes.
@@ -126,10 +130,12 @@ impl Stream {
         let host = request.host;
         count_routed(host, chosen, &choice);
         self.set_cookie = choice.set_cookie;
-        match state.draw_fault(route, chosen.destination) {
+        let verdict = match state.draw_fault(route, chosen.destination) {
             Some(action) => inject_fault(host, chosen, action),
             None => Verdict::Continue,
-        }
+        };
+        self.fault_answered = verdict == Verdict::Answered;
+        verdict
     }
 
     /// Handles the response headers: only a stream that owes its client a sticky cookie does
@@ -151,7 +157,9 @@ impl Stream {
         };
         let route = plan.routes.get(chosen.route);
         let mut state = states.get_mut(chosen.route);
-        let guard = route.and_then(|route| route.guard.as_ref());
+        let guard = route
+            .and_then(|route| route.guard.as_ref())
+            .filter(|_| !self.fault_answered);
         let full = plan.metrics == MetricsMode::Full;
         if !full && guard.is_none() {
             return;
@@ -1143,6 +1151,23 @@ mod tests {
         stream.end(&plan, &mut host);
         let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
         tally
+    }
+
+    #[test]
+    fn an_injected_abort_is_no_outcome_for_the_guard() {
+        let plan = plan(
+            r#"{ "routes": [
+            { "name": "hello", "guard": { "max_error_ratio": 0.5 },
+              "fault": { "abort": { "status": 503, "percent": 100 } },
+              "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        );
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = Some(503);
+        let mut stream = Stream::default();
+        assert_eq!(stream.request(&plan, &mut host), Verdict::Answered);
+        stream.end(&plan, &mut host);
+        let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
+        assert_eq!(tally, crate::split::guard::Tally::default());
     }
 
     #[test]
