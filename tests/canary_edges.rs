@@ -175,7 +175,6 @@ fn probes_of(v1: u32, v2: u32, probe_percent: f64, total: usize) -> usize {
 // --- probes ------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: the probe weight is rounded up on the user's scale: probe_percent 1 on 1:1 gives v2 50%; fixed in phase 2"]
 fn a_tripped_version_gets_probe_percent_of_the_route_on_weights_1_to_1() {
     // min(50% in force, 1%) = 1%: 10 of 1,000 (one worker: the round robin is exact).
     let probes = probes_of(1, 1, 1.0, 1_000);
@@ -186,7 +185,6 @@ fn a_tripped_version_gets_probe_percent_of_the_route_on_weights_1_to_1() {
 }
 
 #[test]
-#[ignore = "defect: probe_percent is not capped at the version's share: 20 on 9:1 gives the 10% canary 25%; fixed in phase 2"]
 fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
     // min(10% in force, 20%) = 10%: 100 of 1,000.
     let probes = probes_of(9, 1, 20.0, 1_000);
@@ -199,7 +197,6 @@ fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
 // --- ramps -------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: each weight change restarts the round robin at its heaviest version, so a fine ramp under a trickle starves the canary; fixed in phase 2"]
 fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
     let _machine = exclusive();
     // v2 from 0 to 1,000,000 over an hour, beside v1 at 1,000,000, 30 minutes in: v2's weight
@@ -244,7 +241,6 @@ fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
 // --- faults and the guard ----------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: injected aborts count as the version's errors, so a drill beside a guard ejects a healthy version; fixed in phase 2"]
 fn a_fault_drill_never_trips_the_guard() {
     let _machine = exclusive();
     // `a` takes 40% injected aborts (a drill) against a guard at 20%; `b` is healthy; `c`
