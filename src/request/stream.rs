@@ -19,7 +19,9 @@ use super::host::{Chosen, Count, HostError, StreamHost};
 use crate::metrics::{CodeClass, KeySource};
 use crate::plan::{
     Destination, MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER,
-    GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+    GRPC_RETRY_ON_HEADER, HEDGE_ON_PER_TRY_TIMEOUT_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRIABLE_HEADER_NAMES_HEADER, RETRIABLE_STATUS_CODES_HEADER,
+    RETRY_HEADERS, RETRY_ON_HEADER,
 };
 use crate::split::fault::FaultAction;
 use crate::state::RouteState;
@@ -489,22 +491,27 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
             Some(retries) => {
                 self.set(MAX_RETRIES_HEADER, &retries.max_retries);
                 self.set(RETRY_ON_HEADER, &retries.retry_on);
-                match &retries.per_try_timeout_ms {
-                    Some(per_try) => self.set(PER_TRY_TIMEOUT_HEADER, per_try),
-                    None => self.remove_if_sent(PER_TRY_TIMEOUT_HEADER),
+                for (header, value) in [
+                    (PER_TRY_TIMEOUT_HEADER, &retries.per_try_timeout_ms),
+                    (GRPC_RETRY_ON_HEADER, &retries.grpc_retry_on),
+                    (
+                        RETRIABLE_STATUS_CODES_HEADER,
+                        &retries.retriable_status_codes,
+                    ),
+                    (
+                        RETRIABLE_HEADER_NAMES_HEADER,
+                        &retries.retriable_header_names,
+                    ),
+                ] {
+                    match value {
+                        Some(value) => self.set(header, value),
+                        None => self.remove_if_sent(header),
+                    }
                 }
-                match &retries.grpc_retry_on {
-                    Some(grpc) => self.set(GRPC_RETRY_ON_HEADER, grpc),
-                    None => self.remove_if_sent(GRPC_RETRY_ON_HEADER),
-                }
+                self.remove_if_sent(HEDGE_ON_PER_TRY_TIMEOUT_HEADER);
             }
             None => {
-                for header in [
-                    MAX_RETRIES_HEADER,
-                    RETRY_ON_HEADER,
-                    PER_TRY_TIMEOUT_HEADER,
-                    GRPC_RETRY_ON_HEADER,
-                ] {
+                for header in RETRY_HEADERS {
                     self.remove_if_sent(header);
                 }
             }
@@ -1121,15 +1128,34 @@ mod tests {
             ("x-envoy-max-retries", "9"),
             ("x-envoy-retry-on", "5xx"),
             ("x-envoy-upstream-rq-per-try-timeout-ms", "1"),
+            ("x-envoy-retriable-status-codes", "503"),
+            ("x-envoy-retriable-header-names", "content-length"),
+            ("x-envoy-hedge-on-per-try-timeout", "true"),
         ]);
         handle(SPLIT, &mut host);
-        for header in [
-            "x-envoy-max-retries",
-            "x-envoy-retry-on",
-            "x-envoy-upstream-rq-per-try-timeout-ms",
-        ] {
+        for header in RETRY_HEADERS {
             assert!(host.values(header).is_empty(), "{header}");
         }
+    }
+
+    #[test]
+    fn a_clients_retriable_lists_and_hedging_are_replaced_or_removed() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-envoy-retriable-status-codes", "418"),
+            ("x-envoy-retriable-header-names", "content-length"),
+            ("x-envoy-hedge-on-per-try-timeout", "true"),
+        ]);
+        handle(
+            r#"{ "routes": [ { "name": "hello",
+                 "retries": { "attempts": 2, "retry_on": "retriable-status-codes",
+                              "retriable_status_codes": [503] },
+                 "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+            &mut host,
+        );
+        assert_eq!(host.values("x-envoy-retriable-status-codes"), ["503"]);
+        assert!(host.values("x-envoy-retriable-header-names").is_empty());
+        assert!(host.values("x-envoy-hedge-on-per-try-timeout").is_empty());
     }
 
     const GUARDED: &str = r#"{ "metrics": "requests", "routes": [
