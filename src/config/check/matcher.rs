@@ -82,7 +82,19 @@ impl Checker {
 
     fn header_match(&mut self, config: &HeaderMatchConfig, path: &str) -> Option<HeaderMatch> {
         let name = self.required(config.name.as_deref(), path, "name", "", |c, name, path| {
-            c.reported(header_name(name, true), path)
+            let name = c.reported(header_name(name, true), path)?;
+            // The filter writes or removes it on every routed request: a client's value
+            // would pick the route, as it would pick a sticky key or an override.
+            if c.owned_headers.contains(&name) {
+                c.error(
+                    path,
+                    format!(
+                        "{name} is written by the filter; a client's value would pick the route"
+                    ),
+                );
+                return None;
+            }
+            Some(name)
         });
         let one_rule = self.exactly_one(
             path,
@@ -167,6 +179,20 @@ mod tests {
             &route_with_match(r#"{ "headers": [ { "exact": "x" } ] }"#),
             "routes[0].match.headers[0].name: required",
         );
+        for owned in [
+            "x-split-version",
+            "X-Split-Cluster",
+            "x-envoy-retry-on",
+            "x-envoy-retriable-status-codes",
+        ] {
+            assert_error(
+                &route_with_match(&format!(r#"{{ "headers": [ {{ "name": "{owned}", "exact": "v2" }} ] }}"#)),
+                &format!(
+                    "routes[0].match.headers[0].name: {} is written by the filter; a client's value would pick the route",
+                    owned.to_ascii_lowercase()
+                ),
+            );
+        }
         let errors = errors_of(&route_with_match(r#"{ "regex": "/(unclosed" }"#));
         assert!(
             errors
