@@ -522,7 +522,6 @@ fn retries_to_failing_v2(config: &str, headers: &[(&str, &str)]) -> u64 {
 }
 
 #[test]
-#[ignore = "defect: the filter does not own x-envoy-retriable-status-codes: a client's codes decide what a route's retriable-status-codes retries; fixed in phase 2"]
 fn a_clients_retriable_status_codes_are_removed() {
     // The route names the condition but no codes: nothing is retried for a status.
     let config =
@@ -532,7 +531,6 @@ fn a_clients_retriable_status_codes_are_removed() {
 }
 
 #[test]
-#[ignore = "defect: the filter does not own x-envoy-retriable-header-names: a client's names decide what a route's retriable-headers retries; fixed in phase 2"]
 fn a_clients_retriable_header_names_are_removed() {
     let config = failing_v2_with_retries(r#"{ "attempts": 2, "retry_on": "retriable-headers" }"#);
     // Every 503 of the failing upstream carries a content-length.
@@ -541,7 +539,6 @@ fn a_clients_retriable_header_names_are_removed() {
 }
 
 #[test]
-#[ignore = "defect: no retriable_status_codes field: the codes of retry_on's retriable-status-codes can only come from the client; fixed in phase 2"]
 fn the_routes_retriable_status_codes_replace_the_clients() {
     let config = failing_v2_with_retries(
         r#"{ "attempts": 2, "retry_on": "retriable-status-codes",
@@ -552,7 +549,6 @@ fn the_routes_retriable_status_codes_replace_the_clients() {
 }
 
 #[test]
-#[ignore = "defect: no retriable_headers field: the names of retry_on's retriable-headers can only come from the client; fixed in phase 2"]
 fn the_routes_retriable_headers_replace_the_clients() {
     let config = failing_v2_with_retries(
         r#"{ "attempts": 2, "retry_on": "retriable-headers",
@@ -563,7 +559,6 @@ fn the_routes_retriable_headers_replace_the_clients() {
 }
 
 #[test]
-#[ignore = "defect: the filter does not own x-envoy-hedge-on-per-try-timeout: a client turns a route's per-try timeout into hedging; fixed in phase 2"]
 fn a_clients_hedge_on_per_try_timeout_is_removed() {
     let _machine = exclusive();
     // v2 answers in 5 ms; each try may take 2 ms. Without hedging both tries are cut (504);
@@ -603,7 +598,6 @@ fn refusal(config: &str) -> String {
 }
 
 #[test]
-#[ignore = "defect: a route's header match may name a header the filter owns, so a client's value picks the route; fixed in phase 2"]
 fn a_header_match_naming_an_owned_header_is_refused() {
     let route = |name: &str, header: &str| {
         format!(
