@@ -448,7 +448,6 @@ const RSS_GROWTH_BOUND_KIB: u64 = 4 * 1024;
 const MEASURED_PUSHES: u32 = 20;
 
 #[test]
-#[ignore = "defect: every config push defines every metric again and Envoy never frees a metric id while the VM lives: memory grows with each push; fixed in phase 2"]
 fn memory_stays_flat_over_many_config_pushes() {
     let _machine = exclusive();
     let envoy = Envoy::start(
