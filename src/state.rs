@@ -13,6 +13,27 @@ use crate::split::guard::{effective_weights, Tally};
 use crate::split::round_robin::WeightedRoundRobin;
 use crate::split::sticky::pick_sticky;
 
+/// The proxy-wasm shared-data key of a guarded route's [`crate::split::guard::RouteGuardState`]
+/// (`None` without a guard): by plugin, route, versions and a hash of the guard as configured
+/// (every field, defaults applied). Plugins sharing a VM never read each other's state, and the
+/// state carries over a config push exactly when the route's name, versions and guard are
+/// unchanged: a changed guard (a shorter cooldown, a higher ratio) starts afresh and releases
+/// every ejected version.
+pub fn guard_state_key(plugin: &str, route: &Route) -> Option<String> {
+    let guard = route.guard.as_ref()?;
+    let versions: Vec<&str> = route
+        .destinations
+        .iter()
+        .map(|destination| destination.version.as_str())
+        .collect();
+    let guard = xxhash_rust::xxh64::xxh64(format!("{guard:?}").as_bytes(), 0);
+    Some(format!(
+        "traffic-split/guard/{plugin}/{}/{}/{guard:016x}",
+        route.name,
+        versions.join(",")
+    ))
+}
+
 /// The state of one route, on one worker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteState {
@@ -220,5 +241,40 @@ mod tests {
         );
         assert_eq!(taken[0], Tally::default());
         assert_eq!(state.take_outcomes(), [Tally::default(); 2]);
+    }
+
+    fn keys(guard: &str) -> Vec<Option<String>> {
+        let plan = crate::config::compile(
+            format!(
+                r#"{{ "routes": [ {{ "name": "r", "guard": {guard},
+                     "destinations": [ {{ "version": "v1", "weight": 1 }}, {{ "version": "v2", "weight": 1 }} ] }},
+                   {{ "name": "plain", "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        plan.routes
+            .iter()
+            .map(|route| guard_state_key("p", route))
+            .collect()
+    }
+
+    #[test]
+    fn the_guard_state_carries_over_a_push_only_when_the_guard_is_unchanged() {
+        let before = keys(r#"{ "max_error_ratio": 0.2, "cooldown": "2m" }"#);
+        assert_eq!(before[1], None, "an unguarded route has no state");
+        assert_eq!(
+            before,
+            keys(r#"{ "cooldown": "2m", "max_error_ratio": 0.2, "min_requests": 20 }"#),
+            "the same guard, defaults written out"
+        );
+        assert_ne!(
+            before,
+            keys(r#"{ "max_error_ratio": 0.2, "cooldown": "1m" }"#)
+        );
+        assert_ne!(
+            before,
+            keys(r#"{ "max_error_ratio": 0.3, "cooldown": "2m" }"#)
+        );
     }
 }

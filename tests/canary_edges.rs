@@ -375,7 +375,6 @@ fn a_guard_with_cooldown_until_config_change_keeps_a_tripped_version_out_until_t
 // --- config pushes -------------------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: after a config push each worker's fresh guard state gives an ejected version full weight until the next merge; fixed in phase 2"]
 fn a_push_that_leaves_the_guard_unchanged_keeps_an_ejected_version_out() {
     let _machine = exclusive();
     let config = guarded(50, 50, r#""cooldown": "10m""#);
