@@ -621,7 +621,6 @@ fn a_header_match_naming_an_owned_header_is_refused() {
 }
 
 #[test]
-#[ignore = "defect: each regex is capped but nothing caps all regexes of a config together; fixed in phase 2"]
 fn a_config_whose_regexes_exceed_the_total_budget_is_refused() {
     // 250 routes of `.{5000}`: each within the per-regex limits, 1,250,000 regex units in all
     // against a budget of 1,000,000 (docs/canary-semantics.md).
