@@ -401,7 +401,7 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         // The guard.
         (r(r#""guard": { }"#), "routes[0].guard.max_error_ratio: required: a number from 0 to 1"),
         (r(r#""guard": { "max_error_ratio": 1.5 }"#), "routes[0].guard.max_error_ratio: expected a number from 0 to 1, got 1.5"),
-        (r(r#""guard": { "max_error_ratio": 0.1, "window": "10h" }"#), r#"routes[0].guard.window: "10h" is outside 1s to 1h"#),
+        (r(r#""guard": { "max_error_ratio": 0.1, "window": "10h" }"#), r#"routes[0].guard.window: "10h" is longer than the maximum of 1h"#),
         (r(r#""guard": { "max_error_ratio": 0.1, "errors": ["4xx"] }"#), r#"routes[0].guard.errors[0]: expected one of "5xx", "timeout", "reset", got "4xx""#),
         (r(r#""guard": { "max_error_ratio": 0.1, "probe_percent": 60 }"#), "routes[0].guard.probe_percent: expected a percentage from 0 to 50 with at most two decimals, got 60"),
         // Retries.

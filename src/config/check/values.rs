@@ -234,29 +234,6 @@ pub fn timeout(text: &str) -> Parsed<u64> {
     parse_timeout_ms(text)
 }
 
-/// A duration from `min_ms` to `max_ms`, in ms.
-pub fn bounded_duration(text: &str, (min_ms, max_ms): (u64, u64)) -> Parsed<u64> {
-    let millis = parse_timeout_ms(text)?;
-    if !(min_ms..=max_ms).contains(&millis) {
-        return Err(format!(
-            "{text:?} is outside {} to {}",
-            show_ms(min_ms),
-            show_ms(max_ms)
-        ));
-    }
-    Ok(millis)
-}
-
-/// A duration in the unit users would write it in.
-fn show_ms(millis: u64) -> String {
-    match millis {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        ms => format!("{ms}ms"),
-    }
-}
-
 /// One of the `allowed` spellings.
 pub fn keyword<T: Copy>(given: &str, allowed: &[(&str, T)]) -> Parsed<T> {
     let found = allowed
