@@ -1,9 +1,9 @@
 //! The canary at its hardest moments, in a real Envoy with the shipped module: a guard trip
 //! on small weights, a fine ramp under a trickle of requests, a fault drill beside a guard, a
 //! failed rollout that must stay rolled back, a config push, the client's retry headers, and
-//! configs that must be refused. Each test states the behaviour docs/canary-semantics.md
-//! decides; those marked `defect` fail on today's module and are fixed in phase 2 (run them
-//! with `cargo test --test canary_edges -- --ignored`).
+//! configs that must be refused. Each test states the behaviour docs/config.md decides (or,
+//! for what is not built yet, docs/canary-semantics.md); those still marked `defect` fail on
+//! today's module (run them with `cargo test --test canary_edges -- --ignored`).
 
 mod support;
 
@@ -442,7 +442,7 @@ fn many_routes(v1: u32) -> String {
 }
 
 /// Envoy's resident memory may grow by at most this over the measured pushes: the allocator's
-/// and the VMs' slack, not a cost per push (docs/canary-semantics.md).
+/// and the VMs' slack, not a cost per push (docs/config.md, "Config pushes").
 const RSS_GROWTH_BOUND_KIB: u64 = 4 * 1024;
 const MEASURED_PUSHES: u32 = 20;
 
@@ -623,7 +623,7 @@ fn a_header_match_naming_an_owned_header_is_refused() {
 #[test]
 fn a_config_whose_regexes_exceed_the_total_budget_is_refused() {
     // 250 routes of `.{5000}`: each within the per-regex limits, 1,250,000 regex units in all
-    // against a budget of 1,000,000 (docs/canary-semantics.md).
+    // against a budget of 1,000,000 (docs/config.md, "Size limits").
     let routes: Vec<String> = (0..250)
         .map(|index| {
             format!(
