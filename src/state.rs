@@ -1,6 +1,6 @@
-//! What changes while a route serves, named apart from the plan: per route, the round robin
-//! and the weights it splits by (a ramp moves one), the guard's round robin while a version is
-//! out, which versions the guard has out as of this worker's last merge, the outcomes not yet
+//! What changes while a route serves, named apart from the plan: per route, the weights in
+//! force (a ramp moves one), the round robin over the weights requests are split by (the
+//! guard's while a version is out), which versions the guard has out as of this worker's last merge, the outcomes not yet
 //! merged, and how far each fault's draws have gone.
 //!
 //! Each Envoy worker has its own Wasm VM, so its own plan and its own state: one
@@ -13,15 +13,37 @@ use crate::split::guard::{effective_weights, Tally};
 use crate::split::round_robin::WeightedRoundRobin;
 use crate::split::sticky::pick_sticky;
 
+/// The proxy-wasm shared-data key of a guarded route's [`crate::split::guard::RouteGuardState`]
+/// (`None` without a guard): by plugin, route, versions and a hash of the guard as configured
+/// (every field, defaults applied). Plugins sharing a VM never read each other's state, and the
+/// state carries over a config push exactly when the route's name, versions and guard are
+/// unchanged: a changed guard (a shorter cooldown, a higher ratio) starts afresh and releases
+/// every ejected version.
+pub fn guard_state_key(plugin: &str, route: &Route) -> Option<String> {
+    let guard = route.guard.as_ref()?;
+    let versions: Vec<&str> = route
+        .destinations
+        .iter()
+        .map(|destination| destination.version.as_str())
+        .collect();
+    let guard = xxhash_rust::xxh64::xxh64(format!("{guard:?}").as_bytes(), 0);
+    Some(format!(
+        "traffic-split/guard/{plugin}/{}/{}/{guard:016x}",
+        route.name,
+        versions.join(",")
+    ))
+}
+
 /// The state of one route, on one worker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteState {
-    /// The weights before the guard's (the configured ones, a ramped version's where its ramp
-    /// stands) and the round robin over them.
+    /// The weights before the guard's: the configured ones, a ramped version's where its ramp
+    /// stands.
+    weights: Vec<u32>,
+    /// The round robin requests are split by: over `weights`, or the guard's effective
+    /// weights while a version is out. One round robin through every change, so that a
+    /// weight change keeps each version's credit (see [`WeightedRoundRobin::set_weights`]).
     split: WeightedRoundRobin,
-    /// The round robin over the guard's effective weights while a version is out; `None`:
-    /// requests are split by [`RouteState::split`].
-    guard_split: Option<WeightedRoundRobin>,
     /// Which destinations the guard has taken out, as of this worker's last merge.
     ejected: Vec<bool>,
     /// Outcomes per destination since this worker's last merge.
@@ -34,9 +56,10 @@ impl RouteState {
     /// A route's state before its first request: the configured weights, nothing ejected.
     pub fn new(route: &Route) -> Self {
         let destinations = route.destinations.len();
+        let weights = route.configured_weights();
         RouteState {
-            split: WeightedRoundRobin::new(&route.configured_weights()),
-            guard_split: None,
+            split: WeightedRoundRobin::new(&weights),
+            weights,
             ejected: vec![false; destinations],
             outcomes: vec![Tally::default(); destinations],
             faults: vec![FaultDraws::default(); destinations],
@@ -48,19 +71,16 @@ impl RouteState {
         plan.routes.iter().map(RouteState::new).collect()
     }
 
-    /// The round robin requests are split by now: the guard's while a version is out, else the
-    /// route's own.
+    /// The round robin requests are split by now: over the guard's weights while a version is
+    /// out, else over the weights before it.
     pub fn split_in_force(&self) -> &WeightedRoundRobin {
-        self.guard_split.as_ref().unwrap_or(&self.split)
+        &self.split
     }
 
     /// The next destination by weight: the guard's effective weights while a version is out,
     /// else the weights before it.
     pub fn pick(&mut self) -> usize {
-        match &mut self.guard_split {
-            Some(guard_split) => guard_split.pick(),
-            None => self.split.pick(),
-        }
+        self.split.pick()
     }
 
     /// The destination of a sticky key under the weights requests are split by now (a ramp's,
@@ -79,31 +99,28 @@ impl RouteState {
     /// The weights before the guard's, in destination order: the configured ones, with a
     /// ramped version's where its ramp stands.
     pub fn weights(&self) -> &[u32] {
-        self.split.weights()
+        &self.weights
     }
 
     /// The weights requests are split by now, in destination order.
     pub fn effective_weights(&self, route: &Route) -> Vec<u32> {
-        if !self.ejected.contains(&true) {
-            return self.weights().to_vec();
-        }
-        effective_weights(self.weights(), &self.ejected, route.probe_basis_points())
+        effective_weights(&self.weights, &self.ejected, route.probe_basis_points())
     }
 
     /// Brings the route's weights to where its ramp stands at `now_nanos` (the proxy's clock,
-    /// since the Unix epoch). Whether they changed: the round robin then starts a fresh cycle
-    /// over the new weights, and so does the guard's, if it has a version out.
+    /// since the Unix epoch). Whether they changed: the round robin then goes on over the new
+    /// weights (the guard's, if it has a version out), each version keeping its credit.
     pub fn follow_ramp(&mut self, route: &Route, now_nanos: u64) -> bool {
         let Some(ramp) = &route.ramp else {
             return false;
         };
-        let moved = self
-            .split
-            .set_weight(ramp.destination, ramp.weight_at_nanos(now_nanos));
-        if moved {
-            self.rebuild_guard_split(route);
+        let weight = ramp.weight_at_nanos(now_nanos);
+        match self.weights.get_mut(ramp.destination) {
+            Some(current) if *current != weight => *current = weight,
+            _ => return false,
         }
-        moved
+        self.resplit(route);
+        true
     }
 
     /// Takes in the guard's decisions (which destinations are out); returns whether they
@@ -116,20 +133,15 @@ impl RouteState {
         for (was, &is) in self.ejected.iter_mut().zip(ejected) {
             *was = is;
         }
-        self.rebuild_guard_split(route);
+        self.resplit(route);
         true
     }
 
-    /// Builds the guard's round robin from the weights before it and its decisions (none
-    /// while no version is out): after the decisions or those weights (a ramp) changed.
-    fn rebuild_guard_split(&mut self, route: &Route) {
-        self.guard_split = self.ejected.contains(&true).then(|| {
-            WeightedRoundRobin::new(&effective_weights(
-                self.weights(),
-                &self.ejected,
-                route.probe_basis_points(),
-            ))
-        });
+    /// Moves the round robin to the weights before the guard's and its decisions, after
+    /// either changed.
+    fn resplit(&mut self, route: &Route) {
+        let weights = self.effective_weights(route);
+        self.split.set_weights(&weights);
     }
 
     /// Which destinations the guard has out, as of this worker's last merge.
@@ -229,5 +241,40 @@ mod tests {
         );
         assert_eq!(taken[0], Tally::default());
         assert_eq!(state.take_outcomes(), [Tally::default(); 2]);
+    }
+
+    fn keys(guard: &str) -> Vec<Option<String>> {
+        let plan = crate::config::compile(
+            format!(
+                r#"{{ "routes": [ {{ "name": "r", "guard": {guard},
+                     "destinations": [ {{ "version": "v1", "weight": 1 }}, {{ "version": "v2", "weight": 1 }} ] }},
+                   {{ "name": "plain", "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        plan.routes
+            .iter()
+            .map(|route| guard_state_key("p", route))
+            .collect()
+    }
+
+    #[test]
+    fn the_guard_state_carries_over_a_push_only_when_the_guard_is_unchanged() {
+        let before = keys(r#"{ "max_error_ratio": 0.2, "cooldown": "2m" }"#);
+        assert_eq!(before[1], None, "an unguarded route has no state");
+        assert_eq!(
+            before,
+            keys(r#"{ "cooldown": "2m", "max_error_ratio": 0.2, "min_requests": 20 }"#),
+            "the same guard, defaults written out"
+        );
+        assert_ne!(
+            before,
+            keys(r#"{ "max_error_ratio": 0.2, "cooldown": "1m" }"#)
+        );
+        assert_ne!(
+            before,
+            keys(r#"{ "max_error_ratio": 0.3, "cooldown": "2m" }"#)
+        );
     }
 }

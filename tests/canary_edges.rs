@@ -1,9 +1,9 @@
 //! The canary at its hardest moments, in a real Envoy with the shipped module: a guard trip
 //! on small weights, a fine ramp under a trickle of requests, a fault drill beside a guard, a
 //! failed rollout that must stay rolled back, a config push, the client's retry headers, and
-//! configs that must be refused. Each test states the behaviour docs/canary-semantics.md
-//! decides; those marked `defect` fail on today's module and are fixed in phase 2 (run them
-//! with `cargo test --test canary_edges -- --ignored`).
+//! configs that must be refused. Each test states the behaviour docs/config.md decides (or,
+//! for what is not built yet, docs/canary-semantics.md); those still marked `defect` fail on
+//! today's module (run them with `cargo test --test canary_edges -- --ignored`).
 
 mod support;
 
@@ -175,7 +175,6 @@ fn probes_of(v1: u32, v2: u32, probe_percent: f64, total: usize) -> usize {
 // --- probes ------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: the probe weight is rounded up on the user's scale: probe_percent 1 on 1:1 gives v2 50%; fixed in phase 2"]
 fn a_tripped_version_gets_probe_percent_of_the_route_on_weights_1_to_1() {
     // min(50% in force, 1%) = 1%: 10 of 1,000 (one worker: the round robin is exact).
     let probes = probes_of(1, 1, 1.0, 1_000);
@@ -186,7 +185,6 @@ fn a_tripped_version_gets_probe_percent_of_the_route_on_weights_1_to_1() {
 }
 
 #[test]
-#[ignore = "defect: probe_percent is not capped at the version's share: 20 on 9:1 gives the 10% canary 25%; fixed in phase 2"]
 fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
     // min(10% in force, 20%) = 10%: 100 of 1,000.
     let probes = probes_of(9, 1, 20.0, 1_000);
@@ -199,7 +197,6 @@ fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
 // --- ramps -------------------------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: each weight change restarts the round robin at its heaviest version, so a fine ramp under a trickle starves the canary; fixed in phase 2"]
 fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
     let _machine = exclusive();
     // v2 from 0 to 1,000,000 over an hour, beside v1 at 1,000,000, 30 minutes in: v2's weight
@@ -244,7 +241,6 @@ fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
 // --- faults and the guard ----------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: injected aborts count as the version's errors, so a drill beside a guard ejects a healthy version; fixed in phase 2"]
 fn a_fault_drill_never_trips_the_guard() {
     let _machine = exclusive();
     // `a` takes 40% injected aborts (a drill) against a guard at 20%; `b` is healthy; `c`
@@ -379,7 +375,6 @@ fn a_guard_with_cooldown_until_config_change_keeps_a_tripped_version_out_until_t
 // --- config pushes -------------------------------------------------------------------------
 
 #[test]
-#[ignore = "defect: after a config push each worker's fresh guard state gives an ejected version full weight until the next merge; fixed in phase 2"]
 fn a_push_that_leaves_the_guard_unchanged_keeps_an_ejected_version_out() {
     let _machine = exclusive();
     let config = guarded(50, 50, r#""cooldown": "10m""#);
@@ -447,12 +442,11 @@ fn many_routes(v1: u32) -> String {
 }
 
 /// Envoy's resident memory may grow by at most this over the measured pushes: the allocator's
-/// and the VMs' slack, not a cost per push (docs/canary-semantics.md).
+/// and the VMs' slack, not a cost per push (docs/config.md, "Config pushes").
 const RSS_GROWTH_BOUND_KIB: u64 = 4 * 1024;
 const MEASURED_PUSHES: u32 = 20;
 
 #[test]
-#[ignore = "defect: every config push defines every metric again and Envoy never frees a metric id while the VM lives: memory grows with each push; fixed in phase 2"]
 fn memory_stays_flat_over_many_config_pushes() {
     let _machine = exclusive();
     let envoy = Envoy::start(
@@ -526,7 +520,6 @@ fn retries_to_failing_v2(config: &str, headers: &[(&str, &str)]) -> u64 {
 }
 
 #[test]
-#[ignore = "defect: the filter does not own x-envoy-retriable-status-codes: a client's codes decide what a route's retriable-status-codes retries; fixed in phase 2"]
 fn a_clients_retriable_status_codes_are_removed() {
     // The route names the condition but no codes: nothing is retried for a status.
     let config =
@@ -536,7 +529,6 @@ fn a_clients_retriable_status_codes_are_removed() {
 }
 
 #[test]
-#[ignore = "defect: the filter does not own x-envoy-retriable-header-names: a client's names decide what a route's retriable-headers retries; fixed in phase 2"]
 fn a_clients_retriable_header_names_are_removed() {
     let config = failing_v2_with_retries(r#"{ "attempts": 2, "retry_on": "retriable-headers" }"#);
     // Every 503 of the failing upstream carries a content-length.
@@ -545,7 +537,6 @@ fn a_clients_retriable_header_names_are_removed() {
 }
 
 #[test]
-#[ignore = "defect: no retriable_status_codes field: the codes of retry_on's retriable-status-codes can only come from the client; fixed in phase 2"]
 fn the_routes_retriable_status_codes_replace_the_clients() {
     let config = failing_v2_with_retries(
         r#"{ "attempts": 2, "retry_on": "retriable-status-codes",
@@ -556,7 +547,6 @@ fn the_routes_retriable_status_codes_replace_the_clients() {
 }
 
 #[test]
-#[ignore = "defect: no retriable_headers field: the names of retry_on's retriable-headers can only come from the client; fixed in phase 2"]
 fn the_routes_retriable_headers_replace_the_clients() {
     let config = failing_v2_with_retries(
         r#"{ "attempts": 2, "retry_on": "retriable-headers",
@@ -567,7 +557,6 @@ fn the_routes_retriable_headers_replace_the_clients() {
 }
 
 #[test]
-#[ignore = "defect: the filter does not own x-envoy-hedge-on-per-try-timeout: a client turns a route's per-try timeout into hedging; fixed in phase 2"]
 fn a_clients_hedge_on_per_try_timeout_is_removed() {
     let _machine = exclusive();
     // v2 answers in 5 ms; each try may take 2 ms. Without hedging both tries are cut (504);
@@ -607,7 +596,6 @@ fn refusal(config: &str) -> String {
 }
 
 #[test]
-#[ignore = "defect: a route's header match may name a header the filter owns, so a client's value picks the route; fixed in phase 2"]
 fn a_header_match_naming_an_owned_header_is_refused() {
     let route = |name: &str, header: &str| {
         format!(
@@ -633,10 +621,9 @@ fn a_header_match_naming_an_owned_header_is_refused() {
 }
 
 #[test]
-#[ignore = "defect: each regex is capped but nothing caps all regexes of a config together; fixed in phase 2"]
 fn a_config_whose_regexes_exceed_the_total_budget_is_refused() {
     // 250 routes of `.{5000}`: each within the per-regex limits, 1,250,000 regex units in all
-    // against a budget of 1,000,000 (docs/canary-semantics.md).
+    // against a budget of 1,000,000 (docs/config.md, "Size limits").
     let routes: Vec<String> = (0..250)
         .map(|index| {
             format!(

@@ -385,6 +385,7 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         (h(r#"{ "name": "x-env" }"#), "routes[0].match.headers[0]: expected exactly one of exact, prefix, regex, present; got none"),
         (h(r#"{ "name": "x-env", "exact": "a", "prefix": "b" }"#), "routes[0].match.headers[0]: expected exactly one of exact, prefix, regex, present; got exact, prefix"),
         (h(r#"{ "exact": "a" }"#), "routes[0].match.headers[0].name: required"),
+        (h(r#"{ "name": "x-split-version", "exact": "v2" }"#), "routes[0].match.headers[0].name: x-split-version is written by the filter; a client's value would pick the route"),
         (r(r#""match": { "prefix": "/a", "exact": "/b" }"#), "routes[0].match: at most one of prefix, exact, regex; got prefix, exact"),
         (r(r#""match": { "prefix": "hello" }"#), r#"routes[0].match.prefix: expected a path starting with "/", got "hello""#),
         (r(r#""match": { "methods": ["get"] }"#), r#"routes[0].match.methods[0]: expected an upper-case HTTP method such as "GET", got "get""#),
@@ -400,12 +401,15 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         // The guard.
         (r(r#""guard": { }"#), "routes[0].guard.max_error_ratio: required: a number from 0 to 1"),
         (r(r#""guard": { "max_error_ratio": 1.5 }"#), "routes[0].guard.max_error_ratio: expected a number from 0 to 1, got 1.5"),
-        (r(r#""guard": { "max_error_ratio": 0.1, "window": "10h" }"#), r#"routes[0].guard.window: "10h" is outside 1s to 1h"#),
+        (r(r#""guard": { "max_error_ratio": 0.1, "window": "10h" }"#), r#"routes[0].guard.window: "10h" is longer than the maximum of 1h"#),
         (r(r#""guard": { "max_error_ratio": 0.1, "errors": ["4xx"] }"#), r#"routes[0].guard.errors[0]: expected one of "5xx", "timeout", "reset", got "4xx""#),
         (r(r#""guard": { "max_error_ratio": 0.1, "probe_percent": 60 }"#), "routes[0].guard.probe_percent: expected a percentage from 0 to 50 with at most two decimals, got 60"),
         // Retries.
         (r(r#""retries": { "attempts": 11, "retry_on": "5xx" }"#), "routes[0].retries.attempts: expected an integer from 0 to 10, got 11"),
         (r(r#""retries": { "attempts": 2, "retry_on": "sometimes" }"#), r#"routes[0].retries.retry_on: unknown retry condition "sometimes"; expected a comma-separated list of 5xx, gateway-error, reset, reset-before-request, connect-failure, envoy-ratelimited, retriable-4xx, refused-stream, retriable-status-codes, retriable-headers, http3-post-connect-failure"#),
+        (r(r#""retries": { "attempts": 2, "retry_on": "5xx", "retriable_status_codes": [503] }"#), "routes[0].retries.retriable_status_codes: needs retriable-status-codes in retry_on"),
+        (r(r#""retries": { "attempts": 2, "retry_on": "retriable-status-codes", "retriable_status_codes": [99] }"#), "routes[0].retries.retriable_status_codes: expected a list of 1 to 50 distinct integers from 100 to 599, got 99"),
+        (r(r#""retries": { "attempts": 2, "retry_on": "retriable-headers", "retriable_headers": ["bad header"] }"#), r#"routes[0].retries.retriable_headers: expected an HTTP header name, got "bad header""#),
         // Sticky splits, overrides, ramps.
         (r(r#""sticky": { "header": "x-user", "cookie": "session" }"#), "routes[0].sticky: expected exactly one of header, cookie; got header, cookie"),
         (r(r#""sticky": { "header": "x-user", "set_cookie": { "max_age": "1h" } }"#), "routes[0].sticky.set_cookie: only with a cookie key: the filter cannot make a client send a header"),

@@ -36,6 +36,17 @@ fn misspelt_weight_is_an_unknown_field_and_the_weight_is_missing() {
 }
 
 #[test]
+fn a_header_match_on_an_owned_header_and_codes_without_their_condition_are_refused() {
+    assert_eq!(
+        errors("owned-header-match.json"),
+        [
+            "routes[0].match.headers[0].name: x-split-version is written by the filter; a client's value would pick the route",
+            "routes[0].retries.retriable_status_codes: needs retriable-status-codes in retry_on",
+        ]
+    );
+}
+
+#[test]
 fn negative_weight_is_refused() {
     assert_eq!(
         errors("negative-weight.json"),

@@ -115,6 +115,12 @@ pub struct RetriesConfig {
     pub retry_on: Option<String>,
     /// Envoy's gRPC retry conditions, comma-separated (`x-envoy-retry-grpc-on`).
     pub grpc_retry_on: Option<String>,
+    /// The statuses `retriable-status-codes` retries: 1 to 50 integers from 100 to 599
+    /// (`x-envoy-retriable-status-codes`).
+    pub retriable_status_codes: Option<Value>,
+    /// The response headers `retriable-headers` retries on: 1 to 20 header names
+    /// (`x-envoy-retriable-header-names`).
+    pub retriable_headers: Option<Value>,
 }
 
 /// Where a sticky key is read: exactly one of `header` and `cookie`.

@@ -8,31 +8,18 @@ use super::Active;
 use crate::metrics::{DestinationMetric, PluginMetric};
 use crate::plan::{Plan, Route};
 use crate::split::guard::{GuardEvent, RouteGuardState, Tally};
-use crate::state::RouteState;
+use crate::state::{guard_state_key, RouteState};
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
 
 /// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
 const CAS_ATTEMPTS: usize = 8;
 
-/// The shared-data key of each guarded route: by plugin, route and versions, so that plugins
-/// sharing a VM, and a route whose versions changed, never read each other's state.
+/// The shared-data key of each guarded route ([`crate::state::guard_state_key`]).
 pub(super) fn shared_data_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>> {
     plan.routes
         .iter()
-        .map(|route| {
-            route.guard.as_ref()?;
-            let versions: Vec<&str> = route
-                .destinations
-                .iter()
-                .map(|destination| destination.version.as_str())
-                .collect();
-            Some(format!(
-                "traffic-split/guard/{plugin}/{}/{}",
-                route.name,
-                versions.join(",")
-            ))
-        })
+        .map(|route| guard_state_key(plugin, route))
         .collect()
 }
 
@@ -66,6 +53,26 @@ fn publish_route(route: &Route, state: &RouteState, metrics: &[super::Destinatio
         }
         if let Some(id) = metrics.id(DestinationMetric::GuardEjected) {
             let _ = hostcalls::record_metric(id, u64::from(*out));
+        }
+    }
+}
+
+/// Takes in the decisions already in shared data, before a new configuration serves its first
+/// request: without this, each worker's fresh state would give a version ejected before the
+/// push its full weight until the worker's first merge.
+pub(super) fn load_all(active: &Active, keys: &[Option<String>]) {
+    let now_ms = now_ms();
+    let Ok(mut states) = active.states.try_borrow_mut() else {
+        return;
+    };
+    let routes = active.plan.routes.iter().zip(states.iter_mut());
+    for ((route, state), key) in routes.zip(keys) {
+        let Some(key) = key else {
+            continue;
+        };
+        if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(key) {
+            let shared = RouteGuardState::decode(&bytes, route.destinations.len());
+            state.apply_ejections(route, &shared.ejected(now_ms));
         }
     }
 }

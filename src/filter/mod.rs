@@ -21,10 +21,11 @@ use crate::plan::{
 use crate::request::{follow_ramp, Stream, Verdict};
 use crate::state::RouteState;
 use host::EnvoyHost;
-use proxy_wasm::hostcalls::{self, define_metric};
+use proxy_wasm::hostcalls;
 use proxy_wasm::traits::{Context, HttpContext, RootContext};
 use proxy_wasm::types::{Action, BufferType, ContextType, LogLevel, MetricType, Status};
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::rc::Rc;
 use timer::Timer;
 
@@ -125,6 +126,7 @@ impl RootContext for SplitRoot {
                     .and_then(|name| String::from_utf8(name).ok())
                     .unwrap_or_default();
                 self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
+                guard::load_all(&active, &self.guard_keys);
                 let ramped = active.plan.routes.iter().any(|route| route.ramp.is_some());
                 self.timer
                     .set_periodic(self.guard_keys.iter().any(Option::is_some), ramped);
@@ -288,6 +290,25 @@ fn follow_ramps(active: &Active) {
             state.follow_ramp(route, now_nanos);
         }
     }
+}
+
+thread_local! {
+    /// Every metric this VM has defined, by kind and name. Envoy never frees a metric id while
+    /// the VM lives and keeps the name each time one is defined, so a config push that defined
+    /// its metrics again would grow Envoy's memory with every push: each name is defined once
+    /// per VM, and later root contexts and pushes reuse its id.
+    static DEFINED_METRICS: RefCell<HashMap<(MetricType, String), u32>> = RefCell::new(HashMap::new());
+}
+
+/// The id of the metric `name`, defined in this VM the first time it is asked for.
+fn define_metric(kind: MetricType, name: &str) -> Result<u32, Status> {
+    let key = (kind, name.to_string());
+    if let Some(id) = DEFINED_METRICS.with(|defined| defined.borrow().get(&key).copied()) {
+        return Ok(id);
+    }
+    let id = hostcalls::define_metric(kind, name)?;
+    DEFINED_METRICS.with(|defined| defined.borrow_mut().insert(key, id));
+    Ok(id)
 }
 
 fn define_metrics(plan: Plan) -> Result<Active, Status> {

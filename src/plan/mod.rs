@@ -31,6 +31,21 @@ pub const MAX_RETRIES_HEADER: &str = "x-envoy-max-retries";
 pub const RETRY_ON_HEADER: &str = "x-envoy-retry-on";
 pub const PER_TRY_TIMEOUT_HEADER: &str = "x-envoy-upstream-rq-per-try-timeout-ms";
 pub const GRPC_RETRY_ON_HEADER: &str = "x-envoy-retry-grpc-on";
+pub const RETRIABLE_STATUS_CODES_HEADER: &str = "x-envoy-retriable-status-codes";
+pub const RETRIABLE_HEADER_NAMES_HEADER: &str = "x-envoy-retriable-header-names";
+/// Hedging is not offered: always removed, so that a client cannot turn a route's per-try
+/// timeout into hedged requests.
+pub const HEDGE_ON_PER_TRY_TIMEOUT_HEADER: &str = "x-envoy-hedge-on-per-try-timeout";
+/// Every retry header the filter owns, in the order it writes them.
+pub const RETRY_HEADERS: [&str; 7] = [
+    MAX_RETRIES_HEADER,
+    RETRY_ON_HEADER,
+    PER_TRY_TIMEOUT_HEADER,
+    GRPC_RETRY_ON_HEADER,
+    RETRIABLE_STATUS_CODES_HEADER,
+    RETRIABLE_HEADER_NAMES_HEADER,
+    HEDGE_ON_PER_TRY_TIMEOUT_HEADER,
+];
 
 #[derive(Debug)]
 pub struct Plan {

@@ -55,6 +55,10 @@ pub struct RetryHeaders {
     pub per_try_timeout_ms: Option<String>,
     /// `x-envoy-retry-grpc-on`.
     pub grpc_retry_on: Option<String>,
+    /// `x-envoy-retriable-status-codes`.
+    pub retriable_status_codes: Option<String>,
+    /// `x-envoy-retriable-header-names`.
+    pub retriable_header_names: Option<String>,
 }
 
 /// A sticky split: requests with the same key go to the same version.

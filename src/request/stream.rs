@@ -19,7 +19,9 @@ use super::host::{Chosen, Count, HostError, StreamHost};
 use crate::metrics::{CodeClass, DestinationMetric, KeySource, PluginMetric};
 use crate::plan::{
     Destination, MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER,
-    GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+    GRPC_RETRY_ON_HEADER, HEDGE_ON_PER_TRY_TIMEOUT_HEADER, MAX_RETRIES_HEADER,
+    PER_TRY_TIMEOUT_HEADER, RETRIABLE_HEADER_NAMES_HEADER, RETRIABLE_STATUS_CODES_HEADER,
+    RETRY_HEADERS, RETRY_ON_HEADER,
 };
 use crate::split::fault::FaultAction;
 use crate::state::RouteState;
@@ -63,6 +65,10 @@ pub struct Stream {
     started_nanos: u64,
     /// The `Set-Cookie` value the response gets: a sticky cookie the request lacked.
     pub set_cookie: Option<String>,
+    /// The filter answered it with an injected abort: the version never saw it, so its end
+    /// is no outcome of the version for the guard (as Envoy's outlier detection never sees a
+    /// fault filter's aborts).
+    pub fault_answered: bool,
 }
 
 /// Why a request goes where it goes.
@@ -134,10 +140,12 @@ impl Stream {
         let host = request.host;
         count_routed(host, chosen, &choice);
         self.set_cookie = choice.set_cookie;
-        match state.draw_fault(route, chosen.destination) {
+        let verdict = match state.draw_fault(route, chosen.destination) {
             Some(action) => inject_fault(host, chosen, action),
             None => Verdict::Continue,
-        }
+        };
+        self.fault_answered = verdict == Verdict::Answered;
+        verdict
     }
 
     /// Handles the response headers: only a stream that owes its client a sticky cookie does
@@ -159,7 +167,9 @@ impl Stream {
         };
         let route = plan.routes.get(chosen.route);
         let mut state = states.get_mut(chosen.route);
-        let guard = route.and_then(|route| route.guard.as_ref());
+        let guard = route
+            .and_then(|route| route.guard.as_ref())
+            .filter(|_| !self.fault_answered);
         let full = plan.metrics == MetricsMode::Full;
         if !full && guard.is_none() {
             return;
@@ -522,22 +532,27 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
             Some(retries) => {
                 self.set(MAX_RETRIES_HEADER, &retries.max_retries);
                 self.set(RETRY_ON_HEADER, &retries.retry_on);
-                match &retries.per_try_timeout_ms {
-                    Some(per_try) => self.set(PER_TRY_TIMEOUT_HEADER, per_try),
-                    None => self.remove_if_sent(PER_TRY_TIMEOUT_HEADER),
+                for (header, value) in [
+                    (PER_TRY_TIMEOUT_HEADER, &retries.per_try_timeout_ms),
+                    (GRPC_RETRY_ON_HEADER, &retries.grpc_retry_on),
+                    (
+                        RETRIABLE_STATUS_CODES_HEADER,
+                        &retries.retriable_status_codes,
+                    ),
+                    (
+                        RETRIABLE_HEADER_NAMES_HEADER,
+                        &retries.retriable_header_names,
+                    ),
+                ] {
+                    match value {
+                        Some(value) => self.set(header, value),
+                        None => self.remove_if_sent(header),
+                    }
                 }
-                match &retries.grpc_retry_on {
-                    Some(grpc) => self.set(GRPC_RETRY_ON_HEADER, grpc),
-                    None => self.remove_if_sent(GRPC_RETRY_ON_HEADER),
-                }
+                self.remove_if_sent(HEDGE_ON_PER_TRY_TIMEOUT_HEADER);
             }
             None => {
-                for header in [
-                    MAX_RETRIES_HEADER,
-                    RETRY_ON_HEADER,
-                    PER_TRY_TIMEOUT_HEADER,
-                    GRPC_RETRY_ON_HEADER,
-                ] {
+                for header in RETRY_HEADERS {
                     self.remove_if_sent(header);
                 }
             }
@@ -1220,15 +1235,34 @@ mod tests {
             ("x-envoy-max-retries", "9"),
             ("x-envoy-retry-on", "5xx"),
             ("x-envoy-upstream-rq-per-try-timeout-ms", "1"),
+            ("x-envoy-retriable-status-codes", "503"),
+            ("x-envoy-retriable-header-names", "content-length"),
+            ("x-envoy-hedge-on-per-try-timeout", "true"),
         ]);
         handle(SPLIT, &mut host);
-        for header in [
-            "x-envoy-max-retries",
-            "x-envoy-retry-on",
-            "x-envoy-upstream-rq-per-try-timeout-ms",
-        ] {
+        for header in RETRY_HEADERS {
             assert!(host.values(header).is_empty(), "{header}");
         }
+    }
+
+    #[test]
+    fn a_clients_retriable_lists_and_hedging_are_replaced_or_removed() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/hello"),
+            ("x-envoy-retriable-status-codes", "418"),
+            ("x-envoy-retriable-header-names", "content-length"),
+            ("x-envoy-hedge-on-per-try-timeout", "true"),
+        ]);
+        handle(
+            r#"{ "routes": [ { "name": "hello",
+                 "retries": { "attempts": 2, "retry_on": "retriable-status-codes",
+                              "retriable_status_codes": [503] },
+                 "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+            &mut host,
+        );
+        assert_eq!(host.values("x-envoy-retriable-status-codes"), ["503"]);
+        assert!(host.values("x-envoy-retriable-header-names").is_empty());
+        assert!(host.values("x-envoy-hedge-on-per-try-timeout").is_empty());
     }
 
     const GUARDED: &str = r#"{ "metrics": "requests", "routes": [
@@ -1250,6 +1284,23 @@ mod tests {
         stream.end(&plan, &mut host);
         let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
         tally
+    }
+
+    #[test]
+    fn an_injected_abort_is_no_outcome_for_the_guard() {
+        let plan = plan(
+            r#"{ "routes": [
+            { "name": "hello", "guard": { "max_error_ratio": 0.5 },
+              "fault": { "abort": { "status": 503, "percent": 100 } },
+              "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        );
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = Some(503);
+        let mut stream = Stream::default();
+        assert_eq!(stream.request(&plan, &mut host), Verdict::Answered);
+        stream.end(&plan, &mut host);
+        let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
+        assert_eq!(tally, crate::split::guard::Tally::default());
     }
 
     #[test]

@@ -33,16 +33,8 @@ impl WeightedRoundRobin {
 
     /// Derives the cycle from the weights and starts it afresh.
     fn restart(&mut self) {
-        let divisor = self
-            .weights
-            .iter()
-            .fold(0u64, |g, &w| gcd(g, u64::from(w)))
-            .max(1);
-        let mut total = 0;
-        for (weight, reduced) in self.weights.iter().zip(&mut self.reduced) {
-            *reduced = (u64::from(*weight) / divisor) as i64;
-            total += *reduced;
-        }
+        let (reduced, total) = reduce(&self.weights);
+        self.reduced = reduced;
         self.total = total;
         self.current.iter_mut().for_each(|current| *current = 0);
     }
@@ -57,17 +49,63 @@ impl WeightedRoundRobin {
         &self.weights
     }
 
-    /// Changes one destination's weight (a ramp's step) and restarts the cycle, so that every
-    /// window from here on holds the new weights exactly. Whether the weight changed.
+    /// Changes one destination's weight (a ramp's step), keeping every destination's credit
+    /// (see [`WeightedRoundRobin::set_weights`]). Whether the weight changed.
     pub fn set_weight(&mut self, index: usize, weight: u32) -> bool {
-        match self.weights.get_mut(index) {
+        let mut weights = self.weights.clone();
+        match weights.get_mut(index) {
             Some(current) if *current != weight => {
                 *current = weight;
-                self.restart();
-                true
+                self.set_weights(&weights)
             }
             _ => false,
         }
+    }
+
+    /// Changes the weights (a ramp's step, a trip, a return) without restarting the cycle:
+    /// each destination keeps its credit, rescaled to the new total, so a deficit a
+    /// destination has built up is paid even when every pick sees new weights. A restart
+    /// would re-enter the cycle at its heaviest destination each time, and a ramp that moves
+    /// more often than a worker sees `1 / share` requests would never reach the canary. A
+    /// destination whose weight goes to 0 leaves its credit to the others; one that comes
+    /// back starts at 0. Whether the weights changed (`weights` of another length: no).
+    pub fn set_weights(&mut self, weights: &[u32]) -> bool {
+        if weights.len() != self.weights.len() || weights == self.weights.as_slice() {
+            return false;
+        }
+        let (reduced, total) = reduce(weights);
+        let old_total = i128::from(self.total.max(1));
+        let mut credits: Vec<i64> = self
+            .current
+            .iter()
+            .zip(&reduced)
+            .map(|(&credit, &weight)| {
+                if weight == 0 {
+                    return 0;
+                }
+                let scaled = i128::from(credit) * i128::from(total) / old_total;
+                i64::try_from(scaled).unwrap_or(0)
+            })
+            .collect();
+        // The credits sum to 0 again: the heaviest destination takes the rounding and what
+        // the destinations gone to 0 left.
+        let residual: i64 = credits.iter().sum();
+        let heaviest = reduced
+            .iter()
+            .enumerate()
+            .max_by_key(|(index, &weight)| (weight, std::cmp::Reverse(*index)))
+            .map(|(index, _)| index);
+        if let Some(credit) = heaviest.and_then(|index| credits.get_mut(index)) {
+            *credit -= residual;
+        }
+        if total == 0 {
+            credits.iter_mut().for_each(|credit| *credit = 0);
+        }
+        self.weights = weights.to_vec();
+        self.reduced = reduced;
+        self.total = total;
+        self.current = credits;
+        true
     }
 
     /// The length of one full cycle: the reduced total weight.
@@ -97,6 +135,20 @@ impl WeightedRoundRobin {
             None => 0,
         }
     }
+}
+
+/// The weights divided by their greatest common divisor, and their sum.
+fn reduce(weights: &[u32]) -> (Vec<i64>, i64) {
+    let divisor = weights
+        .iter()
+        .fold(0u64, |g, &w| gcd(g, u64::from(w)))
+        .max(1);
+    let reduced: Vec<i64> = weights
+        .iter()
+        .map(|&weight| (u64::from(weight) / divisor) as i64)
+        .collect();
+    let total = reduced.iter().sum();
+    (reduced, total)
 }
 
 fn gcd(a: u64, b: u64) -> u64 {
@@ -198,7 +250,7 @@ mod tests {
     }
 
     #[test]
-    fn a_changed_weight_restarts_an_exact_cycle() {
+    fn a_changed_weight_keeps_the_exact_split_from_there_on() {
         let mut rr = WeightedRoundRobin::new(&[70, 30]);
         for _ in 0..3 {
             rr.pick();
@@ -212,6 +264,43 @@ mod tests {
         assert_eq!(picks.iter().filter(|&&p| p == 1).count(), 5);
         assert!(rr.set_weight(0, 0));
         assert!((0..10).all(|_| rr.pick() == 1));
+        assert!(rr.set_weight(0, 70));
+        let picks: Vec<usize> = (0..10).map(|_| rr.pick()).collect();
+        assert_eq!(picks.iter().filter(|&&p| p == 0).count(), 5, "{picks:?}");
+    }
+
+    #[test]
+    fn a_weight_change_on_every_pick_still_gives_each_its_share() {
+        // 1,000,000 against a ramp a third of the way, moving a little on every pick: a
+        // restart would pick the heaviest version every time.
+        let mut rr = WeightedRoundRobin::new(&[1_000_000, 500_000]);
+        let mut due = 0.0;
+        let mut picked = 0u32;
+        for step in 0..300u32 {
+            let ramped = 500_000 + step * 3;
+            rr.set_weight(1, ramped);
+            due += f64::from(ramped) / f64::from(1_000_000 + ramped);
+            if rr.pick() == 1 {
+                picked += 1;
+            }
+            assert!(
+                (f64::from(picked) - due).abs() < 2.0,
+                "after {step} picks: {picked} picked, {due} due"
+            );
+        }
+        assert!(picked >= 99, "{picked}");
+    }
+
+    #[test]
+    fn a_trip_and_a_return_keep_the_credits_summing_to_zero() {
+        let mut rr = WeightedRoundRobin::new(&[990_000, 10_000]);
+        for weights in [[99, 1], [1, 1], [3, 0], [0, 0], [7, 3], [u32::MAX, 1]] {
+            for _ in 0..7 {
+                rr.pick();
+            }
+            rr.set_weights(&weights);
+            assert_eq!(rr.current.iter().sum::<i64>(), 0, "{weights:?}");
+        }
     }
 
     #[test]

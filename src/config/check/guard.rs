@@ -1,13 +1,31 @@
 //! A route's `guard`: when a version fails too often it leaves the split for a cooldown.
 
-use super::values::{basis_points, bounded_duration, integer_in, number_in};
+use super::values::{basis_points, integer_in, number_in};
 use super::Checker;
 use crate::config::raw::GuardConfig;
 use crate::split::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
+use crate::units::duration::{parse_duration_ms, DurationRange};
 
 const DEFAULT_GUARD_MIN_REQUESTS: u32 = 20;
 const DEFAULT_GUARD_WINDOW_MS: u64 = 30_000;
 const DEFAULT_GUARD_COOLDOWN_MS: u64 = 120_000;
+
+/// A guard's window: a second (8 buckets of 125 ms) to an hour.
+const GUARD_WINDOW: DurationRange = DurationRange {
+    min_ms: 1_000,
+    max_ms: 60 * 60 * 1_000,
+    min_text: "1s",
+    max_text: "1h",
+    why_whole_ms: "",
+};
+/// A guard's cooldown: a second to a day.
+const GUARD_COOLDOWN: DurationRange = DurationRange {
+    min_ms: 1_000,
+    max_ms: 24 * 60 * 60 * 1_000,
+    min_text: "1s",
+    max_text: "24h",
+    why_whole_ms: "",
+};
 
 impl Checker {
     pub(super) fn guard(&mut self, config: &GuardConfig, path: &str) -> Option<Guard> {
@@ -28,7 +46,7 @@ impl Checker {
             .map(|given| given.unwrap_or(DEFAULT_GUARD_MIN_REQUESTS));
         let window_ms = self
             .optional(config.window.as_deref(), path, "window", |c, text, path| {
-                c.reported(bounded_duration(text, (1_000, 3_600_000)), path)
+                c.reported(parse_duration_ms(text, GUARD_WINDOW), path)
             })
             .map(|given| given.unwrap_or(DEFAULT_GUARD_WINDOW_MS));
         let cooldown_ms = self
@@ -36,7 +54,7 @@ impl Checker {
                 config.cooldown.as_deref(),
                 path,
                 "cooldown",
-                |c, text, path| c.reported(bounded_duration(text, (1_000, 86_400_000)), path),
+                |c, text, path| c.reported(parse_duration_ms(text, GUARD_COOLDOWN), path),
             )
             .map(|given| given.unwrap_or(DEFAULT_GUARD_COOLDOWN_MS));
         let errors = self
@@ -141,7 +159,7 @@ mod tests {
             [
                 "routes[0].guard.max_error_ratio: expected a number from 0 to 1, got 1.5",
                 "routes[0].guard.min_requests: expected an integer from 1 to 1000000, got 0",
-                "routes[0].guard.window: \"500ms\" is outside 1s to 1h",
+                "routes[0].guard.window: \"500ms\" is shorter than the minimum of 1s",
                 "routes[0].guard.cooldown: \"25h\" is longer than the maximum of 24h",
                 "routes[0].guard.errors[1]: expected one of \"5xx\", \"timeout\", \"reset\", got \"4xx\"",
                 "routes[0].guard.probe_percent: expected a percentage with at most two decimals, got 0.125",

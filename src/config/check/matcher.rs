@@ -1,9 +1,9 @@
 //! What a route matches: a path (prefix, exact or regex), methods and header rules.
 
-use super::values::{header_name, is_token, regex};
+use super::values::{header_name, is_token, regex, regex_units};
 use super::{given, join, Checker};
 use crate::config::raw::{HeaderMatchConfig, MatchConfig};
-use crate::plan::{HeaderMatch, HeaderRule, PathMatch, RouteMatch};
+use crate::plan::{HeaderMatch, HeaderRule, PathMatch, RouteMatch, WholeValueRegex};
 
 impl Checker {
     pub(super) fn route_match(&mut self, config: &MatchConfig, path: &str) -> Option<RouteMatch> {
@@ -37,9 +37,7 @@ impl Checker {
             ok &= path_match.is_some();
         }
         if let Some(pattern) = &config.regex {
-            path_match = self
-                .reported(regex(pattern), &join(path, "regex"))
-                .map(PathMatch::Regex);
+            path_match = self.regex(pattern, path).map(PathMatch::Regex);
             ok &= path_match.is_some();
         }
         let mut methods = Vec::new();
@@ -80,9 +78,27 @@ impl Checker {
         })
     }
 
+    /// The `regex` field of the object at `path`, counted against the config's regex budget.
+    fn regex(&mut self, pattern: &str, path: &str) -> Option<WholeValueRegex> {
+        self.regex_units = self.regex_units.saturating_add(regex_units(pattern));
+        self.reported(regex(pattern), &join(path, "regex"))
+    }
+
     fn header_match(&mut self, config: &HeaderMatchConfig, path: &str) -> Option<HeaderMatch> {
         let name = self.required(config.name.as_deref(), path, "name", "", |c, name, path| {
-            c.reported(header_name(name, true), path)
+            let name = c.reported(header_name(name, true), path)?;
+            // The filter writes or removes it on every routed request: a client's value
+            // would pick the route, as it would pick a sticky key or an override.
+            if c.owned_headers.contains(&name) {
+                c.error(
+                    path,
+                    format!(
+                        "{name} is written by the filter; a client's value would pick the route"
+                    ),
+                );
+                return None;
+            }
+            Some(name)
         });
         let one_rule = self.exactly_one(
             path,
@@ -99,9 +115,7 @@ impl Checker {
         let rule = match (&config.exact, &config.prefix, &config.regex, config.present) {
             (Some(exact), _, _, _) => Some(HeaderRule::Exact(exact.clone())),
             (_, Some(prefix), _, _) => Some(HeaderRule::Prefix(prefix.clone())),
-            (_, _, Some(pattern), _) => self
-                .reported(regex(pattern), &join(path, "regex"))
-                .map(HeaderRule::Regex),
+            (_, _, Some(pattern), _) => self.regex(pattern, path).map(HeaderRule::Regex),
             (_, _, _, Some(true)) => Some(HeaderRule::Present),
             (_, _, _, present) => {
                 let got = present.map_or("nothing".to_string(), |flag| flag.to_string());
@@ -132,6 +146,28 @@ mod tests {
     use crate::plan::{Plan, RequestView};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn the_regexes_of_a_config_share_one_budget() {
+        let config = |routes: usize| {
+            let routes: Vec<String> = (0..routes)
+                .map(|index| {
+                    format!(
+                        r#"{{ "name": "r{index}", "match": {{ "regex": "/r/.{{5000}}",
+                              "headers": [ {{ "name": "x", "regex": "a{{100}}" }} ] }},
+                          "destinations": [ {{ "version": "v1", "weight": 1 }} ] }}"#
+                    )
+                })
+                .collect();
+            format!(r#"{{ "routes": [ {} ] }}"#, routes.join(","))
+        };
+        // 5,103 units a route: 195 routes fit, 196 do not.
+        assert!(crate::config::compile(config(195).as_bytes()).is_ok());
+        assert_error(
+            &config(196),
+            "routes: the regexes of this config add up to 1000188 units; at most 1000000",
+        );
+    }
 
     #[test]
     fn match_errors_name_their_field() {
@@ -167,6 +203,20 @@ mod tests {
             &route_with_match(r#"{ "headers": [ { "exact": "x" } ] }"#),
             "routes[0].match.headers[0].name: required",
         );
+        for owned in [
+            "x-split-version",
+            "X-Split-Cluster",
+            "x-envoy-retry-on",
+            "x-envoy-retriable-status-codes",
+        ] {
+            assert_error(
+                &route_with_match(&format!(r#"{{ "headers": [ {{ "name": "{owned}", "exact": "v2" }} ] }}"#)),
+                &format!(
+                    "routes[0].match.headers[0].name: {} is written by the filter; a client's value would pick the route",
+                    owned.to_ascii_lowercase()
+                ),
+            );
+        }
         let errors = errors_of(&route_with_match(r#"{ "regex": "/(unclosed" }"#));
         assert!(
             errors

@@ -23,7 +23,18 @@ use crate::plan::Plan;
 /// Checks a config and builds its plan, or returns every error found.
 pub fn check(config: &PluginConfig) -> Result<Plan, Vec<ConfigError>> {
     let mut checker = Checker::default();
-    match checker.plugin(config) {
+    let plan = checker.plugin(config);
+    if checker.regex_units > values::MAX_REGEX_UNITS {
+        checker.error(
+            "routes",
+            format!(
+                "the regexes of this config add up to {} units; at most {}",
+                checker.regex_units,
+                values::MAX_REGEX_UNITS
+            ),
+        );
+    }
+    match plan {
         Some(plan) if checker.errors.is_empty() => Ok(plan),
         _ => Err(checker.errors),
     }
@@ -35,6 +46,9 @@ struct Checker {
     errors: Vec<ConfigError>,
     /// The headers the filter writes, which no header of a route may read from the client.
     owned_headers: Vec<String>,
+    /// The [`values::regex_units`] of every regex checked so far, against
+    /// [`values::MAX_REGEX_UNITS`].
+    regex_units: u64,
 }
 
 /// The path of `field` inside the object at `path` (the top level is `""`).

@@ -7,7 +7,7 @@ use crate::config::pass_through::PASS_THROUGH;
 use crate::config::raw::PluginConfig;
 use crate::plan::{
     LogLevel, MetricsMode, Plan, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
-    GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+    RETRY_HEADERS,
 };
 
 /// `"metrics"` as the config spells it.
@@ -50,14 +50,9 @@ impl Checker {
             .flatten()
             .cloned()
             .chain(
-                [
-                    DEADLINE_HEADER,
-                    MAX_RETRIES_HEADER,
-                    RETRY_ON_HEADER,
-                    PER_TRY_TIMEOUT_HEADER,
-                    GRPC_RETRY_ON_HEADER,
-                ]
-                .map(str::to_string),
+                std::iter::once(DEADLINE_HEADER)
+                    .chain(RETRY_HEADERS)
+                    .map(str::to_string),
             )
             .collect();
         if let (Some(version), Some(cluster)) = (&version_header, &cluster_header) {

@@ -18,6 +18,10 @@ pub const MAX_WEIGHT: u32 = 1_000_000;
 pub const MAX_REGEX_LEN: usize = 1024;
 const MAX_REGEX_COMPILED_BYTES: usize = 256 * 1024;
 const MAX_REGEX_NESTING: u32 = 32;
+/// The budget of all regexes of a config together, in [`regex_units`]: about 100 bytes of a
+/// worker VM's memory per unit once compiled and used (docs/config.md, "Size limits"), so
+/// 10,000 routes of `.{7000}`, each within the limits above, cannot take gigabytes per VM.
+pub const MAX_REGEX_UNITS: u64 = 1_000_000;
 
 /// What a value's parse gives: the value, or the message to report at its path.
 pub type Parsed<T> = Result<T, String>;
@@ -57,6 +61,153 @@ pub fn header_name(name: &str, allow_pseudo: bool) -> Parsed<String> {
     Ok(name.to_ascii_lowercase())
 }
 
+/// The size of a regex with every bounded repetition expanded, computed from the pattern alone
+/// so that the checker (64-bit) and the filter (wasm32) agree (the compiled size does not: it
+/// counts pointers). A literal, a class, `.` or an escape is 1; a group or a sequence is the sum
+/// of its parts, `x|y` the sum of both sides; `e{n}` and `e{n,m}` are `max(n, m) × e`, and `e*`,
+/// `e+`, `e?` and `e{n,}` are `(n + 1) × e`. Saturating: a pattern regex-lite refuses may
+/// count anything.
+pub fn regex_units(pattern: &str) -> u64 {
+    let chars: Vec<char> = pattern.chars().collect();
+    let mut at = 0;
+    let mut total = 0u64;
+    // Alternatives at the top level, until the pattern ends.
+    loop {
+        total = total.saturating_add(sequence_units(&chars, &mut at));
+        match chars.get(at) {
+            Some('|') | Some(')') => at += 1,
+            _ => return total,
+        }
+    }
+}
+
+/// The units of alternatives up to the `)` that closes a group (consumed).
+fn alternatives_units(chars: &[char], at: &mut usize) -> u64 {
+    let mut total = 0u64;
+    loop {
+        total = total.saturating_add(sequence_units(chars, at));
+        match chars.get(*at) {
+            Some('|') => *at += 1,
+            Some(')') => {
+                *at += 1;
+                return total;
+            }
+            _ => return total,
+        }
+    }
+}
+
+/// The units of a sequence up to `|`, `)` or the end (not consumed).
+fn sequence_units(chars: &[char], at: &mut usize) -> u64 {
+    let mut total = 0u64;
+    while let Some(&c) = chars.get(*at) {
+        let atom = match c {
+            '|' | ')' => return total,
+            '(' => {
+                *at += 1;
+                if chars.get(*at) == Some(&'?') {
+                    // `(?:`, `(?P<name>`, `(?i:`; a bare flag group `(?i)` holds nothing.
+                    while let Some(&c) = chars.get(*at) {
+                        *at += 1;
+                        if c == ':' || c == '>' {
+                            break;
+                        }
+                        if c == ')' {
+                            *at -= 1;
+                            break;
+                        }
+                    }
+                }
+                alternatives_units(chars, at)
+            }
+            '[' => {
+                *at += 1;
+                skip_class(chars, at);
+                1
+            }
+            '\\' => {
+                let braced = matches!(chars.get(*at + 1), Some('x' | 'u' | 'p' | 'P'));
+                *at += 2;
+                if braced && chars.get(*at) == Some(&'{') {
+                    // `\x{41}`, `\u{41}`, `\p{L}`.
+                    skip_past(chars, at, '}');
+                }
+                1
+            }
+            _ => {
+                *at += 1;
+                1
+            }
+        };
+        total = total.saturating_add(repeated(chars, at, atom));
+    }
+    total
+}
+
+/// `atom`'s units under the repetitions that follow it (each consumed, lazy `?` included).
+fn repeated(chars: &[char], at: &mut usize, mut atom: u64) -> u64 {
+    loop {
+        let times = match chars.get(*at) {
+            Some('*') | Some('?') => 1,
+            Some('+') => 2,
+            Some('{') => match counted_repetition(chars, *at) {
+                Some((times, end)) => {
+                    *at = end - 1;
+                    times
+                }
+                None => return atom,
+            },
+            _ => return atom,
+        };
+        *at += 1;
+        if chars.get(*at) == Some(&'?') {
+            *at += 1;
+        }
+        atom = atom.saturating_mul(times);
+    }
+}
+
+/// `{n}`, `{n,}` or `{n,m}` at `start`: its factor and the index past its `}`.
+fn counted_repetition(chars: &[char], start: usize) -> Option<(u64, usize)> {
+    let close = start + chars.get(start..)?.iter().position(|&c| c == '}')?;
+    let inner: String = chars.get(start + 1..close)?.iter().collect();
+    let number = |text: &str| text.trim().parse::<u64>().ok();
+    let times = match inner.split_once(',') {
+        None => number(&inner)?,
+        Some((low, "")) => number(low)?.saturating_add(1),
+        Some((low, high)) => number(low)?.max(number(high)?),
+    };
+    Some((times, close + 1))
+}
+
+/// Past the `]` that closes a class opened just before `at` (a `]` first in it is a literal).
+fn skip_class(chars: &[char], at: &mut usize) {
+    if chars.get(*at) == Some(&'^') {
+        *at += 1;
+    }
+    if chars.get(*at) == Some(&']') {
+        *at += 1;
+    }
+    while let Some(&c) = chars.get(*at) {
+        *at += 1;
+        match c {
+            '\\' => *at += 1,
+            '[' => skip_class(chars, at),
+            ']' => return,
+            _ => {}
+        }
+    }
+}
+
+fn skip_past(chars: &[char], at: &mut usize, end: char) {
+    while let Some(&c) = chars.get(*at) {
+        *at += 1;
+        if c == end {
+            return;
+        }
+    }
+}
+
 /// A regex matched against a whole value, within the size limits above.
 pub fn regex(pattern: &str) -> Parsed<WholeValueRegex> {
     if pattern.len() > MAX_REGEX_LEN {
@@ -81,29 +232,6 @@ pub fn regex(pattern: &str) -> Parsed<WholeValueRegex> {
 /// A deadline (a route's or destination's timeout, a per-try timeout, a delay), in ms.
 pub fn timeout(text: &str) -> Parsed<u64> {
     parse_timeout_ms(text)
-}
-
-/// A duration from `min_ms` to `max_ms`, in ms.
-pub fn bounded_duration(text: &str, (min_ms, max_ms): (u64, u64)) -> Parsed<u64> {
-    let millis = parse_timeout_ms(text)?;
-    if !(min_ms..=max_ms).contains(&millis) {
-        return Err(format!(
-            "{text:?} is outside {} to {}",
-            show_ms(min_ms),
-            show_ms(max_ms)
-        ));
-    }
-    Ok(millis)
-}
-
-/// A duration in the unit users would write it in.
-fn show_ms(millis: u64) -> String {
-    match millis {
-        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        ms if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
-        ms => format!("{ms}ms"),
-    }
 }
 
 /// One of the `allowed` spellings.
@@ -168,6 +296,37 @@ pub fn basis_points(value: &Value, max_percent: u32) -> Parsed<u32> {
         ));
     }
     Ok(basis_points as u32)
+}
+
+#[cfg(test)]
+mod regex_units_tests {
+    use super::regex_units;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    #[test]
+    fn bounded_repetitions_are_expanded() {
+        assert_eq!(regex_units("abc"), 3);
+        assert_eq!(regex_units(".{7000}"), 7000);
+        assert_eq!(regex_units("/r1/.{5000}"), 5004);
+        assert_eq!(regex_units("[a-z]{1,64}"), 64);
+        assert_eq!(regex_units("(ab|c){10}"), 30);
+        assert_eq!(regex_units("a*b+c?"), 1 + 2 + 1);
+        assert_eq!(regex_units("a{3,}"), 4);
+        assert_eq!(regex_units("(?:x{10}){10}"), 100);
+        assert_eq!(regex_units("(?i)ab"), 2);
+        assert_eq!(regex_units(r"\d{4}-[[:alpha:]\]]+"), 4 + 1 + 2);
+        assert_eq!(regex_units(r"\x{41}{2}"), 2);
+        assert_eq!(regex_units("/api/v[0-9]+/users/[a-z0-9-]{1,64}"), 79);
+    }
+
+    #[test]
+    fn huge_counts_saturate() {
+        assert_eq!(
+            regex_units("(((a{1000000}){1000000}){1000000}){1000000}"),
+            u64::MAX
+        );
+    }
 }
 
 #[cfg(test)]
