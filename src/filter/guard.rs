@@ -1,18 +1,16 @@
 //! The guard's side of the root context: every [`super::timer::GUARD_TICK`], each worker merges the
 //! outcomes its streams recorded into the route's state in proxy-wasm shared data
 //! (compare-and-swap, retried on conflict), takes in the decisions found there, and logs and
-//! counts what changed. The decisions themselves are made by [`crate::split::guard`].
+//! counts what changed. The merge and the decisions are [`crate::split::guard`]'s; this file
+//! gives it the host's shared data and clock.
 
 use super::timer::now_ms;
 use super::Active;
 use crate::plan::{Plan, Route};
-use crate::split::guard::{GuardEvent, RouteGuardState, Tally};
+use crate::split::guard::{merge_shared, GuardEvent, SharedStore, Stored};
 use crate::state::RouteState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-
-/// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
-const CAS_ATTEMPTS: usize = 8;
 
 /// The shared-data key of each guarded route: by plugin, route and versions, so that plugins
 /// sharing a VM, and a route whose versions changed, never read each other's state.
@@ -78,7 +76,14 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
             continue;
         };
         let deltas = state.take_outcomes();
-        match merge(state.weights(), guard, key, &deltas, now_ms) {
+        match merge_shared(
+            &HostSharedData,
+            key,
+            guard,
+            state.weights(),
+            &deltas,
+            &|| now_ms,
+        ) {
             Ok((shared, events)) => {
                 for event in events {
                     report(route, metrics, &event);
@@ -104,29 +109,19 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
     }
 }
 
-fn merge(
-    weights: &[u32],
-    guard: &crate::split::guard::Guard,
-    key: &str,
-    deltas: &[Tally],
-    now_ms: u64,
-) -> Result<(RouteGuardState, Vec<GuardEvent>), Status> {
-    let idle = deltas.iter().all(|delta| *delta == Tally::default());
-    let mut last = Status::CasMismatch;
-    for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = hostcalls::get_shared_data(key)?;
-        let mut state = RouteGuardState::decode(&bytes.unwrap_or_default(), weights.len());
-        let before = state.clone();
-        let events = state.merge(guard, weights, deltas, now_ms);
-        if idle && state == before {
-            return Ok((state, events));
-        }
-        match hostcalls::set_shared_data(key, Some(&state.encode()), cas) {
-            Ok(()) => return Ok((state, events)),
-            Err(status) => last = status,
-        }
+/// The proxy's shared data, through host calls.
+struct HostSharedData;
+
+impl SharedStore for HostSharedData {
+    type Error = Status;
+
+    fn get(&self, key: &str) -> Result<Stored, Status> {
+        hostcalls::get_shared_data(key)
     }
-    Err(last)
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        hostcalls::set_shared_data(key, Some(value), cas)
+    }
 }
 
 fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEvent) {
