@@ -6,32 +6,11 @@
 
 use super::timer::now_ms;
 use super::Active;
-use crate::plan::{Plan, Route};
-use crate::split::guard::{merge_shared, GuardEvent, SharedStore, Stored};
+use crate::plan::Route;
+use crate::split::guard::{GuardEvent, SharedStore, Stored};
 use crate::state::RouteState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-
-/// The shared-data key of each guarded route: by plugin, route and versions, so that plugins
-/// sharing a VM, and a route whose versions changed, never read each other's state.
-pub(super) fn shared_data_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>> {
-    plan.routes
-        .iter()
-        .map(|route| {
-            route.guard.as_ref()?;
-            let versions: Vec<&str> = route
-                .destinations
-                .iter()
-                .map(|destination| destination.version.as_str())
-                .collect();
-            Some(format!(
-                "traffic-split/guard/{plugin}/{}/{}",
-                route.name,
-                versions.join(",")
-            ))
-        })
-        .collect()
-}
 
 /// Sets every destination's weight gauge (and, on guarded routes, its ejected gauge).
 pub(super) fn publish_weights(active: &Active) {
@@ -72,33 +51,19 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
     };
     let routes = active.plan.routes.iter().zip(states.iter_mut());
     for (((route, state), key), metrics) in routes.zip(keys).zip(&active.metrics) {
-        let (Some(guard), Some(key)) = (&route.guard, key) else {
+        let Some(key) = key else {
             continue;
         };
-        let deltas = state.take_outcomes();
-        match merge_shared(
-            &HostSharedData,
-            key,
-            guard,
-            state.weights(),
-            &deltas,
-            &|| now_ms,
-        ) {
-            Ok((shared, events)) => {
+        match state.merge_guard(route, &HostSharedData, key, now_ms) {
+            Ok((events, changed)) => {
                 for event in events {
                     report(route, metrics, &event);
                 }
-                if state.apply_ejections(route, &shared.ejected(now_ms)) {
+                if changed {
                     publish_route(route, state, metrics);
                 }
             }
             Err(status) => {
-                // Kept for the next tick rather than lost.
-                for (destination, delta) in deltas.iter().enumerate() {
-                    for index in 0..delta.requests {
-                        state.record_outcome(destination, index < delta.errors);
-                    }
-                }
                 let _ = hostcalls::increment_metric(active.host_errors, 1);
                 log::warn!(
                     "traffic-split: guard of route {}: shared data unavailable ({status:?})",

@@ -135,7 +135,7 @@ impl RootContext for SplitRoot {
                     .flatten()
                     .and_then(|name| String::from_utf8(name).ok())
                     .unwrap_or_default();
-                self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
+                self.guard_keys = RouteState::guard_keys(&plugin, &active.plan);
                 let ramped = active.plan.routes.iter().any(|route| route.ramp.is_some());
                 self.timer
                     .set_periodic(self.guard_keys.iter().any(Option::is_some), ramped);
