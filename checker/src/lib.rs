@@ -9,7 +9,8 @@
 //! - [`inputs`]: finding the configs in files and folders;
 //! - [`istio_struct`]: YAML to JSON as a protobuf `Struct` carries it;
 //! - [`summary`]: one line per route of a valid config;
-//! - [`check_command`]: the command line of `traffic-split-check` and `traffic-split check`.
+//! - [`check_command`]: the command line of `traffic-split-check` and `traffic-split check`;
+//! - [`simulate`]: `traffic-split simulate`, the filter's core over virtual time.
 //!
 //! The same crate holds `traffic-split top` ([`top`]), the live view of the split from
 //! Envoy's stats; the `traffic-split` binary runs both commands.
@@ -26,6 +27,7 @@
 pub mod check_command;
 pub mod inputs;
 pub mod istio_struct;
+pub mod simulate;
 pub mod summary;
 pub mod top;
 
