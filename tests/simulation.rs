@@ -292,3 +292,173 @@ fn a_long_seeded_rollout_conserves_counts_and_trips_the_failing_canary() {
         [100, 100]
     );
 }
+
+/// Sticky keys move only as weighted rendezvous hashing allows: under the same weights in force
+/// a key stays on its version; when only v2's weight rises, no key leaves v2, and when it falls
+/// (a trip), no key leaves v1. Through a ramp, a trip and a return, on several workers.
+#[test]
+fn sticky_keys_stay_monotone_through_ramps_trips_and_returns() {
+    let config = r#"{ "routes": [ { "name": "r",
+        "sticky": { "header": "x-user" },
+        "guard": { "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "1m" },
+        "ramp": { "version": "v2", "from": 0, "to": 100, "start": "2026-12-01T10:00:00Z",
+                  "duration": "10m", "steps": 20 },
+        "destinations": [ { "version": "v1", "weight": 100 }, { "version": "v2" } ] } ] }"#;
+    for seed in 1..4 {
+        let mut scenario = Scenario::new(config.as_bytes());
+        scenario.seed = seed;
+        scenario.workers = 3;
+        scenario.duration_ms = 12 * MINUTE;
+        scenario.traffic.rate_per_s = 20.0;
+        scenario.traffic.sticky_header = Some(("x-user".to_owned(), 300));
+        scenario.behaviours.push(Behaviour {
+            until_ms: 5 * MINUTE + 20_000,
+            ..failing("v2", 5 * MINUTE, 1.0)
+        });
+        let run = run(&scenario).unwrap();
+        assert!(first_trip(&run, "v2").is_some(), "seed {seed}: v2 trips");
+        let mut last: std::collections::HashMap<u32, (Vec<u32>, String)> = Default::default();
+        for request in &run.requests {
+            let (Some(key), Some(version)) = (request.sticky_key, &request.version) else {
+                continue;
+            };
+            if let Some((weights, was)) = last.get(&key) {
+                let v2_rose = weights[0] == request.weights[0] && request.weights[1] > weights[1];
+                let v2_fell = weights[0] == request.weights[0] && request.weights[1] < weights[1];
+                if *weights == request.weights
+                    || (v2_rose && was == "v2")
+                    || (v2_fell && was == "v1")
+                {
+                    assert_eq!(
+                        version, was,
+                        "seed {seed}: key {key} moved at {} ms",
+                        request.at_ms
+                    );
+                }
+            }
+            last.insert(key, (request.weights.clone(), version.clone()));
+        }
+    }
+}
+
+/// A trip of a ramp's version halts the rollout: the version stays out on every worker, past
+/// its cooldown, until the config changes.
+#[test]
+#[ignore = "fails until edges-fix: a tripped ramp comes back after its cooldown (seed 1)"]
+fn a_halted_rollout_stays_halted_on_every_worker_until_the_config_changes() {
+    let config = |to: u32| {
+        format!(
+            r#"{{ "routes": [ {{ "name": "r",
+            "guard": {{ "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "1m" }},
+            "ramp": {{ "version": "v2", "from": 0, "to": {to}, "start": "2026-12-01T10:00:00Z",
+                      "duration": "10m", "steps": 10 }},
+            "destinations": [ {{ "version": "v1", "weight": 100 }}, {{ "version": "v2" }} ] }} ] }}"#
+        )
+    };
+    let mut scenario = Scenario::new(config(100).as_bytes());
+    scenario.workers = 3;
+    scenario.duration_ms = 12 * MINUTE;
+    scenario.traffic.rate_per_s = 50.0;
+    scenario.behaviours.push(Behaviour {
+        until_ms: 3 * MINUTE + 30_000,
+        ..failing("v2", 3 * MINUTE, 1.0)
+    });
+    scenario.pushes.push(traffic_split::sim::Push {
+        at_ms: 10 * MINUTE,
+        config: config(90).into_bytes(),
+    });
+    let run = run(&scenario).unwrap();
+    let (tripped_at, _) = first_trip(&run, "v2").expect("v2 trips");
+    assert_eq!(
+        count(&run, "v2", tripped_at + scenario.tick_ms, 10 * MINUTE),
+        0
+    );
+    assert!(
+        count(&run, "v2", 10 * MINUTE + scenario.tick_ms, 12 * MINUTE) > 0,
+        "released by the push"
+    );
+}
+
+/// A push that leaves a route's guard unchanged keeps its ejected version out for the rest of
+/// its cooldown, from the push's first request on.
+#[test]
+#[ignore = "fails until edges-fix: each worker's fresh state serves an ejected version until its first merge (seed 1)"]
+fn a_push_that_leaves_the_guard_unchanged_keeps_an_ejected_version_out() {
+    let guard = r#""guard": { "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "5m" },"#;
+    let config = two_versions(1, 1, guard);
+    let mut scenario = Scenario::new(config.as_bytes());
+    scenario.workers = 2;
+    scenario.duration_ms = 2 * MINUTE;
+    scenario.traffic.rate_per_s = 200.0;
+    scenario.behaviours.push(failing("v2", 10_000, 1.0));
+    scenario.pushes.push(traffic_split::sim::Push {
+        at_ms: MINUTE,
+        config: config.clone().into_bytes(),
+    });
+    let run = run(&scenario).unwrap();
+    let (tripped_at, _) = first_trip(&run, "v2").expect("v2 trips");
+    assert!(tripped_at < MINUTE);
+    assert_eq!(
+        count(&run, "v2", tripped_at + scenario.tick_ms, 2 * MINUTE),
+        0
+    );
+}
+
+/// A push that changes the guard (here a higher `max_error_ratio`) releases the ejected version.
+#[test]
+#[ignore = "fails until edges-fix: guard state outlives a changed guard (seed 1)"]
+fn a_push_that_changes_the_guard_releases_an_ejected_version() {
+    let guard = |ratio: &str| {
+        format!(
+            r#""guard": {{ "max_error_ratio": {ratio}, "min_requests": 20, "window": "10s", "cooldown": "5m" }},"#
+        )
+    };
+    let mut scenario = Scenario::new(two_versions(1, 1, &guard("0.2")).as_bytes());
+    scenario.workers = 2;
+    scenario.duration_ms = 2 * MINUTE;
+    scenario.traffic.rate_per_s = 200.0;
+    scenario.behaviours.push(Behaviour {
+        until_ms: 20_000,
+        ..failing("v2", 10_000, 1.0)
+    });
+    scenario.pushes.push(traffic_split::sim::Push {
+        at_ms: MINUTE,
+        config: two_versions(1, 1, &guard("0.9")).into_bytes(),
+    });
+    let run = run(&scenario).unwrap();
+    assert!(first_trip(&run, "v2").is_some_and(|(at, _)| at < MINUTE));
+    assert!(count(&run, "v2", MINUTE + scenario.tick_ms, 2 * MINUTE) > 1_000);
+}
+
+/// The probe share is min(the version's share in force, `probe_percent`), at every weight scale.
+#[test]
+#[ignore = "fails until edges-fix: the probe weight is never capped at the version's share (weights 1:1, probe 1%: 5950 of 11900)"]
+fn a_tripped_versions_share_is_min_of_its_share_and_probe_percent_at_every_scale() {
+    for (seed, (v1, v2, probe)) in [(1, 1, 1), (9, 1, 20), (999_999, 1, 5), (3, 1_000_000, 1)]
+        .into_iter()
+        .enumerate()
+    {
+        let guard = format!(
+            r#""guard": {{ "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "5m", "probe_percent": {probe} }},"#
+        );
+        let mut scenario = Scenario::new(two_versions(v1, v2, &guard).as_bytes());
+        scenario.seed = seed as u64 + 1;
+        scenario.workers = 2;
+        scenario.duration_ms = 60_000;
+        scenario.traffic.rate_per_s = 200.0;
+        scenario.behaviours.push(failing("v2", 0, 1.0));
+        let run = run(&scenario).unwrap();
+        let Some((tripped_at, _)) = first_trip(&run, "v2") else {
+            continue; // v2 too light to reach min_requests: nothing to check
+        };
+        let from = tripped_at + scenario.tick_ms;
+        let to_v2 = count(&run, "v2", from, 60_000) as f64;
+        let all = count(&run, "v1", from, 60_000) as f64 + to_v2;
+        let in_force = f64::from(v2) / f64::from(v1 + v2);
+        let allowed = in_force.min(f64::from(probe) / 100.0);
+        assert!(
+            to_v2 <= all * allowed + 2.0 * scenario.workers as f64,
+            "weights {v1}:{v2}, probe {probe}%: {to_v2} of {all} to the tripped v2"
+        );
+    }
+}
