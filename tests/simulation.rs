@@ -49,7 +49,7 @@ fn first_trip(run: &Run, version: &str) -> Option<(u64, u64)> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(24))]
+    #![proptest_config(ProptestConfig::with_cases(16))]
 
     /// Every request routed to a version ends there once: requests = outcomes, per version,
     /// across workers and config pushes.
@@ -99,6 +99,40 @@ proptest! {
             let to_v2 = mine.iter().filter(|r| r.version.as_deref() == Some("v2")).count() as f64;
             let expected = mine.len() as f64 * f64::from(w2) / f64::from(w1 + w2);
             prop_assert!((to_v2 - expected).abs() <= 1.0, "worker {worker}: {to_v2} to v2, expected {expected}");
+        }
+    }
+
+    /// Under a ramp, each worker's split follows the weights in force within one request per
+    /// version over every stretch of requests that saw the same weights (here a ramp slower
+    /// than the traffic; the trickle case is below).
+    #[test]
+    fn shares_follow_the_weights_in_force_through_a_ramp(
+        seed in any::<u64>(),
+        workers in 1usize..4,
+        v1 in 1u32..1_000_000,
+        to in 1u32..1_000_000,
+        steps in 1u32..20,
+    ) {
+        let config = format!(r#"{{ "routes": [ {{ "name": "r",
+            "ramp": {{ "version": "v2", "from": 0, "to": {to},
+                       "start": "2026-12-01T10:00:00Z", "duration": "2m", "steps": {steps} }},
+            "destinations": [ {{ "version": "v1", "weight": {v1} }}, {{ "version": "v2" }} ] }} ] }}"#);
+        let mut scenario = Scenario::new(config.as_bytes());
+        scenario.seed = seed;
+        scenario.workers = workers;
+        scenario.duration_ms = 2 * MINUTE + 10_000;
+        scenario.traffic.rate_per_s = 100.0;
+        scenario.keep_requests = true;
+        let run = run(&scenario).unwrap();
+        for worker in 0..workers {
+            let mine: Vec<_> = run.requests.iter().filter(|r| r.worker == worker).collect();
+            for stretch in mine.chunk_by(|a, b| a.weights == b.weights) {
+                let weights = &stretch[0].weights;
+                let to_v2 = stretch.iter().filter(|r| r.version.as_deref() == Some("v2")).count() as f64;
+                let expected = stretch.len() as f64 * f64::from(weights[1]) / f64::from(weights[0] + weights[1]);
+                prop_assert!((to_v2 - expected).abs() <= 1.0,
+                    "worker {worker}, weights {weights:?}: {to_v2} of {} to v2, expected {expected}", stretch.len());
+            }
         }
     }
 }
