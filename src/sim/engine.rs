@@ -277,8 +277,8 @@ impl<'a> Engine<'a> {
         Rc::new(Active::new(generation, plan, wall_ms * NANOS_PER_MS))
     }
 
-    fn schedule(&mut self, at_ms_nanos: u64, event: Event) {
-        self.schedule_nanos(at_ms_nanos * NANOS_PER_MS, event);
+    fn schedule(&mut self, at_ms: u64, event: Event) {
+        self.schedule_nanos(at_ms * NANOS_PER_MS, event);
     }
 
     fn schedule_nanos(&mut self, at_nanos: u64, event: Event) {
@@ -333,9 +333,6 @@ impl<'a> Engine<'a> {
                         }
                     }
                 }
-            }
-            if self.queue.is_empty() {
-                break;
             }
         }
         while self.period_start_ms < self.scenario.duration_ms {
@@ -487,7 +484,7 @@ impl<'a> Engine<'a> {
                 (false, reset || failed)
             }
         };
-        let row = self.version_row(&route.name.clone(), &version);
+        let row = self.version_row(&route.name, &version);
         row.requests += 1;
         row.errors += u64::from(error);
         row.faults += u64::from(fault);
@@ -529,26 +526,24 @@ impl<'a> Engine<'a> {
     }
 
     fn tick(&mut self, worker: usize, at_ms: u64) {
-        let interleave = self.random.chance(self.scenario.conflict_ratio) && self.workers.len() > 1;
-        let other = if interleave {
-            let offset = 1 + self.random.below(self.workers.len() as u64 - 1) as usize;
-            Some((worker + offset) % self.workers.len())
-        } else {
-            None
-        };
+        // Another worker whose merge lands in the middle of this one's (the first route's).
+        let workers = self.workers.len();
+        let other = (workers > 1 && self.random.chance(self.scenario.conflict_ratio))
+            .then(|| (worker + 1 + self.random.below(workers as u64 - 1) as usize) % workers)
+            .and_then(|o| {
+                let active = Rc::clone(&self.workers.get(o)?.active);
+                Some((o, active, self.wall_ms(o, at_ms)))
+            });
         let wall = self.wall_ms(worker, at_ms);
-        let other_wall = other.map(|o| (o, self.wall_ms(o, at_ms)));
         let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
             return;
         };
-        let other_active = other_wall
-            .and_then(|(o, wall)| self.workers.get(o).map(|w| (o, Rc::clone(&w.active), wall)));
         let mut used_interleave = false;
         for index in 0..active.plan.routes.len() {
             let Some(Some(key)) = active.keys.get(index) else {
                 continue;
             };
-            let interleaved: Option<Box<dyn FnOnce() + '_>> = match &other_active {
+            let interleaved: Option<Box<dyn FnOnce() + '_>> = match &other {
                 Some((o, other, other_wall)) if !used_interleave => {
                     used_interleave = true;
                     let (o, other, other_wall) = (*o, Rc::clone(other), *other_wall);
@@ -647,7 +642,8 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// One worker's guard tick for one route, as the filter's `merge_all` runs it.
+/// One worker's guard tick for one route, as the filter's `merge_all` runs it. The route is
+/// found by its shared-data key, so that an interleaved worker merges its own route of that key.
 #[allow(clippy::too_many_arguments)]
 fn merge_route<S: SharedStore>(
     active: &Active,
