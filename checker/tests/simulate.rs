@@ -125,3 +125,36 @@ fn a_bad_option_is_a_usage_error_and_a_bad_config_an_error() {
         stdout(&output)
     );
 }
+
+/// docs/simulate.md's example prints what the page shows.
+#[test]
+fn the_docs_example_prints_the_table_the_docs_show() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let page = std::fs::read_to_string(root.join("docs/simulate.md")).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_traffic-split"))
+        .current_dir(&root)
+        .args([
+            "simulate",
+            "examples/configs/rollout-with-guard.json",
+            "--rate",
+            "100/s",
+            "--for",
+            "40m",
+            "--every",
+            "5m",
+            "--fail",
+            "v2=50%@20m..30m",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert!(
+        page.contains("--rate 100/s --for 40m --every 5m --fail v2=50%@20m..30m"),
+        "the page shows the command run here"
+    );
+    let table = stdout(&output);
+    assert!(
+        page.contains(&table),
+        "docs/simulate.md shows another table than the command prints:\n{table}"
+    );
+}
