@@ -277,6 +277,9 @@ impl RouteGuardState {
 /// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
 pub const CAS_ATTEMPTS: usize = 8;
 
+/// A value and its compare-and-swap token, as [`SharedStore::get`] reads them.
+pub type Stored = (Option<Vec<u8>>, Option<u32>);
+
 /// Where the workers of a proxy keep each guarded route's [`RouteGuardState`]: proxy-wasm
 /// shared data in the filter, an in-memory store in tests and the simulation.
 ///
@@ -285,9 +288,6 @@ pub const CAS_ATTEMPTS: usize = 8;
 /// `Some(cas)` fails with the host's CAS mismatch when the key was written since that token was
 /// read, while `set` with `None` (token 0 on the wire), or of a key not yet written, always
 /// succeeds.
-/// A value and its compare-and-swap token, as [`SharedStore::get`] reads them.
-pub type Stored = (Option<Vec<u8>>, Option<u32>);
-
 pub trait SharedStore {
     /// The host's failure, kept for the adapter's log.
     type Error: core::fmt::Debug;
