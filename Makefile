@@ -239,6 +239,7 @@ compose-check: apt-tools
 unit-test:
 	cargo test --workspace --lib --bins
 	cargo test --test fuzz_properties
+	cargo test --test simulation
 
 # The core's unit tests again, compiled to wasm32 and run by wasm-bindgen-test in Node. The
 # adapter (feature `filter`) is left out: it imports proxy-wasm host functions no runner has.

@@ -23,7 +23,9 @@
 //!
 //! The fuzz targets' inputs and checks live outside the shipped crate, in fuzz/src/checks.rs
 //! (shared with tests/fuzz_properties.rs); the test-only `testing` feature exposes
-//! `request::scripted_host`, the in-memory host they use.
+//! `request::scripted_host`, the in-memory host they use. The test-and-tool-only `simulate`
+//! feature adds `sim`: the filter over virtual time, on this core, for tests/simulation.rs and
+//! `traffic-split simulate`.
 #![cfg_attr(
     not(test),
     deny(
@@ -38,6 +40,8 @@ pub mod config;
 pub mod metrics;
 pub mod plan;
 pub mod request;
+#[cfg(feature = "simulate")]
+pub mod sim;
 pub mod split;
 pub mod state;
 pub mod units;

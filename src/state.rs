@@ -9,7 +9,9 @@
 
 use crate::plan::{Plan, Route};
 use crate::split::fault::{FaultAction, FaultDraws};
-use crate::split::guard::{effective_weights, Tally};
+use crate::split::guard::{
+    effective_weights, merge_shared, GuardEvent, RouteGuardState, SharedStore, Tally,
+};
 use crate::split::round_robin::WeightedRoundRobin;
 use crate::split::sticky::pick_sticky;
 
@@ -159,6 +161,65 @@ impl RouteState {
     /// The outcomes since the last call, per destination.
     pub fn take_outcomes(&mut self) -> Vec<Tally> {
         self.outcomes.iter_mut().map(std::mem::take).collect()
+    }
+
+    /// The guard's tick for this route on this worker: merges the outcomes recorded since the
+    /// last tick into the shared state at `key` ([`merge_shared`]) and takes in the decisions
+    /// found there. Returns what the merge decided and whether this worker's split changed. On
+    /// `Err` the outcomes are kept for the next tick rather than lost.
+    pub fn merge_guard<S: SharedStore>(
+        &mut self,
+        route: &Route,
+        store: &S,
+        key: &str,
+        now_ms: u64,
+    ) -> Result<(Vec<GuardEvent>, bool), S::Error> {
+        let Some(guard) = &route.guard else {
+            return Ok((Vec::new(), false));
+        };
+        let deltas = self.take_outcomes();
+        match merge_shared(store, key, guard, self.weights(), &deltas, &|| now_ms) {
+            Ok((shared, events)) => {
+                let changed = self.apply_ejections(route, &shared.ejected(now_ms));
+                Ok((events, changed))
+            }
+            Err(error) => {
+                for (destination, delta) in deltas.iter().enumerate() {
+                    if let Some(tally) = self.outcomes.get_mut(destination) {
+                        tally.add(*delta);
+                    }
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// The shared-data key of each guarded route of `plan` ([`guard_state_key`]).
+    pub fn guard_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>> {
+        plan.routes
+            .iter()
+            .map(|route| guard_state_key(plugin, route))
+            .collect()
+    }
+
+    /// Takes in the decisions already in the shared state at `key`, before a new configuration
+    /// serves its first request: without this, a fresh state would give a version ejected
+    /// before the push its full weight until this worker's first merge. Whether the split
+    /// changed.
+    pub fn load_guard<S: SharedStore>(
+        &mut self,
+        route: &Route,
+        store: &S,
+        key: &str,
+        now_ms: u64,
+    ) -> bool {
+        match store.get(key) {
+            Ok((Some(bytes), _)) => {
+                let shared = RouteGuardState::decode(&bytes, route.destinations.len());
+                self.apply_ejections(route, &shared.ejected(now_ms))
+            }
+            _ => false,
+        }
     }
 
     /// Whether a request sent to `destination` is aborted, delayed, or neither: its faults'

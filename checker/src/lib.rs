@@ -13,6 +13,7 @@
 //! - [`mesh`]: a WasmPlugin against the VirtualServices, DestinationRules and workloads
 //!   beside it;
 //! - [`local_envoy`]: the local Envoy's bootstrap for any plugin config (`make envoy-up CONFIG=`).
+//! - [`simulate`]: `traffic-split simulate`, the filter's core over virtual time.
 //!
 //! The same crate holds `traffic-split top` ([`top`]), the live view of the split from
 //! Envoy's stats; the `traffic-split` binary runs both commands.
@@ -31,6 +32,7 @@ pub mod inputs;
 pub mod istio_struct;
 pub mod local_envoy;
 pub mod mesh;
+pub mod simulate;
 pub mod summary;
 pub mod top;
 

@@ -1,27 +1,17 @@
 //! The guard's side of the root context: every [`super::timer::GUARD_TICK`], each worker merges the
 //! outcomes its streams recorded into the route's state in proxy-wasm shared data
 //! (compare-and-swap, retried on conflict), takes in the decisions found there, and logs and
-//! counts what changed. The decisions themselves are made by [`crate::split::guard`].
+//! counts what changed. The merge and the decisions are [`crate::split::guard`]'s; this file
+//! gives it the host's shared data and clock.
 
 use super::timer::now_ms;
 use super::Active;
 use crate::metrics::{DestinationMetric, PluginMetric};
-use crate::plan::{Plan, Route};
-use crate::split::guard::{GuardEvent, RouteGuardState, Tally};
-use crate::state::{guard_state_key, RouteState};
+use crate::plan::Route;
+use crate::split::guard::{GuardEvent, SharedStore, Stored};
+use crate::state::RouteState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
-
-/// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
-const CAS_ATTEMPTS: usize = 8;
-
-/// The shared-data key of each guarded route ([`crate::state::guard_state_key`]).
-pub(super) fn shared_data_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>> {
-    plan.routes
-        .iter()
-        .map(|route| guard_state_key(plugin, route))
-        .collect()
-}
 
 /// Sets every destination's weight gauge (and, on guarded routes, its ejected gauge).
 pub(super) fn publish_weights(active: &Active) {
@@ -67,12 +57,8 @@ pub(super) fn load_all(active: &Active, keys: &[Option<String>]) {
     };
     let routes = active.plan.routes.iter().zip(states.iter_mut());
     for ((route, state), key) in routes.zip(keys) {
-        let Some(key) = key else {
-            continue;
-        };
-        if let Ok((Some(bytes), _)) = hostcalls::get_shared_data(key) {
-            let shared = RouteGuardState::decode(&bytes, route.destinations.len());
-            state.apply_ejections(route, &shared.ejected(now_ms));
+        if let Some(key) = key {
+            state.load_guard(route, &HostSharedData, key, now_ms);
         }
     }
 }
@@ -84,26 +70,19 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
     };
     let routes = active.plan.routes.iter().zip(states.iter_mut());
     for (((route, state), key), metrics) in routes.zip(keys).zip(&active.metrics) {
-        let (Some(guard), Some(key)) = (&route.guard, key) else {
+        let Some(key) = key else {
             continue;
         };
-        let deltas = state.take_outcomes();
-        match merge(state.weights(), guard, key, &deltas, now_ms) {
-            Ok((shared, events)) => {
+        match state.merge_guard(route, &HostSharedData, key, now_ms) {
+            Ok((events, changed)) => {
                 for event in events {
                     report(route, metrics, &event);
                 }
-                if state.apply_ejections(route, &shared.ejected(now_ms)) {
+                if changed {
                     publish_route(route, state, metrics);
                 }
             }
             Err(status) => {
-                // Kept for the next tick rather than lost.
-                for (destination, delta) in deltas.iter().enumerate() {
-                    for index in 0..delta.requests {
-                        state.record_outcome(destination, index < delta.errors);
-                    }
-                }
                 if let Some(id) = active.plugin_id(PluginMetric::HostErrors) {
                     let _ = hostcalls::increment_metric(id, 1);
                 }
@@ -116,29 +95,19 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
     }
 }
 
-fn merge(
-    weights: &[u32],
-    guard: &crate::split::guard::Guard,
-    key: &str,
-    deltas: &[Tally],
-    now_ms: u64,
-) -> Result<(RouteGuardState, Vec<GuardEvent>), Status> {
-    let idle = deltas.iter().all(|delta| *delta == Tally::default());
-    let mut last = Status::CasMismatch;
-    for _ in 0..CAS_ATTEMPTS {
-        let (bytes, cas) = hostcalls::get_shared_data(key)?;
-        let mut state = RouteGuardState::decode(&bytes.unwrap_or_default(), weights.len());
-        let before = state.clone();
-        let events = state.merge(guard, weights, deltas, now_ms);
-        if idle && state == before {
-            return Ok((state, events));
-        }
-        match hostcalls::set_shared_data(key, Some(&state.encode()), cas) {
-            Ok(()) => return Ok((state, events)),
-            Err(status) => last = status,
-        }
+/// The proxy's shared data, through host calls.
+struct HostSharedData;
+
+impl SharedStore for HostSharedData {
+    type Error = Status;
+
+    fn get(&self, key: &str) -> Result<Stored, Status> {
+        hostcalls::get_shared_data(key)
     }
-    Err(last)
+
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Status> {
+        hostcalls::set_shared_data(key, Some(value), cas)
+    }
 }
 
 fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEvent) {

@@ -125,7 +125,7 @@ impl RootContext for SplitRoot {
                     .flatten()
                     .and_then(|name| String::from_utf8(name).ok())
                     .unwrap_or_default();
-                self.guard_keys = guard::shared_data_keys(&plugin, &active.plan);
+                self.guard_keys = RouteState::guard_keys(&plugin, &active.plan);
                 guard::load_all(&active, &self.guard_keys);
                 let ramped = active.plan.routes.iter().any(|route| route.ramp.is_some());
                 self.timer

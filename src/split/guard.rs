@@ -274,6 +274,124 @@ impl RouteGuardState {
     }
 }
 
+/// Attempts at one compare-and-swap before the worker keeps its outcomes for the next tick.
+pub const CAS_ATTEMPTS: usize = 8;
+
+/// A value and its compare-and-swap token, as [`SharedStore::get`] reads them.
+pub type Stored = (Option<Vec<u8>>, Option<u32>);
+
+/// Where the workers of a proxy keep each guarded route's [`RouteGuardState`]: proxy-wasm
+/// shared data in the filter, an in-memory store in tests and the simulation.
+///
+/// The semantics are Envoy's (proxy-wasm-cpp-host `SharedData`): `get` gives the value and its
+/// compare-and-swap token (`None`, `None` while the key was never written); `set` with
+/// `Some(cas)` fails with the host's CAS mismatch when the key was written since that token was
+/// read, while `set` with `None` (token 0 on the wire), or of a key not yet written, always
+/// succeeds.
+pub trait SharedStore {
+    /// The host's failure, kept for the adapter's log.
+    type Error: core::fmt::Debug;
+    fn get(&self, key: &str) -> Result<Stored, Self::Error>;
+    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), Self::Error>;
+}
+
+/// Merges one worker's outcomes since its last merge (`deltas`) into the route's shared state
+/// at `key`, retrying the compare-and-swap up to [`CAS_ATTEMPTS`] times, and returns the state
+/// written (or read, when there was nothing to add and nothing changed) with what the merge
+/// decided. On `Err` nothing was written: the caller keeps its outcomes for the next tick.
+///
+/// `clock` gives the time in ms since the epoch; it is read once, before the first attempt.
+pub fn merge_shared<S: SharedStore>(
+    store: &S,
+    key: &str,
+    guard: &Guard,
+    weights: &[u32],
+    deltas: &[Tally],
+    clock: &dyn Fn() -> u64,
+) -> Result<(RouteGuardState, Vec<GuardEvent>), S::Error> {
+    let now_ms = clock();
+    let idle = deltas.iter().all(|delta| *delta == Tally::default());
+    let mut attempts = 0;
+    loop {
+        let (bytes, cas) = store.get(key)?;
+        let mut state = RouteGuardState::decode(&bytes.unwrap_or_default(), weights.len());
+        let before = state.clone();
+        let events = state.merge(guard, weights, deltas, now_ms);
+        if idle && state == before {
+            return Ok((state, events));
+        }
+        match store.set(key, &state.encode(), cas) {
+            Ok(()) => return Ok((state, events)),
+            Err(error) => {
+                attempts += 1;
+                if attempts >= CAS_ATTEMPTS {
+                    return Err(error);
+                }
+            }
+        }
+    }
+}
+
+/// An in-memory [`SharedStore`] with Envoy's compare-and-swap semantics, for tests and the
+/// simulation (never in the shipped module).
+#[cfg(any(test, feature = "testing"))]
+pub mod memory_store {
+    use super::{SharedStore, Stored};
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    /// The one failure Envoy's shared data gives a `set`.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub struct CasMismatch;
+
+    /// Values with their tokens; tokens count up from 1 across all keys, as Envoy's do.
+    #[derive(Debug, Default)]
+    pub struct MemoryStore {
+        entries: RefCell<HashMap<String, (Vec<u8>, u32)>>,
+        next_cas: std::cell::Cell<u32>,
+    }
+
+    impl MemoryStore {
+        pub fn new() -> Self {
+            Self::default()
+        }
+
+        fn next_cas(&self) -> u32 {
+            let cas = self.next_cas.get().wrapping_add(1).max(1);
+            self.next_cas.set(cas);
+            cas
+        }
+    }
+
+    impl SharedStore for MemoryStore {
+        type Error = CasMismatch;
+
+        fn get(&self, key: &str) -> Result<Stored, CasMismatch> {
+            Ok(match self.entries.borrow().get(key) {
+                Some((value, cas)) => (Some(value.clone()), Some(*cas)),
+                None => (None, None),
+            })
+        }
+
+        fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+            let next = self.next_cas();
+            let mut entries = self.entries.borrow_mut();
+            match entries.get_mut(key) {
+                Some(entry) => {
+                    if cas.is_some_and(|cas| cas != 0 && cas != entry.1) {
+                        return Err(CasMismatch);
+                    }
+                    *entry = (value.to_vec(), next);
+                }
+                None => {
+                    entries.insert(key.to_owned(), (value.to_vec(), next));
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The scale of the weights a route is split by while a version is out: parts of a million.
 pub const PROBE_SCALE: u64 = 1_000_000;
 
@@ -647,5 +765,118 @@ mod tests {
                 ..
             }]
         ));
+    }
+
+    mod shared {
+        use super::super::memory_store::{CasMismatch, MemoryStore};
+        use super::*;
+        use std::cell::Cell;
+        #[cfg(target_arch = "wasm32")]
+        use wasm_bindgen_test::wasm_bindgen_test as test;
+
+        const KEY: &str = "traffic-split/guard/p/r/a,b";
+
+        fn window(store: &MemoryStore, destination: usize) -> Tally {
+            let (bytes, _) = store.get(KEY).unwrap();
+            RouteGuardState::decode(&bytes.unwrap(), 2).versions[destination].window()
+        }
+
+        #[test]
+        fn the_memory_store_has_envoys_compare_and_swap() {
+            let store = MemoryStore::new();
+            assert_eq!(store.get(KEY), Ok((None, None)));
+            // A key never written takes any token; token 0 (None) is unconditional.
+            store.set(KEY, b"one", Some(42)).unwrap();
+            let (_, first) = store.get(KEY).unwrap();
+            store.set(KEY, b"two", None).unwrap();
+            assert_eq!(store.set(KEY, b"three", first), Err(CasMismatch));
+            let (value, second) = store.get(KEY).unwrap();
+            assert_eq!(value.as_deref(), Some(&b"two"[..]));
+            store.set(KEY, b"three", second).unwrap();
+            assert_ne!(store.get(KEY).unwrap().1, second);
+        }
+
+        #[test]
+        fn a_merge_adds_its_outcomes_to_the_shared_state() {
+            let store = MemoryStore::new();
+            let deltas = [tally(10, 0), tally(5, 1)];
+            let (state, events) =
+                merge_shared(&store, KEY, &guard(), &[1, 1], &deltas, &|| START).unwrap();
+            assert!(events.is_empty());
+            assert_eq!(state.versions[1].window(), tally(5, 1));
+            merge_shared(&store, KEY, &guard(), &[1, 1], &deltas, &|| START + 1).unwrap();
+            assert_eq!(window(&store, 0), tally(20, 0));
+            assert_eq!(window(&store, 1), tally(10, 2));
+        }
+
+        #[test]
+        fn an_idle_merge_that_changes_nothing_writes_nothing() {
+            let store = MemoryStore::new();
+            merge_shared(&store, KEY, &guard(), &[1, 1], &[tally(1, 0)], &|| START).unwrap();
+            let (_, cas) = store.get(KEY).unwrap();
+            merge_shared(&store, KEY, &guard(), &[1, 1], &[], &|| START + 1).unwrap();
+            assert_eq!(store.get(KEY).unwrap().1, cas);
+        }
+
+        /// Another worker writes between this worker's read and its write, `conflicts` times.
+        struct Contended<'a> {
+            store: &'a MemoryStore,
+            conflicts: Cell<usize>,
+        }
+
+        impl SharedStore for Contended<'_> {
+            type Error = CasMismatch;
+
+            fn get(&self, key: &str) -> Result<Stored, CasMismatch> {
+                let read = self.store.get(key);
+                if self.conflicts.get() > 0 {
+                    self.conflicts.set(self.conflicts.get() - 1);
+                    let other = [tally(0, 0), tally(1, 1)];
+                    merge_shared(self.store, key, &guard(), &[1, 1], &other, &|| START).unwrap();
+                }
+                read
+            }
+
+            fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
+                self.store.set(key, value, cas)
+            }
+        }
+
+        #[test]
+        fn a_conflicting_write_is_retried_on_the_newer_state_and_nothing_is_lost() {
+            let store = MemoryStore::new();
+            merge_shared(&store, KEY, &guard(), &[1, 1], &[tally(1, 0)], &|| START).unwrap();
+            let contended = Contended {
+                store: &store,
+                conflicts: Cell::new(3),
+            };
+            let mine = [tally(4, 0), tally(0, 0)];
+            merge_shared(&contended, KEY, &guard(), &[1, 1], &mine, &|| START).unwrap();
+            assert_eq!(window(&store, 0), tally(5, 0));
+            assert_eq!(
+                window(&store, 1),
+                tally(3, 3),
+                "the other worker's three merges"
+            );
+        }
+
+        #[test]
+        fn a_merge_that_keeps_conflicting_gives_up_without_writing() {
+            let store = MemoryStore::new();
+            merge_shared(&store, KEY, &guard(), &[1, 1], &[tally(1, 0)], &|| START).unwrap();
+            let contended = Contended {
+                store: &store,
+                conflicts: Cell::new(CAS_ATTEMPTS),
+            };
+            let mine = [tally(4, 0), tally(0, 0)];
+            let result = merge_shared(&contended, KEY, &guard(), &[1, 1], &mine, &|| START);
+            assert_eq!(result.map(|_| ()), Err(CasMismatch));
+            assert_eq!(
+                window(&store, 0),
+                tally(1, 0),
+                "none of this worker's outcomes"
+            );
+            assert_eq!(window(&store, 1), tally(8, 8));
+        }
     }
 }
