@@ -31,8 +31,9 @@ use traffic_split::config::pass_through::pass_through_plan;
 use traffic_split::config::{compile, compile_value, describe_errors};
 use traffic_split::metrics::{CodeClass, DestinationMetric, PluginMetric};
 use traffic_split::plan::{
-    Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER, MAX_RETRIES_HEADER,
-    PER_TRY_TIMEOUT_HEADER, RETRY_ON_HEADER,
+    Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER,
+    HEDGE_ON_PER_TRY_TIMEOUT_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER,
+    RETRIABLE_HEADER_NAMES_HEADER, RETRIABLE_STATUS_CODES_HEADER, RETRY_ON_HEADER,
 };
 use traffic_split::request::headers::{serialize_pairs, HeaderPairs};
 use traffic_split::request::scripted_host::ScriptedHost;
@@ -63,7 +64,7 @@ pub const SAMPLE_CONFIGS: &[&str] = &[
           "destinations": [ { "version": "v9", "weight": 1, "timeout": "10ms" },
                             { "version": "v8", "cluster": "rest-v8", "weight": 2 } ] } ] }"#,
     r#"{ "routes": [
-        { "name": "by-header", "match": { "headers": [ { "name": "x-split-version", "present": true } ] },
+        { "name": "by-header", "match": { "headers": [ { "name": "x-canary", "present": true } ] },
           "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 1 } ] } ] }"#,
     r#"{ "metrics": "requests", "routes": [
         { "name": "retried", "match": { "prefix": "/hello" },
@@ -100,12 +101,16 @@ const WORDS: &[&[u8]] = &[
     b"x-split-version",
     b"x-split-cluster",
     b"x-canary-version",
+    b"x-canary",
     b"x-target",
     b"x-envoy-upstream-rq-timeout-ms",
     b"x-envoy-max-retries",
     b"x-envoy-retry-on",
     b"x-envoy-upstream-rq-per-try-timeout-ms",
     b"x-envoy-retry-grpc-on",
+    b"x-envoy-retriable-status-codes",
+    b"x-envoy-retriable-header-names",
+    b"x-envoy-hedge-on-per-try-timeout",
     b"x-env",
     b"x-user",
     b"cookie",
@@ -209,7 +214,7 @@ const RETRY_HEADERS: [&str; 4] = [
 
 /// Every header the filter may write or remove: the version and cluster headers (on every
 /// request), the deadline and retry headers (on matched routes).
-fn owned_headers(plan: &Plan) -> [&str; 7] {
+fn owned_headers(plan: &Plan) -> [&str; 10] {
     let [max_retries, retry_on, per_try, grpc] = RETRY_HEADERS;
     [
         &plan.version_header,
@@ -219,6 +224,9 @@ fn owned_headers(plan: &Plan) -> [&str; 7] {
         retry_on,
         per_try,
         grpc,
+        RETRIABLE_STATUS_CODES_HEADER,
+        RETRIABLE_HEADER_NAMES_HEADER,
+        HEDGE_ON_PER_TRY_TIMEOUT_HEADER,
     ]
 }
 
@@ -255,7 +263,7 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
         fail_writes_of: owned
             .iter()
             .enumerate()
-            .filter(|(bit, _)| request.fail_writes & (1 << bit) != 0)
+            .filter(|(bit, _)| u32::from(request.fail_writes) & (1u32 << bit) != 0)
             .map(|(_, name)| name.to_string())
             .collect(),
         fail_removes: request.fail_removes,
@@ -394,6 +402,18 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
                 match expected {
                     Some(expected) => assert_eq!(values, [expected.as_bytes()], "{header}"),
                     None => assert!(values.is_empty(), "a client's {header} is removed"),
+                }
+            }
+            assert!(
+                host.raw_values(HEDGE_ON_PER_TRY_TIMEOUT_HEADER).is_empty(),
+                "a client's hedging is removed"
+            );
+            if destination.retries.is_none() {
+                for header in [RETRIABLE_STATUS_CODES_HEADER, RETRIABLE_HEADER_NAMES_HEADER] {
+                    assert!(
+                        host.raw_values(header).is_empty(),
+                        "a client's {header} is removed"
+                    );
                 }
             }
         }
