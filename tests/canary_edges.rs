@@ -1,9 +1,9 @@
 //! The canary at its hardest moments, in a real Envoy with the shipped module: a guard trip
 //! on small weights, a fine ramp under a trickle of requests, a fault drill beside a guard, a
 //! failed rollout that must stay rolled back, a config push, the client's retry headers, and
-//! configs that must be refused. Each test states the behaviour docs/config.md decides (or,
-//! for what is not built yet, docs/canary-semantics.md); those still marked `defect` fail on
-//! today's module (run them with `cargo test --test canary_edges -- --ignored`).
+//! configs that must be refused. Each test states the behaviour docs/config.md decides; the two
+//! still marked `defect` (a latched trip, a halted rollout: not built yet) fail on today's
+//! module (run them with `cargo test --test canary_edges -- --ignored`).
 
 mod support;
 
