@@ -28,7 +28,20 @@ pub fn guard_state_key(plugin: &str, route: &Route) -> Option<String> {
         .iter()
         .map(|destination| destination.version.as_str())
         .collect();
-    let guard = xxhash_rust::xxh64::xxh64(format!("{guard:?}").as_bytes(), 0);
+    // The guard's fields as bytes, not its Debug text: formatting its f64 would bring float
+    // printing into the module.
+    let mut fields = Vec::with_capacity(40);
+    fields.extend_from_slice(&guard.max_error_ratio.to_bits().to_le_bytes());
+    fields.extend_from_slice(&guard.min_requests.to_le_bytes());
+    fields.extend_from_slice(&guard.window_ms.to_le_bytes());
+    fields.extend_from_slice(&guard.cooldown_ms.to_le_bytes());
+    fields.extend_from_slice(&guard.probe_basis_points.to_le_bytes());
+    fields.extend_from_slice(&[
+        u8::from(guard.errors.server_error),
+        u8::from(guard.errors.timeout),
+        u8::from(guard.errors.reset),
+    ]);
+    let guard = xxhash_rust::xxh64::xxh64(&fields, 0);
     Some(format!(
         "traffic-split/guard/{plugin}/{}/{}/{guard:016x}",
         route.name,
