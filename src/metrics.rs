@@ -145,6 +145,9 @@ metric_table! {
         GuardTrips: Counter, Guard, "guard_trips_total";
         /// 1 while the guard holds this version out of the split, else 0.
         GuardEjected: Gauge, Guard, "guard_ejected";
+        /// 1 while the guard holds this version out until the config changes (a halted
+        /// rollout, or `"cooldown": "until_config_change"`), else 0.
+        GuardLatched: Gauge, Guard, "guard_latched";
         /// How often the guard would have taken this version out but could not, since it was
         /// the last version with weight.
         GuardHeld: Counter, Guard, "guard_held_total";

@@ -61,6 +61,8 @@ pub struct RouteState {
     split: WeightedRoundRobin,
     /// Which destinations the guard has taken out, as of this worker's last merge.
     ejected: Vec<bool>,
+    /// Which of those are latched out until the config changes.
+    latched: Vec<bool>,
     /// Outcomes per destination since this worker's last merge.
     outcomes: Vec<Tally>,
     /// Per destination: how far its faults have drawn.
@@ -76,6 +78,7 @@ impl RouteState {
             split: WeightedRoundRobin::new(&weights),
             weights,
             ejected: vec![false; destinations],
+            latched: vec![false; destinations],
             outcomes: vec![Tally::default(); destinations],
             faults: vec![FaultDraws::default(); destinations],
         }
@@ -138,18 +141,34 @@ impl RouteState {
         true
     }
 
-    /// Takes in the guard's decisions (which destinations are out); returns whether they
-    /// changed this worker's split.
-    pub fn apply_ejections(&mut self, route: &Route, ejected: &[bool]) -> bool {
+    /// Takes in the guard's decisions (which destinations are out, which of those are
+    /// latched); returns whether they changed this worker's split or its latches.
+    pub fn apply_ejections(&mut self, route: &Route, ejected: &[bool], latched: &[bool]) -> bool {
+        let latches_changed = self.latched.iter().zip(latched).any(|(was, is)| was != is);
+        for (was, &is) in self.latched.iter_mut().zip(latched) {
+            *was = is;
+        }
         let changed = self.ejected.iter().zip(ejected).any(|(was, is)| was != is);
         if !changed {
-            return false;
+            return latches_changed;
         }
         for (was, &is) in self.ejected.iter_mut().zip(ejected) {
             *was = is;
         }
         self.resplit(route);
         true
+    }
+
+    /// Takes in what the shared state says at `now_ms`.
+    fn apply_shared(&mut self, route: &Route, shared: &RouteGuardState, now_ms: u64) -> bool {
+        let Some(guard) = &route.guard else {
+            return false;
+        };
+        self.apply_ejections(
+            route,
+            &shared.ejected(guard, now_ms),
+            &shared.latched(guard),
+        )
     }
 
     /// Moves the round robin to the weights before the guard's and its decisions, after
@@ -162,6 +181,12 @@ impl RouteState {
     /// Which destinations the guard has out, as of this worker's last merge.
     pub fn ejected(&self) -> &[bool] {
         &self.ejected
+    }
+
+    /// Which destinations the guard has latched out until the config changes (a failed
+    /// rollout's version, or any version under `"cooldown": "until_config_change"`).
+    pub fn latched(&self) -> &[bool] {
+        &self.latched
     }
 
     /// Counts a routed request's outcome for the guard's next merge.
@@ -179,21 +204,22 @@ impl RouteState {
     /// The guard's tick for this route on this worker: merges the outcomes recorded since the
     /// last tick into the shared state at `key` ([`merge_shared`]) and takes in the decisions
     /// found there. Returns what the merge decided and whether this worker's split changed. On
-    /// `Err` the outcomes are kept for the next tick rather than lost.
+    /// `Err` the outcomes are kept for the next tick rather than lost. `clock` gives the time in
+    /// ms since the epoch; the merge reads it at each attempt.
     pub fn merge_guard<S: SharedStore>(
         &mut self,
         route: &Route,
         store: &S,
         key: &str,
-        now_ms: u64,
+        clock: &dyn Fn() -> u64,
     ) -> Result<(Vec<GuardEvent>, bool), S::Error> {
         let Some(guard) = &route.guard else {
             return Ok((Vec::new(), false));
         };
         let deltas = self.take_outcomes();
-        match merge_shared(store, key, guard, self.weights(), &deltas, &|| now_ms) {
+        match merge_shared(store, key, guard, self.weights(), &deltas, clock) {
             Ok((shared, events)) => {
-                let changed = self.apply_ejections(route, &shared.ejected(now_ms));
+                let changed = self.apply_shared(route, &shared, clock());
                 Ok((events, changed))
             }
             Err(error) => {
@@ -217,8 +243,9 @@ impl RouteState {
 
     /// Takes in the decisions already in the shared state at `key`, before a new configuration
     /// serves its first request: without this, a fresh state would give a version ejected
-    /// before the push its full weight until this worker's first merge. Whether the split
-    /// changed.
+    /// before the push its full weight until this worker's first merge. Where there is no
+    /// state yet, writes an empty one, so that the workers' first merges all compare-and-swap
+    /// ([`merge_shared`]). Whether the split changed.
     pub fn load_guard<S: SharedStore>(
         &mut self,
         route: &Route,
@@ -229,9 +256,14 @@ impl RouteState {
         match store.get(key) {
             Ok((Some(bytes), _)) => {
                 let shared = RouteGuardState::decode(&bytes, route.destinations.len());
-                self.apply_ejections(route, &shared.ejected(now_ms))
+                self.apply_shared(route, &shared, now_ms)
             }
-            _ => false,
+            Ok((None, _)) => {
+                let empty = RouteGuardState::new(route.destinations.len());
+                let _ = store.set(key, &empty.encode(), None);
+                false
+            }
+            Err(_) => false,
         }
     }
 
@@ -264,7 +296,7 @@ mod tests {
         .unwrap();
         let route = &plan.routes[0];
         let mut state = RouteState::new(route);
-        assert!(state.apply_ejections(route, &[false, false, true]));
+        assert!(state.apply_ejections(route, &[false, false, true], &[false; 3]));
         assert_eq!(state.effective_weights(route), [50, 0, 0]);
         let after_the_ramp = (START + 61 * MINUTE) as u64 * 1_000_000;
         assert!(state.follow_ramp(route, after_the_ramp));

@@ -1,9 +1,7 @@
 //! The canary at its hardest moments, in a real Envoy with the shipped module: a guard trip
 //! on small weights, a fine ramp under a trickle of requests, a fault drill beside a guard, a
 //! failed rollout that must stay rolled back, a config push, the client's retry headers, and
-//! configs that must be refused. Each test states the behaviour docs/config.md decides; the two
-//! still marked `defect` (a latched trip, a halted rollout: not built yet) fail on today's
-//! module (run them with `cargo test --test canary_edges -- --ignored`).
+//! configs that must be refused. Each test states the behaviour docs/config.md decides.
 
 mod support;
 
@@ -332,7 +330,6 @@ fn assert_latched_until_the_config_changes(
 }
 
 #[test]
-#[ignore = "defect: a ramp with a guard keeps sending a failing canary min_requests failures every cooldown instead of halting; fixed in phase 2"]
 fn a_trip_of_the_ramped_version_halts_the_rollout_until_the_config_changes() {
     let _machine = exclusive();
     // 30 minutes into the ramp (v2 a third of the route); a cooldown of 1 s, which a halted
@@ -354,7 +351,6 @@ fn a_trip_of_the_ramped_version_halts_the_rollout_until_the_config_changes() {
 }
 
 #[test]
-#[ignore = "defect: a guard cannot latch on its own (cooldown \"until_config_change\" is refused); fixed in phase 2"]
 fn a_guard_with_cooldown_until_config_change_keeps_a_tripped_version_out_until_then() {
     let _machine = exclusive();
     let config = guarded(70, 30, r#""cooldown": "until_config_change""#);

@@ -308,7 +308,11 @@ fn text(config: &Path, scenario: &Scenario, result: &Run) -> String {
                 version.trips,
                 version.returns,
                 version.probes,
-                if version.ejected { "out" } else { "in" }
+                match (version.ejected, version.latched) {
+                    (true, true) => "latched",
+                    (true, false) => "out",
+                    _ => "in",
+                }
             );
         }
     }

@@ -5,6 +5,7 @@
 use traffic_split::plan::{
     Destination, HeaderRule, PathMatch, Plan, Route, RouteMatch, Sticky, StickyKey,
 };
+use traffic_split::split::guard::{Guard, UNTIL_CONFIG_CHANGE};
 use traffic_split::split::ramp::Ramp;
 use traffic_split::units::timestamp::format_rfc3339_ms;
 
@@ -21,11 +22,54 @@ pub fn describe_plan(plan: &Plan) -> Vec<String> {
     )];
     for route in &plan.routes {
         lines.push(describe_route(route));
+        if let Some(guard) = &route.guard {
+            lines.push(describe_guard(route, guard));
+        }
         if let Some(ramp) = &route.ramp {
             lines.extend(describe_ramp(route, ramp));
         }
     }
     lines
+}
+
+/// What a trip does on this route: how long it keeps a version out, and whether it latches
+/// (a ramp with a guard is a rollout, halted by a trip of its version).
+fn describe_guard(route: &Route, guard: &Guard) -> String {
+    let version = |index: usize| {
+        route
+            .destinations
+            .get(index)
+            .map_or("?", |destination| destination.version.as_str())
+    };
+    let until = if guard.cooldown_ms == UNTIL_CONFIG_CHANGE {
+        "until the config changes".to_owned()
+    } else {
+        format!("for {}", describe_millis(guard.cooldown_ms))
+    };
+    let mut line = format!(
+        "  guard: out above {}% errors of at least {} requests in {}",
+        guard.max_error_ratio * 100.0,
+        guard.min_requests,
+        describe_millis(guard.window_ms)
+    );
+    match &route.ramp {
+        Some(ramp) if guard.cooldown_ms != UNTIL_CONFIG_CHANGE => line.push_str(&format!(
+            "; a trip of {} halts this rollout until the config changes; a trip of another version keeps it out {until}",
+            version(ramp.destination)
+        )),
+        Some(ramp) => line.push_str(&format!(
+            "; a trip of {} halts this rollout until the config changes, as a trip of any version keeps it out {until}",
+            version(ramp.destination)
+        )),
+        None => line.push_str(&format!("; a trip keeps a version out {until}")),
+    }
+    if guard.probe_basis_points > 0 {
+        line.push_str(&format!(
+            ", probed with {}% of the route",
+            f64::from(guard.probe_basis_points) / 100.0
+        ));
+    }
+    line
 }
 
 /// `route hello [GET, prefix /hello]: v1 weight 70 (70%), cluster springbootapp-v1, ...`,
@@ -292,6 +336,36 @@ mod tests {
                 "    2026-12-01T10:24:00Z  v2 weight 40 (44.4%)",
                 "    2026-12-01T10:30:00Z  v2 weight 50 (50%)",
             ]
+        );
+    }
+
+    #[test]
+    fn a_guard_says_how_long_a_trip_keeps_a_version_out_and_when_it_halts_a_rollout() {
+        let guarded = |extra: &str, cooldown: &str| {
+            let plan = plan(&format!(
+                r#"{{"routes": [{{"name": "r", {extra}
+                    "guard": {{"max_error_ratio": 0.05, "cooldown": "{cooldown}", "probe_percent": 1}},
+                    "destinations": [{{"version": "v1", "weight": 100}}, {{"version": "v2"{}}}]}}]}}"#,
+                if extra.is_empty() {
+                    r#", "weight": 10"#
+                } else {
+                    ""
+                }
+            ));
+            describe_plan(&plan)[2].clone()
+        };
+        assert_eq!(
+            guarded("", "2m"),
+            "  guard: out above 5% errors of at least 20 requests in 30s; a trip keeps a version out for 2m, probed with 1% of the route"
+        );
+        assert_eq!(
+            guarded("", "until_config_change"),
+            "  guard: out above 5% errors of at least 20 requests in 30s; a trip keeps a version out until the config changes, probed with 1% of the route"
+        );
+        let ramp = r#""ramp": {"version": "v2", "from": 0, "to": 100, "start": "2026-12-01T10:00:00Z", "duration": "1h"},"#;
+        assert_eq!(
+            guarded(ramp, "2m"),
+            "  guard: out above 5% errors of at least 20 requests in 30s; a trip of v2 halts this rollout until the config changes; a trip of another version keeps it out for 2m, probed with 1% of the route"
         );
     }
 

@@ -44,7 +44,7 @@ const FAILING_CANARY: &[&str] = &[
 ];
 
 #[test]
-fn the_table_shows_the_ramp_and_the_guard_taking_the_failing_canary_out() {
+fn the_table_shows_the_ramp_and_the_guard_halting_the_rollout_of_the_failing_canary() {
     let output = simulate(FAILING_CANARY);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let text = stdout(&output);
@@ -61,7 +61,7 @@ fn the_table_shows_the_ramp_and_the_guard_taking_the_failing_canary_out() {
     assert_ne!(minute_1_v2[5], "0", "the ramp gives v2 requests:\n{text}");
     let minute_3_v2 = columns(rows[5]);
     assert_eq!(&minute_3_v2[7], "1", "one trip in minute 3:\n{text}");
-    assert_eq!(minute_3_v2[10], "out", "{text}");
+    assert_eq!(minute_3_v2[10], "latched", "a halted rollout:\n{text}");
     assert!(text.starts_with(&format!(
         "{}: 50 requests/s for 4m on 2 worker(s)",
         scratch("rollout.json").display()

@@ -95,7 +95,8 @@ pub struct GuardConfig {
     pub min_requests: Option<Value>,
     /// The sliding window (default `"30s"`), from 1s to 1h.
     pub window: Option<String>,
-    /// How long a tripped version stays out (default `"2m"`), from 1s to 24h.
+    /// How long a tripped version stays out (default `"2m"`), from 1s to 24h, or
+    /// `"until_config_change"`: a trip latches until the config changes the version or the guard.
     pub cooldown: Option<String>,
     /// Which outcomes are errors: `"5xx"`, `"timeout"`, `"reset"` (default 5xx and timeout).
     pub errors: Option<Vec<String>>,

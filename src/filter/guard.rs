@@ -8,7 +8,7 @@ use super::timer::now_ms;
 use super::Active;
 use crate::metrics::{DestinationMetric, PluginMetric};
 use crate::plan::Route;
-use crate::split::guard::{GuardEvent, SharedStore, Stored};
+use crate::split::guard::{GuardEvent, SharedStore, Stored, UNTIL_CONFIG_CHANGE};
 use crate::state::RouteState;
 use proxy_wasm::hostcalls;
 use proxy_wasm::types::Status;
@@ -32,10 +32,11 @@ pub(super) fn publish_weights(active: &Active) {
 /// Sets a route's weight gauges (and, on a guarded route, its ejected gauges).
 fn publish_route(route: &Route, state: &RouteState, metrics: &[super::DestinationMetrics]) {
     let ejected = state.ejected();
-    for ((weight, out), metrics) in state
+    for (((weight, out), latched), metrics) in state
         .effective_weights(route)
         .iter()
         .zip(ejected)
+        .zip(state.latched())
         .zip(metrics)
     {
         if let Some(id) = metrics.id(DestinationMetric::Weight) {
@@ -43,6 +44,9 @@ fn publish_route(route: &Route, state: &RouteState, metrics: &[super::Destinatio
         }
         if let Some(id) = metrics.id(DestinationMetric::GuardEjected) {
             let _ = hostcalls::record_metric(id, u64::from(*out));
+        }
+        if let Some(id) = metrics.id(DestinationMetric::GuardLatched) {
+            let _ = hostcalls::record_metric(id, u64::from(*latched));
         }
     }
 }
@@ -64,7 +68,6 @@ pub(super) fn load_all(active: &Active, keys: &[Option<String>]) {
 }
 
 pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
-    let now_ms = now_ms();
     let Ok(mut states) = active.states.try_borrow_mut() else {
         return;
     };
@@ -73,7 +76,7 @@ pub(super) fn merge_all(active: &Active, keys: &[Option<String>]) {
         let Some(key) = key else {
             continue;
         };
-        match state.merge_guard(route, &HostSharedData, key, now_ms) {
+        match state.merge_guard(route, &HostSharedData, key, &now_ms) {
             Ok((events, changed)) => {
                 for event in events {
                     report(route, metrics, &event);
@@ -129,14 +132,28 @@ fn report(route: &Route, metrics: &[super::DestinationMetrics], event: &GuardEve
             until_ms,
         } => {
             increment(destination, DestinationMetric::GuardTrips);
-            log::warn!(
-                "guard: route {} version {} out of the split for {} ms: {} errors in {} requests",
-                route.name,
-                version(destination),
-                until_ms.saturating_sub(now_ms()),
-                window.errors,
-                window.requests
-            );
+            if until_ms == UNTIL_CONFIG_CHANGE {
+                let why = match &route.ramp {
+                    Some(ramp) if ramp.destination == destination => "its rollout halted",
+                    _ => "latched",
+                };
+                log::warn!(
+                    "guard: route {} version {} out of the split until the config changes ({why}): {} errors in {} requests",
+                    route.name,
+                    version(destination),
+                    window.errors,
+                    window.requests
+                );
+            } else {
+                log::warn!(
+                    "guard: route {} version {} out of the split for {} ms: {} errors in {} requests",
+                    route.name,
+                    version(destination),
+                    until_ms.saturating_sub(now_ms()),
+                    window.errors,
+                    window.requests
+                );
+            }
         }
         GuardEvent::Returned { destination, early } => {
             log::info!(

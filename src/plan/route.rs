@@ -36,6 +36,40 @@ impl Route {
             .collect()
     }
 
+    /// Per destination, whether a guard's trip of it latches and with what fingerprint
+    /// ([`crate::split::guard::Guard::latches`]): every version under a cooldown
+    /// `until_config_change`; on a route with a ramp, the ramped version (a ramp with a guard
+    /// is a rollout, and a trip of its version halts it). The fingerprint covers what
+    /// configures the version, its weight or its ramp, so that a config changing either
+    /// releases it; a changed guard releases every version by a state of its own.
+    pub fn guard_latches(&self) -> Vec<Option<u64>> {
+        let Some(guard) = &self.guard else {
+            return Vec::new();
+        };
+        let every_trip = guard.cooldown_ms == crate::split::guard::UNTIL_CONFIG_CHANGE;
+        self.destinations
+            .iter()
+            .enumerate()
+            .map(|(index, destination)| {
+                let ramp = self.ramp.as_ref().filter(|ramp| ramp.destination == index);
+                if !every_trip && ramp.is_none() {
+                    return None;
+                }
+                let mut fields = Vec::with_capacity(48);
+                fields.extend_from_slice(&destination.weight.to_le_bytes());
+                if let Some(ramp) = ramp {
+                    fields.extend_from_slice(&ramp.from.to_le_bytes());
+                    fields.extend_from_slice(&ramp.to.to_le_bytes());
+                    fields.extend_from_slice(&ramp.start_ms.to_le_bytes());
+                    fields.extend_from_slice(&ramp.duration_ms.to_le_bytes());
+                    fields.extend_from_slice(&ramp.steps.unwrap_or(0).to_le_bytes());
+                }
+                // Never 0, which a state reads as "not latched".
+                Some(xxhash_rust::xxh64::xxh64(&fields, 0).max(1))
+            })
+            .collect()
+    }
+
     /// The guard's probe share of an ejected version, in basis points (0 without a guard).
     pub fn probe_basis_points(&self) -> u32 {
         self.guard

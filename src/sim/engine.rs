@@ -68,6 +68,8 @@ pub struct VersionRow {
     pub returns: u64,
     /// Out of the split on worker 0 at the end of the period.
     pub ejected: bool,
+    /// ... latched there until the config changes (a halted rollout).
+    pub latched: bool,
 }
 
 /// One route over one period.
@@ -639,6 +641,7 @@ impl<'a> Engine<'a> {
                         });
                     row.weight = weights.get(index).copied().unwrap_or(0);
                     row.ejected = state.ejected().get(index).copied().unwrap_or(false);
+                    row.latched = state.latched().get(index).copied().unwrap_or(false);
                 }
             }
         }
@@ -678,7 +681,7 @@ fn merge_route<S: SharedStore>(
         let Some(state) = states.get_mut(index) else {
             return;
         };
-        state.merge_guard(route, store, key, wall_ms)
+        state.merge_guard(route, store, key, &|| wall_ms)
     };
     match result {
         Ok((events, _)) => {

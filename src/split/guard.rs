@@ -16,6 +16,9 @@ pub const BUCKETS: u64 = 8;
 pub const PROBES_TO_RETURN: u32 = 10;
 /// The largest `probe_percent`, in hundredths of a percent: probes are a small share.
 pub const MAX_PROBE_BASIS_POINTS: u32 = 5_000;
+/// A cooldown that lasts until the config changes (`"cooldown": "until_config_change"`), and
+/// the end of a latched ejection: no clock reaches it.
+pub const UNTIL_CONFIG_CHANGE: u64 = u64::MAX;
 
 /// Which outcomes count as errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,16 +49,27 @@ pub struct Guard {
     /// ... with at least this many requests in the window.
     pub min_requests: u32,
     pub window_ms: u64,
+    /// How long a trip keeps a version out; [`UNTIL_CONFIG_CHANGE`]: until the config changes.
     pub cooldown_ms: u64,
     pub errors: ErrorClasses,
     /// The share of the route sent to an ejected version during its cooldown, in hundredths
     /// of a percent (0: none).
     pub probe_basis_points: u32,
+    /// Per destination, set by the route: `Some(fingerprint)` when a trip of it latches (every
+    /// version under a cooldown [`UNTIL_CONFIG_CHANGE`]; the ramped version of a route with a
+    /// ramp, whose trip halts the rollout). The fingerprint is of what configures the version
+    /// (its weight, its ramp): a config that changes it releases the latch.
+    pub latches: Vec<Option<u64>>,
 }
 
 impl Guard {
     fn bucket_ms(&self) -> u64 {
         (self.window_ms / BUCKETS).max(1)
+    }
+
+    /// The fingerprint a trip of `destination` latches with, if it latches.
+    fn latch(&self, destination: usize) -> Option<u64> {
+        self.latches.get(destination).copied().flatten()
     }
 
     fn too_many_errors(&self, tally: Tally) -> bool {
@@ -90,14 +104,27 @@ impl Tally {
 pub struct VersionState {
     /// `(bucket index, outcomes)`, oldest first, at most [`BUCKETS`].
     pub buckets: Vec<(u64, Tally)>,
-    /// When an ejection ends, in ms since the epoch; 0 while the version serves.
+    /// When an ejection ends, in ms since the epoch; 0 while the version serves;
+    /// [`UNTIL_CONFIG_CHANGE`] while latched.
     pub ejected_until_ms: u64,
     /// The guard would eject it but it is the last version with weight: said once, until the
     /// errors subside.
     pub held: bool,
+    /// While latched: the fingerprint of the version's configuration when it tripped
+    /// ([`Guard::latches`]); 0 otherwise.
+    pub latch: u64,
 }
 
 impl VersionState {
+    /// Whether it is out of the split at `now_ms`: in its cooldown, or latched by a trip under
+    /// the configuration it still has (`latch`: what the guard latches it with now).
+    fn out_at(&self, now_ms: u64, latch: Option<u64>) -> bool {
+        if self.ejected_until_ms == UNTIL_CONFIG_CHANGE {
+            return latch == Some(self.latch);
+        }
+        self.ejected_until_ms > now_ms
+    }
+
     /// The outcomes in the window (while out of the split: its probes).
     fn window(&self) -> Tally {
         let mut window = Tally::default();
@@ -111,13 +138,15 @@ impl VersionState {
 /// What a merge changed, for the adapter to log and count.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum GuardEvent {
-    /// Taken out of the split until `until_ms`, for this window.
+    /// Taken out of the split until `until_ms` ([`UNTIL_CONFIG_CHANGE`]: latched), for this
+    /// window.
     Tripped {
         destination: usize,
         window: Tally,
         until_ms: u64,
     },
-    /// Back in the split: its cooldown ended, or (`early`) its probes succeeded.
+    /// Back in the split: its cooldown ended, or (`early`) its probes succeeded, or a latched
+    /// version's configuration changed.
     Returned { destination: usize, early: bool },
     /// Would have tripped, but it is the last version with weight.
     Held { destination: usize, window: Tally },
@@ -130,7 +159,7 @@ pub struct RouteGuardState {
     pub versions: Vec<VersionState>,
 }
 
-const FORMAT_VERSION: u8 = 2;
+const FORMAT_VERSION: u8 = 3;
 
 impl RouteGuardState {
     pub fn new(destinations: usize) -> Self {
@@ -142,7 +171,8 @@ impl RouteGuardState {
     /// Reads what [`RouteGuardState::encode`] wrote. Anything else (nothing yet, another
     /// format, a route with another number of destinations after a reconfiguration) reads as
     /// a fresh state: the guard starts counting again rather than trusting bytes it cannot
-    /// account for.
+    /// account for. More buckets than [`BUCKETS`] (which no merge writes) are read, the last
+    /// ones kept: they never cost the route its ejections.
     pub fn decode(bytes: &[u8], destinations: usize) -> Self {
         Self::try_decode(bytes, destinations).unwrap_or_else(|| Self::new(destinations))
     }
@@ -155,19 +185,20 @@ impl RouteGuardState {
         let mut versions = Vec::with_capacity(destinations);
         for _ in 0..destinations {
             let ejected_until_ms = reader.u64()?;
+            let latch = reader.u64()?;
             let held = reader.u8()? != 0;
             let count = reader.u8()?;
-            if u64::from(count) > BUCKETS {
-                return None;
-            }
             let mut buckets = Vec::with_capacity(usize::from(count));
             for _ in 0..count {
                 buckets.push((reader.u64()?, reader.tally()?));
             }
+            let excess = buckets.len().saturating_sub(BUCKETS as usize);
+            buckets.drain(..excess);
             versions.push(VersionState {
                 buckets,
                 ejected_until_ms,
                 held,
+                latch,
             });
         }
         (reader.at == bytes.len()).then_some(RouteGuardState { versions })
@@ -180,6 +211,7 @@ impl RouteGuardState {
         ];
         for version in &self.versions {
             bytes.extend_from_slice(&version.ejected_until_ms.to_le_bytes());
+            bytes.extend_from_slice(&version.latch.to_le_bytes());
             bytes.push(u8::from(version.held));
             bytes.push(u8::try_from(version.buckets.len()).unwrap_or(u8::MAX));
             for (index, tally) in &version.buckets {
@@ -190,18 +222,37 @@ impl RouteGuardState {
         bytes
     }
 
-    /// Which versions are out of the split at `now_ms`.
-    pub fn ejected(&self, now_ms: u64) -> Vec<bool> {
+    /// Which versions are out of the split at `now_ms`. A latched version whose configuration
+    /// changed since its trip is not: the merge under the new configuration releases it.
+    pub fn ejected(&self, guard: &Guard, now_ms: u64) -> Vec<bool> {
         self.versions
             .iter()
-            .map(|version| version.ejected_until_ms > now_ms)
+            .enumerate()
+            .map(|(destination, version)| version.out_at(now_ms, guard.latch(destination)))
+            .collect()
+    }
+
+    /// Which versions are latched out until the config changes.
+    pub fn latched(&self, guard: &Guard) -> Vec<bool> {
+        self.versions
+            .iter()
+            .enumerate()
+            .map(|(destination, version)| {
+                version.ejected_until_ms == UNTIL_CONFIG_CHANGE
+                    && version.out_at(0, guard.latch(destination))
+            })
             .collect()
     }
 
     /// Adds one worker's outcomes since its last merge (`deltas`, parallel to the versions),
-    /// then decides: versions whose cooldown ended (or whose probes succeeded) come back;
-    /// versions over the error ratio in the window go out, unless that would leave no version
-    /// with weight (`weights`: the configured, or ramped, weights).
+    /// then decides: versions whose cooldown ended (or whose probes succeeded, or, latched,
+    /// whose configuration changed) come back; versions over the error ratio in the window go
+    /// out, unless that would leave no version with weight (`weights`: the configured, or
+    /// ramped, weights).
+    ///
+    /// Outcomes never go into a bucket older than the state's newest: a worker whose clock is
+    /// behind another's (or stepped back) adds to the newest bucket instead, so that the
+    /// buckets stay in order and the state stays readable by every worker.
     pub fn merge(
         &mut self,
         guard: &Guard,
@@ -209,7 +260,13 @@ impl RouteGuardState {
         deltas: &[Tally],
         now_ms: u64,
     ) -> Vec<GuardEvent> {
-        let bucket = now_ms / guard.bucket_ms();
+        let newest = self
+            .versions
+            .iter()
+            .filter_map(|version| version.buckets.last().map(|(index, _)| *index))
+            .max()
+            .unwrap_or(0);
+        let bucket = (now_ms / guard.bucket_ms()).max(newest);
         let oldest = bucket.saturating_sub(BUCKETS - 1);
         let mut events = Vec::new();
         for (destination, version) in self.versions.iter_mut().enumerate() {
@@ -221,6 +278,18 @@ impl RouteGuardState {
                 _ => {}
             }
             if version.ejected_until_ms == 0 {
+                continue;
+            }
+            if version.ejected_until_ms == UNTIL_CONFIG_CHANGE {
+                // Latched: its probes show how it does, but only a new configuration of the
+                // version (or of the guard, a state of its own) brings it back.
+                if !version.out_at(now_ms, guard.latch(destination)) {
+                    *version = VersionState::default();
+                    events.push(GuardEvent::Returned {
+                        destination,
+                        early: false,
+                    });
+                }
                 continue;
             }
             // Out of the split: its window holds only the probes sent since it went out.
@@ -252,9 +321,14 @@ impl RouteGuardState {
             if !failing {
                 version.held = false;
             } else if others_serve {
-                let until_ms = now_ms.saturating_add(guard.cooldown_ms);
+                let latch = guard.latch(destination);
+                let until_ms = match latch {
+                    Some(_) => UNTIL_CONFIG_CHANGE,
+                    None => now_ms.saturating_add(guard.cooldown_ms),
+                };
                 *version = VersionState {
                     ejected_until_ms: until_ms,
+                    latch: latch.unwrap_or(0),
                     ..VersionState::default()
                 };
                 events.push(GuardEvent::Tripped {
@@ -300,7 +374,14 @@ pub trait SharedStore {
 /// written (or read, when there was nothing to add and nothing changed) with what the merge
 /// decided. On `Err` nothing was written: the caller keeps its outcomes for the next tick.
 ///
-/// `clock` gives the time in ms since the epoch; it is read once, before the first attempt.
+/// `clock` gives the time in ms since the epoch; it is read at each attempt, after the read
+/// of the state it merges into, so that a retry never decides on a time older than the state.
+///
+/// Outcomes are only ever written with a compare-and-swap. Envoy's shared data has none for a
+/// key never written (any write of it succeeds), so a merge that finds no state first writes
+/// an empty one, unconditionally, and then merges into it like into any other. A worker's
+/// configure writes that empty state too ([`crate::state::RouteState::load_guard`]), before its
+/// first merge, so that two workers' first merges cannot overwrite each other's outcomes.
 pub fn merge_shared<S: SharedStore>(
     store: &S,
     key: &str,
@@ -309,12 +390,23 @@ pub fn merge_shared<S: SharedStore>(
     deltas: &[Tally],
     clock: &dyn Fn() -> u64,
 ) -> Result<(RouteGuardState, Vec<GuardEvent>), S::Error> {
-    let now_ms = clock();
     let idle = deltas.iter().all(|delta| *delta == Tally::default());
     let mut attempts = 0;
+    let mut written_empty = false;
     loop {
         let (bytes, cas) = store.get(key)?;
-        let mut state = RouteGuardState::decode(&bytes.unwrap_or_default(), weights.len());
+        let bytes = match bytes {
+            Some(bytes) => bytes,
+            None if !written_empty => {
+                store.set(key, &RouteGuardState::new(weights.len()).encode(), None)?;
+                written_empty = true;
+                continue;
+            }
+            // A store that keeps nothing: merge into a fresh state, as before it.
+            None => Vec::new(),
+        };
+        let now_ms = clock();
+        let mut state = RouteGuardState::decode(&bytes, weights.len());
         let before = state.clone();
         let events = state.merge(guard, weights, deltas, now_ms);
         if idle && state == before {
@@ -527,6 +619,7 @@ mod tests {
             cooldown_ms: 10_000,
             errors: ErrorClasses::default(),
             probe_basis_points: 0,
+            latches: Vec::new(),
         }
     }
 
@@ -557,7 +650,7 @@ mod tests {
                 until_ms: START + 250 + 10_000
             }]
         );
-        assert_eq!(state.ejected(START + 300), [false, true]);
+        assert_eq!(state.ejected(&guard(), START + 300), [false, true]);
     }
 
     #[test]
@@ -605,14 +698,14 @@ mod tests {
         assert!(state
             .merge(&guard(), &weights, &failing, START + 100)
             .is_empty());
-        assert_eq!(state.ejected(START + 200), [false, false]);
+        assert_eq!(state.ejected(&guard(), START + 200), [false, false]);
     }
 
     #[test]
     fn an_ejected_version_returns_after_its_cooldown_with_a_clean_window() {
         let mut state = RouteGuardState::new(2);
         state.merge(&guard(), &[1, 1], &[tally(0, 0), tally(60, 60)], START);
-        assert_eq!(state.ejected(START + 9_999), [false, true]);
+        assert_eq!(state.ejected(&guard(), START + 9_999), [false, true]);
         let events = state.merge(&guard(), &[1, 1], &[], START + 10_000);
         assert_eq!(
             events,
@@ -663,7 +756,7 @@ mod tests {
             START + 250,
         );
         assert!(events.is_empty());
-        assert_eq!(state.ejected(START + 300), [false, true]);
+        assert_eq!(state.ejected(&guard(), START + 300), [false, true]);
     }
 
     #[test]
@@ -767,6 +860,94 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn a_latched_trip_stays_out_past_any_cooldown_until_its_configuration_changes() {
+        let latching = Guard {
+            probe_basis_points: 100,
+            latches: vec![None, Some(7)],
+            ..guard()
+        };
+        let mut state = RouteGuardState::new(2);
+        let events = state.merge(&latching, &[1, 1], &[tally(0, 0), tally(60, 60)], START);
+        assert!(matches!(
+            events.as_slice(),
+            [GuardEvent::Tripped {
+                destination: 1,
+                until_ms: UNTIL_CONFIG_CHANGE,
+                ..
+            }]
+        ));
+        // Its probes succeed and its cooldown is long over: it stays out, latched.
+        let later = START + 10 * guard().cooldown_ms;
+        let events = state.merge(&latching, &[1, 1], &[tally(0, 0), tally(50, 0)], later);
+        assert!(events.is_empty(), "{events:?}");
+        assert_eq!(state.ejected(&latching, later), [false, true]);
+        assert_eq!(state.latched(&latching), [false, true]);
+        // A config that changes the version (another fingerprint) releases it, at once.
+        let changed = Guard {
+            latches: vec![None, Some(8)],
+            ..latching.clone()
+        };
+        assert_eq!(state.ejected(&changed, later), [false, false]);
+        let events = state.merge(&changed, &[1, 1], &[], later + 1);
+        assert_eq!(
+            events,
+            [GuardEvent::Returned {
+                destination: 1,
+                early: false
+            }]
+        );
+        assert_eq!(state.latched(&changed), [false, false]);
+        // A version that does not latch trips for its cooldown, as before.
+        let events = state.merge(&latching, &[1, 1], &[tally(60, 60), tally(0, 0)], later + 2);
+        assert!(matches!(
+            events.as_slice(),
+            [GuardEvent::Tripped { destination: 0, until_ms, .. }] if *until_ms == later + 2 + 10_000
+        ));
+    }
+
+    #[test]
+    fn a_merge_with_an_older_clock_adds_to_the_newest_bucket() {
+        let mut state = RouteGuardState::new(2);
+        state.merge(
+            &guard(),
+            &[1, 1],
+            &[tally(1, 0), tally(60, 60)],
+            START + 4_000,
+        );
+        let until = state.versions[1].ejected_until_ms;
+        state.merge(&guard(), &[1, 1], &[tally(5, 0)], START + 1_000);
+        for bucket in 0..BUCKETS * 2 {
+            // A worker whose clock stepped back writes again and again.
+            state.merge(&guard(), &[1, 1], &[tally(1, 0)], START + bucket * 10);
+        }
+        let indices: Vec<u64> = state.versions[0]
+            .buckets
+            .iter()
+            .map(|(index, _)| *index)
+            .collect();
+        assert_eq!(indices, [(START + 4_000) / 250], "one bucket, the newest");
+        assert_eq!(state.versions[0].window(), tally(1 + 5 + 16, 0));
+        let read = RouteGuardState::decode(&state.encode(), 2);
+        assert_eq!(read, state);
+        assert_eq!(read.versions[1].ejected_until_ms, until);
+    }
+
+    #[test]
+    fn too_many_buckets_are_read_not_refused() {
+        let mut state = RouteGuardState::new(2);
+        state.versions[1].ejected_until_ms = START + 60_000;
+        state.versions[0].buckets = (0..BUCKETS + 2).map(|index| (index, tally(1, 0))).collect();
+        let read = RouteGuardState::decode(&state.encode(), 2);
+        assert_eq!(read.versions[1].ejected_until_ms, START + 60_000);
+        let indices: Vec<u64> = read.versions[0]
+            .buckets
+            .iter()
+            .map(|(index, _)| *index)
+            .collect();
+        assert_eq!(indices, (2..BUCKETS + 2).collect::<Vec<_>>());
+    }
+
     mod shared {
         use super::super::memory_store::{CasMismatch, MemoryStore};
         use super::*;
@@ -807,6 +988,35 @@ mod tests {
             merge_shared(&store, KEY, &guard(), &[1, 1], &deltas, &|| START + 1).unwrap();
             assert_eq!(window(&store, 0), tally(20, 0));
             assert_eq!(window(&store, 1), tally(10, 2));
+        }
+
+        #[test]
+        fn first_merges_compare_and_swap_on_the_empty_state_written_at_configure() {
+            // Configure wrote an empty state (`RouteState::load_guard`); another worker's
+            // first merge lands between this one's read and its write: both are kept.
+            let store = MemoryStore::new();
+            store
+                .set(KEY, &RouteGuardState::new(2).encode(), None)
+                .unwrap();
+            let contended = Contended {
+                store: &store,
+                conflicts: Cell::new(1),
+            };
+            let mine = [tally(4, 0), tally(0, 0)];
+            merge_shared(&contended, KEY, &guard(), &[1, 1], &mine, &|| START).unwrap();
+            assert_eq!(window(&store, 0), tally(4, 0));
+            assert_eq!(window(&store, 1), tally(1, 1), "the other worker's merge");
+        }
+
+        #[test]
+        fn a_merge_that_finds_no_state_writes_an_empty_one_then_compares_and_swaps() {
+            let store = MemoryStore::new();
+            let mine = [tally(4, 0), tally(2, 2)];
+            merge_shared(&store, KEY, &guard(), &[1, 1], &mine, &|| START).unwrap();
+            assert_eq!(window(&store, 0), tally(4, 0));
+            assert_eq!(window(&store, 1), tally(2, 2));
+            // Two writes: the empty state, then the merge (its token moved twice).
+            assert_eq!(store.get(KEY).unwrap().1, Some(2));
         }
 
         #[test]

@@ -7,6 +7,7 @@ use serde::Serialize;
 use std::time::Duration;
 use traffic_split::metrics::CodeClass;
 use traffic_split::plan::Plan;
+use traffic_split::split::guard::UNTIL_CONFIG_CHANGE;
 
 /// Responses by class, as the filter counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -65,6 +66,9 @@ pub struct Window {
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Guard {
     pub ejected: Option<bool>,
+    /// Out until the config changes: a halted rollout, or a cooldown `until_config_change`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latched: Option<bool>,
     pub trips: Option<u64>,
     /// From the config: how long a tripped version stays out.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -257,6 +261,7 @@ impl Frame {
             let guard =
                 (stats.guard_ejected.is_some() || stats.guard_trips.is_some()).then_some(Guard {
                     ejected: stats.guard_ejected,
+                    latched: stats.guard_latched,
                     trips: stats.guard_trips,
                     ..Guard::default()
                 });
@@ -313,7 +318,8 @@ impl Frame {
                 };
                 row.deadline_ms = destination.deadline_ms;
                 if let (Some(guard), Some(config)) = (row.guard.as_mut(), route.guard.as_ref()) {
-                    guard.cooldown_seconds = Some(config.cooldown_ms as f64 / 1000.0);
+                    guard.cooldown_seconds = (config.cooldown_ms != UNTIL_CONFIG_CHANGE)
+                        .then(|| config.cooldown_ms as f64 / 1000.0);
                     guard.probe_percent = (config.probe_basis_points > 0)
                         .then(|| f64::from(config.probe_basis_points) / 100.0);
                 }
@@ -345,6 +351,7 @@ impl Frame {
                 if let Some(guard) = row.guard.as_mut() {
                     guard.ejected_left_seconds = match (guard.ejected, guard.cooldown_seconds, seen)
                     {
+                        _ if guard.latched == Some(true) => None,
                         (Some(true), Some(cooldown), Some(seen)) => {
                             Some((cooldown - seen).max(0.0))
                         }

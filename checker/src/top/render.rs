@@ -174,6 +174,9 @@ fn guard_cell(row: &VersionRow) -> Cell<'static> {
         .map(|trips| format!(" {trips}x"))
         .unwrap_or_default();
     match guard.ejected {
+        Some(true) if guard.latched == Some(true) => {
+            Cell::from(format!("OUT latched{trips}")).red().bold()
+        }
         Some(true) => {
             let left = guard
                 .ejected_left_seconds
@@ -789,6 +792,15 @@ mod tests {
         assert!(line_of(&lines, "v1 ").contains(" ok "));
         assert!(line_of(&lines, "v2 ").contains("OUT 1m40s left 2x"));
         assert!(!lines.iter().any(|line| line.starts_with("weights unknown")));
+        // A halted rollout has no cooldown left to show.
+        frame.routes[0].versions[1].guard = Some(Guard {
+            ejected: Some(true),
+            latched: Some(true),
+            trips: Some(1),
+            ..Guard::default()
+        });
+        let lines = draw(&frame, 160, 12);
+        assert!(line_of(&lines, "v2 ").contains("OUT latched 1x"));
     }
 
     #[test]

@@ -48,6 +48,8 @@ pub struct VersionStats {
     pub weight: Option<f64>,
     pub guard_trips: Option<u64>,
     pub guard_ejected: Option<bool>,
+    /// Out until the config changes (a halted rollout), when the filter exports it.
+    pub guard_latched: Option<bool>,
 }
 
 /// One reading of Envoy's stats.
@@ -70,6 +72,7 @@ enum Stat {
     Weight,
     GuardTrips,
     GuardEjected,
+    GuardLatched,
 }
 
 /// The stats of one version, with the name the filter gives each after `...version.<v>.`,
@@ -82,6 +85,7 @@ fn version_stats(route: &str, version: &str) -> Vec<(String, Stat)> {
         (DestinationMetric::Weight, Stat::Weight),
         (DestinationMetric::GuardTrips, Stat::GuardTrips),
         (DestinationMetric::GuardEjected, Stat::GuardEjected),
+        (DestinationMetric::GuardLatched, Stat::GuardLatched),
     ];
     for class in CodeClass::ALL {
         stats.push((DestinationMetric::response(class), Stat::Responses(class)));
@@ -205,6 +209,7 @@ fn record(stats: &mut VersionStats, stat: Stat, value: f64) {
         Stat::Weight => stats.weight = Some(value),
         Stat::GuardTrips => stats.guard_trips = Some(whole(value)),
         Stat::GuardEjected => stats.guard_ejected = Some(value != 0.0),
+        Stat::GuardLatched => stats.guard_latched = Some(value != 0.0),
         // A histogram is read from its buckets.
         Stat::Duration => {}
     }

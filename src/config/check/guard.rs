@@ -3,7 +3,7 @@
 use super::values::{basis_points, integer_in, number_in};
 use super::Checker;
 use crate::config::raw::GuardConfig;
-use crate::split::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS};
+use crate::split::guard::{ErrorClasses, Guard, MAX_PROBE_BASIS_POINTS, UNTIL_CONFIG_CHANGE};
 use crate::units::duration::{parse_duration_ms, DurationRange};
 
 const DEFAULT_GUARD_MIN_REQUESTS: u32 = 20;
@@ -18,7 +18,9 @@ const GUARD_WINDOW: DurationRange = DurationRange {
     max_text: "1h",
     why_whole_ms: "",
 };
-/// A guard's cooldown: a second to a day.
+/// The cooldown that lasts until the config changes: a trip latches.
+const COOLDOWN_UNTIL_CONFIG_CHANGE: &str = "until_config_change";
+/// A guard's cooldown: a second to a day (or [`COOLDOWN_UNTIL_CONFIG_CHANGE`]).
 const GUARD_COOLDOWN: DurationRange = DurationRange {
     min_ms: 1_000,
     max_ms: 24 * 60 * 60 * 1_000,
@@ -54,7 +56,12 @@ impl Checker {
                 config.cooldown.as_deref(),
                 path,
                 "cooldown",
-                |c, text, path| c.reported(parse_duration_ms(text, GUARD_COOLDOWN), path),
+                |c, text, path| {
+                    if text == COOLDOWN_UNTIL_CONFIG_CHANGE {
+                        return Some(UNTIL_CONFIG_CHANGE);
+                    }
+                    c.reported(parse_duration_ms(text, GUARD_COOLDOWN), path)
+                },
             )
             .map(|given| given.unwrap_or(DEFAULT_GUARD_COOLDOWN_MS));
         let errors = self
@@ -82,6 +89,8 @@ impl Checker {
             cooldown_ms: cooldown_ms?,
             errors: errors?,
             probe_basis_points: probe_basis_points?,
+            // Filled in by the route, which knows its destinations and its ramp.
+            latches: Vec::new(),
         })
     }
 
@@ -123,6 +132,41 @@ mod tests {
     use crate::config::test_configs::{assert_error, errors_of, route_with_field};
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn latches(route: &str) -> Vec<Option<u64>> {
+        let plan = compile(format!(r#"{{ "routes": [ {route} ] }}"#).as_bytes()).unwrap();
+        plan.routes[0].guard.as_ref().unwrap().latches.clone()
+    }
+
+    #[test]
+    fn a_trip_latches_under_until_config_change_and_for_a_ramped_version() {
+        let two = |v2: u32, cooldown: &str| {
+            latches(&format!(
+                r#"{{ "name": "r", "guard": {{ "max_error_ratio": 0.1, "cooldown": "{cooldown}" }},
+                   "destinations": [ {{ "version": "v1", "weight": 70 }}, {{ "version": "v2", "weight": {v2} }} ] }}"#
+            ))
+        };
+        let latched = two(30, "until_config_change");
+        assert!(latched.iter().all(Option::is_some), "{latched:?}");
+        assert_eq!(two(30, "2m"), [None, None]);
+        let moved = two(40, "until_config_change");
+        assert_eq!(latched[0], moved[0], "v1 unchanged");
+        assert_ne!(latched[1], moved[1], "v2's weight changed: released");
+        let ramped = |from: u32| {
+            latches(&format!(
+                r#"{{ "name": "r", "guard": {{ "max_error_ratio": 0.1, "cooldown": "1m" }},
+                   "ramp": {{ "version": "v2", "from": {from}, "to": 100, "start": "2026-12-01T10:00:00Z", "duration": "1h" }},
+                   "destinations": [ {{ "version": "v1", "weight": 100 }}, {{ "version": "v2" }} ] }}"#
+            ))
+        };
+        let rollout = ramped(0);
+        assert!(rollout[0].is_none() && rollout[1].is_some(), "{rollout:?}");
+        assert_ne!(
+            rollout[1],
+            ramped(10)[1],
+            "a changed ramp releases its version"
+        );
+    }
 
     #[test]
     fn a_guard_is_compiled_with_its_defaults() {

@@ -119,7 +119,7 @@ impl Checker {
                 ramped.weight = ramp.from;
             }
         }
-        Some(Route {
+        let mut route = Route {
             name,
             matcher,
             destinations,
@@ -127,7 +127,12 @@ impl Checker {
             sticky,
             override_header,
             ramp,
-        })
+        };
+        let latches = route.guard_latches();
+        if let Some(guard) = &mut route.guard {
+            guard.latches = latches;
+        }
+        Some(route)
     }
 
     fn destinations(
