@@ -18,11 +18,17 @@ WASM          := $(BUILD)/traffic_split.wasm
 TRAP_TARGET   := target/trap
 TRAP_WASM     := $(BUILD)/traffic_split_trap.wasm
 MODULE_EXPORTS := src/filter/exports.json
+# The second shipped module: no response path, for configs that need none (feature
+# `requests-only` in Cargo.toml), built in a target dir of its own.
+REQUESTS_TARGET  := target/requests
+REQUESTS_WASM    := $(BUILD)/traffic_split_requests.wasm
+REQUESTS_EXPORTS := src/filter/exports-requests.json
 APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose prometheus chromium gnuplot-nox
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
 export TRAFFIC_SPLIT_TRAP_WASM := $(abspath $(TRAP_WASM))
+export TRAFFIC_SPLIT_REQUESTS_WASM := $(abspath $(REQUESTS_WASM))
 
 .PHONY: help
 help:
@@ -104,6 +110,9 @@ shrink = wasm-metadce -f $(or $(3),$(MODULE_EXPORTS)) $(1) -o $(2).dce.wasm >/de
 build: cargo-build binaryen
 	@mkdir -p $(BUILD)
 	$(call shrink,$(WASM_RAW),$(WASM))
+	cargo build --release --target $(WASM_TARGET) -p traffic-split --lib \
+	  --features requests-only --target-dir $(REQUESTS_TARGET)
+	$(call shrink,$(REQUESTS_TARGET)/$(WASM_TARGET)/release/traffic_split.wasm,$(REQUESTS_WASM),$(REQUESTS_EXPORTS))
 
 # The module that traps on a marked request, built like the shipped one but in a target dir
 # of its own, so that it never replaces the shipped build's artifacts.
@@ -151,12 +160,20 @@ CRATE_VERSION    = $(shell python3 -c 'import tomllib; print(tomllib.load(open("
 IMAGE_HOST       = $(firstword $(subst /, ,$(IMAGE)))
 DEST_TLS_VERIFY  = $(if $(filter 127.0.0.1 127.0.0.1:% localhost localhost:%,$(IMAGE_HOST)),false,true)
 
-# An OCI image layout of the shipped module, tagged with the crate version.
+# The module without the response path, in a layout of its own, tagged <version>-requests.
+OCI_REQUESTS_LAYOUT := $(BUILD)/oci/traffic-split-requests
+# What `make push` pushes: the shipped module, or with MODULE=requests the requests module.
+PUSH_LAYOUT      = $(if $(filter requests,$(MODULE)),$(OCI_REQUESTS_LAYOUT),$(OCI_LAYOUT))
+PUSH_TAG         = $(CRATE_VERSION)$(if $(filter requests,$(MODULE)),-requests)
+
+# An OCI image layout of each shipped module, tagged with the crate version.
 .PHONY: oci
 oci: build
 	python3 scripts/oci_layout.py --module $(WASM) --layout $(OCI_LAYOUT) --tag $(CRATE_VERSION)
+	python3 scripts/oci_layout.py --module $(REQUESTS_WASM) --layout $(OCI_REQUESTS_LAYOUT) \
+	  --tag $(CRATE_VERSION)-requests
 
-# `make push IMAGE=host:port/name:tag`. Digests are preserved, so the manifest digest printed
+# `make push IMAGE=host:port/name:tag [MODULE=requests]`. Digests are preserved, so the manifest digest printed
 # by `make oci` is the one in the registry, the value of WasmPlugin.spec.sha256.
 # Before anything is built, a push without IMAGE prints how to call it.
 .PHONY: push-usage
@@ -167,9 +184,9 @@ push-usage:
 push: push-usage
 	@$(MAKE) --no-print-directory oci
 	skopeo copy --quiet --preserve-digests --dest-tls-verify=$(DEST_TLS_VERIFY) \
-	  --digestfile $(OCI_LAYOUT).pushed-digest \
-	  oci:$(OCI_LAYOUT):$(CRATE_VERSION) docker://$(IMAGE)
-	@digest=$$(cat $(OCI_LAYOUT).pushed-digest); \
+	  --digestfile $(PUSH_LAYOUT).pushed-digest \
+	  oci:$(PUSH_LAYOUT):$(PUSH_TAG) docker://$(IMAGE)
+	@digest=$$(cat $(PUSH_LAYOUT).pushed-digest); \
 	echo "pushed oci://$(IMAGE) ($$digest)"; \
 	echo "WasmPlugin.spec.url: oci://$(IMAGE)"; \
 	echo "WasmPlugin.spec.sha256: $${digest#sha256:}"
@@ -329,9 +346,10 @@ EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
 bench-build: build
 	cargo build --release --target $(WASM_TARGET) -p empty-filter -p bare-filter --lib
 
+# With the ablation modules (bench-ablations), so that every run prints the cost table.
 .PHONY: bench
-bench: bench-build envoy apt-tools
-	python3 bench/bench.py $(BENCH_ARGS)
+bench: bench-build bench-ablations envoy apt-tools
+	python3 bench/bench.py --ablations $(ABLATE_DIR) $(BENCH_ARGS)
 
 # CPU per request with 5 to 5,000 routes (and 2 to 50 destinations), beside Envoy's own route
 # table: build/scale.json, build/scale.png. `make bench-scale SCALE_ARGS=--quick` checks the
@@ -383,8 +401,10 @@ bench-variants: build binaryen
 # are listed as missing. Then
 #   make bench BENCH_ARGS="--ablations build/ablate"
 ABLATE_DIR := $(BUILD)/ablate
+# Not ablated: the context-create entry (the SDK needs it to give a stream its root) and done
+# (the module does not export it).
 ABLATIONS  ?= header-read header-writes clock counters route-lookup choice \
-  context-create response-headers log done delete property-reads histogram
+  response-headers log delete property-reads histogram
 ABLATE_EXPORTS := response-headers=proxy_on_response_headers log=proxy_on_log \
   delete=proxy_on_delete
 

@@ -38,9 +38,14 @@ const REFUSED_PASS_THROUGH: &str = r#"{ "on_invalid_config": "pass_through",
 /// Suffixes Prometheus adds to a histogram's name.
 const HISTOGRAM_SERIES: [&str; 3] = ["_bucket", "_count", "_sum"];
 
-/// `traffic_split_` names in the docs that are not metrics: the checker crate and the trap
-/// module's file.
-const NOT_METRICS: [&str; 2] = ["traffic_split_check", "traffic_split_trap"];
+/// `traffic_split_` names in the docs that are not metrics: the checker crate, the trap
+/// module's file and the requests module's (`traffic_split_requests.wasm`; the metric is
+/// `traffic_split_requests_total`).
+const NOT_METRICS: [&str; 3] = [
+    "traffic_split_check",
+    "traffic_split_trap",
+    "traffic_split_requests",
+];
 
 /// Phrases that say a metric is missing.
 const SAYS_MISSING: [&str; 10] = [

@@ -109,6 +109,13 @@ impl RootContext for SplitRoot {
                 plan
             }
         };
+        // The module without the response path (`make build`'s traffic_split_requests.wasm)
+        // refuses what it could not do, rather than serve it half.
+        #[cfg(feature = "requests-only")]
+        if let Some(needs) = plan.response_path_use() {
+            log::error!("configuration refused: {needs}; this module (traffic_split_requests.wasm) has no response path: use traffic_split.wasm");
+            return false;
+        }
         let level = plan.log_level;
         match define_metrics(plan) {
             Ok(active) => {
@@ -261,7 +268,10 @@ impl HttpContext for SplitStream {
         }
     }
 
-    /// Only a stream owing its client a sticky cookie does anything here.
+    /// Only a stream owing its client a sticky cookie does anything here. (Not in the module
+    /// without the response path, which Envoy never enters here: leaving it out leaves out
+    /// the code only it reaches.)
+    #[cfg(not(feature = "requests-only"))]
     fn on_http_response_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
         if let Some(active) = &self.active {
             self.stream.on_response_headers(&mut EnvoyHost::new(active));
@@ -270,6 +280,7 @@ impl HttpContext for SplitStream {
     }
 
     /// The stream's end, at Envoy's access log: the response code and flags are final.
+    #[cfg(not(feature = "requests-only"))]
     fn on_log(&mut self) {
         if let Some(active) = &self.active {
             let mut host = EnvoyHost::new(active);

@@ -104,8 +104,74 @@ pub enum LogLevel {
 }
 
 impl Plan {
+    /// What in this plan needs the response path (Envoy entering the module for a stream's
+    /// response headers and at its end), as a refusal names it: the field, then why. `None`
+    /// when nothing does, so the module built without those callbacks
+    /// (`traffic_split_requests.wasm`, feature `requests-only`) can serve it.
+    pub fn response_path_use(&self) -> Option<String> {
+        if self.routes.is_empty() {
+            return None;
+        }
+        if self.metrics == MetricsMode::Full {
+            return Some(
+                "metrics: \"full\" (the default) counts each response when its stream ends".into(),
+            );
+        }
+        self.routes.iter().enumerate().find_map(|(index, route)| {
+            if route.guard.is_some() {
+                return Some(format!(
+                    "routes[{index}].guard: the guard counts each response when its stream ends"
+                ));
+            }
+            route
+                .sticky
+                .as_ref()
+                .and_then(|sticky| sticky.set_cookie.as_ref())
+                .map(|_| {
+                    format!("routes[{index}].sticky.set_cookie: the cookie is set on the response")
+                })
+        })
+    }
+
     /// The first route that matches the request, with its index.
     pub fn match_route(&self, request: &mut impl RequestView) -> Option<(usize, &Route)> {
         self.routes.first_match(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::compile;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    fn response_path_use(fields: &str, route: &str) -> Option<String> {
+        let json = format!(
+            r#"{{ {fields} "routes": [
+                {{ "name": "a", "destinations": [ {{ "version": "v1", "weight": 1 }} ] }},
+                {{ "name": "b", {route} "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
+        );
+        compile(json.as_bytes()).unwrap().response_path_use()
+    }
+
+    #[test]
+    fn what_needs_the_response_path_is_named_by_its_field() {
+        let requests = r#""metrics": "requests","#;
+        assert_eq!(response_path_use(requests, ""), None);
+        assert!(response_path_use("", "")
+            .is_some_and(|why| why.starts_with("metrics: \"full\" (the default)")));
+        assert!(
+            response_path_use(requests, r#""guard": { "max_error_ratio": 0.1 },"#)
+                .is_some_and(|why| why.starts_with("routes[1].guard: "))
+        );
+        assert!(response_path_use(
+            requests,
+            r#""sticky": { "cookie": "s", "set_cookie": { "max_age": "1h" } },"#
+        )
+        .is_some_and(|why| why.starts_with("routes[1].sticky.set_cookie: ")));
+        assert_eq!(
+            response_path_use(requests, r#""sticky": { "header": "x-user" },"#),
+            None
+        );
     }
 }

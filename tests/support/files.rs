@@ -42,6 +42,17 @@ pub fn wasm_module() -> PathBuf {
     )
 }
 
+/// The second shipped module, without the response path: `$TRAFFIC_SPLIT_REQUESTS_WASM`, else
+/// what `make build` writes.
+pub fn requests_module() -> PathBuf {
+    required_file(
+        "TRAFFIC_SPLIT_REQUESTS_WASM",
+        "build/traffic_split_requests.wasm",
+        "requests module",
+        "make build",
+    )
+}
+
 /// The test-only module that traps on a request carrying [`TRAP_HEADER`]:
 /// `$TRAFFIC_SPLIT_TRAP_WASM`, else what `make build-trap` writes.
 pub fn trap_module() -> PathBuf {

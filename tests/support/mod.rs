@@ -23,5 +23,5 @@ pub use admin::{Admin, Metrics};
 pub use config::EnvoyConfig;
 pub use discovery::{ECDS_APPLIED, ECDS_REJECTED};
 pub use envoy::{exclusive, Envoy, StartFailure};
-pub use files::{envoy_binary, repo_root, trap_module, wasm_module, TRAP_HEADER};
+pub use files::{envoy_binary, repo_root, requests_module, trap_module, wasm_module, TRAP_HEADER};
 pub use plugin_configs::{ROUTE_2MS_V1_10S, SPLIT_70_30, V1_WITHIN_2MS_AT_LEAST};
