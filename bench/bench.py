@@ -93,24 +93,39 @@ def bench(options):
                 if options.memory_cases:
                     cases = [case for case in cases if case.name in options.memory_cases.split(",")]
                 memory = memory_table(cases, workdir, ports, filter_module, options.memory_repeats)
+            by_name = {variant.name: variant for variant in variants}
             fronts = {}
-            for variant in variants:
-                fronts[variant.name] = start_front(variant, workdir, ports, filter_module)
-                envoys.append(fronts[variant.name])
-            # The first 100k requests of each front Envoy warm it up and measure its memory.
-            for name, front in fronts.items():
+
+            def start_and_warm(name):
+                """A front Envoy for the variant, warmed up by the first requests."""
+                front = start_front(by_name[name], workdir, ports, filter_module)
+                envoys.append(front)
                 h2load(front.url(), options.warmup_requests, options.connections)
-                rss[name] = front.rss_kib()
-                split[name] = split_of(front)
-                print(f"{name:>22}: RSS {rss[name] / 1024:.1f} MiB after "
-                      f"{options.warmup_requests} requests; split {split[name]}")
-                if any(abs(split[name][version] - share) > 0.01
-                       for version, share in zip(VERSIONS, EXPECTED_SPLIT)):
-                    print(f"warning: {name} does not split {EXPECTED_SPLIT}", file=sys.stderr)
+                if name not in rss:
+                    rss[name] = front.rss_kib()
+                    split[name] = split_of(front)
+                    print(f"{name:>22}: RSS {rss[name] / 1024:.1f} MiB after "
+                          f"{options.warmup_requests} requests; split {split[name]}")
+                    if any(abs(split[name][version] - share) > 0.01
+                           for version, share in zip(VERSIONS, EXPECTED_SPLIT)):
+                        print(f"warning: {name} does not split {EXPECTED_SPLIT}", file=sys.stderr)
+                return front
+
+            if not options.fresh_envoys:
+                for name in names:
+                    fronts[name] = start_and_warm(name)
             for round_index in range(options.rounds if names else 0):
                 # Rotate the order so that no variant always runs first or last.
                 shift = round_index % len(names)
                 for name in names[shift:] + names[:shift]:
+                    if options.fresh_envoys:
+                        # A process of its own each round: where its code and data landed
+                        # (address layout, caches) is a bias of a few µs that stays with a
+                        # process for its life, and so would not average out over rounds.
+                        if name in fronts:
+                            fronts[name].stop()
+                            envoys.remove(fronts[name])
+                        fronts[name] = start_and_warm(name)
                     run = measure(fronts[name], options.duration, options.connections)
                     runs[name].append(run)
                     print(f"round {round_index + 1}/{options.rounds} {name:>22}: "
@@ -131,7 +146,8 @@ def bench(options):
         "settings": {"rounds": options.rounds, "duration_s": options.duration,
                      "connections": options.connections, "warmup_requests": options.warmup_requests,
                      "request": f"GET {REQUEST_PATH} with {REQUEST_HEADER}", "wasm": str(filter_module),
-                     "load": "wrk -t1, HTTP/1.1 keep-alive; upstreams over HTTP/2"},
+                     "load": "wrk -t1, HTTP/1.1 keep-alive; upstreams over HTTP/2",
+                     "fresh_envoys": options.fresh_envoys},
         "variants": {variant.name: {"label": variant.label, "config": variant.config,
                                     "module": str(module_path(variant, filter_module) or ""),
                                     "measures": variant.measures} for variant in variants},
@@ -236,6 +252,8 @@ def main():
     parser.add_argument("--duration", type=int, default=5, help="seconds per timed run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--warmup-requests", type=int, default=100_000)
+    parser.add_argument("--fresh-envoys", action="store_true",
+                        help="a fresh front Envoy per variant and round (slower; for parts of a few µs)")
     parser.add_argument("--wasm", help="the module to benchmark (default: the shipped build/traffic_split.wasm)")
     parser.add_argument("--also", action="append", default=[], metavar="NAME=MODULE",
                         help="also benchmark another module like the traffic-split variant (repeatable)")

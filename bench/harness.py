@@ -210,6 +210,11 @@ class Envoy:
         started = time.monotonic()
         self.name = name
         self.dir = Path(workdir) / name
+        # Another process of the same variant (--fresh-envoys) gets a folder of its own.
+        again = 1
+        while self.dir.exists():
+            again += 1
+            self.dir = Path(workdir) / f"{name}-{again}"
         self.dir.mkdir()
         config = self.dir / "envoy.yaml"
         config.write_text(Template((CONFIGS / template).read_text()).substitute(values))
@@ -375,10 +380,15 @@ def module_path(variant, filter_module):
     return MODULES.get(variant.module, Path(variant.module))
 
 
+def front_values(variant, ports, module):
+    """What a variant's template in bench/envoy/ is filled in with."""
+    return dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting,
+                route_setting=variant.route_setting, front_filters=variant.front_filters)
+
+
 def start_front(variant, workdir, ports, filter_module):
     module = module_path(variant, filter_module)
-    values = dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting,
-                  route_setting=variant.route_setting, front_filters=variant.front_filters)
+    values = front_values(variant, ports, module)
     return Envoy(variant.name, variant.config, values, workdir, FRONT_CPUS)
 
 

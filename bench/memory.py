@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import (FRONT_CPUS, RAW_WASM, VARIANTS, Envoy, envoy_heap_detail_kib, module_path,
+from harness import (FRONT_CPUS, RAW_WASM, VARIANTS, Envoy, envoy_heap_detail_kib, front_values, module_path,
                      start_scale_front, vm_memory_kib, wasm_code_shape)
 
 VARIANTS_BY_NAME = {variant.name: variant for variant in VARIANTS}
@@ -81,8 +81,7 @@ def start_case(case, workdir, ports, filter_module, index):
         return start_scale_front(case.variant, case.routes, 2, workdir, ports, str(module or ""), None, "info",
                                  plugin_fields=case.plugin_fields, name=name, concurrency=case.workers)
     variant = VARIANTS_BY_NAME[case.variant]
-    values = dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting,
-                  route_setting=variant.route_setting)
+    values = front_values(variant, ports, module)
     # At info, the filter logs its VM's linear memory once configured.
     return Envoy(name, variant.config, values, workdir, FRONT_CPUS, "info", concurrency=case.workers)
 
