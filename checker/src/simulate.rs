@@ -21,7 +21,7 @@ per period, each route's versions: weight in force, share, errors, trips, return
   --for DURATION          how long to simulate (default 1h)
   --workers N             Envoy workers, each with its own state (default 2)
   --every DURATION        the length of a printed period (default 1m)
-  --start TIME            the clock at the start, RFC 3339 (default: the earliest ramp's
+  --start TIME            the clock at the start, RFC 3339 (default: the earliest rollout's
                           start, else 2026-12-01T10:00:00Z)
   --fail V=P%[@FROM..TO]  version V answers P% of its requests 503 (from/to: durations
                           from the start; either may be left out)
@@ -71,7 +71,7 @@ pub fn run_command(args: &[String]) -> ExitCode {
     };
     let mut scenario = options.scenario;
     if !options.start_given {
-        scenario.start_ms = earliest_ramp_start(&scenario.config).unwrap_or(DEFAULT_START_MS);
+        scenario.start_ms = earliest_rollout_start(&scenario.config).unwrap_or(DEFAULT_START_MS);
     }
     let result = match run(&scenario) {
         Ok(result) => result,
@@ -239,13 +239,14 @@ fn behaviour(option: &str, text: &str) -> Result<Behaviour, String> {
     Ok(behaviour)
 }
 
-/// The earliest `start` of the config's ramps, so that a ramp is simulated from its start.
-fn earliest_ramp_start(config: &[u8]) -> Option<u64> {
+/// The earliest `start` of the config's rollouts, so that a rollout is simulated from its
+/// start.
+fn earliest_rollout_start(config: &[u8]) -> Option<u64> {
     let plan = traffic_split::config::compile(config).ok()?;
     plan.routes
         .iter()
-        .filter_map(|route| route.ramp.as_ref())
-        .filter_map(|ramp| u64::try_from(ramp.start_ms).ok())
+        .filter_map(|route| route.rollout.as_ref())
+        .filter_map(|rollout| u64::try_from(rollout.start_ms).ok())
         .min()
 }
 

@@ -1,16 +1,17 @@
 //! One line per route of a compiled plan: what it matches, and for each version its weight,
 //! its share of the route's traffic, the cluster written for it and its deadline; then how
-//! the route is sticky or overridden, and a ramp's schedule, step by step.
+//! the route is sticky or overridden, what its guard does, and a rollout's schedule, step by
+//! step, in percent of the route.
 
 use traffic_split::plan::{
     Destination, HeaderRule, PathMatch, Plan, Route, RouteMatch, Sticky, StickyKey,
 };
 use traffic_split::split::guard::{Guard, UNTIL_CONFIG_CHANGE};
-use traffic_split::split::ramp::Ramp;
+use traffic_split::split::rollout::{format_percent, Hold, Rollout, SHARE_SCALE};
 use traffic_split::units::timestamp::format_rfc3339_ms;
 
-/// A ramp's schedule is printed whole up to this many lines; a longer one, its first and last
-/// `SCHEDULE_ENDS` steps.
+/// A rollout's schedule is printed whole up to this many lines; a longer one, its first and
+/// last `SCHEDULE_ENDS` steps.
 const MAX_SCHEDULE_LINES: usize = 21;
 const SCHEDULE_ENDS: usize = 10;
 
@@ -25,22 +26,36 @@ pub fn describe_plan(plan: &Plan) -> Vec<String> {
         if let Some(guard) = &route.guard {
             lines.push(describe_guard(route, guard));
         }
-        if let Some(ramp) = &route.ramp {
-            lines.extend(describe_ramp(route, ramp));
+        if let Some(rollout) = &route.rollout {
+            lines.extend(describe_rollout(route, rollout));
         }
     }
     lines
 }
 
-/// What a trip does on this route: how long it keeps a version out, and whether it latches
-/// (a ramp with a guard is a rollout, halted by a trip of its version).
+/// The version of a destination, by index.
+fn version_of(route: &Route, index: usize) -> &str {
+    route
+        .destinations
+        .get(index)
+        .map_or("?", |destination| destination.version.as_str())
+}
+
+/// The versions other than a rollout's with a configured weight above 0.
+fn weighted_versions(route: &Route) -> Vec<&str> {
+    let rollout = route.rollout.as_ref().map(|rollout| rollout.destination);
+    route
+        .destinations
+        .iter()
+        .enumerate()
+        .filter(|(index, destination)| Some(*index) != rollout && destination.weight > 0)
+        .map(|(_, destination)| destination.version.as_str())
+        .collect()
+}
+
+/// What a trip does on this route: how long it keeps a version out, whether it latches (a
+/// trip of a rollout's version halts it), and where no other version could take the traffic.
 fn describe_guard(route: &Route, guard: &Guard) -> String {
-    let version = |index: usize| {
-        route
-            .destinations
-            .get(index)
-            .map_or("?", |destination| destination.version.as_str())
-    };
     let until = if guard.cooldown_ms == UNTIL_CONFIG_CHANGE {
         "until the config changes".to_owned()
     } else {
@@ -52,16 +67,40 @@ fn describe_guard(route: &Route, guard: &Guard) -> String {
         guard.min_requests,
         describe_millis(guard.window_ms)
     );
-    match &route.ramp {
-        Some(ramp) if guard.cooldown_ms != UNTIL_CONFIG_CHANGE => line.push_str(&format!(
-            "; a trip of {} halts this rollout until the config changes; a trip of another version keeps it out {until}",
-            version(ramp.destination)
-        )),
-        Some(ramp) => line.push_str(&format!(
-            "; a trip of {} halts this rollout until the config changes, as a trip of any version keeps it out {until}",
-            version(ramp.destination)
-        )),
-        None => line.push_str(&format!("; a trip keeps a version out {until}")),
+    let stable = weighted_versions(route);
+    match &route.rollout {
+        Some(rollout) => {
+            let version = version_of(route, rollout.destination);
+            let keeps = if guard.probe_basis_points > 0 {
+                format!("{version} keeps at most its probe share")
+            } else {
+                format!("{version} gets 0%")
+            };
+            line.push_str(&format!(
+                "; a trip of {version} halts this rollout at any step, 100% too, until a push \
+                 changes the rollout: {keeps} and {} take the route",
+                stable.join(", ")
+            ));
+            if guard.cooldown_ms == UNTIL_CONFIG_CHANGE {
+                line.push_str(&format!(", as a trip of any version keeps it out {until}"));
+            } else {
+                line.push_str(&format!("; a trip of another version keeps it out {until}"));
+            }
+            if let [only] = stable[..] {
+                line.push_str(&format!(
+                    "; while {version} has 0% no other version could take {only}'s traffic: \
+                     a trip of {only} is held then"
+                ));
+            }
+        }
+        None => {
+            line.push_str(&format!("; a trip keeps a version out {until}"));
+            if let [only] = stable[..] {
+                line.push_str(&format!(
+                    "; no other version could take {only}'s traffic: a trip of {only} is held"
+                ));
+            }
+        }
     }
     if guard.probe_basis_points > 0 {
         line.push_str(&format!(
@@ -81,7 +120,7 @@ pub fn describe_route(route: &Route) -> String {
         .iter()
         .enumerate()
         .map(|(index, destination)| {
-            describe_destination(destination, total, route.ramp.as_ref(), index)
+            describe_destination(destination, total, route.rollout.as_ref(), index)
         })
         .collect();
     let mut line = format!(
@@ -112,55 +151,74 @@ fn describe_sticky(sticky: &Sticky) -> String {
     }
 }
 
-/// The ramp's heading, and a line per step: when it starts, the ramped version's weight and
-/// its share of the route from then on.
-fn describe_ramp(route: &Route, ramp: &Ramp) -> Vec<String> {
-    let version = route
-        .destinations
-        .get(ramp.destination)
-        .map_or("?", |destination| destination.version.as_str());
-    let others: u64 = route
+/// The rollout's heading, and a line per step: when it starts, the rollout version's share,
+/// how it gets there and how long it holds it, and what the other versions have meanwhile.
+fn describe_rollout(route: &Route, rollout: &Rollout) -> Vec<String> {
+    let version = version_of(route, rollout.destination);
+    let others: Vec<(&str, u64)> = route
         .destinations
         .iter()
         .enumerate()
-        .filter(|(index, _)| *index != ramp.destination)
-        .map(|(_, destination)| u64::from(destination.weight))
-        .sum();
-    let how = match ramp.steps {
-        Some(1) => "in 1 step".to_string(),
-        Some(steps) => format!("in {steps} equal steps"),
-        None => "linearly (shown at each quarter)".to_string(),
+        .filter(|(index, _)| *index != rollout.destination)
+        .map(|(_, destination)| (destination.version.as_str(), u64::from(destination.weight)))
+        .collect();
+    let others_total: u64 = others.iter().map(|(_, weight)| weight).sum::<u64>().max(1);
+    let rest = |share: u32| {
+        let rest = u64::from(SHARE_SCALE - share.min(SHARE_SCALE));
+        let parts: Vec<String> = others
+            .iter()
+            .map(|(other, weight)| {
+                let millionths = rest * weight / others_total;
+                format!(
+                    "{other} {}%",
+                    format_percent(u32::try_from(millionths).unwrap_or(0))
+                )
+            })
+            .collect();
+        parts.join(", ")
     };
     let mut lines = vec![format!(
-        "  ramp of {version}: weight {} -> {} over {} from {} to {}, {how}:",
-        ramp.from,
-        ramp.to,
-        describe_millis(ramp.duration_ms),
-        format_rfc3339_ms(ramp.start_ms),
-        format_rfc3339_ms(ramp.end_ms()),
+        "  rollout of {version} from {}, in percent of the route (the other versions split the rest by weight):",
+        format_rfc3339_ms(rollout.start_ms)
     )];
-    let schedule = ramp.schedule();
-    let step_line = |(at, weight): &(i64, u32)| {
-        format!(
-            "    {}  {version} weight {weight} ({})",
-            format_rfc3339_ms(*at),
-            share(*weight, others + u64::from(*weight))
-        )
-    };
-    if schedule.len() <= MAX_SCHEDULE_LINES {
-        lines.extend(schedule.iter().map(step_line));
-    } else {
-        lines.extend(schedule.iter().take(SCHEDULE_ENDS).map(step_line));
-        lines.push(format!(
-            "    ... {} more steps ...",
-            schedule.len() - 2 * SCHEDULE_ENDS
-        ));
-        lines.extend(
-            schedule
-                .iter()
-                .skip(schedule.len() - SCHEDULE_ENDS)
-                .map(step_line),
+    let times = rollout.step_times();
+    let mut step_lines = Vec::with_capacity(rollout.steps.len());
+    let mut before = 0;
+    for (index, step) in rollout.steps.iter().enumerate() {
+        let when = times.get(index).map_or_else(
+            || format!("{:<20}", "after the gate opens"),
+            |times| format_rfc3339_ms(times.starts_ms),
         );
+        let share = format_percent(step.share);
+        let how = if step.over_ms > 0 {
+            format!(
+                "{version} {}% -> {share}% over {}",
+                format_percent(before),
+                describe_millis(step.over_ms)
+            )
+        } else {
+            format!("{version} {share}%")
+        };
+        let hold = match step.hold {
+            _ if index + 1 == rollout.steps.len() => "for good".to_string(),
+            Hold::UntilConfigChange => "held until a push changes the rollout (a gate)".to_string(),
+            Hold::For(0) => "then the next step".to_string(),
+            Hold::For(ms) => format!("held {}", describe_millis(ms)),
+        };
+        step_lines.push(format!(
+            "    {when}  step {}: {how}, {hold} ({})",
+            index + 1,
+            rest(step.share)
+        ));
+        before = step.share;
+    }
+    if step_lines.len() <= MAX_SCHEDULE_LINES {
+        lines.extend(step_lines);
+    } else {
+        let skipped = step_lines.len() - 2 * SCHEDULE_ENDS;
+        lines.extend(step_lines.iter().take(SCHEDULE_ENDS).cloned());
+        lines.push(format!("    ... {skipped} more steps ..."));
+        lines.extend(step_lines.into_iter().skip(SCHEDULE_ENDS + skipped));
     }
     lines
 }
@@ -176,18 +234,17 @@ fn describe_millis(millis: u64) -> String {
     }
 }
 
-/// A ramped route's shares change with time: its schedule shows them, its line does not.
+/// A rollout's shares change with time: its schedule shows them, its line does not.
 fn describe_destination(
     destination: &Destination,
     total_weight: u64,
-    ramp: Option<&Ramp>,
+    rollout: Option<&Rollout>,
     index: usize,
 ) -> String {
-    let weight = match ramp {
-        Some(ramp) if ramp.destination == index => format!(
-            "{} weight {} -> {} (ramp)",
-            destination.version, ramp.from, ramp.to
-        ),
+    let weight = match rollout {
+        Some(rollout) if rollout.destination == index => {
+            format!("{} rollout (below)", destination.version)
+        }
         Some(_) => format!("{} weight {}", destination.version, destination.weight),
         None => format!(
             "{} weight {} ({})",
@@ -312,29 +369,30 @@ mod tests {
     }
 
     #[test]
-    fn sticky_override_and_a_ramps_schedule_are_described() {
+    fn sticky_override_and_a_rollouts_schedule_are_described() {
         let plan = plan(
             r#"{"routes": [{"name": "hello", "override_header": "x-canary-version",
                 "sticky": {"cookie": "session", "set_cookie": {"max_age": "24h"}},
-                "ramp": {"version": "v2", "from": 0, "to": 50, "start": "2026-12-01T11:00:00+01:00",
-                         "duration": "30m", "steps": 5},
-                "destinations": [{"version": "v1", "weight": 50}, {"version": "v2"}]}]}"#,
+                "rollout": {"version": "v2", "start": "2026-12-01T11:00:00+01:00", "steps": [
+                    {"share": 1, "hold": "10m"}, {"share": 10, "hold": "10m"},
+                    {"share": 50, "over": "20m", "hold": "until_config_change"},
+                    {"share": 100}]},
+                "destinations": [{"version": "v1", "weight": 3}, {"version": "v2"},
+                                 {"version": "v3", "weight": 1}]}]}"#,
         );
         assert_eq!(
             describe_plan(&plan),
             [
                 "writes x-split-version and x-split-cluster",
-                "route hello [any request]: v1 weight 50, no deadline | \
-                 v2 weight 0 -> 50 (ramp), no deadline; \
+                "route hello [any request]: v1 weight 3, no deadline | \
+                 v2 rollout (below), no deadline | v3 weight 1, no deadline; \
                  sticky by cookie session, set when missing (Path=/; Max-Age=86400; HttpOnly; SameSite=Lax); \
                  override by header x-canary-version",
-                "  ramp of v2: weight 0 -> 50 over 30m from 2026-12-01T10:00:00Z to 2026-12-01T10:30:00Z, in 5 equal steps:",
-                "    2026-12-01T10:00:00Z  v2 weight 0 (0%)",
-                "    2026-12-01T10:06:00Z  v2 weight 10 (16.7%)",
-                "    2026-12-01T10:12:00Z  v2 weight 20 (28.6%)",
-                "    2026-12-01T10:18:00Z  v2 weight 30 (37.5%)",
-                "    2026-12-01T10:24:00Z  v2 weight 40 (44.4%)",
-                "    2026-12-01T10:30:00Z  v2 weight 50 (50%)",
+                "  rollout of v2 from 2026-12-01T10:00:00Z, in percent of the route (the other versions split the rest by weight):",
+                "    2026-12-01T10:00:00Z  step 1: v2 1%, held 10m (v1 74.25%, v3 24.75%)",
+                "    2026-12-01T10:10:00Z  step 2: v2 10%, held 10m (v1 67.5%, v3 22.5%)",
+                "    2026-12-01T10:20:00Z  step 3: v2 10% -> 50% over 20m, held until a push changes the rollout (a gate) (v1 37.5%, v3 12.5%)",
+                "    after the gate opens  step 4: v2 100%, for good (v1 0%, v3 0%)",
             ]
         );
     }
@@ -362,42 +420,37 @@ mod tests {
             guarded("", "until_config_change"),
             "  guard: out above 5% errors of at least 20 requests in 30s; a trip keeps a version out until the config changes, probed with 1% of the route"
         );
-        let ramp = r#""ramp": {"version": "v2", "from": 0, "to": 100, "start": "2026-12-01T10:00:00Z", "duration": "1h"},"#;
+        let rollout = r#""rollout": {"version": "v2", "start": "2026-12-01T10:00:00Z", "steps": [{"share": 100, "over": "1h"}]},"#;
         assert_eq!(
-            guarded(ramp, "2m"),
-            "  guard: out above 5% errors of at least 20 requests in 30s; a trip of v2 halts this rollout until the config changes; a trip of another version keeps it out for 2m, probed with 1% of the route"
+            guarded(rollout, "2m"),
+            "  guard: out above 5% errors of at least 20 requests in 30s; a trip of v2 halts this rollout at any step, 100% too, until a push changes the rollout: v2 keeps at most its probe share and v1 take the route; a trip of another version keeps it out for 2m; while v2 has 0% no other version could take v1's traffic: a trip of v1 is held then, probed with 1% of the route"
         );
     }
 
     #[test]
-    fn long_and_linear_ramps_are_shortened() {
-        let stepped = plan(
-            r#"{"routes": [{"name": "r", "sticky": {"header": "x-user"},
-                "ramp": {"version": "v2", "from": 100, "to": 0, "start": "2026-12-01T10:00:00Z",
-                         "duration": "100s", "steps": 100},
-                "destinations": [{"version": "v1", "weight": 100}, {"version": "v2"}]}]}"#,
-        );
-        let lines = describe_plan(&stepped);
+    fn long_rollouts_are_shortened() {
+        let steps: Vec<String> = (1..=30)
+            .map(|step| format!(r#"{{"share": {step}, "hold": "1m"}}"#))
+            .chain([r#"{"share": 100}"#.to_string()])
+            .collect();
+        let long = plan(&format!(
+            r#"{{"routes": [{{"name": "r", "sticky": {{"header": "x-user"}},
+                "rollout": {{"version": "v2", "start": "2026-12-01T10:00:00Z", "steps": [{}]}},
+                "destinations": [{{"version": "v1", "weight": 100}}, {{"version": "v2"}}]}}]}}"#,
+            steps.join(", ")
+        ));
+        let lines = describe_plan(&long);
         assert!(
             lines[1].ends_with("; sticky by header x-user"),
             "{}",
             lines[1]
         );
         assert_eq!(lines.len(), 2 + 1 + 10 + 1 + 10, "{lines:#?}");
-        assert_eq!(lines[13], "    ... 81 more steps ...");
-        assert_eq!(lines[23], "    2026-12-01T10:01:40Z  v2 weight 0 (0%)");
-        let linear = plan(
-            r#"{"routes": [{"name": "r",
-                "ramp": {"version": "v2", "from": 0, "to": 1000, "start": "2026-12-01T10:00:00Z", "duration": "1h"},
-                "destinations": [{"version": "v1", "weight": 1000}, {"version": "v2"}]}]}"#,
-        );
-        let lines = describe_plan(&linear);
+        assert_eq!(lines[13], "    ... 11 more steps ...");
         assert_eq!(
-            lines[2],
-            "  ramp of v2: weight 0 -> 1000 over 1h from 2026-12-01T10:00:00Z to 2026-12-01T11:00:00Z, linearly (shown at each quarter):"
+            lines[23],
+            "    2026-12-01T10:30:00Z  step 31: v2 100%, for good (v1 0%)"
         );
-        assert_eq!(lines[4], "    2026-12-01T10:15:00Z  v2 weight 250 (20%)");
-        assert_eq!(lines.len(), 3 + 5);
     }
 
     #[test]

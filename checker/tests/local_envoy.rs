@@ -118,8 +118,8 @@ fn every_sample_config_runs_in_the_local_envoy_and_reaches_its_versions() {
                         sample.route,
                         destination.version
                     );
-                } else if weight == 0 && route.ramp.is_none() {
-                    // (A ramp's version starts at 0 and moves by the clock.)
+                } else if weight == 0 && route.rollout.is_none() {
+                    // (A rollout version has no weight: its share moves by the clock.)
                     assert!(!seen.contains_key(&destination.version));
                 }
             }

@@ -23,6 +23,7 @@ pub mod read;
 mod test_configs;
 
 pub use check::values::{MAX_NAME_LEN, MAX_REGEX_LEN, MAX_WEIGHT};
+pub use check::MAX_ROLLOUT_STEPS;
 pub use error::{describe_errors, ConfigError};
 
 use crate::plan::Plan;

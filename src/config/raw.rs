@@ -54,8 +54,10 @@ pub struct RouteConfig {
     /// A request header naming one of the route's versions sends the request there, whatever
     /// the weights; removed before the request goes upstream.
     pub override_header: Option<String>,
-    /// One version's weight moving over time.
-    pub ramp: Option<RampConfig>,
+    /// One version's share of the route moving through steps over time.
+    pub rollout: Option<RolloutConfig>,
+    /// Replaced by `rollout`: refused, with the equivalent `rollout` in the message.
+    pub ramp: Option<Value>,
 }
 
 /// `"fault"` on a route or a destination: at least one of `abort` and `delay`.
@@ -143,21 +145,32 @@ pub struct SetCookieConfig {
     pub max_age: Option<String>,
 }
 
-/// A version's weight moving from `from` to `to` over `duration` from `start`.
+/// One version's share of its route moving through steps from `start`; the route's other
+/// versions split the rest by their weights.
 #[derive(Debug, Default, Deserialize)]
-pub struct RampConfig {
+pub struct RolloutConfig {
     /// Required: one of the route's versions; its destination has no `weight` of its own.
     pub version: Option<String>,
-    /// Required: the weight before `start`, an integer from 0 to 1,000,000.
-    pub from: Option<Value>,
-    /// Required: the weight after `start + duration`.
-    pub to: Option<Value>,
-    /// Required: an RFC 3339 time (`"2026-12-01T10:00:00Z"`, or with an offset).
+    /// Required: an RFC 3339 time (`"2026-12-01T10:00:00Z"`, or with an offset); before it the
+    /// version has 0%.
     pub start: Option<String>,
-    /// Required: how long the weight takes to get from `from` to `to`, from 1s to a year.
-    pub duration: Option<String>,
-    /// The number of equal steps, from 1 to 1,000,000; left out, the weight moves linearly.
-    pub steps: Option<Value>,
+    /// Required: 1 to [`crate::config::MAX_ROLLOUT_STEPS`] steps, taken in order.
+    pub steps: Option<Vec<RolloutStepConfig>>,
+}
+
+/// A step of a rollout: its share, reached at once or `over` a duration, then held.
+#[derive(Debug, Default, Deserialize)]
+pub struct RolloutStepConfig {
+    /// Required: the version's share of the route, in percent from 0 to 100 with at most four
+    /// decimals.
+    pub share: Option<Value>,
+    /// How long the share takes to get there linearly from the share before (0 before the
+    /// first step), from 1s to a year; left out, at once.
+    pub over: Option<String>,
+    /// How long the step holds its share before the next starts, from 1s to a year (left out:
+    /// the next starts at once), or `"until_config_change"`: a gate, held until a push changes
+    /// the rollout. Not on the last step, which holds forever.
+    pub hold: Option<String>,
 }
 
 /// What a route matches; every part given must match.

@@ -445,9 +445,18 @@ impl<'de> MapAccess<'de> for MapReader<'de, '_, '_> {
     }
 }
 
+/// Fields still read only so that their refusal can show what replaced them (a route's old
+/// `ramp`): never offered as a field to write.
+const REPLACED_FIELDS: &[&str] = &["ramp"];
+
 fn unknown_field(path: Path<'_>, key: &str, fields: &[&str]) -> ConfigError {
+    let fields: Vec<&str> = fields
+        .iter()
+        .copied()
+        .filter(|field| !REPLACED_FIELDS.contains(field))
+        .collect();
     let mut message = format!("unknown field; expected one of {}", fields.join(", "));
-    if let Some(field) = nearest_field(key, fields) {
+    if let Some(field) = nearest_field(key, &fields) {
         message.push_str(&format!("; did you mean `{field}`?"));
     }
     ConfigError {
@@ -552,7 +561,7 @@ mod tests {
             [
                 format!("Metrics: unknown field; {allowed}; did you mean `metrics`?"),
                 format!("log-level: unknown field; {allowed}; did you mean `log_level`?"),
-                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, ramp; did you mean `match`?".to_string(),
+                "routes[0].matches: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, rollout; did you mean `match`?".to_string(),
                 format!("routs: unknown field; {allowed}; did you mean `routes`?"),
             ]
         );

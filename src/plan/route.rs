@@ -5,7 +5,7 @@
 use super::matcher::RouteMatch;
 use crate::split::fault::FaultPlan;
 use crate::split::guard::Guard;
-use crate::split::ramp::Ramp;
+use crate::split::rollout::{Hold, Rollout};
 
 #[derive(Debug)]
 pub struct Route {
@@ -17,7 +17,8 @@ pub struct Route {
     pub sticky: Option<Sticky>,
     /// The header naming a version that overrides the split; lower case.
     pub override_header: Option<String>,
-    pub ramp: Option<Ramp>,
+    /// One version's share of the route moving through steps; the others split the rest.
+    pub rollout: Option<Rollout>,
 }
 
 impl Route {
@@ -28,7 +29,8 @@ impl Route {
             .position(|destination| destination.version.as_bytes() == version)
     }
 
-    /// The configured weights, in destination order (a ramp's version at its `from`).
+    /// The configured weights, in destination order (a rollout's version at 0: its share is
+    /// the rollout's).
     pub fn configured_weights(&self) -> Vec<u32> {
         self.destinations
             .iter()
@@ -38,10 +40,10 @@ impl Route {
 
     /// Per destination, whether a guard's trip of it latches and with what fingerprint
     /// ([`crate::split::guard::Guard::latches`]): every version under a cooldown
-    /// `until_config_change`; on a route with a ramp, the ramped version (a ramp with a guard
-    /// is a rollout, and a trip of its version halts it). The fingerprint covers what
-    /// configures the version, its weight or its ramp, so that a config changing either
-    /// releases it; a changed guard releases every version by a state of its own.
+    /// `until_config_change`, and a rollout's version (a trip of it halts the rollout, whatever
+    /// the cooldown). The fingerprint covers what configures the version, its weight or its
+    /// rollout, so that a config changing either releases it; a changed guard releases every
+    /// version by a state of its own.
     pub fn guard_latches(&self) -> Vec<Option<u64>> {
         let Some(guard) = &self.guard else {
             return Vec::new();
@@ -51,23 +53,37 @@ impl Route {
             .iter()
             .enumerate()
             .map(|(index, destination)| {
-                let ramp = self.ramp.as_ref().filter(|ramp| ramp.destination == index);
-                if !every_trip && ramp.is_none() {
+                let rollout = self
+                    .rollout
+                    .as_ref()
+                    .filter(|rollout| rollout.destination == index);
+                if !every_trip && rollout.is_none() {
                     return None;
                 }
-                let mut fields = Vec::with_capacity(48);
+                let mut fields = Vec::with_capacity(64);
                 fields.extend_from_slice(&destination.weight.to_le_bytes());
-                if let Some(ramp) = ramp {
-                    fields.extend_from_slice(&ramp.from.to_le_bytes());
-                    fields.extend_from_slice(&ramp.to.to_le_bytes());
-                    fields.extend_from_slice(&ramp.start_ms.to_le_bytes());
-                    fields.extend_from_slice(&ramp.duration_ms.to_le_bytes());
-                    fields.extend_from_slice(&ramp.steps.unwrap_or(0).to_le_bytes());
+                if let Some(rollout) = rollout {
+                    fields.extend_from_slice(&rollout.start_ms.to_le_bytes());
+                    for step in &rollout.steps {
+                        fields.extend_from_slice(&step.share.to_le_bytes());
+                        fields.extend_from_slice(&step.over_ms.to_le_bytes());
+                        let hold = match step.hold {
+                            Hold::For(ms) => ms,
+                            Hold::UntilConfigChange => u64::MAX,
+                        };
+                        fields.extend_from_slice(&hold.to_le_bytes());
+                    }
                 }
                 // Never 0, which a state reads as "not latched".
                 Some(xxhash_rust::xxh64::xxh64(&fields, 0).max(1))
             })
             .collect()
+    }
+
+    /// The guard's probe share of an ejected version, in millionths of the route (0 without
+    /// a guard): what a halted rollout keeps at most.
+    pub fn probe_share(&self) -> u32 {
+        self.probe_basis_points() * 100
     }
 
     /// The guard's probe share of an ejected version, in basis points (0 without a guard).
@@ -138,7 +154,7 @@ impl SetCookie {
 pub struct Destination {
     pub version: String,
     pub cluster: Option<String>,
-    /// The configured weight; for a ramp's version, its weight before the ramp (`from`). The
+    /// The configured weight; 0 for a rollout's version, whose share is the rollout's. The
     /// weight in force is in the route's state ([`crate::state::RouteState::weights`]).
     pub weight: u32,
     /// The seed of this version's sticky scores (`crate::split::sticky::version_seed`).

@@ -11,4 +11,4 @@ pub mod scripted_host;
 pub mod stream;
 
 pub use host::{Chosen, Count, HostError, StreamHost};
-pub use stream::{follow_ramp, Stream, Verdict, FAULT_BODY, FAULT_HEADER};
+pub use stream::{follow_rollout, Stream, Verdict, FAULT_BODY, FAULT_HEADER};

@@ -2,7 +2,7 @@
 //! that every path, the host's failures included, is unit-tested on the host target. The
 //! proxy-wasm adapter (`crate::filter`) implements the trait with host calls.
 //!
-//! Request headers: match a route, follow its ramp to the proxy's clock, choose a destination
+//! Request headers: match a route, follow its rollout to the proxy's clock, choose a destination
 //! (an override header's version, else a sticky key's, else the round robin's), write the
 //! owned headers (version, cluster, deadline, retries), count, draw a fault. Response headers: set a sticky
 //! cookie the request lacked. Stream end: count the response class and a timeout, record the
@@ -112,13 +112,13 @@ impl Stream {
         }) else {
             return request.pass_unrouted(plan, matched.is_some());
         };
-        // One reading of the clock serves the ramp and the duration.
-        let now_nanos = if route.ramp.is_some() || plan.metrics == MetricsMode::Full {
+        // One reading of the clock serves the rollout and the duration.
+        let now_nanos = if route.rollout.is_some() || plan.metrics == MetricsMode::Full {
             request.host.now_nanos()
         } else {
             0
         };
-        follow_ramp(route_index, route, state, now_nanos, request.host);
+        follow_rollout(route_index, route, state, now_nanos, request.host);
         let choice = choose(route, state, &mut request);
         let Some(destination) = route.destinations.get(choice.destination) else {
             // A route without destinations: validation never builds one.
@@ -308,17 +308,17 @@ fn choose<H: StreamHost>(
     choice
 }
 
-/// Brings a route's weights to where its ramp stands at `now_nanos` and, when they moved, sets
-/// the gauges of the weights requests are split by now. A request does it for its route; the
-/// adapter's timer does it for routes without requests.
-pub fn follow_ramp(
+/// Brings a route's weights to where its rollout stands at `now_nanos` and, when they moved,
+/// sets the gauges of the weights requests are split by now. A request does it for its route;
+/// the adapter's timer does it for routes without requests.
+pub fn follow_rollout(
     route_index: usize,
     route: &Route,
     state: &mut RouteState,
     now_nanos: u64,
     host: &mut impl StreamHost,
 ) -> bool {
-    if !state.follow_ramp(route, now_nanos) {
+    if !state.follow_rollout(route, now_nanos) {
         return false;
     }
     for (destination, weight) in state.effective_weights(route).into_iter().enumerate() {
@@ -1172,12 +1172,13 @@ mod tests {
     }
 
     #[test]
-    fn a_ramp_follows_the_clock_and_sets_the_weight_gauge_when_it_moves() {
-        // v2 from 0 to 30 over 30 minutes in 3 steps, from 2026-12-01T10:00:00Z.
+    fn a_rollout_follows_the_clock_and_sets_the_weight_gauge_when_it_moves() {
+        // v2 at 10%, 20%, 30% for 10 minutes each, from 2026-12-01T10:00:00Z.
         let plan = plan(
             r#"{ "routes": [ { "name": "hello", "sticky": { "header": "x-user-id" },
-                 "ramp": { "version": "v2", "from": 0, "to": 30, "start": "2026-12-01T10:00:00Z",
-                           "duration": "30m", "steps": 3 },
+                 "rollout": { "version": "v2", "start": "2026-12-01T10:10:00Z",
+                              "steps": [ { "share": 10, "hold": "10m" }, { "share": 20, "hold": "10m" },
+                                         { "share": 30 } ] },
                  "destinations": [ { "version": "v1", "weight": 70 }, { "version": "v2" } ] } ] }"#,
         );
         let start_nanos = 1_796_119_200_000 * 1_000_000;
@@ -1200,7 +1201,7 @@ mod tests {
         let (_, gauge) = request_at(start_nanos + 10 * minute, "k0");
         assert_eq!(
             gauge,
-            [(V1, 70), (V2, 10)],
+            [(V1, 9), (V2, 1)],
             "the first request of the step sets the route's gauges"
         );
         let (_, gauge) = request_at(start_nanos + 11 * minute, "k0");
@@ -1215,11 +1216,11 @@ mod tests {
             assert!(now.len() > previous.len());
             previous = now;
         }
-        assert_eq!(plan.states.borrow()[0].weights(), [70, 30]);
+        assert_eq!(plan.states.borrow()[0].weights(), [7, 3]);
         let (_, gauge) = request_at(start_nanos - minute, "k0");
         assert_eq!(
             gauge,
-            [(V1, 70), (V2, 0)],
+            [(V1, 1), (V2, 0)],
             "a clock set back moves the weight back"
         );
     }

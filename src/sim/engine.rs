@@ -1,6 +1,6 @@
 //! The run: virtual time, event by event. Every decision is the core's: [`compile`], the
 //! route match, the choice and faults of [`Stream`], [`RouteState::merge_guard`] (the filter's
-//! guard tick) and [`follow_ramp`]. The engine only plays Envoy: it delivers requests and
+//! guard tick) and [`follow_rollout`]. The engine only plays Envoy: it delivers requests and
 //! responses, runs each worker's tick, pushes configs and keeps the store.
 
 use super::scenario::{Behaviour, Scenario};
@@ -8,7 +8,7 @@ use crate::config::compile;
 use crate::metrics::PluginMetric;
 use crate::plan::Plan;
 use crate::request::scripted_host::ScriptedHost;
-use crate::request::{follow_ramp, Count, Stream, Verdict};
+use crate::request::{follow_rollout, Count, Stream, Verdict};
 use crate::split::guard::memory_store::{CasMismatch, MemoryStore};
 use crate::split::guard::{GuardEvent, RouteGuardState, SharedStore, Stored, Tally};
 use crate::state::RouteState;
@@ -112,7 +112,7 @@ impl Active {
         let mut states = RouteState::for_plan(&plan);
         let mut host = ScriptedHost::default();
         for (index, (route, state)) in plan.routes.iter().zip(states.iter_mut()).enumerate() {
-            follow_ramp(index, route, state, now_nanos, &mut host);
+            follow_rollout(index, route, state, now_nanos, &mut host);
         }
         Active {
             generation,
@@ -589,7 +589,7 @@ impl<'a> Engine<'a> {
         let mut states = active.states.borrow_mut();
         for (index, (route, state)) in active.plan.routes.iter().zip(states.iter_mut()).enumerate()
         {
-            follow_ramp(index, route, state, wall * NANOS_PER_MS, &mut host);
+            follow_rollout(index, route, state, wall * NANOS_PER_MS, &mut host);
         }
     }
 

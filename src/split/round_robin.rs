@@ -151,7 +151,8 @@ fn reduce(weights: &[u32]) -> (Vec<i64>, i64) {
     (reduced, total)
 }
 
-fn gcd(a: u64, b: u64) -> u64 {
+/// The greatest common divisor (0 only for 0 and 0).
+pub(crate) fn gcd(a: u64, b: u64) -> u64 {
     if b == 0 {
         a
     } else {

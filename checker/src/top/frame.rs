@@ -8,6 +8,7 @@ use std::time::Duration;
 use traffic_split::metrics::CodeClass;
 use traffic_split::plan::Plan;
 use traffic_split::split::guard::UNTIL_CONFIG_CHANGE;
+use traffic_split::split::rollout::{format_percent, Phase};
 
 /// Responses by class, as the filter counts them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
@@ -82,19 +83,25 @@ pub struct Guard {
     pub ejected_left_seconds: Option<f64>,
 }
 
-/// Where a route's ramp stands, from its config and the clock.
+/// Where a route's rollout stands, from its config and the clock.
 #[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct RampState {
+pub struct RolloutState {
     pub version: String,
-    /// The weight the ramp gives its version now.
-    pub weight: u32,
-    pub to: u32,
-    /// The next step's weight and how long until it; `None` once complete.
-    pub next_weight: Option<u32>,
+    /// The step in force, from 1, of `steps`.
+    pub step: usize,
+    pub steps: usize,
+    /// `"not started"`, `"moving"`, `"holding"`, `"gate"` or `"finished"`.
+    pub phase: &'static str,
+    /// The version's share by the schedule now, in percent.
+    pub share_percent: String,
+    /// The next step (from 1), its share in percent and how long until it starts; `None` at a
+    /// gate and at the last step.
+    pub next_step: Option<usize>,
+    pub next_share_percent: Option<String>,
     pub next_in_seconds: Option<f64>,
-    /// Not started yet: the first step is still ahead.
-    pub started: bool,
-    pub complete: bool,
+    /// The guard has halted it: the version tripped and stays out until a push changes the
+    /// rollout.
+    pub halted: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -121,7 +128,7 @@ pub struct RouteRows {
     pub last_interval_requests: Option<u64>,
     pub versions: Vec<VersionRow>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ramp: Option<RampState>,
+    pub rollout: Option<RolloutState>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -291,7 +298,7 @@ impl Frame {
             requests,
             last_interval_requests,
             versions,
-            ramp: None,
+            rollout: None,
         }
     }
 
@@ -324,20 +331,33 @@ impl Frame {
                         .then(|| f64::from(config.probe_basis_points) / 100.0);
                 }
             }
-            rows.ramp = route.ramp.as_ref().and_then(|ramp| {
-                let version = route.destinations.get(ramp.destination)?.version.clone();
-                let next = ramp
-                    .schedule()
-                    .into_iter()
-                    .find(|(at_ms, _)| *at_ms > now_ms);
-                Some(RampState {
+            rows.rollout = route.rollout.as_ref().and_then(|rollout| {
+                let version = route.destinations.get(rollout.destination)?.version.clone();
+                let position = rollout.position_at(now_ms);
+                let halted = rows.versions.iter().any(|row| {
+                    row.version == version
+                        && row.guard.as_ref().and_then(|guard| guard.latched) == Some(true)
+                });
+                Some(RolloutState {
                     version,
-                    weight: ramp.weight_at(now_ms),
-                    to: ramp.to,
-                    next_weight: next.map(|(_, weight)| weight),
-                    next_in_seconds: next.map(|(at_ms, _)| (at_ms - now_ms) as f64 / 1000.0),
-                    started: now_ms >= ramp.start_ms,
-                    complete: now_ms >= ramp.end_ms(),
+                    step: position.step + 1,
+                    steps: rollout.steps.len(),
+                    phase: match position.phase {
+                        Phase::NotStarted => "not started",
+                        Phase::Moving => "moving",
+                        Phase::Holding => "holding",
+                        Phase::Gate => "gate",
+                        Phase::Finished => "finished",
+                    },
+                    share_percent: format_percent(position.share),
+                    next_step: position.next.map(|(step, _)| step + 1),
+                    next_share_percent: position
+                        .next
+                        .and_then(|(step, _)| Some(format_percent(rollout.steps.get(step)?.share))),
+                    next_in_seconds: position
+                        .next
+                        .map(|(_, at_ms)| (at_ms - now_ms) as f64 / 1000.0),
+                    halted,
                 })
             });
         }

@@ -92,7 +92,7 @@ mod tests {
                     guard: None,
                     deadline_ms: None,
                 }],
-                ramp: None,
+                rollout: None,
             }],
             ..Frame::default()
         }

@@ -1,7 +1,7 @@
 //! Drawing a [`Frame`] with ratatui: a heading per route and a row per version, the shares as
 //! bars. The same drawing serves the live terminal and `--once`, which prints the buffer.
 
-use super::frame::{Frame, RouteRows, VersionRow, Window};
+use super::frame::{Frame, RolloutState, RouteRows, VersionRow, Window};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style, Stylize};
@@ -368,27 +368,38 @@ fn route_heading(route: &RouteRows, frame: &Frame) -> Line<'static> {
             )));
         }
     }
-    if let Some(ramp) = &route.ramp {
-        let text = if ramp.complete {
-            format!("  ramp {}: at {}, complete", ramp.version, ramp.weight)
-        } else {
-            let next = match (ramp.next_weight, ramp.next_in_seconds) {
-                (Some(weight), Some(seconds)) => format!(", next {weight} in {}", span(seconds)),
-                _ => String::new(),
-            };
-            let state = if ramp.started {
-                "at"
-            } else {
-                "not started, at"
-            };
-            format!(
-                "  ramp {}: {state} {}{next}, to {}",
-                ramp.version, ramp.weight, ramp.to
-            )
-        };
-        heading.push(Span::styled(text, Style::new().fg(Color::Cyan)));
+    if let Some(rollout) = &route.rollout {
+        heading.push(Span::styled(
+            rollout_text(rollout),
+            Style::new().fg(Color::Cyan),
+        ));
     }
     Line::from(heading)
+}
+
+/// Where a rollout stands: `rollout v2: step 2/4 at 10%, next 50% in 2m10s`, or halted, at a
+/// gate, finished.
+fn rollout_text(rollout: &RolloutState) -> String {
+    let (version, share) = (&rollout.version, &rollout.share_percent);
+    let step = format!("step {}/{}", rollout.step, rollout.steps);
+    if rollout.halted {
+        return format!("  rollout {version}: HALTED at {step} (a trip), until a push changes it");
+    }
+    match rollout.phase {
+        "not started" => format!(
+            "  rollout {version}: not started, step 1 in {}",
+            span(rollout.next_in_seconds.unwrap_or(0.0))
+        ),
+        "finished" => format!("  rollout {version}: {step} at {share}%, finished"),
+        "gate" => format!("  rollout {version}: {step} at {share}%, gate: held until a push"),
+        _ => {
+            let next = match (&rollout.next_share_percent, rollout.next_in_seconds) {
+                (Some(next), Some(seconds)) => format!(", next {next}% in {}", span(seconds)),
+                _ => String::new(),
+            };
+            format!("  rollout {version}: {step} at {share}%{next}")
+        }
+    }
 }
 
 /// The lines above the routes.
@@ -544,7 +555,7 @@ pub fn buffer_lines(buffer: &Buffer) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::top::frame::{Guard, RampState, Responses};
+    use crate::top::frame::{Guard, Responses, RolloutState};
 
     fn row(version: &str, total: u64, share: f64, now_share: f64) -> VersionRow {
         VersionRow {
@@ -582,7 +593,7 @@ mod tests {
                 requests: 1000,
                 last_interval_requests: Some(20),
                 versions: vec![row("v1", 700, 0.7, 0.5), row("v2", 300, 0.3, 0.5)],
-                ramp: None,
+                rollout: None,
             }],
             unmatched: Some(0),
             host_errors: Some(0),
@@ -804,27 +815,37 @@ mod tests {
     }
 
     #[test]
-    fn the_route_heading_says_where_the_ramp_stands() {
+    fn the_route_heading_says_where_the_rollout_stands() {
         let mut frame = frame();
-        frame.routes[0].ramp = Some(RampState {
+        frame.routes[0].rollout = Some(RolloutState {
             version: "v2".into(),
-            weight: 25,
-            to: 50,
-            next_weight: Some(30),
+            step: 2,
+            steps: 4,
+            phase: "holding",
+            share_percent: "10".into(),
+            next_step: Some(3),
+            next_share_percent: Some("50".into()),
             next_in_seconds: Some(130.0),
-            started: true,
-            complete: false,
+            halted: false,
         });
         let lines = draw(&frame, 120, 12);
         assert!(
-            line_of(&lines, "route hello").ends_with("ramp v2: at 25, next 30 in 2m10s, to 50"),
+            line_of(&lines, "route hello")
+                .ends_with("rollout v2: step 2/4 at 10%, next 50% in 2m10s"),
             "{lines:?}"
         );
-        if let Some(ramp) = frame.routes[0].ramp.as_mut() {
-            (ramp.weight, ramp.complete, ramp.next_weight) = (50, true, None);
+        if let Some(rollout) = frame.routes[0].rollout.as_mut() {
+            rollout.phase = "gate";
         }
         let lines = draw(&frame, 120, 12);
-        assert!(line_of(&lines, "route hello").ends_with("ramp v2: at 50, complete"));
+        assert!(line_of(&lines, "route hello")
+            .ends_with("rollout v2: step 2/4 at 10%, gate: held until a push"));
+        if let Some(rollout) = frame.routes[0].rollout.as_mut() {
+            rollout.halted = true;
+        }
+        let lines = draw(&frame, 120, 12);
+        assert!(line_of(&lines, "route hello")
+            .ends_with("rollout v2: HALTED at step 2/4 (a trip), until a push changes it"));
     }
 
     #[test]

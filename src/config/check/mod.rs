@@ -5,7 +5,7 @@
 //! left out ([`Checker::optional`]) or must be given ([`Checker::required`]). Single values
 //! are parsed in [`values`]; each config section is built in its own file: [`plugin`] (the top
 //! level), [`route`] (a route and its destinations), [`matcher`], [`canary`] (sticky,
-//! override, ramp), [`guard`], [`retries`] and [`fault`].
+//! override), [`rollout`], [`guard`], [`retries`] and [`fault`].
 
 mod canary;
 mod fault;
@@ -13,8 +13,11 @@ mod guard;
 mod matcher;
 mod plugin;
 mod retries;
+mod rollout;
 mod route;
 pub mod values;
+
+pub use rollout::MAX_ROLLOUT_STEPS;
 
 use super::error::ConfigError;
 use super::raw::PluginConfig;

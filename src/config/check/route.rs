@@ -11,12 +11,12 @@ use crate::split::sticky::version_seed;
 use std::collections::HashSet;
 
 /// What a route hands its destinations: what they inherit unless they have their own, and the
-/// version whose weight its ramp sets.
+/// version whose share its rollout sets.
 struct RouteDefaults<'a> {
     timeout_ms: Option<u64>,
     retries: Option<&'a RetryHeaders>,
     fault: Option<&'a Fault>,
-    ramp_version: Option<&'a str>,
+    rollout_version: Option<&'a str>,
 }
 
 impl Checker {
@@ -40,15 +40,17 @@ impl Checker {
         let mut routes = Vec::with_capacity(configs.len());
         for (index, config) in configs.iter().enumerate() {
             let path = format!("routes[{index}]");
-            if let Some(route) = self.route(config, &path) {
-                if !names.insert(route.name.clone()) {
+            let route = self.route(config, &path);
+            // Reported with the config's other errors, whether or not the route compiled.
+            if let Some(name) = &config.name {
+                if !names.insert(name.as_str()) {
                     self.error(
                         &join(&path, "name"),
-                        format!("duplicate route name {:?}", route.name),
+                        format!("duplicate route name {name:?}"),
                     );
                 }
-                routes.push(route);
             }
+            routes.extend(route);
         }
         (routes.len() == configs.len()).then_some(routes)
     }
@@ -69,16 +71,21 @@ impl Checker {
         let guard = self.optional(config.guard.as_ref(), path, "guard", Self::guard);
         let retries = self.optional(config.retries.as_ref(), path, "retries", Self::retries);
         let fault = self.optional(config.fault.as_ref(), path, "fault", Self::fault);
-        // The ramped version's weight is the ramp's: its destination has none of its own.
-        let ramp_version = config
-            .ramp
+        // The rollout version's share is the rollout's: its destination has no weight. (So is
+        // the old ramp's, whose refusal shows the rollout that replaces it.)
+        let rollout_version = config
+            .rollout
             .as_ref()
-            .and_then(|ramp| ramp.version.as_deref());
+            .and_then(|rollout| rollout.version.as_deref())
+            .or_else(|| {
+                let ramp = config.ramp.as_ref()?;
+                ramp.get("version")?.as_str()
+            });
         let defaults = RouteDefaults {
             timeout_ms: timeout.flatten(),
             retries: retries.as_ref().and_then(Option::as_ref),
             fault: fault.as_ref().and_then(Option::as_ref),
-            ramp_version,
+            rollout_version,
         };
         let destinations = self.required(
             config.destinations.as_deref(),
@@ -87,14 +94,23 @@ impl Checker {
             "a non-empty list of destinations",
             |c, configs, path| c.destinations(configs, path, &defaults),
         );
-        let ramp = self.optional(config.ramp.as_ref(), path, "ramp", |c, ramp, path| {
-            c.ramp(
-                ramp,
-                path,
-                config.destinations.as_deref(),
-                destinations.as_deref(),
-            )
-        });
+        let rollout = self.optional(
+            config.rollout.as_ref(),
+            path,
+            "rollout",
+            |c, rollout, path| {
+                c.rollout(
+                    rollout,
+                    path,
+                    config.destinations.as_deref(),
+                    destinations.as_deref(),
+                )
+            },
+        );
+        if let Some(ramp) = &config.ramp {
+            let configs = config.destinations.as_deref().unwrap_or_default();
+            self.old_ramp(ramp, &join(path, "ramp"), configs);
+        }
         let sticky = self.optional(config.sticky.as_ref(), path, "sticky", Self::sticky);
         let override_header = self.optional(
             config.override_header.as_deref(),
@@ -102,7 +118,7 @@ impl Checker {
             "override_header",
             |c, header, path| c.override_header(header, path, &destinations),
         );
-        let (name, matcher, _, guard, _, _, mut destinations, ramp, sticky, override_header) = (
+        let (name, matcher, _, guard, _, _, destinations, rollout, sticky, override_header) = (
             name?,
             matcher?,
             timeout?,
@@ -110,15 +126,10 @@ impl Checker {
             retries?,
             fault?,
             destinations?,
-            ramp?,
+            rollout?,
             sticky?,
             override_header?,
         );
-        if let Some(ramp) = &ramp {
-            if let Some(ramped) = destinations.get_mut(ramp.destination) {
-                ramped.weight = ramp.from;
-            }
-        }
         let mut route = Route {
             name,
             matcher,
@@ -126,7 +137,7 @@ impl Checker {
             guard,
             sticky,
             override_header,
-            ramp,
+            rollout,
         };
         let latches = route.guard_latches();
         if let Some(guard) = &mut route.guard {
@@ -163,8 +174,8 @@ impl Checker {
             return None;
         }
         let total: u64 = destinations.iter().map(|d| u64::from(d.weight)).sum();
-        // With a ramp, the route's ramp checks the weights it moves.
-        if total == 0 && route.ramp_version.is_none() {
+        // With a rollout, the rollout checks the weights beside it.
+        if total == 0 && route.rollout_version.is_none() {
             self.error(
                 path,
                 "the weights add up to 0; at least one must be above 0",
@@ -180,8 +191,8 @@ impl Checker {
         path: &str,
         route: &RouteDefaults<'_>,
     ) -> Option<Destination> {
-        let ramped =
-            route.ramp_version.is_some() && config.version.as_deref() == route.ramp_version;
+        let rolled_out =
+            route.rollout_version.is_some() && config.version.as_deref() == route.rollout_version;
         let version = self.required(
             config.version.as_deref(),
             path,
@@ -196,15 +207,15 @@ impl Checker {
             |c, text, path| c.reported(cluster(text), path),
         );
         let weight = match &config.weight {
-            Some(_) if ramped => {
+            Some(_) if rolled_out => {
                 self.error(
                     &join(path, "weight"),
-                    "this version's weight is the route's ramp's; leave it out",
+                    "the rollout sets this version's share; leave weight out",
                 );
                 None
             }
-            // The ramp's `from`, filled in once the ramp is checked.
-            None if ramped => Some(0),
+            // Its share is the rollout's; the weight is not used.
+            None if rolled_out => Some(0),
             weight => self.required(
                 weight.as_ref(),
                 path,

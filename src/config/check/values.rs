@@ -298,6 +298,24 @@ pub fn basis_points(value: &Value, max_percent: u32) -> Parsed<u32> {
     Ok(basis_points as u32)
 }
 
+/// A share of a route in percent from 0 to 100 with at most four decimals, in millionths of
+/// the route.
+pub fn share_millionths(value: &Value) -> Parsed<u32> {
+    let percent = number_in(
+        value,
+        (0.0, 100.0),
+        "a percentage from 0 to 100 with at most four decimals",
+    )?;
+    let millionths = (percent * 10_000.0).round();
+    if (millionths - percent * 10_000.0).abs() > 1e-6 {
+        return Err(format!(
+            "expected a percentage with at most four decimals, got {}",
+            show(value)
+        ));
+    }
+    Ok(millionths as u32)
+}
+
 #[cfg(test)]
 mod regex_units_tests {
     use super::regex_units;
