@@ -327,7 +327,7 @@ fn with_header_matcher(matcher: &str) -> String {
 /// Broken configs, each with an error it must be refused with, exactly as written
 /// (`path: message`). By kind: malformed JSON, wrong types, unknown fields, missing or empty
 /// parts, duplicates, names, weights, regexes, durations, matchers, header names, and the
-/// fields of metrics, logging, the guard, retries, sticky splits, overrides, ramps, faults and
+/// fields of metrics, logging, the guard, retries, sticky splits, overrides, rollouts (and the old ramp), faults and
 /// on_invalid_config.
 fn broken_configs() -> Vec<(String, &'static str)> {
     let d = with_destinations;
@@ -347,7 +347,7 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         (h(r#"{ "name": "x-env", "present": "yes" }"#), r#"routes[0].match.headers[0].present: expected a boolean, got "yes""#),
         // Unknown fields, with the one most likely meant.
         (t(r#""rutes": 1"#), "rutes: unknown field; expected one of version_header, cluster_header, routes, metrics, log_level, on_invalid_config; did you mean `routes`?"),
-        (r(r#""timeot": "2ms""#), "routes[0].timeot: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, ramp; did you mean `timeout`?"),
+        (r(r#""timeot": "2ms""#), "routes[0].timeot: unknown field; expected one of name, match, destinations, timeout, guard, retries, fault, sticky, override_header, rollout; did you mean `timeout`?"),
         (d(r#"{ "version": "v1", "wieght": 1 }"#), "routes[0].destinations[0].wieght: unknown field; expected one of version, cluster, weight, timeout, retries, fault; did you mean `weight`?"),
         (r(r#""match": { "prefx": "/hello" }"#), "routes[0].match.prefx: unknown field; expected one of prefix, exact, regex, methods, headers; did you mean `prefix`?"),
         (h(r#"{ "name": "x-env", "exakt": "prod" }"#), "routes[0].match.headers[0].exakt: unknown field; expected one of name, exact, prefix, regex, present; did you mean `exact`?"),
@@ -410,12 +410,16 @@ fn broken_configs() -> Vec<(String, &'static str)> {
         (r(r#""retries": { "attempts": 2, "retry_on": "5xx", "retriable_status_codes": [503] }"#), "routes[0].retries.retriable_status_codes: needs retriable-status-codes in retry_on"),
         (r(r#""retries": { "attempts": 2, "retry_on": "retriable-status-codes", "retriable_status_codes": [99] }"#), "routes[0].retries.retriable_status_codes: expected a list of 1 to 50 distinct integers from 100 to 599, got 99"),
         (r(r#""retries": { "attempts": 2, "retry_on": "retriable-headers", "retriable_headers": ["bad header"] }"#), r#"routes[0].retries.retriable_headers: expected an HTTP header name, got "bad header""#),
-        // Sticky splits, overrides, ramps.
+        // Sticky splits, overrides, rollouts, the old ramp.
         (r(r#""sticky": { "header": "x-user", "cookie": "session" }"#), "routes[0].sticky: expected exactly one of header, cookie; got header, cookie"),
         (r(r#""sticky": { "header": "x-user", "set_cookie": { "max_age": "1h" } }"#), "routes[0].sticky.set_cookie: only with a cookie key: the filter cannot make a client send a header"),
         (r(r#""override_header": "bad header""#), r#"routes[0].override_header: expected an HTTP header name, got "bad header""#),
-        (r(r#""ramp": { "version": "v3", "from": 0, "to": 50, "start": "2026-12-01T10:00:00Z", "duration": "30m" }"#), r#"routes[0].ramp.version: expected one of the route's versions (v1, v2), got "v3""#),
-        (r(r#""ramp": { "version": "v2", "from": 0, "to": 50, "start": "tomorrow", "duration": "30m" }"#), r#"routes[0].ramp.start: expected an RFC 3339 time such as "2026-12-01T10:00:00Z" or "2026-12-01T11:00:00+01:00", got "tomorrow""#),
+        (r(r#""rollout": { "version": "v3", "start": "2026-12-01T10:00:00Z", "steps": [ { "share": 10 } ] }"#), r#"routes[0].rollout.version: expected one of the route's versions (v1, v2), got "v3""#),
+        (r(r#""rollout": { "version": "v3", "start": "tomorrow", "steps": [ { "share": 10 } ] }"#), r#"routes[0].rollout.start: expected an RFC 3339 time such as "2026-12-01T10:00:00Z" or "2026-12-01T11:00:00+01:00", got "tomorrow""#),
+        (r(r#""rollout": { "version": "v3", "start": "2026-12-01T10:00:00Z", "steps": [ { "share": 10, "hold": "1h" }, { "share": 100.5 } ] }"#), "routes[0].rollout.steps[1].share: expected a percentage from 0 to 100 with at most four decimals, got 100.5"),
+        (r(r#""rollout": { "version": "v3", "start": "2026-12-01T10:00:00Z", "steps": [ { "share": 12.34567 } ] }"#), "routes[0].rollout.steps[0].share: expected a percentage with at most four decimals, got 12.34567"),
+        (r(r#""rollout": { "version": "v2", "start": "2026-12-01T10:00:00Z", "steps": [ { "share": 100 } ] }"#), "routes[0].destinations[1].weight: the rollout sets this version's share; leave weight out"),
+        (r(r#""ramp": { "version": "v2", "from": 0, "to": 30, "start": "2026-12-01T10:00:00Z", "duration": "30m", "steps": 1 }"#), r#"routes[0].ramp: "ramp" is replaced by "rollout", which moves the version's share of the route in percent while the other versions split the rest by weight; this ramp as a rollout: "rollout": { "version": "v2", "start": "2026-12-01T10:00:00Z", "steps": [ { "share": 0, "hold": "30m" }, { "share": 30 } ] }"#),
         // Faults.
         (r(r#""fault": { }"#), "routes[0].fault: expected at least one of abort, delay"),
         (r(r#""fault": { "abort": { "status": 600, "percent": 10 } }"#), "routes[0].fault.abort.status: expected an integer from 200 to 599, got 600"),

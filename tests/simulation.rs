@@ -6,7 +6,7 @@ use traffic_split::sim::{run, Behaviour, ClockStep, Run, Scenario};
 use traffic_split::split::guard::GuardEvent;
 
 const MINUTE: u64 = 60_000;
-/// 2026-12-01T10:00:00Z, the ramps' start below.
+/// 2026-12-01T10:00:00Z, the rollouts' start below.
 const START_MS: u64 = 1_796_119_200_000;
 
 fn two_versions(v1: u32, v2: u32, extra: &str) -> String {
@@ -33,6 +33,21 @@ fn count(run: &Run, version: &str, from_ms: u64, until_ms: u64) -> usize {
         .iter()
         .filter(|r| r.version.as_deref() == Some(version) && (from_ms..until_ms).contains(&r.at_ms))
         .count()
+}
+
+/// Route `r`: v1 at weight `v1` and a rollout of v2 from 2026-12-01T10:00:00Z with `steps`,
+/// plus `extra` fields.
+fn rollout(v1: u32, steps: &str, extra: &str) -> String {
+    format!(
+        r#"{{ "routes": [ {{ "name": "r", {extra}
+            "rollout": {{ "version": "v2", "start": "2026-12-01T10:00:00Z", "steps": [ {steps} ] }},
+            "destinations": [ {{ "version": "v1", "weight": {v1} }}, {{ "version": "v2" }} ] }} ] }}"#
+    )
+}
+
+/// v2's share of two weights, as a fraction.
+fn v2_share(weights: &[u32]) -> f64 {
+    f64::from(weights[1]) / (f64::from(weights[0]) + f64::from(weights[1])).max(1.0)
 }
 
 fn first_trip(run: &Run, version: &str) -> Option<(u64, u64)> {
@@ -100,21 +115,29 @@ proptest! {
         }
     }
 
-    /// Under a ramp, each worker's split follows the weights in force within one request per
-    /// version over every stretch of requests that saw the same weights (here a ramp slower
-    /// than the traffic; the trickle case is below).
+    /// Through a rollout's steps (at once or linear, held or not), each worker's split follows
+    /// the weights in force within one request per version over every stretch of requests
+    /// that saw the same weights (here steps slower than the traffic; the trickle case is
+    /// below).
     #[test]
-    fn shares_follow_the_weights_in_force_through_a_ramp(
+    fn shares_follow_the_weights_in_force_through_a_rollout(
         seed in any::<u64>(),
         workers in 1usize..4,
         v1 in 1u32..1_000_000,
-        to in 1u32..1_000_000,
-        steps in 1u32..20,
+        steps in prop::collection::vec((0u32..=1_000_000, any::<bool>(), 0u64..30), 1..6),
     ) {
-        let config = format!(r#"{{ "routes": [ {{ "name": "r",
-            "ramp": {{ "version": "v2", "from": 0, "to": {to},
-                       "start": "2026-12-01T10:00:00Z", "duration": "2m", "steps": {steps} }},
-            "destinations": [ {{ "version": "v1", "weight": {v1} }}, {{ "version": "v2" }} ] }} ] }}"#);
+        let steps: Vec<String> = steps
+            .iter()
+            .enumerate()
+            .map(|(index, (millionths, linear, hold_s))| {
+                let share = format!("{}.{:04}", millionths / 10_000, millionths % 10_000);
+                let over = if *linear { r#", "over": "20s""# } else { "" };
+                let last = index + 1 == steps.len();
+                let hold = if last || *hold_s == 0 { String::new() } else { format!(r#", "hold": "{hold_s}s""#) };
+                format!(r#"{{ "share": {share}{over}{hold} }}"#)
+            })
+            .collect();
+        let config = rollout(v1, &steps.join(", "), "");
         let mut scenario = Scenario::new(config.as_bytes());
         scenario.seed = seed;
         scenario.workers = workers;
@@ -127,11 +150,42 @@ proptest! {
             for stretch in mine.chunk_by(|a, b| a.weights == b.weights) {
                 let weights = &stretch[0].weights;
                 let to_v2 = stretch.iter().filter(|r| r.version.as_deref() == Some("v2")).count() as f64;
-                let expected = stretch.len() as f64 * f64::from(weights[1]) / f64::from(weights[0] + weights[1]);
+                let expected = stretch.len() as f64 * v2_share(weights);
                 prop_assert!((to_v2 - expected).abs() <= 1.0,
                     "worker {worker}, weights {weights:?}: {to_v2} of {} to v2, expected {expected}", stretch.len());
             }
         }
+    }
+
+    /// A trip of the rollout version at any step halts the rollout on every worker: from one
+    /// merge interval after the trip to the end it gets no request, whatever the cooldown, and
+    /// v1 has the route, at 100% too.
+    #[test]
+    fn a_trip_at_any_step_halts_the_rollout_to_the_end(
+        seed in any::<u64>(),
+        workers in 1usize..4,
+        failing_step in 0u64..4,
+    ) {
+        let guard = r#""guard": { "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "5s" },"#;
+        let steps = r#"{ "share": 10, "hold": "1m" }, { "share": 50, "over": "1m", "hold": "1m" },
+                       { "share": 80, "hold": "1m" }, { "share": 100 }"#;
+        let mut scenario = Scenario::new(rollout(100, steps, guard).as_bytes());
+        scenario.seed = seed;
+        scenario.workers = workers;
+        scenario.duration_ms = 6 * MINUTE;
+        scenario.traffic.rate_per_s = 100.0;
+        // Steps start at 0, 1, 2 (the linear one reaches 50% at 3) and 4 minutes.
+        let failing_from = [0, MINUTE, 3 * MINUTE, 4 * MINUTE][failing_step as usize];
+        scenario.behaviours.push(failing("v2", failing_from, 1.0));
+        let run = run(&scenario).unwrap();
+        let (tripped_at, until_ms) = first_trip(&run, "v2").expect("v2 trips");
+        prop_assert_eq!(until_ms, traffic_split::split::guard::UNTIL_CONFIG_CHANGE);
+        prop_assert_eq!(count(&run, "v2", tripped_at + scenario.tick_ms, 6 * MINUTE), 0);
+        prop_assert!(count(&run, "v1", 5 * MINUTE, 6 * MINUTE) > 0, "v1 has the route at the end");
+        let last = run.rows.last().unwrap();
+        prop_assert!(last.versions[1].latched);
+        prop_assert_eq!(last.versions.iter().map(|v| v.share).collect::<Vec<_>>(), [1_000_000, 0]);
+        prop_assert_eq!(&run.routed, &run.ended);
     }
 }
 
@@ -257,16 +311,11 @@ fn injected_faults_never_trip_the_guard() {
     assert_eq!(first_trip(&run, "a"), None);
 }
 
-/// A linear ramp over fine weights under a trickle (one request per weight change) gives the
-/// ramped version its share: 1,000,000 vs 0 -> 1,000,000 over an hour, 30 minutes in.
+/// A linear rollout under a trickle (the share moves between any two requests) gives the
+/// version its share: 0 -> 100% over an hour, 30 minutes in.
 #[test]
-fn a_fine_ramp_under_a_trickle_reaches_the_canary() {
-    let ramp = r#""ramp": { "version": "v2", "from": 0, "to": 1000000,
-        "start": "2026-12-01T10:00:00Z", "duration": "1h", "steps": 1000000 },"#;
-    let config = format!(
-        r#"{{ "routes": [ {{ "name": "r", {ramp}
-            "destinations": [ {{ "version": "v1", "weight": 1000000 }}, {{ "version": "v2" }} ] }} ] }}"#
-    );
+fn a_linear_rollout_under_a_trickle_reaches_its_share() {
+    let config = rollout(1_000_000, r#"{ "share": 100, "over": "1h" }"#, "");
     let mut scenario = Scenario::new(config.as_bytes());
     scenario.start_ms = START_MS + 30 * MINUTE;
     scenario.workers = 1;
@@ -275,21 +324,80 @@ fn a_fine_ramp_under_a_trickle_reaches_the_canary() {
     let run = run(&scenario).unwrap();
     let v2 = count(&run, "v2", 0, 1_800);
     let all = run.requests.len();
-    let expected = all as f64 / 3.0;
-    assert!((v2 as f64 - expected).abs() <= 10.0, "v2 got {v2} of {all}");
+    let expected = all as f64 / 2.0;
+    assert!((v2 as f64 - expected).abs() <= 2.0, "v2 got {v2} of {all}");
 }
 
-/// A long seeded run: a ramp with a guard over two simulated hours on four workers, where the
+/// One worker, the shares exactly: a 25% hold sends 100 of 400 requests to the rollout's
+/// version, a finished rollout all of them, one not started none.
+#[test]
+fn one_worker_gives_every_share_exactly() {
+    let steps = r#"{ "share": 25, "hold": "1m" }, { "share": 100 }"#;
+    let mut scenario = Scenario::new(rollout(100, steps, "").as_bytes());
+    scenario.start_ms = START_MS - 10_000;
+    scenario.workers = 1;
+    scenario.duration_ms = 2 * MINUTE;
+    scenario.traffic.rate_per_s = 10.0;
+    let run = run(&scenario).unwrap();
+    assert_eq!(count(&run, "v2", 0, 10_000), 0, "not started");
+    // 40 s of the hold at 10/s: 400 requests.
+    assert_eq!(count(&run, "v2", 10_000, 50_000), 100);
+    assert_eq!(count(&run, "v1", 10_000, 50_000), 300);
+    assert_eq!(count(&run, "v1", 70_000, 2 * MINUTE), 0, "finished");
+}
+
+/// A gate holds past its time until a push changes the rollout; the push opens it.
+#[test]
+fn a_gate_holds_until_a_push_opens_it() {
+    let gated = rollout(
+        100,
+        r#"{ "share": 20, "hold": "until_config_change" }, { "share": 100 }"#,
+        "",
+    );
+    let opened = rollout(
+        100,
+        r#"{ "share": 20, "hold": "1s" }, { "share": 100 }"#,
+        "",
+    );
+    let mut scenario = Scenario::new(gated.as_bytes());
+    scenario.workers = 2;
+    scenario.duration_ms = 4 * MINUTE;
+    scenario.traffic.rate_per_s = 50.0;
+    scenario.pushes.push(traffic_split::sim::Push {
+        at_ms: 3 * MINUTE,
+        config: opened.into_bytes(),
+    });
+    let run = run(&scenario).unwrap();
+    let (v1, v2) = (
+        count(&run, "v1", 0, 3 * MINUTE) as f64,
+        count(&run, "v2", 0, 3 * MINUTE) as f64,
+    );
+    assert!(
+        (v2 / (v1 + v2) - 0.2).abs() < 0.001,
+        "{v2} of {} at the gate",
+        v1 + v2
+    );
+    assert_eq!(
+        count(&run, "v1", 3 * MINUTE + 1_000, 4 * MINUTE),
+        0,
+        "opened"
+    );
+}
+
+/// A long seeded run: a guarded rollout over two simulated hours on four workers, where the
 /// canary fails for ten minutes; conservation and the guard's reaction hold throughout, and
 /// the trip halts the rollout: the canary is still out at the end, though it recovered and
-/// its ramp has ended.
+/// its schedule has ended at 100%, and v1 has the route.
 #[test]
 fn a_long_seeded_rollout_conserves_counts_and_trips_the_failing_canary() {
-    let config = r#"{ "routes": [ { "name": "r",
-        "guard": { "max_error_ratio": 0.1, "min_requests": 50, "window": "30s", "cooldown": "5m" },
-        "ramp": { "version": "v2", "from": 0, "to": 100, "start": "2026-12-01T10:00:00Z",
-                  "duration": "1h", "steps": 10 },
-        "destinations": [ { "version": "v1", "weight": 100 }, { "version": "v2" } ] } ] }"#;
+    let steps: Vec<String> = (1..=10)
+        .map(|step| {
+            let hold = if step < 10 { r#", "hold": "6m""# } else { "" };
+            format!(r#"{{ "share": {}{hold} }}"#, step * 10)
+        })
+        .collect();
+    let guard = r#""guard": { "max_error_ratio": 0.1, "min_requests": 50, "window": "30s", "cooldown": "5m" },"#;
+    let config = rollout(100, &steps.join(", "), guard);
     let mut scenario = Scenario::new(config.as_bytes());
     scenario.workers = 4;
     scenario.duration_ms = 120 * MINUTE;
@@ -309,8 +417,8 @@ fn a_long_seeded_rollout_conserves_counts_and_trips_the_failing_canary() {
     assert_eq!(run.rows.len(), 120, "a row per minute");
     let last = &run.rows[119];
     assert_eq!(
-        last.versions.iter().map(|v| v.weight).collect::<Vec<_>>(),
-        [100, 0]
+        last.versions.iter().map(|v| v.share).collect::<Vec<_>>(),
+        [1_000_000, 0]
     );
     assert_eq!(
         count(&run, "v2", tripped_at + scenario.tick_ms, 120 * MINUTE),
@@ -319,27 +427,24 @@ fn a_long_seeded_rollout_conserves_counts_and_trips_the_failing_canary() {
 }
 
 /// Sticky keys move only as weighted rendezvous hashing allows: under the same weights in force
-/// a key stays on its version; when only v2's weight rises, no key leaves v2, and when it falls
-/// (a trip), no key leaves v1. Through a ramp, a trip and a return, on several workers.
+/// a key stays on its version; while v2's share rises, no key leaves v2, and while it falls (a
+/// halt), no key leaves v1. Through steps, a linear segment, a gate and a halt, on several
+/// workers.
 #[test]
-fn sticky_keys_stay_monotone_through_ramps_trips_and_returns() {
-    let config = r#"{ "routes": [ { "name": "r",
-        "sticky": { "header": "x-user" },
-        "guard": { "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "1m" },
-        "ramp": { "version": "v2", "from": 0, "to": 100, "start": "2026-12-01T10:00:00Z",
-                  "duration": "10m", "steps": 20 },
-        "destinations": [ { "version": "v1", "weight": 100 }, { "version": "v2" } ] } ] }"#;
+fn sticky_keys_stay_monotone_through_steps_gates_and_halts() {
+    let steps = r#"{ "share": 10, "hold": "2m" }, { "share": 35, "hold": "1m" },
+                   { "share": 60, "over": "2m", "hold": "until_config_change" }, { "share": 100 }"#;
+    let guard = r#""sticky": { "header": "x-user" },
+        "guard": { "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "1m" },"#;
+    let config = rollout(100, steps, guard);
     for seed in 1..4 {
         let mut scenario = Scenario::new(config.as_bytes());
         scenario.seed = seed;
         scenario.workers = 3;
-        scenario.duration_ms = 12 * MINUTE;
+        scenario.duration_ms = 8 * MINUTE;
         scenario.traffic.rate_per_s = 20.0;
         scenario.traffic.sticky_header = Some(("x-user".to_owned(), 300));
-        scenario.behaviours.push(Behaviour {
-            until_ms: 5 * MINUTE + 20_000,
-            ..failing("v2", 5 * MINUTE, 1.0)
-        });
+        scenario.behaviours.push(failing("v2", 6 * MINUTE, 1.0));
         let run = run(&scenario).unwrap();
         assert!(first_trip(&run, "v2").is_some(), "seed {seed}: v2 trips");
         let mut last: std::collections::HashMap<u32, (Vec<u32>, String)> = Default::default();
@@ -348,11 +453,10 @@ fn sticky_keys_stay_monotone_through_ramps_trips_and_returns() {
                 continue;
             };
             if let Some((weights, was)) = last.get(&key) {
-                let v2_rose = weights[0] == request.weights[0] && request.weights[1] > weights[1];
-                let v2_fell = weights[0] == request.weights[0] && request.weights[1] < weights[1];
+                let (before, now) = (v2_share(weights), v2_share(&request.weights));
                 if *weights == request.weights
-                    || (v2_rose && was == "v2")
-                    || (v2_fell && was == "v1")
+                    || (now > before && was == "v2")
+                    || (now < before && was == "v1")
                 {
                     assert_eq!(
                         version, was,
@@ -366,18 +470,14 @@ fn sticky_keys_stay_monotone_through_ramps_trips_and_returns() {
     }
 }
 
-/// A trip of a ramp's version halts the rollout: the version stays out on every worker, past
-/// its cooldown, until the config changes.
+/// A trip of a rollout's version halts it: the version stays out on every worker, past its
+/// cooldown, until a push changes the rollout.
 #[test]
-fn a_halted_rollout_stays_halted_on_every_worker_until_the_config_changes() {
-    let config = |to: u32| {
-        format!(
-            r#"{{ "routes": [ {{ "name": "r",
-            "guard": {{ "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "1m" }},
-            "ramp": {{ "version": "v2", "from": 0, "to": {to}, "start": "2026-12-01T10:00:00Z",
-                      "duration": "10m", "steps": 10 }},
-            "destinations": [ {{ "version": "v1", "weight": 100 }}, {{ "version": "v2" }} ] }} ] }}"#
-        )
+fn a_halted_rollout_stays_halted_on_every_worker_until_the_rollout_changes() {
+    let guard = r#""guard": { "max_error_ratio": 0.2, "min_requests": 20, "window": "10s", "cooldown": "1m" },"#;
+    let config = |last: u32| {
+        let steps = format!(r#"{{ "share": 10, "hold": "5m" }}, {{ "share": {last} }}"#);
+        rollout(100, &steps, guard)
     };
     let mut scenario = Scenario::new(config(100).as_bytes());
     scenario.workers = 3;

@@ -77,15 +77,15 @@ pub const SAMPLE_CONFIGS: &[&str] = &[
         { "name": "rest",
           "fault": { "abort": { "status": 503, "percent": 30 }, "delay": { "fixed": "50ms", "percent": 30 } },
           "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
-    // Sticky by header or cookie, an override header, a ramp.
+    // Sticky by header or cookie, an override header, a rollout.
     r#"{ "routes": [
         { "name": "by-user", "match": { "prefix": "/hello" }, "sticky": { "header": "x-user" },
           "override_header": "x-canary-version",
           "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
                             { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 } ] },
         { "name": "by-cookie", "sticky": { "cookie": "session", "set_cookie": { "max_age": "24h" } },
-          "ramp": { "version": "v2", "from": 0, "to": 50, "start": "1970-01-01T00:00:01Z",
-                    "duration": "1h", "steps": 10 },
+          "rollout": { "version": "v2", "start": "1970-01-01T00:00:01Z",
+                       "steps": [ { "share": 10, "hold": "10m" }, { "share": 50, "over": "1h" } ] },
           "destinations": [ { "version": "v1", "weight": 50 }, { "version": "v2" } ] } ] }"#,
     // Refused (a negative weight), passed through: every request loses the owned headers.
     r#"{ "on_invalid_config": "pass_through", "version_header": "X-Canary-Version",

@@ -143,6 +143,8 @@ pub struct SetCookieConfig {
     /// Required: the cookie's `Max-Age`, a duration in whole seconds (`"24h"`), from 1s to
     /// 400 days.
     pub max_age: Option<String>,
+    /// `true`: the cookie is marked `Secure`, sent back only over HTTPS (default `false`).
+    pub secure: Option<bool>,
 }
 
 /// One version's share of its route moving through steps from `start`; the route's other

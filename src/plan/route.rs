@@ -137,10 +137,14 @@ pub struct SetCookie {
 }
 
 impl SetCookie {
-    pub fn new(cookie: &str, max_age_seconds: u64) -> Self {
+    /// `secure`: the cookie is only sent back over HTTPS.
+    pub fn new(cookie: &str, max_age_seconds: u64, secure: bool) -> Self {
+        let secure = if secure { "; Secure" } else { "" };
         SetCookie {
             before_key: format!("{cookie}="),
-            after_key: format!("; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax"),
+            after_key: format!(
+                "; Path=/; Max-Age={max_age_seconds}; HttpOnly; SameSite=Lax{secure}"
+            ),
         }
     }
 

@@ -32,7 +32,7 @@ pub struct RequestRecord {
     pub generation: usize,
     pub route: Option<String>,
     pub version: Option<String>,
-    /// The weights in force on its worker when it was split (after the ramp moved), and which
+    /// The weights in force on its worker when it was split (after the rollout moved), and which
     /// versions that worker had out, in destination order.
     pub weights: Vec<u32>,
     pub ejected: Vec<bool>,
@@ -59,6 +59,8 @@ pub struct VersionRow {
     pub version: String,
     /// The weight in force on worker 0 at the end of the period.
     pub weight: u32,
+    /// Its share of the route there, in millionths.
+    pub share: u32,
     pub requests: u64,
     pub errors: u64,
     pub faults: u64,
@@ -632,6 +634,7 @@ impl<'a> Engine<'a> {
             for (route, state) in active.plan.routes.iter().zip(states.iter()) {
                 let versions = period.entry(route.name.clone()).or_default();
                 let weights = state.effective_weights(route);
+                let shares = state.shares(route);
                 for (index, destination) in route.destinations.iter().enumerate() {
                     let row = versions
                         .entry(destination.version.clone())
@@ -640,6 +643,7 @@ impl<'a> Engine<'a> {
                             ..VersionRow::default()
                         });
                     row.weight = weights.get(index).copied().unwrap_or(0);
+                    row.share = shares.get(index).copied().unwrap_or(0);
                     row.ejected = state.ejected().get(index).copied().unwrap_or(false);
                     row.latched = state.latched().get(index).copied().unwrap_or(false);
                 }

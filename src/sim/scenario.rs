@@ -61,7 +61,7 @@ impl Default for Traffic {
 pub struct Scenario {
     pub config: Vec<u8>,
     pub pushes: Vec<Push>,
-    /// The wall clock at virtual time 0, in ms since the epoch (a ramp's `start` is absolute).
+    /// The wall clock at virtual time 0, in ms since the epoch (a rollout's `start` is absolute).
     pub start_ms: u64,
     pub duration_ms: u64,
     pub workers: usize,
@@ -69,7 +69,7 @@ pub struct Scenario {
     pub traffic: Traffic,
     pub behaviours: Vec<Behaviour>,
     pub clock_steps: Vec<ClockStep>,
-    /// How often each worker runs the root context's tick (the guard's merge, the ramps): the
+    /// How often each worker runs the root context's tick (the guard's merge, the rollouts): the
     /// filter's `GUARD_TICK`.
     pub tick_ms: u64,
     /// The share of merges another worker's merge lands in the middle of (between the read

@@ -65,7 +65,10 @@ impl Checker {
                     "a duration such as \"24h\"",
                     |c, text, path| c.reported(cookie_max_age(text), path),
                 )
-                .map(|seconds| Some(SetCookie::new(cookie, seconds))),
+                .map(|seconds| {
+                    let secure = set_cookie.secure.unwrap_or(false);
+                    Some(SetCookie::new(cookie, seconds, secure))
+                }),
             (Some(_), Some(StickyKey::Header(_))) => {
                 self.error(
                     &join(path, "set_cookie"),
@@ -164,6 +167,15 @@ mod tests {
         );
         assert_eq!(route.override_header.as_deref(), Some("x-canary-version"));
 
+        let plan = compiled(
+            r#""sticky": { "cookie": "s", "set_cookie": { "max_age": "1h", "secure": true } },"#,
+        );
+        let set_cookie = plan.routes[0].sticky.as_ref().unwrap().set_cookie.as_ref();
+        assert_eq!(
+            set_cookie.unwrap().value("k"),
+            "s=k; Path=/; Max-Age=3600; HttpOnly; SameSite=Lax; Secure"
+        );
+
         let plan = compiled(r#""sticky": { "header": "X-User-Id" },"#);
         let sticky = plan.routes[0].sticky.as_ref().unwrap();
         assert!(matches!(&sticky.key, StickyKey::Header(name) if name == "x-user-id"));
@@ -211,7 +223,7 @@ mod tests {
         assert_eq!(
             errors(r#""sticky": { "cookie": "s", "set_cookie": { "maxage": "1h" } },"#),
             [
-                "routes[0].sticky.set_cookie.maxage: unknown field; expected one of max_age; did you mean `max_age`?",
+                "routes[0].sticky.set_cookie.maxage: unknown field; expected one of max_age, secure; did you mean `max_age`?",
                 "routes[0].sticky.set_cookie.max_age: required: a duration such as \"24h\"",
             ]
         );

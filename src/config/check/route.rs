@@ -388,6 +388,18 @@ mod tests {
                  { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
             "routes[1].name: duplicate route name \"a\"",
         );
+        // Reported with every other error, whether or not the routes compile.
+        assert_eq!(
+            errors_of(
+                r#"{ "routes": [
+                 { "name": "a", "destinations": [ { "version": "v1", "weight": -1 } ] },
+                 { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#
+            ),
+            [
+                "routes[0].destinations[0].weight: expected an integer from 0 to 1000000, got -1",
+                "routes[1].name: duplicate route name \"a\"",
+            ]
+        );
         assert_error(
             &route_with(r#"[{"version":"v1","weight":1},{"version":"v1","weight":2}]"#),
             "routes[0].destinations[1].version: duplicate version \"v1\" in this route",
