@@ -13,6 +13,7 @@
 //! traffic_split.route.<route>.version.<version>.timeouts_total
 //! traffic_split.route.<route>.version.<version>.request_duration_microseconds
 //! traffic_split.route.<route>.version.<version>.weight
+//! traffic_split.route.<route>.version.<version>.share
 //! traffic_split.route.<route>.version.<version>.guard_trips_total
 //! traffic_split.route.<route>.version.<version>.guard_ejected
 //! traffic_split.route.<route>.version.<version>.guard_held_total
@@ -138,9 +139,12 @@ metric_table! {
         Timeouts: Counter, FullMetrics, "timeouts_total";
         /// The request's duration, in microseconds.
         Duration: Histogram, FullMetrics, "request_duration_microseconds";
-        /// The weight requests are split by now (the configured one, where a ramp stands, or
+        /// The weight requests are split by now (the configured one, a rollout's split, or
         /// the guard's).
         Weight: Gauge, Always, "weight";
+        /// This version's share of the route's requests now, in millionths (250000: 25%): a
+        /// rollout's share in force, the rest by weight, the guard's decisions.
+        Share: Gauge, Always, "share";
         /// How often the guard took this version out of the split.
         GuardTrips: Counter, Guard, "guard_trips_total";
         /// 1 while the guard holds this version out of the split, else 0.

@@ -1,5 +1,6 @@
 //! Canary routing in a real Envoy: sticky keys (by header and by cookie, across workers and
-//! reloads), overrides, ramps from the proxy's clock, and weights as fine as 1 in 10,000.
+//! reloads), overrides, rollouts in percent of the route from the proxy's clock, and weights
+//! as fine as 1 in 10,000.
 
 mod support;
 
@@ -32,11 +33,14 @@ fn canary(v1: u32, v2: u32, fields: &str) -> String {
 
 const STICKY_BY_USER: &str = r#""sticky": { "header": "x-user-id" },"#;
 
-/// The version the filter's own core gives a key under a config: what Envoy must agree with.
+/// The version the filter's own core gives a key under a config, with its rollout where the
+/// clock has it now: what Envoy must agree with.
 fn core_version(config: &str, key: &str) -> String {
     let plan = compile(config.as_bytes()).expect("a valid config");
     let route = &plan.routes[0];
-    let index = RouteState::new(route)
+    let mut state = RouteState::new(route);
+    state.follow_rollout(route, now_ms() as u64 * 1_000_000);
+    let index = state
         .sticky_destination(route, key.as_bytes())
         .expect("a version");
     route.destinations[index].version.clone()
@@ -296,65 +300,183 @@ fn an_override_reaches_v2_at_weight_0_and_an_unknown_value_is_counted() {
     assert_eq!(metrics.outcome("hello", "v1").0, 6);
 }
 
+/// Route `hello` at `/hello`: v1 at `v1`, a rollout of v2 from `start_ms` with `steps`, and
+/// the `more` destinations after them.
+fn rollout(start_ms: i64, steps: &str, v1: u32, more: &str) -> String {
+    format!(
+        r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }},
+             "rollout": {{ "version": "v2", "start": "{}", "steps": [ {steps} ] }},
+             "destinations": [
+               {{ "version": "v1", "cluster": "springbootapp-v1", "weight": {v1} }},
+               {{ "version": "v2", "cluster": "springbootapp-v2" }} {more} ] }} ] }}"#,
+        format_rfc3339_ms(start_ms)
+    )
+}
+
+const MINUTE: i64 = 60_000;
+
+/// How many of `count` requests on one connection (one worker) each version got, under
+/// `config`; and the share gauges before the first request.
+fn split_of(config: &str, count: usize) -> (BTreeMap<String, usize>, BTreeMap<String, f64>) {
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(config)
+            .without_v2_delay(),
+    );
+    let metrics = envoy.admin.metrics();
+    let gauges = ["v1", "v2", "v3"]
+        .into_iter()
+        .filter_map(|version| {
+            let labels = [("route", "hello"), ("version", version)];
+            Some((
+                version.to_string(),
+                metrics.get("traffic_split_share", &labels)?,
+            ))
+        })
+        .collect();
+    let mut connection = envoy.connect();
+    let mut split = BTreeMap::new();
+    for _ in 0..count {
+        let response = connection.get("/hello").expect("request");
+        *split.entry(version(&response)).or_insert(0) += 1;
+    }
+    (split, gauges)
+}
+
+fn split(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
+    pairs.iter().map(|(v, n)| (v.to_string(), *n)).collect()
+}
+
 #[test]
-fn ramps_started_in_the_past_future_and_middle_have_the_expected_weights_and_shares() {
+fn a_rollout_in_a_25_percent_hold_sends_exactly_100_of_400_requests() {
     let _machine = exclusive();
-    const MINUTE: i64 = 60_000;
-    let now = now_ms();
-    // v2 from 0 to 50 over an hour in 2 steps, beside v1 at 50; started at `start`.
-    let route = |name: &str, start: i64| {
-        format!(
-            r#"{{ "name": "{name}", "match": {{ "prefix": "/{name}" }},
-                  "ramp": {{ "version": "v2", "from": 0, "to": 50, "start": "{}",
-                             "duration": "1h", "steps": 2 }},
-                  "destinations": [
-                    {{ "version": "v1", "cluster": "springbootapp-v1", "weight": 50 }},
-                    {{ "version": "v2", "cluster": "springbootapp-v2" }} ] }}"#,
-            format_rfc3339_ms(start)
-        )
-    };
-    // The middle ramp is 45 minutes in: its second step (v2 at 25) lasts 15 more minutes.
-    let config = format!(
-        r#"{{ "routes": [ {}, {}, {} ] }}"#,
-        route("past", now - 120 * MINUTE),
-        route("future", now + 60 * MINUTE),
-        route("middle", now - 45 * MINUTE)
+    let config = rollout(
+        now_ms() - MINUTE,
+        r#"{ "share": 25, "hold": "1h" }, { "share": 100 }"#,
+        100,
+        "",
+    );
+    let (split_seen, gauges) = split_of(&config, 400);
+    assert_eq!(split_seen, split(&[("v1", 300), ("v2", 100)]));
+    assert_eq!(gauges["v2"], 250_000.0, "the share gauge, in millionths");
+    assert_eq!(gauges["v1"], 750_000.0);
+}
+
+#[test]
+fn a_finished_rollout_sends_every_request() {
+    let _machine = exclusive();
+    let config = rollout(
+        now_ms() - 120 * MINUTE,
+        r#"{ "share": 25, "hold": "1h" }, { "share": 100 }"#,
+        100,
+        "",
+    );
+    assert_eq!(split_of(&config, 400).0, split(&[("v2", 400)]));
+}
+
+#[test]
+fn a_rollout_not_yet_started_sends_none() {
+    let _machine = exclusive();
+    let config = rollout(now_ms() + 60 * MINUTE, r#"{ "share": 50 }"#, 100, "");
+    assert_eq!(split_of(&config, 100).0, split(&[("v1", 100)]));
+}
+
+#[test]
+fn three_versions_with_a_rollout_at_20_percent_and_weights_3_to_1_split_20_60_20() {
+    let _machine = exclusive();
+    let v3 = r#", { "version": "v3", "cluster": "springbootapp-v1", "weight": 1 }"#;
+    let config = rollout(now_ms() - MINUTE, r#"{ "share": 20 }"#, 3, v3);
+    assert_eq!(
+        split_of(&config, 100).0,
+        split(&[("v1", 60), ("v2", 20), ("v3", 20)])
+    );
+}
+
+#[test]
+fn a_linear_step_half_way_gives_half_its_share() {
+    let _machine = exclusive();
+    // 0 to 50% over 10 hours, 5 hours in: 25%, moving 0.0014 points a second.
+    let config = rollout(
+        now_ms() - 300 * MINUTE,
+        r#"{ "share": 50, "over": "10h" }"#,
+        100,
+        "",
+    );
+    let (seen, _) = split_of(&config, 400);
+    assert!((99..=101).contains(&seen["v2"]), "{seen:?}");
+}
+
+#[test]
+fn a_gate_holds_past_its_time() {
+    let _machine = exclusive();
+    // The gate came two hours ago; its step would long have ended were it a hold.
+    let config = rollout(
+        now_ms() - 120 * MINUTE,
+        r#"{ "share": 10, "hold": "1m" }, { "share": 30, "hold": "until_config_change" },
+           { "share": 100 }"#,
+        100,
+        "",
+    );
+    assert_eq!(split_of(&config, 100).0, split(&[("v1", 70), ("v2", 30)]));
+}
+
+#[test]
+fn sticky_keys_only_move_to_the_rollout_version_from_10_to_60_percent() {
+    let _machine = exclusive();
+    // 10%, 35% and 60%, two seconds each, from two seconds after the config is written.
+    let config = rollout(
+        now_ms() + 2_000,
+        r#"{ "share": 10, "hold": "2s" }, { "share": 35, "hold": "2s" }, { "share": 60 }"#,
+        100,
+        "",
+    )
+    .replace(
+        r#""rollout""#,
+        r#""sticky": { "header": "x-user-id" }, "rollout""#,
     );
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
             .with_plugin_config(&config)
             .without_v2_delay(),
     );
-    // The gauges are right before any request.
-    let metrics = envoy.admin.metrics();
-    let weight = |route, version| {
-        metrics.get(
-            "traffic_split_weight",
-            &[("route", route), ("version", version)],
-        )
-    };
-    for (route, v2) in [("past", 50.0), ("future", 0.0), ("middle", 25.0)] {
-        assert_eq!(weight(route, "v2"), Some(v2), "{route}");
-        assert_eq!(weight(route, "v1"), Some(50.0), "{route}");
-    }
-    let mut connection = envoy.connect();
-    let mut shares = BTreeMap::new();
-    for (route, requests) in [("past", 100), ("future", 100), ("middle", 75)] {
-        for _ in 0..requests {
-            let response = connection.get(&format!("/{route}")).expect("request");
-            *shares.entry((route, version(&response))).or_insert(0) += 1;
+    let keys: Vec<String> = (0..300).map(|k| format!("user-{k}")).collect();
+    let v2_gauge = [("route", "hello"), ("version", "v2")];
+    let started = Instant::now();
+    let mut before = versions_of_keys(&envoy, &keys);
+    let mut shares_seen = vec![v2_share(&before)];
+    loop {
+        // Read before the pass: a pass that began at 60% sees nothing move after it.
+        let at_the_end =
+            envoy.admin.metrics().get("traffic_split_share", &v2_gauge) == Some(600_000.0);
+        let now = versions_of_keys(&envoy, &keys);
+        for key in &keys {
+            assert!(
+                before[key] == now[key] || now[key] == "v2",
+                "{key} moved from {} to {}",
+                before[key],
+                now[key]
+            );
         }
+        shares_seen.push(v2_share(&now));
+        before = now;
+        if at_the_end {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "{shares_seen:?}"
+        );
     }
-    let expected: BTreeMap<(&str, String), i32> = [
-        (("past", "v1".to_string()), 50),
-        (("past", "v2".to_string()), 50),
-        (("future", "v1".to_string()), 100),
-        (("middle", "v1".to_string()), 50),
-        (("middle", "v2".to_string()), 25),
-    ]
-    .into_iter()
-    .collect();
-    assert_eq!(shares, expected);
+    for key in &keys {
+        assert_eq!(before[key], core_version(&config, key), "{key} at 60%");
+    }
+    let mut distinct = shares_seen.clone();
+    distinct.dedup();
+    assert!(distinct.len() >= 3, "saw steps: {shares_seen:?}");
+    assert!(
+        (50.0..=70.0).contains(&v2_share(&before)),
+        "{shares_seen:?}"
+    );
 }
 
 #[test]
@@ -377,27 +499,21 @@ fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
 }
 
 #[test]
-fn an_idle_routes_weight_gauge_follows_its_ramp() {
+fn an_idle_routes_share_gauge_follows_its_rollout() {
     let _machine = exclusive();
-    // v2 goes from 0 to 50 in one step four seconds from now; no request will come.
+    // v2 goes to 50% three seconds from now; no request will come.
     let configured_at = Instant::now();
-    let start = format_rfc3339_ms(now_ms() + 3_000);
-    let config = format!(
-        r#"{{ "routes": [ {{ "name": "hello",
-              "ramp": {{ "version": "v2", "from": 0, "to": 50, "start": "{start}",
-                         "duration": "1s", "steps": 1 }},
-              "destinations": [ {{ "version": "v1", "weight": 50 }}, {{ "version": "v2" }} ] }} ] }}"#
-    );
+    let config = rollout(now_ms() + 3_000, r#"{ "share": 50 }"#, 50, "");
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
     let v2 = [("route", "hello"), ("version", "v2")];
-    let before = envoy.admin.metrics().get("traffic_split_weight", &v2);
-    // Unless Envoy took longer to start than the ramp took to come due, it started at 0.
-    if configured_at.elapsed() < Duration::from_millis(3_500) {
+    let before = envoy.admin.metrics().get("traffic_split_share", &v2);
+    // Unless Envoy took longer to start than the rollout took to come due, it started at 0.
+    if configured_at.elapsed() < Duration::from_millis(2_500) {
         assert_eq!(before, Some(0.0));
     }
     let metrics = envoy
         .admin
-        .metrics_when(|m| m.get("traffic_split_weight", &v2) == Some(50.0));
-    assert_eq!(metrics.get("traffic_split_weight", &v2), Some(50.0));
+        .metrics_when(|m| m.get("traffic_split_share", &v2) == Some(500_000.0));
+    assert_eq!(metrics.get("traffic_split_weight", &v2), Some(1.0));
     assert_eq!(metrics.outcome("hello", "v2").0, 0, "no request moved it");
 }

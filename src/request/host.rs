@@ -46,11 +46,13 @@ pub trait StreamHost {
     /// Envoy's `response.flags` bit set.
     fn response_flags(&mut self) -> Result<Option<u64>, HostError>;
     /// The proxy's clock, in nanoseconds since the Unix epoch: a request's duration, and where
-    /// a ramp stands.
+    /// a rollout stands.
     fn now_nanos(&mut self) -> u64;
     fn count(&mut self, what: Count);
     /// Sets the gauge of a destination's weight in force.
     fn set_weight(&mut self, destination: Chosen, weight: u32);
+    /// Sets the gauge of a destination's share of its route in force, in millionths.
+    fn set_share(&mut self, destination: Chosen, share: u32);
     /// Answers the request with a local reply (a status, a body, one header).
     fn send_local_reply(
         &mut self,

@@ -38,6 +38,8 @@ pub struct ScriptedHost {
     pub response_headers: Vec<(String, String)>,
     /// The weight gauges set: (destination, weight).
     pub weights_set: Vec<(Chosen, u32)>,
+    /// The share gauges set: (destination, millionths).
+    pub shares_set: Vec<(Chosen, u32)>,
 }
 
 impl ScriptedHost {
@@ -160,6 +162,10 @@ impl StreamHost for ScriptedHost {
 
     fn set_weight(&mut self, destination: Chosen, weight: u32) {
         self.weights_set.push((destination, weight));
+    }
+
+    fn set_share(&mut self, destination: Chosen, share: u32) {
+        self.shares_set.push((destination, share));
     }
 
     fn send_local_reply(

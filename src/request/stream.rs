@@ -309,8 +309,8 @@ fn choose<H: StreamHost>(
 }
 
 /// Brings a route's weights to where its rollout stands at `now_nanos` and, when they moved,
-/// sets the gauges of the weights requests are split by now. A request does it for its route;
-/// the adapter's timer does it for routes without requests.
+/// sets the gauges of the weights and shares requests are split by now. A request does it for
+/// its route; the adapter's timer does it for routes without requests.
 pub fn follow_rollout(
     route_index: usize,
     route: &Route,
@@ -321,12 +321,19 @@ pub fn follow_rollout(
     if !state.follow_rollout(route, now_nanos) {
         return false;
     }
-    for (destination, weight) in state.effective_weights(route).into_iter().enumerate() {
+    let shares = state.shares(route);
+    for (destination, (weight, share)) in state
+        .effective_weights(route)
+        .into_iter()
+        .zip(shares)
+        .enumerate()
+    {
         let chosen = Chosen {
             route: route_index,
             destination,
         };
         host.set_weight(chosen, weight);
+        host.set_share(chosen, share);
     }
     true
 }
@@ -1188,7 +1195,16 @@ mod tests {
             let mut host = ScriptedHost::with_headers(&[(":path", "/"), ("x-user-id", key)]);
             host.clock = nanos;
             Stream::default().request(&plan, &mut host);
-            (host.values("x-split-version").concat(), host.weights_set)
+            let shares = host
+                .shares_set
+                .iter()
+                .map(|(_, share)| *share)
+                .collect::<Vec<_>>();
+            (
+                host.values("x-split-version").concat(),
+                host.weights_set,
+                shares,
+            )
         };
         let keys: Vec<String> = (0..300).map(|k| format!("k{k}")).collect();
         let on_v2 = |nanos: u64| {
@@ -1198,13 +1214,14 @@ mod tests {
                 .collect::<Vec<String>>()
         };
         assert!(on_v2(start_nanos - minute).is_empty(), "before the start");
-        let (_, gauge) = request_at(start_nanos + 10 * minute, "k0");
+        let (_, gauge, shares) = request_at(start_nanos + 10 * minute, "k0");
         assert_eq!(
             gauge,
             [(V1, 9), (V2, 1)],
             "the first request of the step sets the route's gauges"
         );
-        let (_, gauge) = request_at(start_nanos + 11 * minute, "k0");
+        assert_eq!(shares, [900_000, 100_000]);
+        let (_, gauge, _) = request_at(start_nanos + 11 * minute, "k0");
         assert!(gauge.is_empty(), "and only it");
         let mut previous: Vec<String> = Vec::new();
         for step in 1..=3 {
@@ -1217,7 +1234,7 @@ mod tests {
             previous = now;
         }
         assert_eq!(plan.states.borrow()[0].weights(), [7, 3]);
-        let (_, gauge) = request_at(start_nanos - minute, "k0");
+        let (_, gauge, _) = request_at(start_nanos - minute, "k0");
         assert_eq!(
             gauge,
             [(V1, 1), (V2, 0)],
