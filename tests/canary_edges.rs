@@ -1,6 +1,6 @@
 //! The canary at its hardest moments, in a real Envoy with the shipped module: a guard trip
-//! on small weights, a fine ramp under a trickle of requests, a fault drill beside a guard, a
-//! failed rollout that must stay rolled back, a config push, the client's retry headers, and
+//! on small weights, a linear rollout under a trickle of requests, a fault drill beside a
+//! guard, a failed rollout that must stay rolled back (at 100% too), a config push, the client's retry headers, and
 //! configs that must be refused. Each test states the behaviour docs/config.md decides.
 
 mod support;
@@ -192,21 +192,17 @@ fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
     );
 }
 
-// --- ramps -------------------------------------------------------------------------------
+// --- rollouts ----------------------------------------------------------------------------
 
 #[test]
-fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
+fn a_linear_rollout_gives_the_canary_its_share_under_a_trickle_of_requests() {
     let _machine = exclusive();
-    // v2 from 0 to 1,000,000 over an hour, beside v1 at 1,000,000, 30 minutes in: v2's weight
-    // is 500,000 (a third of the route) and changes every 3.6 ms.
-    let start = format_rfc3339_ms(now_ms() - 30 * 60_000);
-    let config = format!(
-        r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }},
-          "ramp": {{ "version": "v2", "from": 0, "to": 1000000, "start": "{start}",
-                     "duration": "1h" }},
-          "destinations": [
-            {{ "version": "v1", "cluster": "springbootapp-v1", "weight": 1000000 }},
-            {{ "version": "v2", "cluster": "springbootapp-v2" }} ] }} ] }}"#
+    // v2 from 0 to 100% over an hour, 30 minutes in: half the route, its share changing
+    // every 3.6 ms.
+    let config = guarded_rollout(
+        now_ms() - 30 * 60_000,
+        r#"{ "share": 100, "over": "1h" }"#,
+        "",
     );
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -214,7 +210,7 @@ fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
             .without_v2_delay(),
     );
     let mut connection = envoy.connect();
-    // The trickle is the workload: one request every 6 ms, so each finds a new weight.
+    // The trickle is the workload: one request every 6 ms, so each finds a new share.
     let interval = Duration::from_millis(6);
     let started = Instant::now();
     let mut seen = Seen::new();
@@ -229,10 +225,11 @@ fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
     }
     let (v1, v2) = (count(&seen, 200, "v1"), count(&seen, 200, "v2"));
     assert_eq!(v1 + v2, 300, "{seen:?}");
-    // A third is 100; the ramp moves 0.05 points in the 1.8 s of the test.
+    // Half is 150; the share moves 0.05 points in the 1.8 s of the test, and the round robin
+    // keeps every version within 2 requests of its due through the changes.
     assert!(
-        (85..=115).contains(&v2),
-        "v2 got {v2} of 300 requests at a third of the route's weight: {seen:?}"
+        (147..=153).contains(&v2),
+        "v2 got {v2} of 300 requests at half the route: {seen:?}"
     );
 }
 
@@ -286,16 +283,21 @@ fn a_fault_drill_never_trips_the_guard() {
 
 // --- a failed rollout stays rolled back ----------------------------------------------------
 
-/// v1 at 1,000,000 and v2 ramping from `from` to 1,000,000 over an hour from `start`, with a
-/// guard whose cooldown is `cooldown`.
-fn guarded_ramp(from: u32, start: i64, cooldown: &str) -> String {
+/// v1 at 1,000,000 and a rollout of v2 from `start` with `steps`, with the guard (window
+/// 2 s, at least 20 requests) and its extra fields, if any.
+fn guarded_rollout(start: i64, steps: &str, guard_fields: &str) -> String {
     let start = format_rfc3339_ms(start);
+    let guard = if guard_fields.is_empty() {
+        String::new()
+    } else {
+        format!(
+            r#""guard": {{ "max_error_ratio": 0.05, "min_requests": 20, "window": "2s",
+                          {guard_fields} }},"#
+        )
+    };
     format!(
-        r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }},
-          "guard": {{ "max_error_ratio": 0.05, "min_requests": 20, "window": "2s",
-                      "cooldown": "{cooldown}" }},
-          "ramp": {{ "version": "v2", "from": {from}, "to": 1000000, "start": "{start}",
-                     "duration": "1h" }},
+        r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }}, {guard}
+          "rollout": {{ "version": "v2", "start": "{start}", "steps": [ {steps} ] }},
           "destinations": [
             {{ "version": "v1", "cluster": "springbootapp-v1", "weight": 1000000 }},
             {{ "version": "v2", "cluster": "springbootapp-v2" }} ] }} ] }}"#
@@ -320,6 +322,7 @@ fn assert_latched_until_the_config_changes(
     assert!(ejected(envoy, "v2"));
     assert_eq!(series(envoy, "traffic_split_guard_latched", "v2"), 1.0);
     assert_eq!(series(envoy, "traffic_split_weight", "v2"), 0.0);
+    assert_eq!(series(envoy, "traffic_split_share", "v2"), 0.0);
     assert!(envoy.reconfigure_filter(changed_config));
     send_until(envoy, connection, Duration::from_secs(5), || {
         !ejected(envoy, "v2")
@@ -330,23 +333,60 @@ fn assert_latched_until_the_config_changes(
 }
 
 #[test]
-fn a_trip_of_the_ramped_version_halts_the_rollout_until_the_config_changes() {
+fn a_trip_of_the_rollout_version_halts_the_rollout_until_the_rollout_changes() {
     let _machine = exclusive();
-    // 30 minutes into the ramp (v2 a third of the route); a cooldown of 1 s, which a halted
+    // Half way through a linear step (v2 at a third); a cooldown of 1 s, which a halted
     // rollout ignores.
-    let config = guarded_ramp(0, now_ms() - 30 * 60_000, "1s");
+    let config = guarded_rollout(
+        now_ms() - 30 * 60_000,
+        r#"{ "share": 66.6666, "over": "1h" }"#,
+        r#""cooldown": "1s""#,
+    );
     let (envoy, mut connection) = with_v2_tripped(
         EnvoyConfig::shipped()
             .with_plugin_config(&config)
             .front_filter_from_ecds(),
     );
-    // A new rollout: the ramp starts again from 100,000, now.
-    let restarted = guarded_ramp(100_000, now_ms(), "1s");
+    // A new rollout: 10% from now.
+    let restarted = guarded_rollout(now_ms(), r#"{ "share": 10 }"#, r#""cooldown": "1s""#);
     assert_latched_until_the_config_changes(
         &envoy,
         &mut connection,
         Duration::from_secs(3),
         &restarted,
+    );
+}
+
+#[test]
+fn a_trip_at_100_percent_gives_the_stable_versions_the_route_back() {
+    let _machine = exclusive();
+    let config = guarded_rollout(
+        now_ms() - 60_000,
+        r#"{ "share": 100 }"#,
+        r#""cooldown": "1s""#,
+    );
+    let (envoy, mut connection) = with_v2_tripped(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&config)
+            .front_filter_from_ecds(),
+    );
+    let metrics = envoy.admin.metrics();
+    let v2 = [("route", ROUTE), ("version", "v2")];
+    assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 1);
+    assert_eq!(
+        metrics.count("traffic_split_guard_held_total", &v2),
+        0,
+        "taken, not held"
+    );
+    let after = send(&envoy, &mut connection, 200);
+    assert_eq!(count(&after, 200, "v1"), 200, "{after:?}");
+    assert_eq!(series(&envoy, "traffic_split_share", "v1"), 1_000_000.0);
+    let again = guarded_rollout(now_ms(), r#"{ "share": 50 }"#, r#""cooldown": "1s""#);
+    assert_latched_until_the_config_changes(
+        &envoy,
+        &mut connection,
+        Duration::from_secs(2),
+        &again,
     );
 }
 
