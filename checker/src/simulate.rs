@@ -1,6 +1,6 @@
 //! `traffic-split simulate CONFIG`: what a config will do over time, before it reaches a mesh.
 //! It runs the filter's own core in virtual time ([`traffic_split::sim`]) under the traffic,
-//! failures and pushes given on the command line, and prints per period the weights in force,
+//! failures and pushes given on the command line, and prints per period the shares in force,
 //! shares, errors, trips, returns and probes (`--json` for the same as JSON, `--png` for a
 //! chart drawn by gnuplot).
 
@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use traffic_split::sim::{run, Behaviour, Push, Row, Run, Scenario};
+use traffic_split::split::rollout::format_percent;
 use traffic_split::units::duration::{parse_duration_ms, DurationRange};
 use traffic_split::units::timestamp::{format_rfc3339_ms, parse_rfc3339_ms};
 
@@ -15,7 +16,7 @@ const USAGE: &str = "\
 usage: traffic-split simulate CONFIG [OPTIONS]
 
 Runs the filter's own core over virtual time on CONFIG (a plugin config, JSON) and prints,
-per period, each route's versions: weight in force, share, errors, trips, returns, probes.
+per period, each route's versions: share in force, share sent, errors, trips, returns, probes.
 
   --rate N/s              requests per second (also N/m), evenly spaced (default 100/s)
   --for DURATION          how long to simulate (default 1h)
@@ -284,8 +285,8 @@ fn text(config: &Path, scenario: &Scenario, result: &Run) -> String {
         "period",
         "route",
         "version",
-        "weight",
-        "share",
+        "in force",
+        "sent",
         "requests",
         "errors",
         "trips",
@@ -298,11 +299,11 @@ fn text(config: &Path, scenario: &Scenario, result: &Run) -> String {
         for version in &row.versions {
             let _ = writeln!(
                 out,
-                "{:<11} {:<12} {:<10} {:>9} {:>6.1}% {:>9} {:>6.1}% {:>5} {:>7} {:>6}  {}",
+                "{:<11} {:<12} {:<10} {:>8}% {:>6.1}% {:>9} {:>6.1}% {:>5} {:>7} {:>6}  {}",
                 period,
                 row.route,
                 version.version,
-                version.weight,
+                format_percent(version.share),
                 share(version.requests, total),
                 version.requests,
                 share(version.errors, version.requests),

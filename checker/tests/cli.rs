@@ -112,27 +112,23 @@ fn traffic_split_without_a_command_is_a_usage_error() {
 }
 
 #[test]
-fn a_ramp_prints_its_schedule_step_by_step() {
-    let output = run(&["examples/configs/canary-ramp.json"]);
+fn a_rollout_prints_its_schedule_in_percent_step_by_step() {
+    let output = run(&["examples/configs/canary-rollout.json"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     let text = stdout(&output);
     let schedule: Vec<&str> = text
         .lines()
-        .skip_while(|line| !line.starts_with("    ramp of v2"))
-        .take(12)
+        .skip_while(|line| !line.starts_with("    rollout of v2"))
+        .take(4)
         .collect();
     assert_eq!(
-        schedule[0],
-        "    ramp of v2: weight 0 -> 50 over 30m from 2026-12-01T10:00:00Z to 2026-12-01T10:30:00Z, in 10 equal steps:"
-    );
-    assert_eq!(schedule[1], "      2026-12-01T10:00:00Z  v2 weight 0 (0%)");
-    assert_eq!(
-        schedule[2],
-        "      2026-12-01T10:03:00Z  v2 weight 5 (9.1%)"
-    );
-    assert_eq!(
-        schedule[11],
-        "      2026-12-01T10:30:00Z  v2 weight 50 (50%)"
+        schedule,
+        [
+            "    rollout of v2 from 2026-12-01T10:00:00Z, in percent of the route (the other versions split the rest by weight):",
+            "      2026-12-01T10:00:00Z  step 1: v2 5%, held 10m (v1 95%)",
+            "      2026-12-01T10:10:00Z  step 2: v2 20%, held 10m (v1 80%)",
+            "      2026-12-01T10:20:00Z  step 3: v2 20% -> 50% over 10m, for good (v1 50%)",
+        ]
     );
     assert!(
         text.contains("sticky by cookie session, set when missing (Path=/; Max-Age=86400; HttpOnly; SameSite=Lax); override by header x-canary-version"),

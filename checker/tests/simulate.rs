@@ -4,11 +4,11 @@
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-/// A ramp with a guard, whose canary fails from minute 2: the guard takes it out.
+/// A guarded rollout, whose canary fails from minute 2: the guard halts it.
 const ROLLOUT: &str = r#"{ "routes": [ { "name": "reviews",
     "guard": { "max_error_ratio": 0.05, "min_requests": 20, "window": "30s", "cooldown": "10m" },
-    "ramp": { "version": "v2", "from": 0, "to": 100, "start": "2026-12-01T10:00:00Z",
-              "duration": "10m", "steps": 10 },
+    "rollout": { "version": "v2", "start": "2026-12-01T10:00:00Z",
+                 "steps": [ { "share": 10, "hold": "1m" }, { "share": 100, "over": "9m" } ] },
     "destinations": [ { "version": "v1", "weight": 100 }, { "version": "v2" } ] } ] }"#;
 
 fn scratch(name: &str) -> PathBuf {
@@ -44,7 +44,7 @@ const FAILING_CANARY: &[&str] = &[
 ];
 
 #[test]
-fn the_table_shows_the_ramp_and_the_guard_halting_the_rollout_of_the_failing_canary() {
+fn the_table_shows_the_rollout_and_the_guard_halting_it_for_the_failing_canary() {
     let output = simulate(FAILING_CANARY);
     assert_eq!(output.status.code(), Some(0), "{output:?}");
     let text = stdout(&output);
@@ -55,13 +55,23 @@ fn the_table_shows_the_ramp_and_the_guard_halting_the_rollout_of_the_failing_can
             .map(str::to_owned)
             .collect::<Vec<_>>()
     };
-    // period route version weight share requests errors trips returns probes state
+    // period route version in-force sent requests errors trips returns probes state
     let minute_1_v2 = columns(rows[3]);
     assert_eq!(minute_1_v2[2], "v2");
-    assert_ne!(minute_1_v2[5], "0", "the ramp gives v2 requests:\n{text}");
+    assert_ne!(
+        minute_1_v2[5], "0",
+        "the rollout gives v2 requests:\n{text}"
+    );
+    assert_eq!(
+        columns(rows[1])[3],
+        "10%",
+        "v2's share in force at minute 1:\n{text}"
+    );
     let minute_3_v2 = columns(rows[5]);
     assert_eq!(&minute_3_v2[7], "1", "one trip in minute 3:\n{text}");
     assert_eq!(minute_3_v2[10], "latched", "a halted rollout:\n{text}");
+    assert_eq!(minute_3_v2[3], "0%", "halted:\n{text}");
+    assert_eq!(columns(rows[4])[3], "100%", "v1 has the route:\n{text}");
     assert!(text.starts_with(&format!(
         "{}: 50 requests/s for 4m on 2 worker(s)",
         scratch("rollout.json").display()
