@@ -76,9 +76,10 @@ fn describe_guard(route: &Route, guard: &Guard) -> String {
             } else {
                 format!("{version} gets 0%")
             };
+            let take = if stable.len() == 1 { "takes" } else { "take" };
             line.push_str(&format!(
                 "; a trip of {version} halts this rollout at any step, 100% too, until a push \
-                 changes the rollout: {keeps} and {} take the route",
+                 changes the rollout: {keeps} and {} {take} the route",
                 stable.join(", ")
             ));
             if guard.cooldown_ms == UNTIL_CONFIG_CHANGE {
@@ -423,7 +424,7 @@ mod tests {
         let rollout = r#""rollout": {"version": "v2", "start": "2026-12-01T10:00:00Z", "steps": [{"share": 100, "over": "1h"}]},"#;
         assert_eq!(
             guarded(rollout, "2m"),
-            "  guard: out above 5% errors of at least 20 requests in 30s; a trip of v2 halts this rollout at any step, 100% too, until a push changes the rollout: v2 keeps at most its probe share and v1 take the route; a trip of another version keeps it out for 2m; while v2 has 0% no other version could take v1's traffic: a trip of v1 is held then, probed with 1% of the route"
+            "  guard: out above 5% errors of at least 20 requests in 30s; a trip of v2 halts this rollout at any step, 100% too, until a push changes the rollout: v2 keeps at most its probe share and v1 takes the route; a trip of another version keeps it out for 2m; while v2 has 0% no other version could take v1's traffic: a trip of v1 is held then, probed with 1% of the route"
         );
     }
 

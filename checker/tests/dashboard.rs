@@ -221,7 +221,7 @@ fn close(actual: f64, expected: f64, tolerance: f64) -> bool {
 fn check(title: &str, ref_id: &str, v1: f64, v2: f64) -> Result<(), String> {
     let fine = match (title, ref_id) {
         ("Share of requests per version", "A") => close(v1, 0.7, 0.05) && close(v2, 0.3, 0.05),
-        // The weights the filter splits by (its weight gauge): exactly the configured 70/30.
+        // The shares the filter splits by (its share gauge): exactly the configured 70/30.
         ("Share of requests per version", "B") => close(v1, 0.7, 1e-9) && close(v2, 0.3, 1e-9),
         ("Requests per second per version", "A") => v2 > 0.0 && close(v1 / (v1 + v2), 0.7, 0.05),
         ("5xx ratio per version", "A") => v1 == 0.0 && close(v2, 1.0, 0.05),
@@ -229,8 +229,8 @@ fn check(title: &str, ref_id: &str, v1: f64, v2: f64) -> Result<(), String> {
         ("Timeouts per second per version", "A") => v1 == 0.0 && v2 > 0.0,
         // v2 is never faster than its 2 ms deadline; v1 answers at once.
         ("p99 latency per version", "A" | "B") => v2 > 1.0 && v1 < v2,
-        // The weight gauge itself: the configured weights, no ramp or guard in this config.
-        ("Weight the filter splits by (ramp and guard)", "A") => v1 == 70.0 && v2 == 30.0,
+        // The share gauge in percent: the configured weights', no rollout or guard here.
+        ("Share the filter splits by (rollout and guard)", "A") => v1 == 70.0 && v2 == 30.0,
         _ => {
             return Err(format!(
                 "no expectation for panel {title:?} query {ref_id}: add one"
