@@ -13,7 +13,7 @@
 //!   compiled by [`config::compile`] into a [`plan::Plan`];
 //! - [`units`]: durations and timestamps as users write them;
 //! - [`metrics`]: metric names and labels;
-//! - [`split`]: the pure algorithms: round robin, sticky hashing, ramp schedule, guard, faults;
+//! - [`split`]: the pure algorithms: round robin, sticky hashing, rollout schedule, guard, faults;
 //! - [`plan`]: the compiled, immutable plan: routes, destinations, matchers, the route index;
 //! - [`state`]: what changes while a route serves, one [`state::RouteState`] per route, kept
 //!   beside the plan;

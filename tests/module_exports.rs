@@ -55,7 +55,7 @@ fn the_shipped_module_exports_only_what_the_filter_uses() {
             // Sets a sticky cookie the request lacked.
             "proxy_on_response_headers",
             // The timer of the guard (merges outcomes into shared data), the delay faults
-            // (releases held requests) and the ramps (moves their weight gauges on a route
+            // (releases held requests) and the rollouts (moves their weight gauges on a route
             // without requests); only a config with one of them sets a tick period.
             "proxy_on_tick",
             "proxy_on_vm_start",

@@ -1,4 +1,4 @@
-//! `traffic-split top` health first, against a real Envoy: the deadline and the ramp come from
+//! `traffic-split top` health first, against a real Envoy: the deadline and the rollout come from
 //! the filter's config in `/config_dump`, v2's 5xx ratio and timeouts lead its row, and at 80
 //! columns the bars are gone but the health columns stay.
 
@@ -10,16 +10,16 @@ use serde_json::Value as Json;
 use support::{exclusive, Envoy, EnvoyConfig};
 use top_support::{send_hello, top, wait_until_counted};
 
-/// The demo's split with a 2 ms route deadline (v1 its own 10 s) and a ramp of v2 that started
-/// long ago and is complete, and a guard that does not trip at these numbers.
-const RAMP_AND_GUARD: &str = r#"{
+/// The demo's split with a 2 ms route deadline (v1 its own 10 s) and a rollout of v2 that
+/// started long ago and is finished at 30%, and a guard that does not trip at these numbers.
+const ROLLOUT_AND_GUARD: &str = r#"{
   "routes": [{
     "name": "hello",
     "match": { "prefix": "/hello" },
     "timeout": "0.002s",
     "guard": { "max_error_ratio": 1, "cooldown": "2m", "probe_percent": 1 },
-    "ramp": { "version": "v2", "from": 0, "to": 30, "start": "2020-01-01T00:00:00Z",
-              "duration": "10m", "steps": 3 },
+    "rollout": { "version": "v2", "start": "2020-01-01T00:00:00Z",
+                 "steps": [ { "share": 10, "hold": "1m" }, { "share": 30 } ] },
     "destinations": [
       { "version": "v1", "cluster": "springbootapp-v1", "weight": 70, "timeout": "10s" },
       { "version": "v2", "cluster": "springbootapp-v2" }
@@ -30,7 +30,7 @@ const RAMP_AND_GUARD: &str = r#"{
 const REQUESTS: u64 = 100;
 
 fn envoy() -> Envoy {
-    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(RAMP_AND_GUARD));
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(ROLLOUT_AND_GUARD));
     send_hello(&envoy, REQUESTS as usize);
     wait_until_counted(&envoy, REQUESTS);
     envoy
@@ -53,16 +53,17 @@ fn once(envoy: &Envoy, args: &[&str], columns: &str) -> String {
 }
 
 #[test]
-fn the_frame_has_deadlines_ramp_and_guard_from_the_config_and_health_first_at_80_and_160() {
+fn the_frame_has_deadlines_rollout_and_guard_from_the_config_and_health_first_at_80_and_160() {
     let _machine = exclusive();
     let envoy = envoy();
 
     let json: Json = serde_json::from_str(&once(&envoy, &["--json"], "120")).expect("JSON");
     assert_eq!(json["config_known"], true, "{json:#}");
     let route = &json["routes"][0];
-    assert_eq!(route["ramp"]["version"], "v2");
-    assert_eq!(route["ramp"]["complete"], true);
-    assert_eq!(route["ramp"]["weight"], 30);
+    assert_eq!(route["rollout"]["version"], "v2");
+    assert_eq!(route["rollout"]["phase"], "finished");
+    assert_eq!(route["rollout"]["share_percent"], "30");
+    assert_eq!(route["rollout"]["step"], 2);
     let v2 = &route["versions"][1];
     assert_eq!(v2["version"], "v2");
     assert_eq!(v2["deadline_ms"], 2);
@@ -77,8 +78,8 @@ fn the_frame_has_deadlines_ramp_and_guard_from_the_config_and_health_first_at_80
         "{narrow}"
     );
     assert!(
-        narrow.contains("ramp v2: at 30, complete"),
-        "the ramp in the route's heading:\n{narrow}"
+        narrow.contains("rollout v2: step 2/2 at 30%, finished"),
+        "the rollout in the route's heading:\n{narrow}"
     );
     let header = narrow
         .lines()

@@ -4,12 +4,12 @@
 //! not seven v1 then three v2). Operators check a canary by counting, and a count that is exactly
 //! what the config says leaves nothing to explain.
 
-/// A weighted round robin over a route's destinations, and the weights it splits by (a ramp
-/// changes one). It changes with every pick, so it lives in the route's state
+/// A weighted round robin over a route's destinations, and the weights it splits by (a rollout
+/// changes them). It changes with every pick, so it lives in the route's state
 /// (`crate::state::RouteState`), one per Envoy worker, never in the plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WeightedRoundRobin {
-    /// As configured, or as a ramp has them now.
+    /// As configured, or as a rollout has them now.
     weights: Vec<u32>,
     /// `weights` divided by their greatest common divisor, so 70/30 cycles every 10 picks.
     reduced: Vec<i64>,
@@ -49,7 +49,7 @@ impl WeightedRoundRobin {
         &self.weights
     }
 
-    /// Changes one destination's weight (a ramp's step), keeping every destination's credit
+    /// Changes one destination's weight (a rollout's step), keeping every destination's credit
     /// (see [`WeightedRoundRobin::set_weights`]). Whether the weight changed.
     pub fn set_weight(&mut self, index: usize, weight: u32) -> bool {
         let mut weights = self.weights.clone();
@@ -62,10 +62,10 @@ impl WeightedRoundRobin {
         }
     }
 
-    /// Changes the weights (a ramp's step, a trip, a return) without restarting the cycle:
+    /// Changes the weights (a rollout's step, a trip, a return) without restarting the cycle:
     /// each destination keeps its credit, rescaled to the new total, so a deficit a
     /// destination has built up is paid even when every pick sees new weights. A restart
-    /// would re-enter the cycle at its heaviest destination each time, and a ramp that moves
+    /// would re-enter the cycle at its heaviest destination each time, and a rollout that moves
     /// more often than a worker sees `1 / share` requests would never reach the canary. A
     /// destination whose weight goes to 0 leaves its credit to the others; one that comes
     /// back starts at 0. Whether the weights changed (`weights` of another length: no).
@@ -272,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_weight_change_on_every_pick_still_gives_each_its_share() {
-        // 1,000,000 against a ramp a third of the way, moving a little on every pick: a
+        // 1,000,000 against a canary a third of the way, moving a little on every pick: a
         // restart would pick the heaviest version every time.
         let mut rr = WeightedRoundRobin::new(&[1_000_000, 500_000]);
         let mut due = 0.0;

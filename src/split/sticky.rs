@@ -139,7 +139,7 @@ mod tests {
     #[test]
     fn raising_a_weight_only_brings_keys_to_it_and_lowering_only_takes_its_own() {
         let keys = keys(20_000);
-        // A canary ramped up in steps and rolled back, beside two steady versions.
+        // A canary rolled out in steps and rolled back, beside two steady versions.
         let mut steps: Vec<u32> = (0..=20).map(|step| step * 5).collect();
         steps.extend((0..20).rev().map(|step| step * 5));
         for pair in steps.windows(2) {

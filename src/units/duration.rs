@@ -1,5 +1,5 @@
 //! Durations as users write them: deadlines, turned into Envoy's millisecond deadlines, and
-//! the lengths of a ramp and of a sticky cookie's life.
+//! the lengths of a rollout's steps and of a sticky cookie's life.
 //!
 //! Two spellings are accepted, because users arrive from two worlds: protobuf JSON durations
 //! (`"0.002s"`, `"1.5s"`, as Istio's `VirtualService.timeout` is written) and durations with a

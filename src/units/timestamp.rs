@@ -1,5 +1,5 @@
 //! RFC 3339 timestamps (`2026-12-01T10:00:00Z`, `2026-12-01T11:00:00+01:00`) to and from Unix
-//! milliseconds: a ramp's `start` is written so, and the checker prints its schedule so.
+//! milliseconds: a rollout's `start` is written so, and the checker prints its schedule so.
 //!
 //! Hand-written rather than a date crate: the grammar is small, and the module only ever needs
 //! this one conversion. Integer arithmetic only (days from the civil calendar after Howard

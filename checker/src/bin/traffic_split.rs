@@ -9,7 +9,7 @@ usage: traffic-split COMMAND [ARGS...]
 
   check FILE_OR_FOLDER...   check plugin configs with the filter's own compiler
   top [OPTIONS]             show the split per route and version, live, from Envoy's stats
-  simulate CONFIG [OPTIONS] what CONFIG does over time: ramps, guard trips, pushes, simulated
+  simulate CONFIG [OPTIONS] what CONFIG does over time: rollouts, guard trips, pushes, simulated
 
 `traffic-split COMMAND --help` describes a command.";
 

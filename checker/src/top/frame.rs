@@ -144,7 +144,7 @@ pub struct Frame {
     pub weights_known: bool,
     /// Whether the filter exports the guard's state; when not, there is no guard column.
     pub guard_known: bool,
-    /// Whether `top` read the filter's config (deadlines, ramps, the guard's cooldown) from
+    /// Whether `top` read the filter's config (deadlines, rollouts, the guard's cooldown) from
     /// Envoy's `/config_dump`.
     pub config_known: bool,
 }
@@ -303,7 +303,7 @@ impl Frame {
     }
 
     /// Adds what the config says: each version's deadline, the guard's cooldown and probes,
-    /// and where each ramp stands at `now_ms` (milliseconds since the Unix epoch). A route
+    /// and where each rollout stands at `now_ms` (milliseconds since the Unix epoch). A route
     /// takes its config from the first plan with a route of its name.
     pub fn apply_config(&mut self, plans: &[Plan], now_ms: i64) {
         self.config_known = !plans.is_empty();

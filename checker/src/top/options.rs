@@ -12,8 +12,8 @@ Shows the split as Envoy's stats count it, per route and version, health first: 
 ratio, timeouts, p99 against the version's deadline, the guard's state (ejected, for how long
 yet), then the weight the filter applies, requests per second, 2xx/4xx/5xx, p50, and the share
 of the last interval and since Envoy started as bars (the first to go on a narrow terminal);
-above each route, where its ramp stands. It reads Envoy's admin stats, and the filter's config
-from /config_dump for deadlines, ramps and the guard's cooldown, so it works against any Envoy
+above each route, where its rollout stands. It reads Envoy's admin stats, and the filter's config
+from /config_dump for deadlines, rollouts and the guard's cooldown, so it works against any Envoy
 running the filter: a local one, or a sidecar reached through `kubectl port-forward`.
 
   --admin URL          Envoy's admin endpoint (default http://127.0.0.1:9901)
