@@ -11,6 +11,7 @@
 //! traffic_split.route.<route>.version.<version>.requests_total
 //! traffic_split.route.<route>.version.<version>.code_class.<2xx..5xx>.responses_total
 //! traffic_split.route.<route>.version.<version>.timeouts_total
+//! traffic_split.route.<route>.version.<version>.client_cancelled_total
 //! traffic_split.route.<route>.version.<version>.request_duration_microseconds
 //! traffic_split.route.<route>.version.<version>.weight
 //! traffic_split.route.<route>.version.<version>.share
@@ -137,6 +138,9 @@ metric_table! {
         Responses5xx: Counter, FullMetrics, "code_class.5xx.responses_total";
         /// Envoy's own deadline (or a per-try deadline) cut the request.
         Timeouts: Counter, FullMetrics, "timeouts_total";
+        /// Streams the client ended before the end of the response (Envoy's `DC` flag): no
+        /// outcome of the version, so neither a response nor an error the guard counts.
+        ClientCancelled: Counter, FullMetrics, "client_cancelled_total";
         /// The request's duration, in microseconds.
         Duration: Histogram, FullMetrics, "request_duration_microseconds";
         /// The weight requests are split by now (the configured one, a rollout's split, or

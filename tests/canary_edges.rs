@@ -408,6 +408,89 @@ fn a_guard_with_cooldown_until_config_change_keeps_a_tripped_version_out_until_t
     );
 }
 
+// --- no client can trip the guard ---------------------------------------------------------
+
+/// Sends a request on a fresh connection and closes it without waiting for the answer, as a
+/// client that gives up at once would (`curl --max-time` with a short time): v2 answers in
+/// 5 ms, so its streams end by the client (Envoy's `DC` flag).
+fn cut_short(envoy: &Envoy) {
+    use std::io::Write;
+    let mut socket = std::net::TcpStream::connect(envoy.front).expect("connect");
+    socket
+        .write_all(b"GET /hello HTTP/1.1\r\nhost: hello\r\n\r\n")
+        .expect("send");
+}
+
+/// A guard that counts every kind of error, on v1 and v2 at 1 : 1.
+fn guarded_on_every_error() -> String {
+    guarded(
+        1,
+        1,
+        r#""cooldown": "10m", "errors": ["5xx", "timeout", "reset"]"#,
+    )
+}
+
+#[test]
+fn streams_the_client_cuts_short_are_no_outcome_and_cannot_trip_the_guard() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&guarded_on_every_error()));
+    for _ in 0..80 {
+        cut_short(&envoy);
+    }
+    let v2 = [("route", ROUTE), ("version", "v2")];
+    // Every stream to v2 has ended (its end is counted), one way or the other.
+    let metrics = envoy.admin.metrics_when(|m| {
+        let (requests, ok, _, _) = m.outcome(ROUTE, "v2");
+        requests == 40 && ok + m.count("traffic_split_client_cancelled_total", &v2) == 40
+    });
+    let cancelled = metrics.count("traffic_split_client_cancelled_total", &v2);
+    // Counted as v2's resets, as they once were, they would trip it many times over.
+    assert!(cancelled >= 30, "{cancelled} of v2's 40 streams cut short");
+    // Healthy traffic for longer than a few guard merges (every 250 ms): v2 never trips.
+    let mut connection = envoy.connect();
+    let seen = send_for(&envoy, &mut connection, Duration::from_secs(1));
+    assert_eq!(count(&seen, 200, "v1"), count(&seen, 200, "v2"), "{seen:?}");
+    let metrics = envoy.admin.metrics();
+    assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 0);
+    assert_eq!(metrics.count("traffic_split_guard_held_total", &v2), 0);
+    assert_eq!(metrics.outcome(ROUTE, "v2").2, 0, "no 5xx");
+}
+
+#[test]
+fn a_trusted_clients_deadline_header_cannot_trip_the_guard() {
+    let _machine = exclusive();
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&guarded_on_every_error())
+            .trusting_client_headers(),
+    );
+    let mut connection = envoy.connect();
+    let started = Instant::now();
+    let mut seen = Seen::new();
+    while started.elapsed() < Duration::from_secs(1) {
+        let response = request(
+            &envoy,
+            &mut connection,
+            "/hello",
+            &[("x-envoy-upstream-rq-timeout-ms", "1")],
+        );
+        let version = response.header("x-upstream-saw-version").unwrap_or("-");
+        *seen
+            .entry((response.status, version.to_string()))
+            .or_default() += 1;
+    }
+    assert!(count(&seen, 200, "v2") >= 20, "{seen:?}");
+    assert_eq!(
+        count(&seen, 504, "-"),
+        0,
+        "no client deadline cut v2: {seen:?}"
+    );
+    let v2 = [("route", ROUTE), ("version", "v2")];
+    let metrics = envoy.admin.metrics();
+    assert_eq!(metrics.count("traffic_split_timeouts_total", &v2), 0);
+    assert_eq!(metrics.count("traffic_split_guard_trips_total", &v2), 0);
+}
+
 // --- config pushes -------------------------------------------------------------------------
 
 #[test]

@@ -23,7 +23,8 @@ pub use route::{Destination, RetryHeaders, Route, SetCookie, Sticky, StickyKey};
 pub const DEFAULT_VERSION_HEADER: &str = "x-split-version";
 /// Default header carrying the chosen cluster (Envoy's `cluster_header` routing reads it).
 pub const DEFAULT_CLUSTER_HEADER: &str = "x-split-cluster";
-/// Envoy's per-request deadline header; the filter owns it on routes with a timeout.
+/// Envoy's per-request deadline header; the filter owns it on every route it matches: it
+/// writes the destination's deadline, or removes what a client sent.
 pub const DEADLINE_HEADER: &str = "x-envoy-upstream-rq-timeout-ms";
 /// Envoy's retry headers; the filter owns them on every route it matches: it writes the
 /// route's retries, or removes what a client sent.
@@ -36,6 +37,18 @@ pub const RETRIABLE_HEADER_NAMES_HEADER: &str = "x-envoy-retriable-header-names"
 /// Hedging is not offered: always removed, so that a client cannot turn a route's per-try
 /// timeout into hedged requests.
 pub const HEDGE_ON_PER_TRY_TIMEOUT_HEADER: &str = "x-envoy-hedge-on-per-try-timeout";
+/// Envoy's timeout headers the filter removes from every routed request: a client's
+/// alternative response for a timeout (which would hide the version's timeouts as answers), a
+/// stream duration, and the deadline a client expects (honoured with
+/// `respect_expected_rq_timeout`). Owned: no route may read them from the client either.
+pub const TIMEOUT_ALT_RESPONSE_HEADER: &str = "x-envoy-upstream-rq-timeout-alt-response";
+pub const STREAM_DURATION_HEADER: &str = "x-envoy-upstream-stream-duration-ms";
+pub const EXPECTED_TIMEOUT_HEADER: &str = "x-envoy-expected-rq-timeout-ms";
+pub const REMOVED_TIMEOUT_HEADERS: [&str; 3] = [
+    TIMEOUT_ALT_RESPONSE_HEADER,
+    STREAM_DURATION_HEADER,
+    EXPECTED_TIMEOUT_HEADER,
+];
 /// Every retry header the filter owns, in the order it writes them.
 pub const RETRY_HEADERS: [&str; 7] = [
     MAX_RETRIES_HEADER,

@@ -20,8 +20,8 @@ use crate::metrics::{CodeClass, DestinationMetric, KeySource, PluginMetric};
 use crate::plan::{
     Destination, MetricsMode, Plan, RequestView, Route, StickyKey, DEADLINE_HEADER,
     GRPC_RETRY_ON_HEADER, HEDGE_ON_PER_TRY_TIMEOUT_HEADER, MAX_RETRIES_HEADER,
-    PER_TRY_TIMEOUT_HEADER, RETRIABLE_HEADER_NAMES_HEADER, RETRIABLE_STATUS_CODES_HEADER,
-    RETRY_HEADERS, RETRY_ON_HEADER,
+    PER_TRY_TIMEOUT_HEADER, REMOVED_TIMEOUT_HEADERS, RETRIABLE_HEADER_NAMES_HEADER,
+    RETRIABLE_STATUS_CODES_HEADER, RETRY_HEADERS, RETRY_ON_HEADER,
 };
 use crate::split::fault::FaultAction;
 use crate::state::RouteState;
@@ -48,6 +48,11 @@ const UPSTREAM_REQUEST_TIMEOUT_FLAG: u64 = 0x4;
 /// Envoy's `response.flags` bits for a reset stream: local reset (`LR`), upstream remote reset
 /// (`UR`), upstream connection failure (`UF`) and termination (`UC`).
 const RESET_FLAGS: u64 = 0x8 | 0x10 | 0x20 | 0x40;
+
+/// The `DC` bit of Envoy's `response.flags`: the downstream (the client) ended the stream. What
+/// follows is no outcome of the version: a client that cuts its requests short must not be
+/// able to take a version out of the split, nor hide its failures behind its own impatience.
+const DOWNSTREAM_CONNECTION_TERMINATION_FLAG: u64 = 0x4000;
 
 /// Durations are recorded in microseconds: a sidecar-local version answers in well under a
 /// millisecond, and deadlines are a few milliseconds, so whole milliseconds would read 0 for
@@ -184,12 +189,28 @@ impl Stream {
             }
         };
         let code = match host.response_code() {
-            Ok(Some(code)) => code,
-            // No response at all: the stream was reset (by the client, or upstream before
-            // Envoy could answer). Only the guard's "reset" class counts it.
-            Ok(None) => {
-                if let Some(guard) = guard {
-                    record(guard.errors.reset);
+            Ok(Some(code)) if code > 0 => code,
+            // No response at all: the stream was reset, by the client (Envoy's `DC` flag: no
+            // outcome of the version, counted apart) or upstream before Envoy could answer
+            // (only the guard's "reset" class counts it).
+            Ok(_) => {
+                match host.response_flags() {
+                    Ok(flags)
+                        if flags.unwrap_or(0) & DOWNSTREAM_CONNECTION_TERMINATION_FLAG != 0 =>
+                    {
+                        if full {
+                            host.count(Count::Destination(
+                                chosen,
+                                DestinationMetric::ClientCancelled,
+                            ));
+                        }
+                    }
+                    Ok(_) => {
+                        if let Some(guard) = guard {
+                            record(guard.errors.reset);
+                        }
+                    }
+                    Err(_) => host.count(Count::Plugin(PluginMetric::HostErrors)),
                 }
                 return;
             }
@@ -223,6 +244,16 @@ impl Stream {
         } else {
             0
         };
+        if flags & DOWNSTREAM_CONNECTION_TERMINATION_FLAG != 0 {
+            // The client left while Envoy answered: the answer is its, not the version's.
+            if full {
+                host.count(Count::Destination(
+                    chosen,
+                    DestinationMetric::ClientCancelled,
+                ));
+            }
+            return;
+        }
         let timed_out = code == 504 && flags & UPSTREAM_REQUEST_TIMEOUT_FLAG != 0;
         if full && timed_out {
             host.count(Count::Destination(chosen, DestinationMetric::Timeouts));
@@ -533,8 +564,16 @@ impl<'h, H: StreamHost> HostRequest<'h, H> {
             Some(cluster) => self.set(&plan.cluster_header, cluster),
             None => self.remove_if_sent(&plan.cluster_header),
         }
-        if let Some(deadline) = &destination.deadline_header_value {
-            self.set(DEADLINE_HEADER, deadline);
+        // Written or removed on every routed request: a client's deadline would otherwise make
+        // a version without one time out (Envoy honours it from internal clients).
+        match &destination.deadline_header_value {
+            Some(deadline) => self.set(DEADLINE_HEADER, deadline),
+            None => self.remove_if_sent(DEADLINE_HEADER),
+        }
+        // Envoy's other timeout headers, never the filter's to write: a client could turn the
+        // version's timeouts into answers, or stretch its deadline.
+        for header in REMOVED_TIMEOUT_HEADERS {
+            self.remove_if_sent(header);
         }
         match &destination.retries {
             Some(retries) => {
@@ -1336,6 +1375,53 @@ mod tests {
         stream.end(&plan, &mut host);
         let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
         assert_eq!(tally, crate::split::guard::Tally::default());
+    }
+
+    #[test]
+    fn a_stream_the_client_ended_is_no_outcome_of_the_version() {
+        use crate::split::guard::Tally;
+        let dc = Some(DOWNSTREAM_CONNECTION_TERMINATION_FLAG);
+        assert_eq!(
+            guard_tally(GUARDED, None, dc),
+            Tally::default(),
+            "no response"
+        );
+        assert_eq!(guard_tally(GUARDED, Some(0), dc), Tally::default());
+        let dc_and_reset = Some(DOWNSTREAM_CONNECTION_TERMINATION_FLAG | 0x10);
+        assert_eq!(
+            guard_tally(GUARDED, Some(503), dc_and_reset),
+            Tally::default()
+        );
+        // Counted apart, with every metric.
+        let plan = plan(&GUARDED.replace(r#""metrics": "requests","#, ""));
+        let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
+        host.response_code = None;
+        host.response_flags = dc;
+        let mut stream = Stream::default();
+        stream.request(&plan, &mut host);
+        stream.end(&plan, &mut host);
+        let cancelled = Count::Destination(HELLO, DestinationMetric::ClientCancelled);
+        assert_eq!(host.count_of(cancelled), 1);
+        assert_eq!(
+            plan.states.borrow_mut()[0].take_outcomes()[0],
+            Tally::default()
+        );
+    }
+
+    #[test]
+    fn a_clients_timeout_headers_are_removed_on_every_routed_request() {
+        let mut host = ScriptedHost::with_headers(&[
+            (":path", "/other"),
+            (DEADLINE_HEADER, "1"),
+            ("x-envoy-upstream-rq-timeout-alt-response", "204"),
+            ("x-envoy-upstream-stream-duration-ms", "1"),
+            ("x-envoy-expected-rq-timeout-ms", "1"),
+        ]);
+        let stream = handle(SPLIT, &mut host);
+        assert_eq!(stream.chosen, Some(REST), "a route without a timeout");
+        for header in [DEADLINE_HEADER].into_iter().chain(REMOVED_TIMEOUT_HEADERS) {
+            assert!(host.values(header).is_empty(), "{header}");
+        }
     }
 
     #[test]

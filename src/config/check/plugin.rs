@@ -7,7 +7,7 @@ use crate::config::pass_through::PASS_THROUGH;
 use crate::config::raw::PluginConfig;
 use crate::plan::{
     LogLevel, MetricsMode, Plan, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
-    RETRY_HEADERS,
+    REMOVED_TIMEOUT_HEADERS, RETRY_HEADERS,
 };
 
 /// `"metrics"` as the config spells it.
@@ -52,6 +52,7 @@ impl Checker {
             .chain(
                 std::iter::once(DEADLINE_HEADER)
                     .chain(RETRY_HEADERS)
+                    .chain(REMOVED_TIMEOUT_HEADERS)
                     .map(str::to_string),
             )
             .collect();
