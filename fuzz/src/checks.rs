@@ -33,7 +33,8 @@ use traffic_split::metrics::{CodeClass, DestinationMetric, PluginMetric};
 use traffic_split::plan::{
     Destination, MetricsMode, Plan, DEADLINE_HEADER, GRPC_RETRY_ON_HEADER,
     HEDGE_ON_PER_TRY_TIMEOUT_HEADER, MAX_RETRIES_HEADER, PER_TRY_TIMEOUT_HEADER,
-    RETRIABLE_HEADER_NAMES_HEADER, RETRIABLE_STATUS_CODES_HEADER, RETRY_ON_HEADER,
+    REMOVED_TIMEOUT_HEADERS, RETRIABLE_HEADER_NAMES_HEADER, RETRIABLE_STATUS_CODES_HEADER,
+    RETRY_ON_HEADER,
 };
 use traffic_split::request::headers::{serialize_pairs, HeaderPairs};
 use traffic_split::request::scripted_host::ScriptedHost;
@@ -111,6 +112,9 @@ const WORDS: &[&[u8]] = &[
     b"x-envoy-retriable-status-codes",
     b"x-envoy-retriable-header-names",
     b"x-envoy-hedge-on-per-try-timeout",
+    b"x-envoy-upstream-rq-timeout-alt-response",
+    b"x-envoy-upstream-stream-duration-ms",
+    b"x-envoy-expected-rq-timeout-ms",
     b"x-env",
     b"x-user",
     b"cookie",
@@ -214,8 +218,9 @@ const RETRY_HEADERS: [&str; 4] = [
 
 /// Every header the filter may write or remove: the version and cluster headers (on every
 /// request), the deadline and retry headers (on matched routes).
-fn owned_headers(plan: &Plan) -> [&str; 10] {
+fn owned_headers(plan: &Plan) -> [&str; 13] {
     let [max_retries, retry_on, per_try, grpc] = RETRY_HEADERS;
+    let [alt_response, stream_duration, expected_timeout] = REMOVED_TIMEOUT_HEADERS;
     [
         &plan.version_header,
         &plan.cluster_header,
@@ -227,6 +232,9 @@ fn owned_headers(plan: &Plan) -> [&str; 10] {
         RETRIABLE_STATUS_CODES_HEADER,
         RETRIABLE_HEADER_NAMES_HEADER,
         HEDGE_ON_PER_TRY_TIMEOUT_HEADER,
+        alt_response,
+        stream_duration,
+        expected_timeout,
     ]
 }
 
@@ -241,14 +249,6 @@ fn expected_retry_values(destination: &Destination) -> [Option<&str>; 4] {
         ],
         None => [None; 4],
     }
-}
-
-fn values_of<'h>(headers: &'h [(Vec<u8>, Vec<u8>)], name: &str) -> Vec<&'h [u8]> {
-    headers
-        .iter()
-        .filter(|(key, _)| key == name.as_bytes())
-        .map(|(_, value)| value.as_slice())
-        .collect()
 }
 
 pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRequest) {
@@ -394,8 +394,13 @@ pub fn check_request(plan: &Plan, states: &mut [RouteState], request: &HostileRe
             let deadline = host.raw_values(DEADLINE_HEADER);
             match &destination.deadline_header_value {
                 Some(expected) => assert_eq!(deadline, [expected.as_bytes()]),
-                // Owned only on routes with a timeout (a documented limit).
-                None => assert_eq!(deadline, values_of(&sent, DEADLINE_HEADER)),
+                None => assert!(deadline.is_empty(), "a client's deadline is removed"),
+            }
+            for header in REMOVED_TIMEOUT_HEADERS {
+                assert!(
+                    host.raw_values(header).is_empty(),
+                    "a client's {header} is removed"
+                );
             }
             for (header, expected) in RETRY_HEADERS.iter().zip(expected_retry_values(destination)) {
                 let values = host.raw_values(header);
