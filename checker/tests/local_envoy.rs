@@ -10,8 +10,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{SystemTime, UNIX_EPOCH};
 use support::{exclusive, repo_root, Envoy, EnvoyConfig};
 use traffic_split::config::compile;
+use traffic_split::state::RouteState;
 use traffic_split_check::local_envoy::{bootstrap, sample_requests};
 
 const ROUNDS: usize = 40;
@@ -99,12 +101,22 @@ fn every_sample_config_runs_in_the_local_envoy_and_reaches_its_versions() {
                     *seen.entry(version.to_string()).or_default() += 1;
                 }
             }
+            // Each version's share in force now: its weight's, or where a rollout stands.
+            let mut state = RouteState::new(route);
+            let now_nanos = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_nanos() as u64);
+            state.follow_rollout(route, now_nanos);
             let weights = route.configured_weights();
-            for (destination, weight) in route.destinations.iter().zip(weights) {
-                // Every version with a weight of at least 1 in 20 gets some of 40 requests
+            for ((destination, weight), in_force) in route
+                .destinations
+                .iter()
+                .zip(weights)
+                .zip(state.shares(route))
+            {
+                // Every version with at least 1 in 20 of the route gets some of 40 requests
                 // (a 2 ms deadline may cut some: the demo's v2 answers in 5 ms).
-                let total: u32 = route.configured_weights().iter().sum();
-                let share = f64::from(weight) / f64::from(total.max(1));
+                let share = f64::from(in_force) / 1_000_000.0;
                 if share >= 0.05 {
                     let metrics = envoy.admin.metrics();
                     let requests = metrics.count(
