@@ -18,7 +18,8 @@ use traffic_split::config::{compile, ConfigError};
 /// Why a file is among the inputs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Role {
-    /// Named on the command line: it must hold a config.
+    /// Named on the command line: it must hold a config (a YAML file named beside other
+    /// paths may hold manifests only).
     Named,
     /// Found searching a named folder: checked if it holds a config, skipped otherwise.
     InFolder,
@@ -98,10 +99,15 @@ impl Inputs {
 
     /// The entries of every named or found file: one per config, or why a file holds none.
     pub fn entries(&self) -> Vec<Entry> {
+        let named = self
+            .sources
+            .iter()
+            .filter(|source| source.role == Role::Named)
+            .count();
         self.sources
             .iter()
             .filter(|source| source.role != Role::Sibling)
-            .flat_map(check_source)
+            .flat_map(|source| check_source(source, named > 1))
             .collect()
     }
 }
@@ -142,7 +148,9 @@ fn file_error(path: &Path, message: impl Into<String>) -> Entry {
     }
 }
 
-fn check_source(source: &Source) -> Vec<Entry> {
+/// `beside_others`: other paths were named too, so a YAML file without a plugin is read as
+/// manifests for them.
+fn check_source(source: &Source, beside_others: bool) -> Vec<Entry> {
     let path = &source.path;
     let in_folder = source.role == Role::InFolder;
     let origin = path.display().to_string();
@@ -172,6 +180,8 @@ fn check_source(source: &Source) -> Vec<Entry> {
                 let reason = "no TrafficExtension, WasmPlugin or EnvoyExtensionPolicy in it";
                 entries.push(if in_folder {
                     Entry::skipped(origin, reason)
+                } else if beside_others {
+                    Entry::skipped(origin, "no plugin in it: read as manifests")
                 } else {
                     file_error(path, reason)
                 });
