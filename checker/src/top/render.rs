@@ -117,6 +117,11 @@ fn footer_lines(view: &View) -> Vec<Line<'static>> {
     if !totals.is_empty() {
         lines.push(Line::from(totals.join("   ")));
     }
+    if let Some(problem) = &frame.config_problem {
+        lines.push(Line::from(format!(
+            "no deadlines, ramps or cooldowns shown: {problem}"
+        )));
+    }
     lines
 }
 
@@ -259,6 +264,7 @@ mod tests {
             weights_known: false,
             guard_known: false,
             config_known: true,
+            config_problem: None,
         }
     }
 
