@@ -8,17 +8,10 @@
 //! route matches, for the demo's and the live view's traffic, and [`curl_line`] the command
 //! that sends it, quoted for a shell.
 
+use crate::plugins::at;
 use serde_yaml::Value;
 use std::collections::BTreeSet;
 use traffic_split::plan::{HeaderRule, PathMatch, Plan, RequestView, Route, WholeValueRegex};
-
-/// The value at `path` in a YAML tree, or null: reading a manifest never panics.
-fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
-    static NULL: Value = Value::Null;
-    path.iter()
-        .try_fold(value, |value, key| value.get(key))
-        .unwrap_or(&NULL)
-}
 
 /// Stands for the plugin config in the document until it is written out (see [`bootstrap`]).
 const CONFIG_PLACEHOLDER: &str = "TRAFFIC_SPLIT_PLUGIN_CONFIGURATION_PLACEHOLDER";
