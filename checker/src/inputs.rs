@@ -4,8 +4,8 @@
 //! ([`crate::plugins`]). A folder is searched for both, recursively.
 //!
 //! Every file is read once ([`crate::files`] bounds how much): the same documents serve the
-//! config check and, as manifests, the mesh check ([`crate::mesh`]). A named file brings the
-//! other YAML files of its folder along as manifests, not as configs to check.
+//! config check and, as manifests, the mesh check ([`crate::mesh`]). A named YAML file brings
+//! the other YAML files of its folder along as manifests, not as configs to check.
 
 use crate::files::{self, FileKind, ReadBudget};
 use crate::plugins::{self, PluginKind};
@@ -69,8 +69,11 @@ impl Inputs {
                 }
             } else {
                 add(path.to_path_buf(), Role::Named);
-                for sibling in files::yaml_siblings(path) {
-                    add(sibling, Role::Sibling);
+                // Manifests matter to the plugins of a YAML file; a JSON config has none.
+                if files::kind_of(path) == Some(FileKind::Yaml) {
+                    for sibling in files::yaml_siblings(path) {
+                        add(sibling, Role::Sibling);
+                    }
                 }
             }
         }
