@@ -178,6 +178,7 @@ fn a_configuration_defines_only_the_metrics_its_routes_can_move() {
     assert!(
         added.iter().all(|name| name.contains("responses_total")
             || name.contains("timeouts_total")
+            || name.contains("client_cancelled_total")
             || name.contains("duration")),
         "only what full metrics add: {added:?}"
     );
