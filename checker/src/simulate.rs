@@ -311,6 +311,7 @@ fn text(config: &Path, scenario: &Scenario, result: &Run) -> String {
                 version.returns,
                 version.probes,
                 match (version.ejected, version.latched) {
+                    _ if version.halted => "halted",
                     (true, true) => "latched",
                     (true, false) => "out",
                     _ => "in",

@@ -69,7 +69,7 @@ fn the_table_shows_the_rollout_and_the_guard_halting_it_for_the_failing_canary()
     );
     let minute_3_v2 = columns(rows[5]);
     assert_eq!(&minute_3_v2[7], "1", "one trip in minute 3:\n{text}");
-    assert_eq!(minute_3_v2[10], "latched", "a halted rollout:\n{text}");
+    assert_eq!(minute_3_v2[10], "halted", "a halted rollout:\n{text}");
     assert_eq!(minute_3_v2[3], "0%", "halted:\n{text}");
     assert_eq!(columns(rows[4])[3], "100%", "v1 has the route:\n{text}");
     assert!(text.starts_with(&format!(

@@ -70,8 +70,11 @@ pub struct VersionRow {
     pub returns: u64,
     /// Out of the split on worker 0 at the end of the period.
     pub ejected: bool,
-    /// ... latched there until the config changes (a halted rollout).
+    /// ... latched there until the config changes (a halted rollout, or a cooldown
+    /// `until_config_change`).
     pub latched: bool,
+    /// The route's rollout version, halted there by a trip until a push changes the rollout.
+    pub halted: bool,
 }
 
 /// One route over one period.
@@ -650,6 +653,8 @@ impl<'a> Engine<'a> {
                     row.share = shares.get(index).copied().unwrap_or(0);
                     row.ejected = state.ejected().get(index).copied().unwrap_or(false);
                     row.latched = state.latched().get(index).copied().unwrap_or(false);
+                    row.halted = state.rollout_halted(route)
+                        && route.rollout.as_ref().map(|r| r.destination) == Some(index);
                 }
             }
         }
