@@ -1,10 +1,10 @@
 //! The fuzz targets' property-test equivalents: the same inputs (random bytes read by the
 //! same `Arbitrary` models) and the same checks, for machines without a nightly toolchain.
-//! The inputs and checks are fuzz/src/checks.rs, shared with the fuzz targets. Host only: the
+//! The inputs and checks are fuzz/src/checks/, shared with the fuzz targets. Host only: the
 //! randomness needs an OS.
 #![cfg(not(target_arch = "wasm32"))]
 
-#[path = "../fuzz/src/checks.rs"]
+#[path = "../fuzz/src/checks/mod.rs"]
 mod checks;
 
 use arbitrary::{Arbitrary, Unstructured};
