@@ -4,7 +4,7 @@
 //! envoy/envoy.yaml does; and the sidecar bootstrap override of examples/istio/busyclient.yaml
 //! turns the filter's stats into the same Prometheus labels.
 
-mod support;
+use traffic_split_e2e as support;
 
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
@@ -119,6 +119,9 @@ fn plugin_config_under_test_carries_numbers_as_doubles_as_istio_does() {
 
 #[test]
 fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let shipped = Envoy::start(EnvoyConfig::shipped());
     let shipped_observed = observe(&shipped);
@@ -156,6 +159,9 @@ fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
 
 #[test]
 fn wasm_plugin_config_leaves_requests_for_other_services_alone() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&wasm_plugin_config()));
     let mut connection = envoy.connect();
