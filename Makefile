@@ -246,7 +246,7 @@ test: lint compose-check unit-test wasm-test e2e-test check-examples fuzz-smoke
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
-	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs fuzz/src/checks/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
