@@ -10,22 +10,43 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-/// Envoy: its variable, its default path and what makes it.
-const ENVOY: Required = ("ENVOY_BIN", ".venv/bin/envoy", "make envoy");
-/// The shipped module: the one place the harness names it (every Envoy of the tests loads it,
-/// unless a test names another module).
-const MODULE: Required = (
-    "TRAFFIC_SPLIT_WASM",
-    "build/traffic_split.wasm",
-    "make build",
-);
-/// The test-only module that traps ([`trap_module`]).
-const TRAP_MODULE: Required = (
-    "TRAFFIC_SPLIT_TRAP_WASM",
-    "build/traffic_split_trap.wasm",
-    "make build-trap",
-);
-type Required = (&'static str, &'static str, &'static str);
+/// A file the end-to-end tests need: the variable that names it, its default path under the
+/// repository, what it is and the command that makes it.
+struct Required {
+    variable: &'static str,
+    default: &'static str,
+    what: &'static str,
+    make_it: &'static str,
+}
+
+/// Envoy and the modules it loads: the one place the harness names them.
+const ENVOY: Required = Required {
+    variable: "ENVOY_BIN",
+    default: ".venv/bin/envoy",
+    what: "Envoy",
+    make_it: "make envoy",
+};
+/// The shipped module: every Envoy of the tests loads it, unless a test names another.
+const MODULE: Required = Required {
+    variable: "TRAFFIC_SPLIT_WASM",
+    default: "build/traffic_split.wasm",
+    what: "Wasm module",
+    make_it: "make build",
+};
+/// The second shipped module, without the response path.
+const REQUESTS_MODULE: Required = Required {
+    variable: "TRAFFIC_SPLIT_REQUESTS_WASM",
+    default: "build/traffic_split_requests.wasm",
+    what: "requests module",
+    make_it: "make build",
+};
+/// The test-only module that traps on a marked request.
+const TRAP_MODULE: Required = Required {
+    variable: "TRAFFIC_SPLIT_TRAP_WASM",
+    default: "build/traffic_split_trap.wasm",
+    what: "trap module",
+    make_it: "make build-trap",
+};
 
 /// The repository: the root package's folder, also when a workspace member's tests (the
 /// checker's, one level down) use this harness.
@@ -38,52 +59,47 @@ pub fn repo_root() -> PathBuf {
         .unwrap_or(manifest_dir)
 }
 
-/// `$variable` if set, else `default` under the repository.
-fn path_of(variable: &str, default: &str) -> PathBuf {
-    std::env::var_os(variable)
+/// `$variable` if set, else the default under the repository.
+fn path_of(file: &Required) -> PathBuf {
+    std::env::var_os(file.variable)
         .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join(default))
+        .unwrap_or_else(|| repo_root().join(file.default))
 }
 
-/// A file a test needs: `$variable` if set, else `default` under the repository.
-fn required_file(variable: &str, default: &str, what: &str, make_it: &str) -> PathBuf {
-    let path = path_of(variable, default);
+/// A file a test needs: `$variable` if set, else its default under the repository.
+fn required_file(file: &Required) -> PathBuf {
+    let path = path_of(file);
     assert!(
         path.is_file(),
-        "no {what} at {}: run `{make_it}` (or set {variable})",
-        path.display()
+        "no {} at {}: run `{}` (or set {})",
+        file.what,
+        path.display(),
+        file.make_it,
+        file.variable
     );
     path
 }
 
 /// The Envoy binary: `$ENVOY_BIN`, else the one `make envoy` installs.
 pub fn envoy_binary() -> PathBuf {
-    let (variable, default, make_it) = ENVOY;
-    required_file(variable, default, "Envoy", make_it)
+    required_file(&ENVOY)
 }
 
 /// The shipped module: `$TRAFFIC_SPLIT_WASM`, else what `make build` writes.
 pub fn wasm_module() -> PathBuf {
-    let (variable, default, make_it) = MODULE;
-    required_file(variable, default, "Wasm module", make_it)
+    required_file(&MODULE)
 }
 
 /// The second shipped module, without the response path: `$TRAFFIC_SPLIT_REQUESTS_WASM`, else
 /// what `make build` writes.
 pub fn requests_module() -> PathBuf {
-    required_file(
-        "TRAFFIC_SPLIT_REQUESTS_WASM",
-        "build/traffic_split_requests.wasm",
-        "requests module",
-        "make build",
-    )
+    required_file(&REQUESTS_MODULE)
 }
 
 /// The test-only module that traps on a request carrying [`TRAP_HEADER`]:
 /// `$TRAFFIC_SPLIT_TRAP_WASM`, else what `make build-trap` writes.
 pub fn trap_module() -> PathBuf {
-    let (variable, default, make_it) = TRAP_MODULE;
-    required_file(variable, default, "trap module", make_it)
+    required_file(&TRAP_MODULE)
 }
 
 /// The header that makes [`trap_module`] trap.
@@ -95,26 +111,24 @@ pub const TRAP_HEADER: &str = "x-traffic-split-test-trap";
 /// command that runs the file. A test that starts Envoy begins with
 /// `if support::skip_without_envoy() { return; }`.
 pub fn skip_without_envoy() -> bool {
-    skip_without(&[ENVOY, MODULE])
+    skip_without(&[&ENVOY, &MODULE])
 }
 
 /// Like [`skip_without_envoy`], for a test that runs Envoy with [`trap_module`].
 pub fn skip_without_trap_module() -> bool {
-    skip_without(&[ENVOY, TRAP_MODULE])
+    skip_without(&[&ENVOY, &TRAP_MODULE])
 }
 
 /// Like [`skip_without_envoy`], for a test that reads the module but runs no Envoy.
 pub fn skip_without_module() -> bool {
-    skip_without(&[MODULE])
+    skip_without(&[&MODULE])
 }
 
-fn skip_without(needed: &[Required]) -> bool {
+fn skip_without(needed: &[&Required]) -> bool {
     let missing: Vec<String> = needed
         .iter()
-        .filter(|(variable, default, _)| {
-            std::env::var_os(variable).is_none() && !path_of(variable, default).is_file()
-        })
-        .map(|(_, default, make_it)| format!("no {default} (`{make_it}`)"))
+        .filter(|file| std::env::var_os(file.variable).is_none() && !path_of(file).is_file())
+        .map(|file| format!("no {} (`{}`)", file.default, file.make_it))
         .collect();
     if missing.is_empty() {
         return false;
