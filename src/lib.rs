@@ -21,7 +21,7 @@
 //! - `filter`: the proxy-wasm adapter: root context (configure, metrics, timer, the guard's
 //!   merges), HTTP context, host calls.
 //!
-//! The fuzz targets' inputs and checks live outside the shipped crate, in fuzz/src/checks/
+//! The fuzz targets' inputs and checks live outside the shipped crate, in tests/fuzz-checks/
 //! (shared with tests/fuzz_properties.rs); the test-only `testing` feature exposes
 //! `request::scripted_host`, the in-memory host they use. The test-and-tool-only `simulate`
 //! feature adds `sim`: the filter over virtual time, on this core, for tests/simulation.rs and

@@ -1,4 +1,4 @@
-//! What the fuzz targets (`fuzz/`) and their property-test equivalents (below) check, on the
+//! What the fuzz targets (`fuzz/`) and their property-test equivalents check, on the
 //! same inputs: hostile requests through the whole stream path, a header map as raw bytes, a
 //! configuration as raw bytes or as a JSON tree.
 //!
@@ -17,17 +17,10 @@
 //! bytes; [`config`], a configuration from raw bytes and the plan's invariants; [`json_tree`],
 //! a configuration as a JSON tree biased towards the config's shape.
 //!
-//! Outside the shipped crate: the fuzz crate's library (`fuzz/src/lib.rs`) and the property
-//! tests (`tests/fuzz_properties.rs`) include this folder. It needs the core's test-only
-//! `testing` feature (the scripted host).
-// A check reports by panicking, and may index what it has just checked.
-#![allow(
-    dead_code,
-    clippy::expect_used,
-    clippy::unwrap_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
+//! Outside the shipped crate: the test-only crate `traffic-split-fuzz-checks`, which the fuzz
+//! targets (`fuzz/fuzz_targets/`) and the property tests (`tests/fuzz_properties.rs`) depend
+//! on. It needs the core's test-only `testing` feature (the scripted host). A check reports by
+//! panicking, and may index what it has just checked.
 
 // The entry points of the fuzz targets and the property tests; the rest by its module.
 pub mod config;
