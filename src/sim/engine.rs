@@ -3,6 +3,9 @@
 //! guard tick) and [`follow_ramp`]. The engine only plays Envoy: it delivers requests and
 //! responses, runs each worker's tick, pushes configs and keeps the store.
 
+use super::queue::{Queue, NANOS_PER_MS};
+use super::random::Random;
+use super::records::{GuardRecord, Periods, RequestRecord, Run, VersionAtClose};
 use super::scenario::{Behaviour, Scenario};
 use crate::config::compile;
 use crate::metrics::PluginMetric;
@@ -13,91 +16,12 @@ use crate::split::guard::memory_store::{CasMismatch, MemoryStore};
 use crate::split::guard::{GuardEvent, RouteGuardState, SharedStore, Stored, Tally};
 use crate::state::RouteState;
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::rc::Rc;
 
-const NANOS_PER_MS: u64 = 1_000_000;
 /// The `UR` bit of Envoy's `response.flags`.
 const UPSTREAM_RESET_FLAG: u64 = 0x10;
 /// The plugin name the workers' guard keys carry.
 const PLUGIN: &str = "simulation";
-
-/// One routed (or unmatched) request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequestRecord {
-    pub at_ms: u64,
-    pub worker: usize,
-    /// Which config it ran under: 0 the first, then one per push.
-    pub generation: usize,
-    pub route: Option<String>,
-    pub version: Option<String>,
-    /// The weights in force on its worker when it was split (after the ramp moved), and which
-    /// versions that worker had out, in destination order.
-    pub weights: Vec<u32>,
-    pub ejected: Vec<bool>,
-    pub sticky_key: Option<u32>,
-    /// An injected abort answered it.
-    pub fault: bool,
-    /// It ended as an error (503, a reset, or an abort), whatever the guard counts.
-    pub error: bool,
-}
-
-/// A guard decision, as the worker whose merge made it saw it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GuardRecord {
-    pub at_ms: u64,
-    pub worker: usize,
-    pub route: String,
-    pub version: String,
-    pub event: GuardEvent,
-}
-
-/// One version of one route over one period.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct VersionRow {
-    pub version: String,
-    /// The weight in force on worker 0 at the end of the period.
-    pub weight: u32,
-    pub requests: u64,
-    pub errors: u64,
-    pub faults: u64,
-    /// Requests sent while their worker had the version out (probes).
-    pub probes: u64,
-    pub trips: u64,
-    pub returns: u64,
-    /// Out of the split on worker 0 at the end of the period.
-    pub ejected: bool,
-    /// ... latched there until the config changes (a halted rollout).
-    pub latched: bool,
-}
-
-/// One route over one period.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Row {
-    pub from_ms: u64,
-    pub until_ms: u64,
-    pub route: String,
-    pub versions: Vec<VersionRow>,
-}
-
-/// What a run recorded.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Run {
-    pub requests: Vec<RequestRecord>,
-    pub guard_events: Vec<GuardRecord>,
-    pub rows: Vec<Row>,
-    /// Per version name: requests routed to it, and requests that ended there (every worker,
-    /// every config).
-    pub routed: BTreeMap<String, u64>,
-    pub ended: BTreeMap<String, u64>,
-    pub unmatched: u64,
-    /// Merges the store refused after every retry (the outcomes wait for the next tick).
-    pub failed_merges: u64,
-    /// At the end, per guarded route of the last config: each version's outcomes in the
-    /// shared state's window.
-    pub shared_windows: BTreeMap<String, Vec<Tally>>,
-}
 
 /// A worker's config, as the adapter's `Active`: streams keep the one they started under.
 struct Active {
@@ -152,31 +76,6 @@ struct Pending {
     version: String,
 }
 
-/// splitmix64: small, fast and the same everywhere; the seed alone decides a run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 {
-            0
-        } else {
-            self.next() % bound
-        }
-    }
-
-    fn chance(&mut self, ratio: f64) -> bool {
-        ratio > 0.0 && ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < ratio
-    }
-}
-
 /// The store as a worker's merge sees it when another worker's merge lands between its read
 /// and its write: the first `set` runs `interleaved` first, so that it conflicts.
 struct Interleaved<'a> {
@@ -221,13 +120,11 @@ struct Engine<'a> {
     workers: Vec<Worker>,
     store: MemoryStore,
     random: Random,
-    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
-    events: Vec<Option<Event>>,
+    queue: Queue<Event>,
     result: Run,
     guard_events: RefCell<Vec<GuardRecord>>,
     failed_merges: Cell<u64>,
-    period: BTreeMap<String, BTreeMap<String, VersionRow>>,
-    period_start_ms: u64,
+    periods: Periods,
 }
 
 impl<'a> Engine<'a> {
@@ -238,14 +135,12 @@ impl<'a> Engine<'a> {
             configs,
             workers: Vec::new(),
             store: MemoryStore::new(),
-            random: Random(scenario.seed),
-            queue: BinaryHeap::new(),
-            events: Vec::new(),
+            random: Random::new(scenario.seed),
+            queue: Queue::new(),
             result: Run::default(),
             guard_events: RefCell::new(Vec::new()),
             failed_merges: Cell::new(0),
-            period: BTreeMap::new(),
-            period_start_ms: 0,
+            periods: Periods::default(),
         };
         for _ in 0..workers {
             let active = engine.configure(0, scenario.start_ms);
@@ -292,35 +187,26 @@ impl<'a> Engine<'a> {
     }
 
     fn schedule(&mut self, at_ms: u64, event: Event) {
-        self.schedule_nanos(at_ms * NANOS_PER_MS, event);
-    }
-
-    fn schedule_nanos(&mut self, at_nanos: u64, event: Event) {
-        let id = self.events.len();
-        self.events.push(Some(event));
-        self.queue.push(Reverse((at_nanos, id as u64, id)));
+        self.queue.schedule_ms(at_ms, event);
     }
 
     fn run(&mut self) {
         let end_nanos = self.scenario.duration_ms * NANOS_PER_MS;
         let period = self.scenario.period_ms.max(1);
-        while let Some(Reverse((at_nanos, _, id))) = self.queue.pop() {
+        while let Some((at_nanos, event)) = self.queue.pop() {
             let at_ms = at_nanos / NANOS_PER_MS;
-            while at_ms >= self.period_start_ms + period
-                && self.period_start_ms < self.scenario.duration_ms
+            while at_ms >= self.periods.start_ms + period
+                && self.periods.start_ms < self.scenario.duration_ms
             {
-                self.close_period(self.period_start_ms + period);
+                self.close_period(self.periods.start_ms + period);
             }
-            let Some(event) = self.events.get_mut(id).and_then(Option::take) else {
-                continue;
-            };
             match event {
                 Event::Request if at_nanos < end_nanos => {
                     self.request(at_ms);
                     let rate = self.scenario.traffic.rate_per_s;
                     if rate > 0.0 {
                         let gap = (1e9 / rate).max(1.0) as u64;
-                        self.schedule_nanos(at_nanos + gap, Event::Request);
+                        self.queue.schedule_nanos(at_nanos + gap, Event::Request);
                     }
                 }
                 Event::Request => {}
@@ -349,8 +235,8 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        while self.period_start_ms < self.scenario.duration_ms {
-            self.close_period(self.period_start_ms + period);
+        while self.periods.start_ms < self.scenario.duration_ms {
+            self.close_period(self.periods.start_ms + period);
         }
         self.result.guard_events = self.guard_events.take();
         if let Some(worker) = self.workers.first() {
@@ -498,7 +384,7 @@ impl<'a> Engine<'a> {
                 (false, reset || failed)
             }
         };
-        let row = self.version_row(&route.name, &version);
+        let row = self.periods.version_row(&route.name, &version);
         row.requests += 1;
         row.errors += u64::from(error);
         row.faults += u64::from(fault);
@@ -593,67 +479,31 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn version_row(&mut self, route: &str, version: &str) -> &mut VersionRow {
-        self.period
-            .entry(route.to_owned())
-            .or_default()
-            .entry(version.to_owned())
-            .or_insert_with(|| VersionRow {
-                version: version.to_owned(),
-                ..VersionRow::default()
-            })
-    }
-
     fn close_period(&mut self, until_ms: u64) {
-        let from_ms = self.period_start_ms;
-        for record in self.guard_events.borrow().iter() {
-            if record.at_ms < from_ms || record.at_ms >= until_ms {
-                continue;
-            }
-            let row = self
-                .period
-                .entry(record.route.clone())
-                .or_default()
-                .entry(record.version.clone())
-                .or_insert_with(|| VersionRow {
-                    version: record.version.clone(),
-                    ..VersionRow::default()
-                });
-            match record.event {
-                GuardEvent::Tripped { .. } => row.trips += 1,
-                GuardEvent::Returned { .. } => row.returns += 1,
-                GuardEvent::Held { .. } => {}
-            }
-        }
-        let mut period = std::mem::take(&mut self.period);
+        let mut routes = Vec::new();
         if let Some(worker) = self.workers.first() {
             let active = &worker.active;
             let states = active.states.borrow();
             for (route, state) in active.plan.routes.iter().zip(states.iter()) {
-                let versions = period.entry(route.name.clone()).or_default();
                 let weights = state.effective_weights(route);
-                for (index, destination) in route.destinations.iter().enumerate() {
-                    let row = versions
-                        .entry(destination.version.clone())
-                        .or_insert_with(|| VersionRow {
-                            version: destination.version.clone(),
-                            ..VersionRow::default()
-                        });
-                    row.weight = weights.get(index).copied().unwrap_or(0);
-                    row.ejected = state.ejected().get(index).copied().unwrap_or(false);
-                    row.latched = state.latched().get(index).copied().unwrap_or(false);
-                }
+                let versions = route
+                    .destinations
+                    .iter()
+                    .enumerate()
+                    .map(|(index, destination)| VersionAtClose {
+                        version: destination.version.clone(),
+                        weight: weights.get(index).copied().unwrap_or(0),
+                        ejected: state.ejected().get(index).copied().unwrap_or(false),
+                        latched: state.latched().get(index).copied().unwrap_or(false),
+                    })
+                    .collect();
+                routes.push((route.name.clone(), versions));
             }
         }
-        for (route, versions) in period {
-            self.result.rows.push(Row {
-                from_ms,
-                until_ms,
-                route,
-                versions: versions.into_values().collect(),
-            });
-        }
-        self.period_start_ms = until_ms;
+        let rows = self
+            .periods
+            .close(until_ms, &self.guard_events.borrow(), routes);
+        self.result.rows.extend(rows);
     }
 }
 

@@ -10,7 +10,11 @@
 //! tests (tests/simulation.rs) and `traffic-split simulate` (the checker) use it.
 
 pub mod engine;
+mod queue;
+mod random;
+pub mod records;
 pub mod scenario;
 
-pub use engine::{run, GuardRecord, RequestRecord, Row, Run, VersionRow};
+pub use engine::run;
+pub use records::{GuardRecord, RequestRecord, Row, Run, VersionRow};
 pub use scenario::{Behaviour, ClockStep, Push, Scenario, Traffic};
