@@ -1,11 +1,13 @@
 //! The run: virtual time, event by event. Every decision is the core's: [`compile`], the
 //! route match, the choice and faults of [`Stream`], [`RouteState::merge_guard`] (the filter's
-//! guard tick) and [`follow_ramp`]. The engine only plays Envoy: it delivers requests and
-//! responses, runs each worker's tick, pushes configs and keeps the store.
+//! guard tick) and [`follow_ramp`]. The engine only plays Envoy: it delivers requests, hands
+//! each one the filter let through to the router model (`super::router`), delivers its
+//! response, runs each worker's tick, pushes configs and keeps the store.
 
 use super::queue::{Queue, NANOS_PER_MS};
 use super::random::Random;
 use super::records::{GuardRecord, Periods, RequestRecord, Run, VersionAtClose};
+use super::router::{self, Exchange, RouterPolicy};
 use super::scenario::{Behaviour, Scenario};
 use crate::config::compile;
 use crate::metrics::PluginMetric;
@@ -18,8 +20,6 @@ use crate::state::RouteState;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
-/// The `UR` bit of Envoy's `response.flags`.
-const UPSTREAM_RESET_FLAG: u64 = 0x10;
 /// The plugin name the workers' guard keys carry.
 const PLUGIN: &str = "simulation";
 
@@ -274,14 +274,6 @@ impl<'a> Engine<'a> {
             })
     }
 
-    fn behaviour(&self, version: &str, at_ms: u64) -> Option<&Behaviour> {
-        self.scenario
-            .behaviours
-            .iter()
-            .rev()
-            .find(|b| b.version == version && b.from_ms <= at_ms && at_ms < b.until_ms)
-    }
-
     fn request(&mut self, at_ms: u64) {
         let traffic = &self.scenario.traffic;
         let worker = self.random.below(self.workers.len() as u64) as usize;
@@ -332,6 +324,10 @@ impl<'a> Engine<'a> {
                     sticky_key,
                     fault: false,
                     error: false,
+                    status: None,
+                    timed_out: false,
+                    attempts: 0,
+                    ended_ms: at_ms,
                 });
             }
             return;
@@ -354,39 +350,41 @@ impl<'a> Engine<'a> {
         };
         let probe = ejected.get(chosen.destination).copied().unwrap_or(false);
         *self.result.routed.entry(version.clone()).or_default() += 1;
-        let behaviour = self.behaviour(&version, at_ms).cloned();
-        let mut latency_ms = behaviour.as_ref().map_or(0, |b| b.latency_ms);
-        let (fault, error) = match verdict {
+        let (fault, exchange, ends_ms) = match verdict {
             Verdict::Answered => {
-                host.response_code = host
-                    .local_replies
-                    .first()
-                    .map(|(status, ..)| i64::from(*status));
-                latency_ms = 0;
-                (true, true)
+                let status = host.local_replies.first().map_or(0, |(status, ..)| *status);
+                let answered = Exchange {
+                    status,
+                    flags: 0,
+                    took_ms: 0,
+                    attempts: 0,
+                };
+                (true, answered, at_ms)
             }
             Verdict::Continue | Verdict::Held { .. } => {
-                if let Verdict::Held { delay_ms } = verdict {
-                    latency_ms += delay_ms;
-                }
-                let reset = behaviour
-                    .as_ref()
-                    .is_some_and(|b| self.random.chance(b.reset_ratio));
-                let failed = behaviour
-                    .as_ref()
-                    .is_some_and(|b| self.random.chance(b.error_ratio));
-                if reset {
-                    host.response_code = None;
-                    host.response_flags = Some(UPSTREAM_RESET_FLAG);
-                } else {
-                    host.response_code = Some(if failed { 503 } else { 200 });
-                }
-                (false, reset || failed)
+                // A delay fault holds the request before the router has it: the deadline
+                // starts after it.
+                let delay_ms = match verdict {
+                    Verdict::Held { delay_ms } => delay_ms,
+                    _ => 0,
+                };
+                let routed_ms = at_ms.saturating_add(delay_ms);
+                let policy = RouterPolicy::from_headers(&host.headers);
+                let scenario = self.scenario;
+                let exchange = router::exchange(&policy, &mut self.random, |after_ms| {
+                    behaviour(scenario, &version, routed_ms.saturating_add(after_ms))
+                });
+                (false, exchange, routed_ms.saturating_add(exchange.took_ms))
             }
         };
+        host.response_code = Some(i64::from(exchange.status));
+        host.response_flags = Some(exchange.flags);
+        let error = fault || exchange.status >= 500;
         let row = self.periods.version_row(&route.name, &version);
         row.requests += 1;
         row.errors += u64::from(error);
+        row.timeouts += u64::from(exchange.timed_out());
+        row.retries += u64::from(exchange.attempts.saturating_sub(1));
         row.faults += u64::from(fault);
         row.probes += u64::from(probe);
         if self.scenario.keep_requests {
@@ -401,6 +399,10 @@ impl<'a> Engine<'a> {
                 sticky_key,
                 fault,
                 error,
+                status: Some(exchange.status),
+                timed_out: exchange.timed_out(),
+                attempts: exchange.attempts,
+                ended_ms: ends_ms,
             });
         }
         let pending = Pending {
@@ -410,7 +412,7 @@ impl<'a> Engine<'a> {
             host,
             version,
         };
-        self.schedule(at_ms + latency_ms, Event::End(Box::new(pending)));
+        self.schedule(ends_ms, Event::End(Box::new(pending)));
     }
 
     fn end(&mut self, mut pending: Pending, at_ms: u64) {
@@ -559,4 +561,13 @@ fn merge_route<S: SharedStore>(
             failed.set(failed.get() + 1);
         }
     }
+}
+
+/// How `version` behaves at `at_ms`: the last window of the scenario's that holds it.
+fn behaviour<'s>(scenario: &'s Scenario, version: &str, at_ms: u64) -> Option<&'s Behaviour> {
+    scenario
+        .behaviours
+        .iter()
+        .rev()
+        .find(|b| b.version == version && b.from_ms <= at_ms && at_ms < b.until_ms)
 }

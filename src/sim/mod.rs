@@ -4,7 +4,11 @@
 //! guards through [`crate::split::guard::merge_shared`] into a store with Envoy's
 //! compare-and-swap semantics, on clocks that can be skewed or step back, with config pushes.
 //! - [`scenario`]: what is simulated: the config, the traffic, each version's behaviour, pushes;
-//! - [`engine`]: the run, and what it records: every request, every guard event, rows per period.
+//! - [`engine`]: the run: workers, their ticks and pushes, requests and their ends;
+//! - `queue`: virtual time, event by event; `random`: the seed's numbers;
+//! - `router`: Envoy's router and the upstreams: the deadline, retries, what the filter sees at
+//!   a stream's end;
+//! - [`records`]: what a run records: every request, every guard event, rows per period.
 //!
 //! It lives in the core crate because it drives the same types the adapter drives; both the
 //! tests (tests/simulation.rs) and `traffic-split simulate` (the checker) use it.
@@ -13,6 +17,7 @@ pub mod engine;
 mod queue;
 mod random;
 pub mod records;
+mod router;
 pub mod scenario;
 
 pub use engine::run;

@@ -20,8 +20,17 @@ pub struct RequestRecord {
     pub sticky_key: Option<u32>,
     /// An injected abort answered it.
     pub fault: bool,
-    /// It ended as an error (503, a reset, or an abort), whatever the guard counts.
+    /// It ended as an error (a 5xx: an abort, a 503, a reset, a timeout), whatever the guard
+    /// counts.
     pub error: bool,
+    /// The status the filter saw at the stream's end (`None`: unmatched, not followed).
+    pub status: Option<u16>,
+    /// Envoy's deadline (or a per-try timeout, the retries spent) answered it: 504 `UT`.
+    pub timed_out: bool,
+    /// Attempts Envoy's router sent to the version (0: the filter answered it).
+    pub attempts: u32,
+    /// When the stream ended, in virtual ms.
+    pub ended_ms: u64,
 }
 
 /// A guard decision, as the worker whose merge made it saw it.
@@ -41,7 +50,12 @@ pub struct VersionRow {
     /// The weight in force on worker 0 at the end of the period.
     pub weight: u32,
     pub requests: u64,
+    /// Requests that ended in a 5xx (timeouts and resets included) or an injected abort.
     pub errors: u64,
+    /// Requests Envoy's deadline cut (504 with `UT`), as the filter counts them.
+    pub timeouts: u64,
+    /// Retries Envoy's router sent, beyond each request's first attempt.
+    pub retries: u64,
     pub faults: u64,
     /// Requests sent while their worker had the version out (probes).
     pub probes: u64,
