@@ -287,6 +287,7 @@ impl<'a> Engine<'a> {
             (":path".to_owned(), traffic.path.clone()),
             (":authority".to_owned(), traffic.authority.clone()),
         ];
+        headers.extend(traffic.headers.iter().cloned());
         let mut sticky_key = None;
         if let Some((header, keys)) = &traffic.sticky_header {
             let key = self.random.below(u64::from(*keys).max(1)) as u32;

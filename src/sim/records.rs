@@ -94,6 +94,25 @@ pub struct Run {
     pub shared_windows: BTreeMap<String, Vec<Tally>>,
 }
 
+impl Run {
+    /// The routes no request reached in any period, in the order they first appear.
+    pub fn routes_without_requests(&self) -> Vec<String> {
+        let mut routes: Vec<(String, bool)> = Vec::new();
+        for row in &self.rows {
+            let reached = row.versions.iter().any(|version| version.requests > 0);
+            match routes.iter_mut().find(|(name, _)| *name == row.route) {
+                Some((_, seen)) => *seen |= reached,
+                None => routes.push((row.route.clone(), reached)),
+            }
+        }
+        routes
+            .into_iter()
+            .filter(|(_, reached)| !reached)
+            .map(|(name, _)| name)
+            .collect()
+    }
+}
+
 /// A version as worker 0 has it when a period closes.
 pub(crate) struct VersionAtClose {
     pub version: String,
