@@ -149,3 +149,79 @@ fn unreached_warning(route: &str, scenario: &Scenario) -> String {
         traffic.authority
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use traffic_split::config::compile;
+    use traffic_split::sim::Push;
+
+    fn plan(routes: &str) -> Plan {
+        compile(format!(r#"{{ "routes": [ {routes} ] }}"#).as_bytes()).unwrap()
+    }
+
+    fn route(name: &str, matcher: &str) -> String {
+        format!(
+            r#"{{ "name": "{name}", "match": {matcher},
+                 "destinations": [ {{ "version": "v1", "weight": 1 }} ] }}"#
+        )
+    }
+
+    #[test]
+    fn requests_take_the_first_routes_path_and_a_method_it_takes() {
+        let prefixed = plan(&route(
+            "a",
+            r#"{ "prefix": "/api", "methods": ["POST", "PUT"] }"#,
+        ));
+        assert_eq!(first_route_path(&prefixed), "/api");
+        assert_eq!(first_route_method(&prefixed), "POST");
+        let exact = plan(&route(
+            "a",
+            r#"{ "exact": "/health", "methods": ["HEAD", "GET"] }"#,
+        ));
+        assert_eq!(first_route_path(&exact), "/health");
+        assert_eq!(first_route_method(&exact), "GET");
+        let regex = plan(&route("a", r#"{ "regex": "/v[0-9]+/items" }"#));
+        assert_eq!(
+            first_route_path(&regex),
+            "/",
+            "its literal start /v does not match"
+        );
+        let regex = plan(&route("a", r#"{ "regex": "/api.*" }"#));
+        assert_eq!(first_route_path(&regex), "/api");
+        let any = plan(&route("a", "{}"));
+        assert_eq!(
+            (first_route_path(&any), first_route_method(&any)),
+            ("/".to_owned(), "GET".to_owned())
+        );
+    }
+
+    #[test]
+    fn a_run_lasts_past_the_last_ramp_push_or_window_by_a_period() {
+        let ramp = |start: &str, duration: &str| {
+            format!(
+                r#"{{ "routes": [ {{ "name": "r",
+                     "ramp": {{ "version": "v2", "from": 0, "to": 10, "start": "{start}", "duration": "{duration}" }},
+                     "destinations": [ {{ "version": "v1", "weight": 1 }}, {{ "version": "v2" }} ] }} ] }}"#
+            )
+        };
+        let mut scenario = Scenario::new(ramp("2026-12-01T10:00:00Z", "90m").as_bytes());
+        scenario.start_ms = DEFAULT_START_MS;
+        scenario.period_ms = 60_000;
+        assert_eq!(long_enough(&scenario), 91 * 60_000);
+        scenario.period_ms = 7 * 60_000;
+        assert_eq!(long_enough(&scenario), 14 * 7 * 60_000, "whole periods");
+        scenario.period_ms = 60_000;
+        scenario.pushes.push(Push {
+            at_ms: 100 * 60_000,
+            config: ramp("2026-12-01T12:00:00Z", "1h").into_bytes(),
+        });
+        assert_eq!(
+            long_enough(&scenario),
+            181 * 60_000,
+            "the pushed ramp's end"
+        );
+        let short = Scenario::new(ramp("2026-12-01T10:00:00Z", "5m").as_bytes());
+        assert_eq!(long_enough(&short), HOUR_MS, "at least an hour");
+    }
+}
