@@ -528,6 +528,11 @@ fn the_seeds_experiment_times_out_every_v2_request_and_no_v1_request() {
     let timeouts: u64 = v2_rows.iter().map(|v| v.timeouts).sum();
     let errors: u64 = v2_rows.iter().map(|v| v.errors).sum();
     assert_eq!((timeouts, errors), (300, 300));
+    // The core, at each stream's end, counted every cut as a timeout of v2 and none of v1.
+    assert_eq!(
+        run.timeouts_counted.into_iter().collect::<Vec<_>>(),
+        [("v2".to_owned(), 300)]
+    );
 }
 
 /// The same experiment with a guard on timeouts: the cuts are the version's errors, so the

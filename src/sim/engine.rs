@@ -10,7 +10,7 @@ use super::records::{GuardRecord, Periods, RequestRecord, Run, VersionAtClose};
 use super::router::{self, Exchange, RouterPolicy};
 use super::scenario::{Behaviour, Scenario};
 use crate::config::compile;
-use crate::metrics::PluginMetric;
+use crate::metrics::{DestinationMetric, PluginMetric};
 use crate::plan::Plan;
 use crate::request::scripted_host::ScriptedHost;
 use crate::request::{follow_ramp, Count, Stream, Verdict};
@@ -424,6 +424,18 @@ impl<'a> Engine<'a> {
             pending
                 .stream
                 .on_end(&pending.active.plan, &mut states, &mut pending.host);
+        }
+        let timeouts = pending.stream.chosen.map_or(0, |chosen| {
+            pending
+                .host
+                .count_of(Count::Destination(chosen, DestinationMetric::Timeouts))
+        });
+        if timeouts > 0 {
+            *self
+                .result
+                .timeouts_counted
+                .entry(pending.version.clone())
+                .or_default() += timeouts as u64;
         }
         *self.result.ended.entry(pending.version).or_default() += 1;
     }

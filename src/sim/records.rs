@@ -86,6 +86,9 @@ pub struct Run {
     /// every config).
     pub routed: BTreeMap<String, u64>,
     pub ended: BTreeMap<String, u64>,
+    /// Per version name: the timeouts the core counted at the streams' ends (the filter's
+    /// `traffic_split_timeouts_total`; none under `"metrics": "requests"`).
+    pub timeouts_counted: BTreeMap<String, u64>,
     pub unmatched: u64,
     /// Merges the store refused after every retry (the outcomes wait for the next tick).
     pub failed_merges: u64,
