@@ -274,9 +274,79 @@ impl<'a> Engine<'a> {
             })
     }
 
+    /// One request: drawn onto a worker, handled by the filter's core, played through Envoy's
+    /// router to its version, recorded, and its end scheduled.
     fn request(&mut self, at_ms: u64) {
-        let traffic = &self.scenario.traffic;
         let worker = self.random.below(self.workers.len() as u64) as usize;
+        let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
+            return;
+        };
+        let (mut host, sticky_key) = self.new_request(worker, at_ms);
+        let mut stream = Stream::default();
+        let verdict = {
+            let mut states = active.states.borrow_mut();
+            stream.on_request_headers(&active.plan, &mut states, &mut host)
+        };
+        let mut record = RequestRecord {
+            at_ms,
+            worker,
+            generation: active.generation,
+            route: None,
+            version: None,
+            weights: Vec::new(),
+            ejected: Vec::new(),
+            sticky_key,
+            fault: false,
+            error: false,
+            status: None,
+            timed_out: false,
+            attempts: 0,
+            ended_ms: at_ms,
+        };
+        let routed = stream.chosen.and_then(|chosen| {
+            let route = active.plan.routes.get(chosen.route)?;
+            let version = route.destinations.get(chosen.destination)?.version.clone();
+            Some((chosen, route, version))
+        });
+        let Some((chosen, route, version)) = routed else {
+            if host.count_of(Count::Plugin(PluginMetric::Unmatched)) > 0 {
+                self.result.unmatched += 1;
+            }
+            self.keep(record);
+            return;
+        };
+        if let Some(state) = active.states.borrow().get(chosen.route) {
+            record.weights = state.effective_weights(route);
+            record.ejected = state.ejected().to_vec();
+        }
+        let exchange = self.through_envoy(verdict, &host, &version, at_ms);
+        host.response_code = Some(i64::from(exchange.status));
+        host.response_flags = Some(exchange.flags);
+        record.route = Some(route.name.clone());
+        record.version = Some(version.clone());
+        record.fault = verdict == Verdict::Answered;
+        record.error = record.fault || exchange.status >= 500;
+        record.status = Some(exchange.status);
+        record.timed_out = exchange.timed_out();
+        record.attempts = exchange.attempts;
+        record.ended_ms = at_ms.saturating_add(exchange.took_ms);
+        let ends_ms = record.ended_ms;
+        self.count(&record, exchange, chosen.destination);
+        self.keep(record);
+        let pending = Pending {
+            worker,
+            active: Rc::clone(&active),
+            stream,
+            host,
+            version,
+        };
+        self.schedule(ends_ms, Event::End(Box::new(pending)));
+    }
+
+    /// A request's headers (method, path, authority, the scenario's headers, a sticky key) in
+    /// a host on the worker's clock; the sticky key drawn.
+    fn new_request(&mut self, worker: usize, at_ms: u64) -> (ScriptedHost, Option<u32>) {
+        let traffic = &self.scenario.traffic;
         let method = traffic
             .methods
             .get(self.random.below(traffic.methods.len() as u64) as usize)
@@ -301,119 +371,60 @@ impl<'a> Engine<'a> {
         let mut host = ScriptedHost::with_headers(&pairs);
         host.clock = self.wall_ms(worker, at_ms) * NANOS_PER_MS;
         host.random_seed = self.random.next() as u8;
-        let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
-            return;
-        };
-        let mut stream = Stream::default();
-        let verdict = {
-            let mut states = active.states.borrow_mut();
-            stream.on_request_headers(&active.plan, &mut states, &mut host)
-        };
-        let Some(chosen) = stream.chosen else {
-            if host.count_of(Count::Plugin(PluginMetric::Unmatched)) > 0 {
-                self.result.unmatched += 1;
-            }
-            if self.scenario.keep_requests {
-                self.result.requests.push(RequestRecord {
-                    at_ms,
-                    worker,
-                    generation: active.generation,
-                    route: None,
-                    version: None,
-                    weights: Vec::new(),
-                    ejected: Vec::new(),
-                    sticky_key,
-                    fault: false,
-                    error: false,
-                    status: None,
-                    timed_out: false,
-                    attempts: 0,
-                    ended_ms: at_ms,
-                });
-            }
-            return;
-        };
-        let Some(route) = active.plan.routes.get(chosen.route) else {
-            return;
-        };
-        let version = route
-            .destinations
-            .get(chosen.destination)
-            .map(|d| d.version.clone())
-            .unwrap_or_default();
-        let (weights, ejected) = {
-            let states = active.states.borrow();
-            states
-                .get(chosen.route)
-                .map_or((Vec::new(), Vec::new()), |state| {
-                    (state.effective_weights(route), state.ejected().to_vec())
-                })
-        };
-        let probe = ejected.get(chosen.destination).copied().unwrap_or(false);
-        *self.result.routed.entry(version.clone()).or_default() += 1;
-        let (fault, exchange, ends_ms) = match verdict {
+        (host, sticky_key)
+    }
+
+    /// What Envoy answers a routed request, from the moment the filter is done with it: the
+    /// fault's local reply, or the router's exchange with the version (after a delay fault's
+    /// hold, which the deadline does not count). `took_ms` counts from `at_ms`.
+    fn through_envoy(
+        &mut self,
+        verdict: Verdict,
+        host: &ScriptedHost,
+        version: &str,
+        at_ms: u64,
+    ) -> Exchange {
+        let delay_ms = match verdict {
             Verdict::Answered => {
-                let status = host.local_replies.first().map_or(0, |(status, ..)| *status);
-                let answered = Exchange {
-                    status,
+                return Exchange {
+                    status: host.local_replies.first().map_or(0, |(status, ..)| *status),
                     flags: 0,
                     took_ms: 0,
                     attempts: 0,
-                };
-                (true, answered, at_ms)
+                }
             }
-            Verdict::Continue | Verdict::Held { .. } => {
-                // A delay fault holds the request before the router has it: the deadline
-                // starts after it.
-                let delay_ms = match verdict {
-                    Verdict::Held { delay_ms } => delay_ms,
-                    _ => 0,
-                };
-                let routed_ms = at_ms.saturating_add(delay_ms);
-                let policy = RouterPolicy::from_headers(&host.headers);
-                let scenario = self.scenario;
-                let exchange = router::exchange(&policy, &mut self.random, |after_ms| {
-                    behaviour(scenario, &version, routed_ms.saturating_add(after_ms))
-                });
-                (false, exchange, routed_ms.saturating_add(exchange.took_ms))
-            }
+            Verdict::Held { delay_ms } => delay_ms,
+            Verdict::Continue => 0,
         };
-        host.response_code = Some(i64::from(exchange.status));
-        host.response_flags = Some(exchange.flags);
-        let error = fault || exchange.status >= 500;
-        let row = self.periods.version_row(&route.name, &version);
+        let routed_ms = at_ms.saturating_add(delay_ms);
+        let policy = RouterPolicy::from_headers(&host.headers);
+        let scenario = self.scenario;
+        let mut exchange = router::exchange(&policy, &mut self.random, |after_ms| {
+            behaviour(scenario, version, routed_ms.saturating_add(after_ms))
+        });
+        exchange.took_ms = exchange.took_ms.saturating_add(delay_ms);
+        exchange
+    }
+
+    /// Counts a routed request in its period's row and its version's total.
+    fn count(&mut self, record: &RequestRecord, exchange: Exchange, destination: usize) {
+        let (Some(route), Some(version)) = (&record.route, &record.version) else {
+            return;
+        };
+        *self.result.routed.entry(version.clone()).or_default() += 1;
+        let row = self.periods.version_row(route, version);
         row.requests += 1;
-        row.errors += u64::from(error);
+        row.errors += u64::from(record.error);
         row.timeouts += u64::from(exchange.timed_out());
         row.retries += u64::from(exchange.attempts.saturating_sub(1));
-        row.faults += u64::from(fault);
-        row.probes += u64::from(probe);
+        row.faults += u64::from(record.fault);
+        row.probes += u64::from(record.ejected.get(destination).copied().unwrap_or(false));
+    }
+
+    fn keep(&mut self, record: RequestRecord) {
         if self.scenario.keep_requests {
-            self.result.requests.push(RequestRecord {
-                at_ms,
-                worker,
-                generation: active.generation,
-                route: Some(route.name.clone()),
-                version: Some(version.clone()),
-                weights,
-                ejected,
-                sticky_key,
-                fault,
-                error,
-                status: Some(exchange.status),
-                timed_out: exchange.timed_out(),
-                attempts: exchange.attempts,
-                ended_ms: ends_ms,
-            });
+            self.result.requests.push(record);
         }
-        let pending = Pending {
-            worker,
-            active: Rc::clone(&active),
-            stream,
-            host,
-            version,
-        };
-        self.schedule(ends_ms, Event::End(Box::new(pending)));
     }
 
     fn end(&mut self, mut pending: Pending, at_ms: u64) {
