@@ -1,9 +1,10 @@
-//! The run: virtual time, event by event. Every decision is the core's: [`compile`], the
-//! route match, the choice and faults of [`Stream`], [`RouteState::merge_guard`] (the filter's
-//! guard tick) and [`follow_ramp`]. The engine only plays Envoy: it delivers requests, hands
-//! each one the filter let through to the router model (`super::router`), delivers its
-//! response, runs each worker's tick, pushes configs and keeps the store.
+//! The run: virtual time, event by event. Every decision is the core's: each simulated Envoy
+//! worker is a core [`Worker`] (configure on each push, tick, the streams' callbacks), as in
+//! the proxy-wasm adapter and the native module. The engine only plays Envoy: it delivers
+//! requests, hands each one the filter let through to the router model (`super::router`),
+//! delivers its response, runs each worker's tick, pushes configs and keeps the store.
 
+use super::host::SimHost;
 use super::queue::{Queue, NANOS_PER_MS};
 use super::random::Random;
 use super::records::{GuardRecord, Periods, RequestRecord, Run, VersionAtClose};
@@ -11,57 +12,77 @@ use super::router::{self, Exchange, RouterPolicy};
 use super::scenario::{Behaviour, Scenario};
 use crate::config::compile;
 use crate::metrics::{DestinationMetric, PluginMetric};
-use crate::plan::Plan;
 use crate::request::scripted_host::ScriptedHost;
-use crate::request::{follow_ramp, Count, Stream, Verdict};
-use crate::split::guard::memory_store::{CasMismatch, MemoryStore};
-use crate::split::guard::{GuardEvent, RouteGuardState, SharedStore, Stored, Tally};
-use crate::state::RouteState;
+use crate::request::{Count, Stream, Verdict};
+use crate::split::guard::memory_store::MemoryStore;
+use crate::split::guard::{GuardEvent, RouteGuardState, SharedStore, Tally};
+use crate::worker::{Capabilities, DefinedMetrics, Refused, RouteEvent, TickReport, Worker};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 
 /// The plugin name the workers' guard keys carry.
 const PLUGIN: &str = "simulation";
 
-/// A worker's config, as the adapter's `Active`: streams keep the one they started under.
-struct Active {
+/// One simulated Envoy worker: the core [`Worker`] of its configuration (streams keep the one
+/// they started under), which config that is, its VM's metric definitions, and its clock.
+struct EnvoyWorker {
+    worker: Rc<Worker>,
     generation: usize,
-    plan: Plan,
-    states: RefCell<Vec<RouteState>>,
-    keys: Vec<Option<String>>,
-}
-
-impl Active {
-    fn new(generation: usize, plan: Plan, now_nanos: u64) -> Self {
-        let mut states = RouteState::for_plan(&plan);
-        let mut host = ScriptedHost::default();
-        for (index, (route, state)) in plan.routes.iter().zip(states.iter_mut()).enumerate() {
-            follow_ramp(index, route, state, now_nanos, &mut host);
-        }
-        Active {
-            generation,
-            keys: plan
-                .routes
-                .iter()
-                .map(|route| crate::worker::guard::guard_state_key(PLUGIN, route))
-                .collect(),
-            plan,
-            states: RefCell::new(states),
-        }
-    }
-}
-
-struct Worker {
-    active: Rc<Active>,
+    defined: DefinedMetrics,
+    last_metric_id: Cell<u32>,
     clock_offset_ms: i64,
 }
 
-impl Worker {
+impl EnvoyWorker {
+    /// A worker's VM and its first configuration, at `wall_ms` on its clock.
+    fn start(json: &[u8], wall_ms: u64, store: &MemoryStore) -> Result<Self, Refused> {
+        let last_metric_id = Cell::new(0);
+        let mut defined = DefinedMetrics::default();
+        let worker = configured(json, wall_ms, store, &last_metric_id, &mut defined)?;
+        Ok(EnvoyWorker {
+            worker: Rc::new(worker),
+            generation: 0,
+            defined,
+            last_metric_id,
+            clock_offset_ms: 0,
+        })
+    }
+
+    /// A push: config `generation` replaces the one serving, unless it is refused. Streams
+    /// under way end under the one they started with.
+    fn push(&mut self, generation: usize, json: &[u8], wall_ms: u64, store: &MemoryStore) {
+        let pushed = configured(
+            json,
+            wall_ms,
+            store,
+            &self.last_metric_id,
+            &mut self.defined,
+        );
+        if let Ok(worker) = pushed {
+            self.worker = Rc::new(worker);
+            self.generation = generation;
+        }
+    }
+
     fn wall_ms(&self, start_ms: u64, at_ms: u64) -> u64 {
         start_ms
             .saturating_add(at_ms)
             .saturating_add_signed(self.clock_offset_ms)
     }
+}
+
+/// A worker's configuration, as Envoy's `on_configure` makes it: compiled, its metrics defined
+/// (each name once per VM), the decisions already in the store taken in before its first
+/// request, its ramps at the clock.
+fn configured(
+    json: &[u8],
+    wall_ms: u64,
+    store: &MemoryStore,
+    last_metric_id: &Cell<u32>,
+    defined: &mut DefinedMetrics,
+) -> Result<Worker, Refused> {
+    let host = SimHost::new(wall_ms * NANOS_PER_MS, store, last_metric_id);
+    Worker::configure(json, PLUGIN, Capabilities::default(), &host, defined)
 }
 
 enum Event {
@@ -74,33 +95,10 @@ enum Event {
 
 struct Pending {
     worker: usize,
-    active: Rc<Active>,
+    configured: Rc<Worker>,
     stream: Stream,
     host: ScriptedHost,
     version: String,
-}
-
-/// The store as a worker's merge sees it when another worker's merge lands between its read
-/// and its write: the first `set` runs `interleaved` first, so that it conflicts.
-struct Interleaved<'a> {
-    store: &'a MemoryStore,
-    interleaved: RefCell<Option<Box<dyn FnOnce() + 'a>>>,
-}
-
-impl SharedStore for Interleaved<'_> {
-    type Error = CasMismatch;
-
-    fn get(&self, key: &str) -> Result<Stored, CasMismatch> {
-        self.store.get(key)
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
-        let other = self.interleaved.borrow_mut().take();
-        if let Some(other) = other {
-            other();
-        }
-        self.store.set(key, value, cas)
-    }
 }
 
 /// Runs a scenario. `Err`: the first config (or a pushed one) does not compile, with the
@@ -112,7 +110,7 @@ pub fn run(scenario: &Scenario) -> Result<Run, String> {
     for json in &configs {
         compile(json).map_err(|errors| crate::config::describe_errors(&errors))?;
     }
-    let mut engine = Engine::new(scenario, configs);
+    let mut engine = Engine::new(scenario, configs)?;
     engine.run();
     Ok(engine.result)
 }
@@ -121,7 +119,7 @@ struct Engine<'a> {
     scenario: &'a Scenario,
     /// Every config's JSON, compiled by each worker on its push, as each VM does.
     configs: Vec<&'a [u8]>,
-    workers: Vec<Worker>,
+    workers: Vec<EnvoyWorker>,
     store: MemoryStore,
     random: Random,
     queue: Queue<Event>,
@@ -132,7 +130,7 @@ struct Engine<'a> {
 }
 
 impl<'a> Engine<'a> {
-    fn new(scenario: &'a Scenario, configs: Vec<&'a [u8]>) -> Self {
+    fn new(scenario: &'a Scenario, configs: Vec<&'a [u8]>) -> Result<Self, String> {
         let workers = scenario.workers.max(1);
         let mut engine = Engine {
             scenario,
@@ -146,12 +144,11 @@ impl<'a> Engine<'a> {
             failed_merges: Cell::new(0),
             periods: Periods::default(),
         };
+        let first = engine.configs.first().copied().unwrap_or_default();
         for _ in 0..workers {
-            let active = engine.configure(0, scenario.start_ms);
-            engine.workers.push(Worker {
-                active,
-                clock_offset_ms: 0,
-            });
+            let envoy = EnvoyWorker::start(first, scenario.start_ms, &engine.store)
+                .map_err(|refused| refused.0)?;
+            engine.workers.push(envoy);
         }
         let tick = scenario.tick_ms.max(1);
         for worker in 0..workers {
@@ -166,28 +163,19 @@ impl<'a> Engine<'a> {
             engine.schedule(step.at_ms, Event::ClockStep(index));
         }
         engine.schedule(0, Event::Request);
-        engine
+        Ok(engine)
     }
 
-    fn configure(&self, generation: usize, wall_ms: u64) -> Rc<Active> {
-        // Every config compiled once before the run; a refusal here cannot happen.
-        let plan = self
-            .configs
-            .get(generation)
-            .and_then(|json| compile(json).ok())
-            .unwrap_or_else(|| Plan::pass_through(String::new(), String::new()));
-        let active = Active::new(generation, plan, wall_ms * NANOS_PER_MS);
-        // As the filter's on_configure does: the decisions already in shared data before the
-        // first request.
-        if let Ok(mut states) = active.states.try_borrow_mut() {
-            let routes = active.plan.routes.iter().zip(states.iter_mut());
-            for ((route, state), key) in routes.zip(&active.keys) {
-                if let Some(key) = key {
-                    state.load_guard(route, &self.store, key, wall_ms);
-                }
-            }
+    /// Every worker compiles the pushed config `generation` at `at_ms` on its clock. Every
+    /// config compiled once before the run, so none is refused here.
+    fn push(&mut self, generation: usize, at_ms: u64) {
+        let Some(json) = self.configs.get(generation).copied() else {
+            return;
+        };
+        for envoy in &mut self.workers {
+            let wall_ms = envoy.wall_ms(self.scenario.start_ms, at_ms);
+            envoy.push(generation, json, wall_ms, &self.store);
         }
-        Rc::new(active)
     }
 
     fn schedule(&mut self, at_ms: u64, event: Event) {
@@ -221,15 +209,7 @@ impl<'a> Engine<'a> {
                         self.schedule(at_ms + self.scenario.tick_ms.max(1), Event::Tick(worker));
                     }
                 }
-                Event::Push(generation) => {
-                    for index in 0..self.workers.len() {
-                        let wall = self.wall_ms(index, at_ms);
-                        let active = self.configure(generation, wall);
-                        if let Some(worker) = self.workers.get_mut(index) {
-                            worker.active = active;
-                        }
-                    }
-                }
+                Event::Push(generation) => self.push(generation, at_ms),
                 Event::ClockStep(index) => {
                     if let Some(step) = self.scenario.clock_steps.get(index) {
                         if let Some(worker) = self.workers.get_mut(step.worker) {
@@ -243,9 +223,9 @@ impl<'a> Engine<'a> {
             self.close_period(self.periods.start_ms + period);
         }
         self.result.guard_events = self.guard_events.take();
-        if let Some(worker) = self.workers.first() {
-            let active = &worker.active;
-            for (route, key) in active.plan.routes.iter().zip(&active.keys) {
+        if let Some(envoy) = self.workers.first() {
+            let worker = &envoy.worker;
+            for (route, key) in worker.plan().routes.iter().zip(worker.guard_keys()) {
                 let Some(key) = key else { continue };
                 let Ok((Some(bytes), _)) = self.store.get(key) else {
                     continue;
@@ -282,19 +262,20 @@ impl<'a> Engine<'a> {
     /// router to its version, recorded, and its end scheduled.
     fn request(&mut self, at_ms: u64) {
         let worker = self.random.below(self.workers.len() as u64) as usize;
-        let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
+        let Some((configured, generation)) = self
+            .workers
+            .get(worker)
+            .map(|envoy| (Rc::clone(&envoy.worker), envoy.generation))
+        else {
             return;
         };
         let (mut host, sticky_key) = self.new_request(worker, at_ms);
         let mut stream = Stream::default();
-        let verdict = {
-            let mut states = active.states.borrow_mut();
-            stream.on_request_headers(&active.plan, &mut states, &mut host)
-        };
+        let verdict = configured.on_request_headers(&mut stream, &mut host);
         let mut record = RequestRecord {
             at_ms,
             worker,
-            generation: active.generation,
+            generation,
             route: None,
             version: None,
             weights: Vec::new(),
@@ -308,7 +289,7 @@ impl<'a> Engine<'a> {
             ended_ms: at_ms,
         };
         let routed = stream.chosen.and_then(|chosen| {
-            let route = active.plan.routes.get(chosen.route)?;
+            let route = configured.plan().routes.get(chosen.route)?;
             let version = route.destinations.get(chosen.destination)?.version.clone();
             Some((chosen, route, version))
         });
@@ -319,9 +300,11 @@ impl<'a> Engine<'a> {
             self.keep(record);
             return;
         };
-        if let Some(state) = active.states.borrow().get(chosen.route) {
-            record.weights = state.effective_weights(route);
-            record.ejected = state.ejected().to_vec();
+        if let Some((weights, ejected)) = configured.with_state(chosen.route, |state| {
+            (state.effective_weights(route), state.ejected().to_vec())
+        }) {
+            record.weights = weights;
+            record.ejected = ejected;
         }
         let exchange = self.through_envoy(verdict, &host, &version, at_ms);
         host.response_code = Some(i64::from(exchange.status));
@@ -339,7 +322,7 @@ impl<'a> Engine<'a> {
         self.keep(record);
         let pending = Pending {
             worker,
-            active: Rc::clone(&active),
+            configured: Rc::clone(&configured),
             stream,
             host,
             version,
@@ -433,13 +416,9 @@ impl<'a> Engine<'a> {
 
     fn end(&mut self, mut pending: Pending, at_ms: u64) {
         pending.host.clock = self.wall_ms(pending.worker, at_ms) * NANOS_PER_MS;
-        pending.stream.on_response_headers(&mut pending.host);
-        {
-            let mut states = pending.active.states.borrow_mut();
-            pending
-                .stream
-                .on_end(&pending.active.plan, &mut states, &mut pending.host);
-        }
+        let configured = &pending.configured;
+        configured.on_response_headers(&mut pending.stream, &mut pending.host);
+        configured.on_end(&pending.stream, &mut pending.host);
         let timeouts = pending.stream.chosen.map_or(0, |chosen| {
             pending
                 .host
@@ -455,66 +434,51 @@ impl<'a> Engine<'a> {
         *self.result.ended.entry(pending.version).or_default() += 1;
     }
 
-    fn tick(&mut self, worker: usize, at_ms: u64) {
-        // Another worker whose merge lands in the middle of this one's (the first route's).
+    /// Worker `index`'s timer tick: the core's merge of every guard and its ramps. With the
+    /// scenario's `conflict_ratio`, another worker's tick lands between this one's first read
+    /// of the store and its write, so that the write conflicts and is retried.
+    fn tick(&mut self, index: usize, at_ms: u64) {
         let workers = self.workers.len();
         let other = (workers > 1 && self.random.chance(self.scenario.conflict_ratio))
-            .then(|| (worker + 1 + self.random.below(workers as u64 - 1) as usize) % workers)
-            .and_then(|o| {
-                let active = Rc::clone(&self.workers.get(o)?.active);
-                Some((o, active, self.wall_ms(o, at_ms)))
-            });
-        let wall = self.wall_ms(worker, at_ms);
-        let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
+            .then(|| (index + 1 + self.random.below(workers as u64 - 1) as usize) % workers);
+        let Some(envoy) = self.workers.get(index) else {
             return;
         };
-        let mut used_interleave = false;
-        for index in 0..active.plan.routes.len() {
-            let Some(Some(key)) = active.keys.get(index) else {
-                continue;
-            };
-            let interleaved: Option<Box<dyn FnOnce() + '_>> = match &other {
-                Some((o, other, other_wall)) if !used_interleave => {
-                    used_interleave = true;
-                    let (o, other, other_wall) = (*o, Rc::clone(other), *other_wall);
-                    let store = &self.store;
-                    let records = &self.guard_events;
-                    let failed = &self.failed_merges;
-                    Some(Box::new(move || {
-                        merge_route(&other, o, key, store, other_wall, at_ms, records, failed);
-                    }))
-                }
-                _ => None,
-            };
-            let store = Interleaved {
-                store: &self.store,
-                interleaved: RefCell::new(interleaved),
-            };
-            merge_route(
-                &active,
-                worker,
-                key,
-                &store,
-                wall,
-                at_ms,
-                &self.guard_events,
-                &self.failed_merges,
+        let mut host = SimHost::new(
+            self.wall_ms(index, at_ms) * NANOS_PER_MS,
+            &self.store,
+            &envoy.last_metric_id,
+        );
+        if let Some((o, other)) = other.and_then(|o| Some((o, self.workers.get(o)?))) {
+            let other_host = SimHost::new(
+                self.wall_ms(o, at_ms) * NANOS_PER_MS,
+                &self.store,
+                &other.last_metric_id,
             );
+            let other_worker = Rc::clone(&other.worker);
+            let (records, failed) = (&self.guard_events, &self.failed_merges);
+            host = host.interleave(Box::new(move || {
+                let report = other_worker.tick(&other_host);
+                record_tick(&other_worker, o, at_ms, report, records, failed);
+            }));
         }
-        let mut host = ScriptedHost::default();
-        let mut states = active.states.borrow_mut();
-        for (index, (route, state)) in active.plan.routes.iter().zip(states.iter_mut()).enumerate()
-        {
-            follow_ramp(index, route, state, wall * NANOS_PER_MS, &mut host);
-        }
+        let report = envoy.worker.tick(&host);
+        record_tick(
+            &envoy.worker,
+            index,
+            at_ms,
+            report,
+            &self.guard_events,
+            &self.failed_merges,
+        );
     }
 
     fn close_period(&mut self, until_ms: u64) {
         let mut routes = Vec::new();
-        if let Some(worker) = self.workers.first() {
-            let active = &worker.active;
-            let states = active.states.borrow();
-            for (route, state) in active.plan.routes.iter().zip(states.iter()) {
+        if let Some(envoy) = self.workers.first() {
+            let worker = &envoy.worker;
+            let states = worker.states();
+            for (route, state) in worker.plan().routes.iter().zip(states.iter()) {
                 let weights = state.effective_weights(route);
                 let versions = route
                     .destinations
@@ -537,57 +501,37 @@ impl<'a> Engine<'a> {
     }
 }
 
-/// One worker's guard tick for one route, as the filter's `merge_all` runs it. The route is
-/// found by its shared-data key, so that an interleaved worker merges its own route of that key.
-#[allow(clippy::too_many_arguments)]
-fn merge_route<S: SharedStore>(
-    active: &Active,
-    worker: usize,
-    key: &str,
-    store: &S,
-    wall_ms: u64,
+/// Records what a worker's tick decided: its guard events, and the merges the store refused.
+fn record_tick(
+    worker: &Worker,
+    index: usize,
     at_ms: u64,
+    report: TickReport,
     records: &RefCell<Vec<GuardRecord>>,
     failed: &Cell<u64>,
 ) {
-    let Some(index) = active.keys.iter().position(|k| k.as_deref() == Some(key)) else {
-        return;
-    };
-    let Some(route) = active.plan.routes.get(index) else {
-        return;
-    };
-    let result = {
-        let mut states = active.states.borrow_mut();
-        let Some(state) = states.get_mut(index) else {
-            return;
+    failed.set(failed.get() + u64::from(report.failed_merges));
+    let mut records = records.borrow_mut();
+    for RouteEvent { route, event } in report.guard_events {
+        let Some(route) = worker.plan().routes.get(route) else {
+            continue;
         };
-        state.merge_guard(route, store, key, &|| wall_ms)
-    };
-    match result {
-        Ok((events, _)) => {
-            let mut records = records.borrow_mut();
-            for event in events {
-                let destination = match event {
-                    GuardEvent::Tripped { destination, .. }
-                    | GuardEvent::Returned { destination, .. }
-                    | GuardEvent::Held { destination, .. } => destination,
-                };
-                records.push(GuardRecord {
-                    at_ms,
-                    worker,
-                    route: route.name.clone(),
-                    version: route
-                        .destinations
-                        .get(destination)
-                        .map(|d| d.version.clone())
-                        .unwrap_or_default(),
-                    event,
-                });
-            }
-        }
-        Err(_) => {
-            failed.set(failed.get() + 1);
-        }
+        let destination = match event {
+            GuardEvent::Tripped { destination, .. }
+            | GuardEvent::Returned { destination, .. }
+            | GuardEvent::Held { destination, .. } => destination,
+        };
+        records.push(GuardRecord {
+            at_ms,
+            worker: index,
+            route: route.name.clone(),
+            version: route
+                .destinations
+                .get(destination)
+                .map(|d| d.version.clone())
+                .unwrap_or_default(),
+            event,
+        });
     }
 }
 
