@@ -220,6 +220,7 @@ envoy-up: local-config build envoy
 .PHONY: check-docs
 check-docs: build envoy
 	cargo test --test docs --test readme
+	cargo test -p traffic-split-check --test simulate every_simulate_command_in_the_docs
 
 # `make check FILE=config.json` (or a YAML file with TrafficExtensions, WasmPlugins or
 # EnvoyExtensionPolicies, or a folder): the filter's own compiler, and the mesh check.
