@@ -2,7 +2,7 @@
 //! reloads), overrides, rollouts in percent of the route from the proxy's clock, and weights
 //! as fine as 1 in 10,000.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -88,6 +88,9 @@ fn now_ms() -> i64 {
 
 #[test]
 fn sticky_keys_land_on_one_version_across_requests_and_workers() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = canary(70, 30, STICKY_BY_USER);
     let envoy = Envoy::start(
@@ -143,6 +146,9 @@ fn sticky_keys_land_on_one_version_across_requests_and_workers() {
 
 #[test]
 fn after_a_reload_that_raises_v2_no_key_leaves_v2_and_shares_follow_the_weights() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let keys: Vec<String> = (0..10_000).map(|key| format!("account-{key}")).collect();
     let before_config = canary(80, 20, STICKY_BY_USER);
@@ -194,6 +200,9 @@ fn after_a_reload_that_raises_v2_no_key_leaves_v2_and_shares_follow_the_weights(
 
 #[test]
 fn the_cookie_is_set_once_and_then_honoured() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = canary(
         50,
@@ -258,6 +267,9 @@ fn the_cookie_is_set_once_and_then_honoured() {
 
 #[test]
 fn an_override_reaches_v2_at_weight_0_and_an_unknown_value_is_counted() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = canary(100, 0, r#""override_header": "x-canary-version","#);
     let envoy = Envoy::start(
@@ -349,6 +361,9 @@ fn split(pairs: &[(&str, usize)]) -> BTreeMap<String, usize> {
 
 #[test]
 fn a_rollout_in_a_25_percent_hold_sends_exactly_100_of_400_requests() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = rollout(
         now_ms() - MINUTE,
@@ -364,6 +379,9 @@ fn a_rollout_in_a_25_percent_hold_sends_exactly_100_of_400_requests() {
 
 #[test]
 fn a_finished_rollout_sends_every_request() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = rollout(
         now_ms() - 120 * MINUTE,
@@ -376,6 +394,9 @@ fn a_finished_rollout_sends_every_request() {
 
 #[test]
 fn a_rollout_not_yet_started_sends_none() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = rollout(now_ms() + 60 * MINUTE, r#"{ "share": 50 }"#, 100, "");
     assert_eq!(split_of(&config, 100).0, split(&[("v1", 100)]));
@@ -383,6 +404,9 @@ fn a_rollout_not_yet_started_sends_none() {
 
 #[test]
 fn three_versions_with_a_rollout_at_20_percent_and_weights_3_to_1_split_20_60_20() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let v3 = r#", { "version": "v3", "cluster": "springbootapp-v1", "weight": 1 }"#;
     let config = rollout(now_ms() - MINUTE, r#"{ "share": 20 }"#, 3, v3);
@@ -394,6 +418,9 @@ fn three_versions_with_a_rollout_at_20_percent_and_weights_3_to_1_split_20_60_20
 
 #[test]
 fn a_linear_step_half_way_gives_half_its_share() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // 0 to 50% over 10 hours, 5 hours in: 25%, moving 0.0014 points a second.
     let config = rollout(
@@ -408,6 +435,9 @@ fn a_linear_step_half_way_gives_half_its_share() {
 
 #[test]
 fn a_gate_holds_past_its_time() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // The gate came two hours ago; its step would long have ended were it a hold.
     let config = rollout(
@@ -422,6 +452,9 @@ fn a_gate_holds_past_its_time() {
 
 #[test]
 fn sticky_keys_only_move_to_the_rollout_version_from_10_to_60_percent() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // 10%, 35% and 60%, two seconds each, from two seconds after the config is written.
     let config = rollout(
@@ -481,6 +514,9 @@ fn sticky_keys_only_move_to_the_rollout_version_from_10_to_60_percent() {
 
 #[test]
 fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -500,6 +536,9 @@ fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
 
 #[test]
 fn an_idle_routes_share_gauge_follows_its_rollout() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // v2 goes to 50% three seconds from now; no request will come.
     let configured_at = Instant::now();

@@ -3,7 +3,7 @@
 //! would. What clients get then depends on Envoy's failure policy, and with the filter gone
 //! the shipped routes must let no client header choose a cluster they do not list.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::time::{Duration, Instant};
 use support::http::Response;
@@ -58,6 +58,9 @@ fn assert_trap_logged(envoy: Envoy) {
 
 #[test]
 fn with_fail_open_false_a_dead_vm_fails_every_request_with_503() {
+    if support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = start_trap_module(|config| config.with_fail_open(false));
     assert_eq!(kill_the_vm(&envoy).status, 503);
@@ -96,6 +99,9 @@ fn assert_only_listed_clusters_reachable(envoy: &Envoy) {
 
 #[test]
 fn with_fail_open_true_a_dead_vm_is_skipped_and_clients_reach_only_listed_clusters() {
+    if support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = start_trap_module(|config| config.with_fail_open(true));
     // The older flag fails open for the very request that trapped, too.
@@ -108,6 +114,9 @@ fn with_fail_open_true_a_dead_vm_is_skipped_and_clients_reach_only_listed_cluste
 
 #[test]
 fn with_the_shipped_fail_open_policy_a_dead_vm_is_skipped_after_one_503() {
+    if support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     // envoy/envoy.yaml's own `failure_policy: FAIL_OPEN`.
     let envoy = start_trap_module(|config| config);
@@ -122,6 +131,9 @@ fn with_the_shipped_fail_open_policy_a_dead_vm_is_skipped_after_one_503() {
 
 #[test]
 fn with_fail_reload_the_filter_comes_back_after_a_trap() {
+    if support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = start_trap_module(|config| config.with_failure_policy("FAIL_RELOAD"));
     assert_eq!(kill_the_vm(&envoy).status, 503);

@@ -110,6 +110,13 @@ impl Rollout {
         times
     }
 
+    /// When the share stops moving without a push: the last step reached, or a gate's.
+    pub fn settles_ms(&self) -> i64 {
+        self.step_times()
+            .last()
+            .map_or(self.start_ms, |times| times.reached_ms)
+    }
+
     /// Where the rollout stands at `now_ms`.
     pub fn position_at(&self, now_ms: i64) -> Position {
         if now_ms < self.start_ms {
@@ -406,6 +413,18 @@ mod tests {
         assert_eq!(share_at(&rollout, i64::MAX), SHARE_SCALE);
         assert_eq!(rollout.share_at_nanos(u64::MAX), SHARE_SCALE);
         assert_eq!(rollout.share_at_nanos(0), 0);
+    }
+
+    #[test]
+    fn a_rollout_settles_at_its_gate_or_its_last_step() {
+        assert_eq!(
+            issue_example().settles_ms(),
+            START + 40 * MINUTE,
+            "the gate's share"
+        );
+        let mut open = issue_example();
+        open.steps[2].hold = Hold::For(MINUTE as u64);
+        assert_eq!(open.settles_ms(), START + 41 * MINUTE, "the last step");
     }
 
     #[test]
