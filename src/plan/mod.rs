@@ -63,7 +63,7 @@ pub const RETRY_HEADERS: [&str; 7] = [
 
 /// Every header the filter owns, in the order it writes them: the version and cluster headers
 /// the config names (`named`; while a config is checked, those of them that are valid), the
-/// deadline header and Envoy's retry headers. The one list: the config check refuses a matcher
+/// deadline header, Envoy's retry headers and its other timeout headers (removed). The one list: the config check refuses a matcher
 /// or override on any of them, the stream writes or removes each, and the fuzz checks hold the
 /// stream to leaving every other header as the client sent it.
 pub fn owned_headers<'a>(
@@ -189,7 +189,7 @@ mod tests {
     }
 
     #[test]
-    fn the_owned_headers_are_the_plans_two_then_the_deadline_and_every_retry_header() {
+    fn the_owned_headers_are_the_plans_two_then_the_deadline_every_retry_and_timeout_header() {
         let plan = compile(
             br#"{ "version_header": "x-canary", "routes": [
             { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
@@ -209,6 +209,9 @@ mod tests {
                 "x-envoy-retriable-status-codes",
                 "x-envoy-retriable-header-names",
                 "x-envoy-hedge-on-per-try-timeout",
+                "x-envoy-upstream-rq-timeout-alt-response",
+                "x-envoy-upstream-stream-duration-ms",
+                "x-envoy-expected-rq-timeout-ms",
             ]
         );
     }
