@@ -3,9 +3,10 @@
 //! is kept per worker thread (`crate::worker_state`).
 
 use crate::abi::{self, ConfigEnvoyPtr, ModuleBuffer};
-use traffic_split::config::compile;
+use crate::logger;
 use traffic_split::config::limits::check_config_size;
 use traffic_split::config::pass_through::pass_through_plan;
+use traffic_split::config::{compile, describe_errors};
 use traffic_split::metrics::{
     DefinedWhen, DestinationMetric, MetricKind, PluginDefinedWhen, PluginMetric, UNKNOWN_VERSION,
 };
@@ -57,31 +58,31 @@ impl MetricIds {
 }
 
 impl NativeConfig {
-    /// Compiles `json`; `None` (with every reason logged, one line each) when it is refused.
+    /// Compiles `json`; `None` (with every reason logged, in one line) when it is refused.
     pub fn new(envoy: ConfigEnvoyPtr, json: &[u8]) -> Option<NativeConfig> {
         if let Some(too_large) = check_config_size(json.len()) {
-            log::error!("configuration refused: {too_large}");
+            logger::critical(&format!("configuration refused: {too_large}"));
             return None;
         }
         let plan = match compile(json) {
             Ok(plan) => plan,
             Err(errors) => {
+                // Every error in one line, as the Wasm module logs them.
+                let errors = describe_errors(&errors);
                 let Some(plan) = pass_through_plan(json) else {
-                    for error in &errors {
-                        log::error!("configuration refused: {error}");
-                    }
+                    logger::critical(&format!("configuration refused: {errors}"));
                     return None;
                 };
-                for error in &errors {
-                    log::error!("configuration INVALID, accepted as on_invalid_config: pass_through asks: no request is split, each loses the version and cluster headers and is counted in traffic_split_invalid_config_requests_total: {error}");
-                }
+                log::error!("configuration INVALID, accepted as on_invalid_config: pass_through asks: no request is split, each loses the version and cluster headers and is counted in traffic_split_invalid_config_requests_total: {errors}");
                 plan
             }
         };
         let metrics = match define_metrics(envoy, &plan) {
             Ok(metrics) => metrics,
             Err(name) => {
-                log::error!("configuration refused: defining metric {name} failed");
+                logger::critical(&format!(
+                    "configuration refused: defining metric {name} failed"
+                ));
                 return None;
             }
         };

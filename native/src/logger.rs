@@ -34,6 +34,20 @@ impl log::Log for EnvoyLogger {
     fn flush(&self) {}
 }
 
+/// Logs at Envoy's `critical` level, which Envoy writes to its log file at once (it flushes
+/// lower levels every few seconds): for a refused configuration, which the operator is
+/// looking for in the log right after the push.
+pub fn critical(message: &str) {
+    let message = format!("traffic-split: {message}");
+    // SAFETY: Envoy only reads the message, within the call.
+    unsafe {
+        abi::envoy_dynamic_module_callback_log(CRITICAL, abi::ModuleBuffer::of(message.as_bytes()))
+    };
+}
+
+/// `envoy_dynamic_module_type_log_level_Critical`.
+const CRITICAL: abi::LogLevel = 5;
+
 thread_local! {
     /// The message of the last panic on this thread, for the entry that caught it.
     static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
