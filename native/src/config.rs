@@ -12,11 +12,16 @@ use traffic_split::metrics::{
 };
 use traffic_split::plan::{Destination, MetricsMode, Plan, Route, StickyKey};
 use traffic_split::request::{Chosen, Count};
+use traffic_split::state::RouteState;
 
 /// A configuration Envoy created, as the module holds it.
 pub struct NativeConfig {
+    /// Envoy's side of it: metrics are defined, and counted outside a stream, through it.
+    pub envoy: usize,
     pub plan: Plan,
     pub metrics: MetricIds,
+    /// Where each guarded route keeps its state in the process's shared store.
+    pub guard_keys: Vec<Option<String>>,
 }
 
 /// The metric ids of a configuration, laid out like its routes.
@@ -29,7 +34,7 @@ pub struct MetricIds {
 }
 
 impl MetricIds {
-    fn destination(&self, chosen: Chosen, metric: DestinationMetric) -> Option<usize> {
+    pub fn destination(&self, chosen: Chosen, metric: DestinationMetric) -> Option<usize> {
         self.destinations
             .get(chosen.route)?
             .get(chosen.destination)?
@@ -59,7 +64,7 @@ impl MetricIds {
 
 impl NativeConfig {
     /// Compiles `json`; `None` (with every reason logged, in one line) when it is refused.
-    pub fn new(envoy: ConfigEnvoyPtr, json: &[u8]) -> Option<NativeConfig> {
+    pub fn new(envoy: ConfigEnvoyPtr, plugin_name: &str, json: &[u8]) -> Option<NativeConfig> {
         if let Some(too_large) = check_config_size(json.len()) {
             logger::critical(&format!("configuration refused: {too_large}"));
             return None;
@@ -88,7 +93,12 @@ impl NativeConfig {
         };
         log::set_max_level(level_filter(plan.log_level));
         log::info!("configured {} route(s)", plan.routes.len());
-        Some(NativeConfig { plan, metrics })
+        Some(NativeConfig {
+            envoy: envoy as usize,
+            guard_keys: RouteState::guard_keys(plugin_name, &plan),
+            plan,
+            metrics,
+        })
     }
 }
 

@@ -5,7 +5,8 @@
 //! - `config`: one filter configuration, compiled on Envoy's main thread;
 //! - `host`: the core's `StreamHost` over the ABI;
 //! - `shared`: the guard's shared state, in process memory;
-//! - `delay`: requests held by a delay fault;
+//! - `tick`: what a worker does over time (the guard's merges, ramps, gauges);
+//! - `timer`: the one thread that waits: held requests and each configuration's ticks;
 //! - `entry`, `logger`: no panic crosses into Envoy; `log` into Envoy's log.
 //!
 //! Envoy creates a configuration once, on its main thread, and each stream's filter on a worker
@@ -20,22 +21,23 @@
 
 pub mod abi;
 mod config;
-mod delay;
 mod entry;
 mod host;
 mod logger;
 mod shared;
+mod tick;
+mod timer;
 
 use abi::{ConfigEnvoyPtr, EnvoyBuffer, FilterEnvoyPtr, HeadersStatus};
 use config::NativeConfig;
 use entry::guarded;
 use host::EnvoyStreamHost;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use traffic_split::plan::{DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use traffic_split::request::{Stream, Verdict};
@@ -50,12 +52,50 @@ const PANIC_HEADER: &str = "x-traffic-split-test-panic";
 struct ConfigHandle {
     config: Arc<NativeConfig>,
     serial: u64,
+    /// The route states of Envoy's main thread, ticked by the timer thread through
+    /// `scheduler`, so that gauges follow ramps and the guard also while no request comes.
+    main_states: Mutex<Vec<RouteState>>,
+    /// The configuration's scheduler, if it ticks (null otherwise).
+    scheduler: usize,
+}
+
+impl Drop for ConfigHandle {
+    fn drop(&mut self) {
+        let scheduler = self.scheduler as abi::SchedulerPtr;
+        if !scheduler.is_null() {
+            timer::stop_ticks(scheduler);
+            // SAFETY: made by config_new, never committed again after stop_ticks.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_config_scheduler_delete(scheduler)
+            };
+        }
+    }
 }
 
 /// What one worker thread keeps for one configuration.
 struct WorkerState {
     config: Arc<NativeConfig>,
     states: RefCell<Vec<RouteState>>,
+    /// When this worker's next tick is due, in ms since the epoch (`u64::MAX`: never).
+    next_tick_ms: Cell<u64>,
+}
+
+impl WorkerState {
+    /// Ticks this worker if its tick is due: on the request path, since Envoy gives a worker
+    /// thread no timer of its own.
+    fn tick_if_due(&self) {
+        let now_ms = host::clock_nanos() / 1_000_000;
+        if now_ms < self.next_tick_ms.get() {
+            return;
+        }
+        if let Some(period) = tick::period(&self.config.plan) {
+            let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+            self.next_tick_ms.set(now_ms.saturating_add(period_ms));
+        }
+        if let Ok(mut states) = self.states.try_borrow_mut() {
+            tick::tick(&self.config, &mut states);
+        }
+    }
 }
 
 /// A worker's state of each configuration, by serial, with the configuration it is of.
@@ -77,8 +117,12 @@ fn worker_state(handle: &ConfigHandle) -> Option<Rc<WorkerState>> {
             }
             workers.retain(|_, (config, _)| config.strong_count() > 0);
             let state = Rc::new(WorkerState {
-                states: RefCell::new(RouteState::for_plan(&handle.config.plan)),
+                states: RefCell::new(tick::fresh_states(&handle.config)),
                 config: Arc::clone(&handle.config),
+                next_tick_ms: Cell::new(match tick::period(&handle.config.plan) {
+                    Some(_) => 0,
+                    None => u64::MAX,
+                }),
             });
             workers.insert(
                 handle.serial,
@@ -130,7 +174,7 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     envoy: ConfigEnvoyPtr,
-    _name: EnvoyBuffer,
+    name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
     static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
@@ -139,14 +183,28 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         std::ptr::null(),
         || {},
         || {
-            // SAFETY: Envoy lends the config for this hook.
-            let json = unsafe { bytes(config) };
-            let Some(config) = NativeConfig::new(envoy, json) else {
+            // SAFETY: Envoy lends the name and config for this hook.
+            let (name, json) = unsafe { (bytes(name), bytes(config)) };
+            let name = String::from_utf8_lossy(name);
+            let Some(config) = NativeConfig::new(envoy, &name, json) else {
                 return std::ptr::null();
             };
+            let main_states = Mutex::new(tick::fresh_states(&config));
+            let mut scheduler = std::ptr::null_mut();
+            if let Some(period) = tick::period(&config.plan) {
+                // SAFETY: Envoy's config, in its config_new.
+                scheduler = unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy)
+                };
+                if !scheduler.is_null() {
+                    timer::tick_every(scheduler, period);
+                }
+            }
             let handle = ConfigHandle {
                 config: Arc::new(config),
                 serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+                main_states,
+                scheduler: scheduler as usize,
             };
             Box::into_raw(Box::new(handle)) as *const c_void
         },
@@ -163,6 +221,31 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
             if !config.is_null() {
                 // SAFETY: a handle `config_new` made, destroyed once by Envoy.
                 drop(unsafe { Box::from_raw(config as *mut ConfigHandle) });
+            }
+        },
+    )
+}
+
+/// A configuration's tick, on Envoy's main thread.
+#[no_mangle]
+pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
+    _envoy: ConfigEnvoyPtr,
+    config: *const c_void,
+    event_id: u64,
+) {
+    guarded(
+        "config tick",
+        (),
+        || {},
+        || {
+            // SAFETY: a handle `config_new` made; Envoy runs this before destroying it.
+            let Some(handle) = (unsafe { (config as *const ConfigHandle).as_ref() }) else {
+                return;
+            };
+            if event_id == timer::TICK_EVENT {
+                if let Ok(mut states) = handle.main_states.try_lock() {
+                    tick::tick(&handle.config, &mut states);
+                }
             }
         },
     )
@@ -251,6 +334,7 @@ fn on_request_headers(envoy: FilterEnvoyPtr, filter: &mut Filter) -> HeadersStat
         host.resolve_route_again();
         return abi::HEADERS_CONTINUE;
     };
+    worker.tick_if_due();
     let config = &worker.config;
     let mut host = EnvoyStreamHost::new(envoy, &config.metrics);
     let verdict = match worker.states.try_borrow_mut() {
@@ -269,7 +353,14 @@ fn on_request_headers(envoy: FilterEnvoyPtr, filter: &mut Filter) -> HeadersStat
             // SAFETY: this stream's filter pointer, in one of its hooks.
             let scheduler =
                 unsafe { abi::envoy_dynamic_module_callback_http_filter_scheduler_new(envoy) };
-            if scheduler.is_null() || !delay::hold(scheduler, Duration::from_millis(delay_ms)) {
+            if scheduler.is_null() {
+                return abi::HEADERS_CONTINUE;
+            }
+            if !timer::hold(scheduler, Duration::from_millis(delay_ms)) {
+                // SAFETY: made above, never committed.
+                unsafe {
+                    abi::envoy_dynamic_module_callback_http_filter_scheduler_delete(scheduler)
+                };
                 return abi::HEADERS_CONTINUE;
             }
             abi::HEADERS_STOP_ITERATION
@@ -288,7 +379,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_scheduled(
         (),
         || {},
         || {
-            if event_id == delay::RELEASE_EVENT {
+            if event_id == timer::RELEASE_EVENT {
                 // SAFETY: this stream's filter pointer, in one of its hooks.
                 unsafe { abi::envoy_dynamic_module_callback_http_filter_continue_decoding(envoy) };
             }
@@ -340,6 +431,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
                     Ok(mut states) => filter.stream.on_end(&config.plan, &mut states, &mut host),
                     Err(_) => filter.stream.on_end(&config.plan, &mut [], &mut host),
                 }
+                worker.tick_if_due();
             }
         },
     )
