@@ -45,6 +45,7 @@ help:
 	@echo "                     (run, watch, envoy-up: CONFIG=file.json for any plugin config, checked first)"
 	@echo "make test            format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make envoy-up        run the local Envoy with the filter in the foreground (:10000, admin :9901)"
+	@echo "                     (run, watch, envoy-up: MODULE=native for the native module, docs/native.md)"
 	@echo "make check FILE=...  check a plugin config (JSON) or Istio WasmPlugin YAML, as the filter would"
 	@echo "make build           build the shipped modules: build/traffic_split.wasm, build/libtraffic_split.so (native)"
 	@echo "make oci             write the OCI image of the module under build/oci and print its digest"
@@ -153,6 +154,10 @@ build-trap: rust-targets binaryen
 LOCAL_ENVOY_YAML := $(BUILD)/envoy-local.yaml
 ENVOY_YAML        = $(if $(CONFIG),$(LOCAL_ENVOY_YAML),envoy/envoy.yaml)
 run watch: export TRAFFIC_SPLIT_ENVOY_CONFIG = $(abspath $(ENVOY_YAML))
+# MODULE=native: the same, with the native module (build/libtraffic_split.so) in place of the
+# Wasm module (docs/native.md).
+run watch: export TRAFFIC_SPLIT_MODULE = $(if $(filter native,$(MODULE)),native,wasm)
+NATIVE_ENVOY_YAML := $(BUILD)/envoy-native.yaml
 
 .PHONY: local-config
 local-config:
@@ -229,7 +234,11 @@ registry-up: apt-tools
 # curls.
 .PHONY: envoy-up
 envoy-up: local-config build envoy
-	$(ENVOY) -c $(ENVOY_YAML) --concurrency 1 --log-level warn --component-log-level wasm:info
+	@if [ "$(MODULE)" = native ]; then \
+	  cargo run --quiet --example native_envoy -- $(ENVOY_YAML) $(NATIVE_ENVOY_YAML); fi
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath $(BUILD)) $(ENVOY) \
+	  -c $(if $(filter native,$(MODULE)),$(NATIVE_ENVOY_YAML),$(ENVOY_YAML)) --concurrency 1 \
+	  --log-level warn --component-log-level wasm:info,dynamic_modules:info
 
 # --- config checker ------------------------------------------------------------------------
 

@@ -309,15 +309,7 @@ impl EnvoyConfig {
         rename_abstract_sockets(&mut self.document, tag);
         self.listeners().push(yaml(WARM_UP_LISTENER));
         if Module::under_test() == Module::Native {
-            for listener in self.listeners() {
-                if let Some(filter) = http_filters(listener)
-                    .iter_mut()
-                    .find(|filter| filter["name"].as_str() == Some("traffic-split"))
-                {
-                    module::to_native(&mut filter["typed_config"]);
-                }
-            }
-            module::enable_namespace_stripping(&mut self.document);
+            module::to_native_document(&mut self.document);
         }
         if self.filter_from_ecds {
             let filter = traffic_split_filter(self.front_listener());

@@ -80,6 +80,28 @@ pub fn to_native(filter_typed_config: &mut Value) {
     *filter_typed_config = native_typed_config("traffic_split", &plugin_config);
 }
 
+/// Rewrites every traffic-split filter of an Envoy config as the native filter, and turns on
+/// [`STRIP_NAMESPACE_FLAG`]: what the harness does to every config it writes when the native
+/// module is under test, and what `make envoy-up MODULE=native` runs (examples/native_envoy.rs).
+pub fn to_native_document(document: &mut Value) {
+    let listeners = document["static_resources"]["listeners"].as_sequence_mut();
+    for listener in listeners.into_iter().flatten() {
+        let chains = listener["filter_chains"].as_sequence_mut();
+        for chain in chains.into_iter().flatten() {
+            let filters = chain["filters"].as_sequence_mut();
+            for network_filter in filters.into_iter().flatten() {
+                let http_filters = network_filter["typed_config"]["http_filters"].as_sequence_mut();
+                for filter in http_filters.into_iter().flatten() {
+                    if filter["name"].as_str() == Some("traffic-split") {
+                        to_native(&mut filter["typed_config"]);
+                    }
+                }
+            }
+        }
+    }
+    enable_namespace_stripping(document);
+}
+
 /// Adds the static runtime layer with [`STRIP_NAMESPACE_FLAG`] on, before any other layer.
 pub fn enable_namespace_stripping(document: &mut Value) {
     let layer: Value = serde_yaml::from_str(&format!(
