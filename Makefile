@@ -46,7 +46,8 @@ help:
 	@echo "make test            format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make envoy-up        run the local Envoy with the filter in the foreground (:10000, admin :9901)"
 	@echo "                     (run, watch, envoy-up: MODULE=native for the native module, docs/native.md)"
-	@echo "make check FILE=...  check a plugin config (JSON) or Istio WasmPlugin YAML, as the filter would"
+	@echo "make check FILE=...  check a plugin config (JSON), or YAML with TrafficExtensions, WasmPlugins or"
+	@echo "                     EnvoyExtensionPolicies and the routes beside them, as the filter would"
 	@echo "make build           build the shipped modules: build/traffic_split.wasm, build/libtraffic_split.so (native)"
 	@echo "make oci             write the OCI image of the module under build/oci and print its digest"
 	@echo "make registry-up     run a local OCI registry on 127.0.0.1:5000 in the foreground, for make push"
@@ -247,7 +248,8 @@ envoy-up: local-config build envoy
 check-docs: build envoy
 	cargo test --test docs --test readme
 
-# `make check FILE=config.json` (or a WasmPlugin YAML, or a folder): the filter's own compiler.
+# `make check FILE=config.json` (or a YAML file with TrafficExtensions, WasmPlugins or
+# EnvoyExtensionPolicies, or a folder): the filter's own compiler, and the mesh check.
 .PHONY: check
 check:
 	@test -n "$(FILE)" || { echo "usage: make check FILE=config.json|wasmplugin.yaml|folder" >&2; exit 2; }
@@ -256,7 +258,7 @@ check:
 	  echo "make check: the checker exited $$status ($$what); make itself exits 2 for any failed step" >&2; \
 	  exit $$status; }
 
-# Every plugin config under examples/ (JSON files, and the WasmPlugins in examples/istio/)
+# Every plugin config under examples/ (JSON files, and the Istio and Envoy Gateway resources)
 # through the filter's own compiler, after the checker's tests (its integration tests are not
 # in the root package's `cargo test --test '*'`). Those include traffic-split top's, which
 # run the real Envoy, Prometheus and Chromium.
@@ -438,9 +440,10 @@ bench-variants: build binaryen
 # are listed as missing. Then
 #   make bench BENCH_ARGS="--ablations build/ablate"
 ABLATE_DIR := $(BUILD)/ablate
-# Not ablated: the context-create entry (the SDK needs it to give a stream its root) and done
-# (the module does not export it).
-ABLATIONS  ?= header-read header-writes clock counters route-lookup choice \
+# Not ablated: the context-create entry (the SDK needs it to give a stream its root), done
+# (the module does not export it), and the round robin (its ablation could only live inside
+# the request path; src/ablation.rs).
+ABLATIONS  ?= header-read header-writes clock counters route-lookup \
   response-headers log delete property-reads histogram
 ABLATE_EXPORTS := response-headers=proxy_on_response_headers log=proxy_on_log \
   delete=proxy_on_delete

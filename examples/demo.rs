@@ -123,17 +123,23 @@ fn main() {
         .map(|(status, count)| format!("{status} x{count}"))
         .collect();
     println!("The client saw: {}", seen.join(", "));
-    let tight = plan.routes.iter().any(|route| {
-        route
-            .destinations
-            .iter()
-            .any(|destination| destination.deadline_ms.is_some_and(|ms| ms < 10))
-    });
-    if tight {
+    // Deadlines finer than Envoy's default timer clock: said only for a config that has one.
+    let mut tight: Vec<u64> = plan
+        .routes
+        .iter()
+        .flat_map(|route| &route.destinations)
+        .filter_map(|destination| destination.deadline_ms)
+        .filter(|ms| *ms < 10)
+        .collect();
+    tight.sort_unstable();
+    tight.dedup();
+    if !tight.is_empty() {
+        let list: Vec<String> = tight.iter().map(|ms| format!("{ms} ms")).collect();
         println!(
-        "(2 ms is the Istio experiment's deadline, finer than the 4 ms steps of Envoy's default \
-         timer clock:\nwithout EVENT_PRECISE_TIMER=1 some v1 requests are cut too, and counted \
-         as v1 timeouts. See docs/metrics.md.)"
+            "(A deadline of {} is finer than the 4 ms steps of Envoy's default timer clock:\n\
+             without EVENT_PRECISE_TIMER=1 some requests that answer in time are cut too, and \
+             counted as timeouts of their version. See docs/metrics.md.)",
+            list.join(", ")
         );
     }
 

@@ -6,8 +6,8 @@
 //!
 //! The crate is a pure core, built and tested on any target, and a thin proxy-wasm adapter
 //! (`filter`, only in the Wasm module). Dependencies run one way: [`units`] and [`metrics`],
-//! then [`split`], then [`plan`], then [`state`], then [`request`], then `filter`; [`config`]
-//! builds a plan.
+//! then [`split`], then [`plan`], then [`state`], then [`request`], then [`worker`], then the
+//! hosts (`filter`, [`sim`]); [`config`] builds a plan.
 //! - [`config`]: the JSON config as users write it, read with every error's JSON path,
 //!   checked (one file per section under `config/check/`, within `config/limits.rs`) and
 //!   compiled by [`config::compile`] into a [`plan::Plan`];
@@ -18,8 +18,12 @@
 //! - [`state`]: what changes while a route serves, one [`state::RouteState`] per route, kept
 //!   beside the plan;
 //! - [`request`]: what the filter does for one stream, against a small host trait; header maps;
-//! - `filter`: the proxy-wasm adapter: root context (configure, metrics, timer, the guard's
-//!   merges), HTTP context, host calls.
+//! - [`worker`]: what one Envoy worker holds and does for one configuration (configure, the
+//!   guard's merges, ramps, gauges, the timer), against a small root-host trait: every host
+//!   drives it;
+//! - `filter`: the proxy-wasm adapter: glue from the SDK's callbacks to the worker and the
+//!   stream, and the host calls;
+//! - `ablation` (test-only features): the benchmark's ablation modules, in one place.
 //!
 //! The fuzz targets' inputs and checks live outside the shipped crate, in fuzz/src/checks.rs
 //! (shared with tests/fuzz_properties.rs); the test-only `testing` feature exposes
@@ -45,6 +49,9 @@ pub mod sim;
 pub mod split;
 pub mod state;
 pub mod units;
+pub mod worker;
+
+mod ablation;
 
 // The adapter imports proxy-wasm host functions, so it exists only in the Wasm module.
 #[cfg(all(feature = "filter", target_arch = "wasm32"))]

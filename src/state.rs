@@ -15,40 +15,6 @@ use crate::split::guard::{
 use crate::split::round_robin::WeightedRoundRobin;
 use crate::split::sticky::pick_sticky;
 
-/// The proxy-wasm shared-data key of a guarded route's [`crate::split::guard::RouteGuardState`]
-/// (`None` without a guard): by plugin, route, versions and a hash of the guard as configured
-/// (every field, defaults applied). Plugins sharing a VM never read each other's state, and the
-/// state carries over a config push exactly when the route's name, versions and guard are
-/// unchanged: a changed guard (a shorter cooldown, a higher ratio) starts afresh and releases
-/// every ejected version.
-pub fn guard_state_key(plugin: &str, route: &Route) -> Option<String> {
-    let guard = route.guard.as_ref()?;
-    let versions: Vec<&str> = route
-        .destinations
-        .iter()
-        .map(|destination| destination.version.as_str())
-        .collect();
-    // The guard's fields as bytes, not its Debug text: formatting its f64 would bring float
-    // printing into the module.
-    let mut fields = Vec::with_capacity(40);
-    fields.extend_from_slice(&guard.max_error_ratio.to_bits().to_le_bytes());
-    fields.extend_from_slice(&guard.min_requests.to_le_bytes());
-    fields.extend_from_slice(&guard.window_ms.to_le_bytes());
-    fields.extend_from_slice(&guard.cooldown_ms.to_le_bytes());
-    fields.extend_from_slice(&guard.probe_basis_points.to_le_bytes());
-    fields.extend_from_slice(&[
-        u8::from(guard.errors.server_error),
-        u8::from(guard.errors.timeout),
-        u8::from(guard.errors.reset),
-    ]);
-    let guard = xxhash_rust::xxh64::xxh64(&fields, 0);
-    Some(format!(
-        "traffic-split/guard/{plugin}/{}/{}/{guard:016x}",
-        route.name,
-        versions.join(",")
-    ))
-}
-
 /// The state of one route, on one worker.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteState {
@@ -233,14 +199,6 @@ impl RouteState {
         }
     }
 
-    /// The shared-data key of each guarded route of `plan` ([`guard_state_key`]).
-    pub fn guard_keys(plugin: &str, plan: &Plan) -> Vec<Option<String>> {
-        plan.routes
-            .iter()
-            .map(|route| guard_state_key(plugin, route))
-            .collect()
-    }
-
     /// Takes in the decisions already in the shared state at `key`, before a new configuration
     /// serves its first request: without this, a fresh state would give a version ejected
     /// before the push its full weight until this worker's first merge. Where there is no
@@ -347,40 +305,5 @@ mod tests {
         );
         assert_eq!(taken[0], Tally::default());
         assert_eq!(state.take_outcomes(), [Tally::default(); 2]);
-    }
-
-    fn keys(guard: &str) -> Vec<Option<String>> {
-        let plan = crate::config::compile(
-            format!(
-                r#"{{ "routes": [ {{ "name": "r", "guard": {guard},
-                     "destinations": [ {{ "version": "v1", "weight": 1 }}, {{ "version": "v2", "weight": 1 }} ] }},
-                   {{ "name": "plain", "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
-            )
-            .as_bytes(),
-        )
-        .unwrap();
-        plan.routes
-            .iter()
-            .map(|route| guard_state_key("p", route))
-            .collect()
-    }
-
-    #[test]
-    fn the_guard_state_carries_over_a_push_only_when_the_guard_is_unchanged() {
-        let before = keys(r#"{ "max_error_ratio": 0.2, "cooldown": "2m" }"#);
-        assert_eq!(before[1], None, "an unguarded route has no state");
-        assert_eq!(
-            before,
-            keys(r#"{ "cooldown": "2m", "max_error_ratio": 0.2, "min_requests": 20 }"#),
-            "the same guard, defaults written out"
-        );
-        assert_ne!(
-            before,
-            keys(r#"{ "max_error_ratio": 0.2, "cooldown": "1m" }"#)
-        );
-        assert_ne!(
-            before,
-            keys(r#"{ "max_error_ratio": 0.3, "cooldown": "2m" }"#)
-        );
     }
 }

@@ -1,8 +1,11 @@
-//! The Istio example, as far as a machine without Kubernetes takes it: the WasmPlugin of
+//! The Istio example, as far as a machine without Kubernetes takes it: the TrafficExtension of
 //! examples/istio/traffic-split.yaml, its pluginConfig converted to JSON the way Istio converts
 //! a protobuf Struct, loads in the real Envoy and splits, cuts and counts as the shipped
 //! envoy/envoy.yaml does; and the sidecar bootstrap override of examples/istio/busyclient.yaml
-//! turns the filter's stats into the same Prometheus labels.
+//! turns the filter's stats into the same Prometheus labels. Every other plugin config under
+//! examples/ (the WasmPlugins for Istio up to 1.29, the ingress gateway's, the ambient
+//! waypoint's, Envoy Gateway's) loads and splits in the real Envoy too, as its resource hands
+//! it over.
 
 mod support;
 
@@ -10,6 +13,7 @@ use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
 use support::{exclusive, repo_root, Envoy, EnvoyConfig};
 use traffic_split_check::istio_struct::to_struct_json;
+use traffic_split_check::plugins::filter_configs;
 
 /// All documents of a multi-document YAML file under examples/istio/ (separated by lines of
 /// `---`, as they are written there).
@@ -28,13 +32,26 @@ fn document<'a>(documents: &'a [Yaml], kind: &str) -> &'a Yaml {
         .unwrap_or_else(|| panic!("a {kind} in the example"))
 }
 
-/// The WasmPlugin's pluginConfig, as the JSON Envoy hands the filter in Istio.
+/// The TrafficExtension's pluginConfig, as the JSON Envoy hands the filter in Istio.
 fn wasm_plugin_config() -> String {
     let documents = istio_example("traffic-split.yaml");
-    let plugin = document(&documents, "WasmPlugin");
-    let config = to_struct_json(&plugin["spec"]["pluginConfig"], "spec.pluginConfig")
-        .expect("the pluginConfig converts as Istio converts it");
+    let plugin = document(&documents, "TrafficExtension");
+    let config = to_struct_json(
+        &plugin["spec"]["wasm"]["pluginConfig"],
+        "spec.wasm.pluginConfig",
+    )
+    .expect("the pluginConfig converts as Istio converts it");
     serde_json::to_string(&config).expect("JSON")
+}
+
+/// Every plugin config of a YAML file under examples/, as its resource hands it to the filter.
+fn example_configs(file: &str) -> Vec<(String, String)> {
+    let text =
+        std::fs::read_to_string(repo_root().join("examples").join(file)).expect("read the example");
+    filter_configs(&text)
+        .into_iter()
+        .map(|(origin, json)| (format!("{file}: {origin}"), json.to_string()))
+        .collect()
 }
 
 /// The stats config (tag rules, histogram buckets) the busyclient's sidecar gets from its
@@ -179,4 +196,55 @@ fn wasm_plugin_config_leaves_requests_for_other_services_alone() {
         ),
         1
     );
+}
+
+#[test]
+fn every_mesh_plugin_config_in_the_examples_loads_and_splits_in_envoy() {
+    let _machine = exclusive();
+    let mut configs = Vec::new();
+    for file in [
+        "istio/wasmplugin/traffic-split.yaml",
+        "istio/ingress-gateway.yaml",
+        "istio/wasmplugin/ingress-gateway.yaml",
+        "ambient/traffic-split.yaml",
+        "envoy-gateway/traffic-split.yaml",
+    ] {
+        let found = example_configs(file);
+        assert_eq!(found.len(), 1, "{file}: {found:?}");
+        configs.extend(found);
+    }
+    // The WasmPlugin carries the TrafficExtension's config, as Istio converts it.
+    assert_eq!(configs[0].1, wasm_plugin_config());
+    for (origin, config) in configs {
+        let route = serde_json::from_str::<serde_json::Value>(&config).expect("JSON")["routes"][0]
+            ["name"]
+            .as_str()
+            .expect("a route name")
+            .to_string();
+        let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
+        let mut connection = envoy.connect();
+        for _ in 0..20 {
+            // The host the configs that match :authority expect.
+            connection
+                .send_raw(
+                    b"GET /hello HTTP/1.1\r\nhost: springbootapp-svc.springistiodemo:8080\r\n\r\n",
+                )
+                .expect("request");
+        }
+        let metrics = envoy.admin.metrics();
+        let split: u64 = ["v1", "v2"]
+            .iter()
+            .map(|version| metrics.version_count("traffic_split_requests_total", &route, version))
+            .sum();
+        assert_eq!(
+            split, 20,
+            "{origin}: the filter did not split every request"
+        );
+        assert_eq!(
+            metrics.count("traffic_split_invalid_config_requests_total", &[]),
+            0,
+            "{origin}"
+        );
+        envoy.assert_vm_never_failed();
+    }
 }

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::ExitCode;
 use traffic_split::config::{compile, describe_errors};
-use traffic_split_check::local_envoy::{bootstrap, named_clusters, sample_requests};
+use traffic_split_check::local_envoy::{bootstrap, curl_line, named_clusters, sample_requests};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -30,8 +30,10 @@ fn write(config: &Path, output: &Path) -> Result<(), String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let base = std::fs::read_to_string(root.join("envoy/envoy.yaml"))
         .map_err(|error| format!("envoy/envoy.yaml: {error}"))?;
-    let text = std::fs::read_to_string(config).map_err(|error| error.to_string())?;
-    let plan = compile(text.as_bytes()).map_err(|errors| describe_errors(&errors))?;
+    let bytes = std::fs::read(config).map_err(|error| error.to_string())?;
+    let plan = compile(&bytes).map_err(|errors| describe_errors(&errors))?;
+    // The filter took these bytes; JSON is UTF-8, so they are text.
+    let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string())?;
     let yaml = bootstrap(&base, &text, &plan)?;
     std::fs::write(output, yaml).map_err(|error| format!("{}: {error}", output.display()))?;
     let served = ["springbootapp-v1", "springbootapp-v2"];
@@ -51,17 +53,7 @@ fn write(config: &Path, output: &Path) -> Result<(), String> {
     println!("  requests no route of the config takes go to springbootapp-v1");
     for sample in sample_requests(&plan) {
         match sample {
-            Ok(sample) => {
-                let headers: String = sample
-                    .headers
-                    .iter()
-                    .map(|(name, value)| format!(" -H '{name}: {value}'"))
-                    .collect();
-                println!(
-                    "  route {}: curl -si -X {}{headers} localhost:10000{}",
-                    sample.route, sample.method, sample.path
-                );
-            }
+            Ok(sample) => println!("  route {}: {}", sample.route, curl_line(&sample)),
             Err(no) => println!("  route {}: {}", no.route, no.reason),
         }
     }

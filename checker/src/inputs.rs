@@ -1,80 +1,141 @@
 //! Finding the plugin configs in the files a user names: a JSON file is one config (what
 //! Envoy's `configuration` StringValue holds); a YAML file holds Kubernetes documents, and each
-//! Istio `WasmPlugin` among them carries one in `spec.pluginConfig`. A folder is searched for
-//! both.
+//! TrafficExtension, WasmPlugin or EnvoyExtensionPolicy among them carries configs
+//! ([`crate::plugins`]). A folder is searched for both, recursively.
+//!
+//! Every file is read once ([`crate::files`] bounds how much): the same documents serve the
+//! config check and, as manifests, the mesh check ([`crate::mesh`]). A named YAML file brings
+//! the other YAML files of its folder along as manifests, not as configs to check.
 
-use crate::istio_struct::to_struct_json;
-use crate::mesh::WasmPluginRef;
+use crate::files::{self, FileKind, ReadBudget};
+use crate::plugins::{self, PluginKind};
 use crate::{Entry, Verdict};
-use serde::Deserialize;
 use serde_yaml::Value as Yaml;
-use std::fs;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use traffic_split::config::{compile, compile_value, ConfigError};
+use traffic_split::config::{compile, ConfigError};
 
-/// Where a WasmPlugin's config lives, as error paths spell it.
-pub const PLUGIN_CONFIG_PATH: &str = "spec.pluginConfig";
-/// The API group of Istio's WasmPlugin.
-const WASM_PLUGIN_GROUP: &str = "extensions.istio.io/";
-
-/// Checks a file or, recursively, a folder. In a folder, YAML files without a WasmPlugin and
-/// JSON objects without `routes` are reported as skipped; a file named on its own must hold a
-/// config.
-pub fn check_path(path: &Path) -> Vec<Entry> {
-    if path.is_dir() {
-        let mut entries = Vec::new();
-        for file in config_files(path) {
-            entries.extend(check_file(&file, true));
-        }
-        if entries.is_empty() {
-            entries.push(file_error(
-                path,
-                "no .json, .yaml or .yml file in this folder",
-            ));
-        }
-        entries
-    } else {
-        check_file(path, false)
-    }
+/// Why a file is among the inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Role {
+    /// Named on the command line: it must hold a config (a YAML file named beside other
+    /// paths may hold manifests only).
+    Named,
+    /// Found searching a named folder: checked if it holds a config, skipped otherwise.
+    InFolder,
+    /// A YAML file beside a named file: read as manifests only.
+    Sibling,
 }
 
-/// The `.json`, `.yaml` and `.yml` files under `dir`, in a stable order; hidden entries are
-/// left out.
-fn config_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files = Vec::new();
-    let mut pending = vec![dir.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        let Ok(listing) = fs::read_dir(&dir) else {
-            continue;
+pub enum Content {
+    Json(Vec<u8>),
+    Yaml(Vec<Yaml>),
+    /// Why it was not read (too big, not YAML, unreadable).
+    Unread(String),
+}
+
+pub struct Source {
+    pub path: PathBuf,
+    pub role: Role,
+    pub content: Content,
+}
+
+/// Every file of one check, each read once.
+pub struct Inputs {
+    pub sources: Vec<Source>,
+}
+
+impl Inputs {
+    /// Reads `paths`: files, the YAML files beside each, folders recursively.
+    pub fn read(paths: &[impl AsRef<Path>]) -> Inputs {
+        let mut roles: BTreeMap<PathBuf, Role> = BTreeMap::new();
+        let mut order: Vec<PathBuf> = Vec::new();
+        let mut add = |path: PathBuf, role: Role| match roles.get_mut(&path) {
+            Some(known) => *known = (*known).min(role),
+            None => {
+                roles.insert(path.clone(), role);
+                order.push(path);
+            }
         };
-        for entry in listing.flatten() {
-            let path = entry.path();
-            let hidden = entry.file_name().to_string_lossy().starts_with('.');
-            if hidden {
-                continue;
-            }
+        let mut empty_folders = Vec::new();
+        for path in paths.iter().map(AsRef::as_ref) {
             if path.is_dir() {
-                pending.push(path);
-            } else if kind_of(&path).is_some() {
-                files.push(path);
+                let found = files::files_under(path);
+                if found.is_empty() {
+                    empty_folders.push(path.to_path_buf());
+                }
+                for file in found {
+                    add(file, Role::InFolder);
+                }
+            } else {
+                add(path.to_path_buf(), Role::Named);
+                // Manifests matter to the plugins of a YAML file; a JSON config has none.
+                if files::kind_of(path) == Some(FileKind::Yaml) {
+                    for sibling in files::yaml_siblings(path) {
+                        add(sibling, Role::Sibling);
+                    }
+                }
             }
         }
+        let mut budget = ReadBudget::default();
+        let mut sources: Vec<Source> = order
+            .into_iter()
+            .map(|path| {
+                let role = roles.get(&path).copied().unwrap_or(Role::Sibling);
+                let content = read_source(&path, &mut budget);
+                Source {
+                    path,
+                    role,
+                    content,
+                }
+            })
+            .collect();
+        for folder in empty_folders {
+            sources.push(Source {
+                path: folder,
+                role: Role::Named,
+                content: Content::Unread("no .json, .yaml or .yml file in this folder".into()),
+            });
+        }
+        Inputs { sources }
     }
-    files.sort();
-    files
+
+    /// The entries of every named or found file: one per config, or why a file holds none.
+    pub fn entries(&self) -> Vec<Entry> {
+        let named = self
+            .sources
+            .iter()
+            .filter(|source| source.role == Role::Named)
+            .count();
+        self.sources
+            .iter()
+            .filter(|source| source.role != Role::Sibling)
+            .flat_map(|source| check_source(source, named > 1))
+            .collect()
+    }
 }
 
-#[derive(Clone, Copy)]
-enum FileKind {
-    Json,
-    Yaml,
-}
-
-fn kind_of(path: &Path) -> Option<FileKind> {
-    match path.extension()?.to_str()? {
-        "json" => Some(FileKind::Json),
-        "yaml" | "yml" => Some(FileKind::Yaml),
-        _ => None,
+fn read_source(path: &Path, budget: &mut ReadBudget) -> Content {
+    let Some(kind) = files::kind_of(path) else {
+        return Content::Unread(
+            "expected a .json plugin config or a .yaml/.yml file with TrafficExtensions, \
+             WasmPlugins or EnvoyExtensionPolicies"
+                .into(),
+        );
+    };
+    let bytes = match budget.read(path) {
+        Ok(bytes) => bytes,
+        Err(reason) => return Content::Unread(reason),
+    };
+    match kind {
+        FileKind::Json => Content::Json(bytes),
+        FileKind::Yaml => match std::str::from_utf8(&bytes) {
+            Err(_) => Content::Unread("not valid YAML: not UTF-8 text".into()),
+            Ok(text) => match files::yaml_documents(text) {
+                Ok(documents) => Content::Yaml(documents),
+                Err(reason) => Content::Unread(reason),
+            },
+        },
     }
 }
 
@@ -90,31 +151,46 @@ fn file_error(path: &Path, message: impl Into<String>) -> Entry {
     }
 }
 
-fn check_file(path: &Path, in_folder: bool) -> Vec<Entry> {
-    let Some(kind) = kind_of(path) else {
-        return vec![file_error(
-            path,
-            "expected a .json plugin config or a .yaml/.yml file with WasmPlugins",
-        )];
-    };
-    let text = match fs::read(path) {
-        Ok(text) => text,
-        Err(error) => return vec![file_error(path, format!("cannot read: {error}"))],
-    };
-    match kind {
-        FileKind::Json if in_folder && is_other_json(&text) => vec![Entry {
-            origin: path.display().to_string(),
-            verdict: Verdict::Skipped("a JSON object without \"routes\": not a plugin config"),
+/// `beside_others`: other paths were named too, so a YAML file without a plugin is read as
+/// manifests for them.
+fn check_source(source: &Source, beside_others: bool) -> Vec<Entry> {
+    let path = &source.path;
+    let in_folder = source.role == Role::InFolder;
+    let origin = path.display().to_string();
+    match &source.content {
+        Content::Unread(reason) => vec![file_error(path, reason.clone())],
+        Content::Json(text) if in_folder && is_other_json(text) => vec![Entry::skipped(
+            origin,
+            "a JSON object without \"routes\": not a plugin config",
+        )],
+        Content::Json(text) => vec![Entry {
+            origin,
+            verdict: match compile(text) {
+                Ok(plan) => Verdict::Ok(plan),
+                Err(errors) => Verdict::Invalid(errors),
+            },
             notes: Vec::new(),
             plugin: None,
         }],
-        FileKind::Json => vec![Entry {
-            origin: path.display().to_string(),
-            verdict: verdict(compile(&text)),
-            notes: Vec::new(),
-            plugin: None,
-        }],
-        FileKind::Yaml => check_yaml(path, &String::from_utf8_lossy(&text), in_folder),
+        Content::Yaml(documents) => {
+            let mut entries = Vec::new();
+            for (index, document) in documents.iter().enumerate() {
+                if let Some(kind) = PluginKind::of(document) {
+                    entries.extend(plugins::check_document(path, index + 1, kind, document));
+                }
+            }
+            if entries.is_empty() {
+                let reason = "no TrafficExtension, WasmPlugin or EnvoyExtensionPolicy in it";
+                entries.push(if in_folder {
+                    Entry::skipped(origin, reason)
+                } else if beside_others {
+                    Entry::skipped(origin, "no plugin in it: read as manifests")
+                } else {
+                    file_error(path, reason)
+                });
+            }
+            entries
+        }
     }
 }
 
@@ -125,136 +201,4 @@ fn is_other_json(text: &[u8]) -> bool {
         serde_json::from_slice::<serde_json::Value>(text),
         Ok(serde_json::Value::Object(object)) if !object.contains_key("routes")
     )
-}
-
-fn verdict(result: Result<traffic_split::plan::Plan, Vec<ConfigError>>) -> Verdict {
-    match result {
-        Ok(plan) => Verdict::Ok(plan),
-        Err(errors) => Verdict::Invalid(errors),
-    }
-}
-
-fn check_yaml(path: &Path, text: &str, in_folder: bool) -> Vec<Entry> {
-    let mut documents = Vec::new();
-    for document in serde_yaml::Deserializer::from_str(text) {
-        match Yaml::deserialize(document) {
-            Ok(value) => documents.push(value),
-            Err(error) => return vec![file_error(path, format!("not valid YAML: {error}"))],
-        }
-    }
-    let mut entries = Vec::new();
-    for (index, document) in documents.iter().enumerate() {
-        if document["kind"].as_str() == Some("WasmPlugin") {
-            entries.push(check_wasm_plugin(path, index + 1, document));
-        }
-    }
-    if entries.is_empty() {
-        let reason = "no WasmPlugin in it";
-        entries.push(if in_folder {
-            Entry {
-                origin: path.display().to_string(),
-                verdict: Verdict::Skipped(reason),
-                notes: Vec::new(),
-                plugin: None,
-            }
-        } else {
-            file_error(path, reason)
-        });
-    }
-    entries
-}
-
-/// Checks one WasmPlugin document: the resource fields a config depends on, then the config
-/// exactly as Istio will hand it to the filter.
-fn check_wasm_plugin(path: &Path, number: usize, document: &Yaml) -> Entry {
-    let metadata = &document["metadata"];
-    let name = match (metadata["namespace"].as_str(), metadata["name"].as_str()) {
-        (Some(namespace), Some(name)) => format!("{namespace}/{name}"),
-        (None, Some(name)) => name.to_string(),
-        _ => format!("(document {number}, no metadata.name)"),
-    };
-    let mut entry = Entry {
-        origin: format!("{}: WasmPlugin {name}", path.display()),
-        verdict: Verdict::Invalid(Vec::new()),
-        notes: Vec::new(),
-        plugin: Some(WasmPluginRef::from_document(path, document)),
-    };
-    let mut errors = Vec::new();
-    let mut error = |path: &str, message: String| {
-        errors.push(ConfigError {
-            path: path.to_string(),
-            message,
-        })
-    };
-    match document["apiVersion"].as_str() {
-        Some(api) if api.starts_with(WASM_PLUGIN_GROUP) => {}
-        Some(api) => error(
-            "apiVersion",
-            format!("expected extensions.istio.io/v1alpha1, got {api:?}"),
-        ),
-        None => error(
-            "apiVersion",
-            "required: extensions.istio.io/v1alpha1".into(),
-        ),
-    }
-    let spec = &document["spec"];
-    match spec["url"].as_str() {
-        Some(url) if !url.is_empty() => {}
-        _ => error(
-            "spec.url",
-            "required: where the sidecars fetch the module (oci://host/name:tag)".into(),
-        ),
-    }
-    match spec.get("sha256").map(|digest| digest.as_str()) {
-        None | Some(Some("")) => entry
-            .notes
-            .push("no spec.sha256: the sidecars will not verify the module they pull".into()),
-        Some(Some(digest)) if is_sha256(digest) && digest.bytes().all(|b| b == b'0') => entry
-            .notes
-            .push("spec.sha256 is a placeholder: put the digest `make oci` prints there".into()),
-        Some(Some(digest)) if is_sha256(digest) => {}
-        Some(_) => error(
-            "spec.sha256",
-            "expected 64 lower-case hex digits (the manifest digest `make oci` prints)".into(),
-        ),
-    }
-    match spec.get("pluginConfig") {
-        None | Some(Yaml::Null) => error(
-            PLUGIN_CONFIG_PATH,
-            "required: the traffic-split config (the filter refuses an empty one)".into(),
-        ),
-        Some(config) => match to_struct_json(config, PLUGIN_CONFIG_PATH) {
-            Ok(json) => match compile_value(&json) {
-                Ok(plan) if errors.is_empty() => {
-                    entry.verdict = Verdict::Ok(plan);
-                    return entry;
-                }
-                Ok(_) => {}
-                Err(config_errors) => {
-                    errors.extend(config_errors.into_iter().map(|e| ConfigError {
-                        path: prefixed(&e.path),
-                        message: e.message,
-                    }))
-                }
-            },
-            Err(conversion_errors) => errors.extend(conversion_errors),
-        },
-    }
-    entry.verdict = Verdict::Invalid(errors);
-    entry
-}
-
-fn prefixed(path: &str) -> String {
-    if path.is_empty() {
-        PLUGIN_CONFIG_PATH.to_string()
-    } else {
-        format!("{PLUGIN_CONFIG_PATH}.{path}")
-    }
-}
-
-fn is_sha256(text: &str) -> bool {
-    text.len() == 64
-        && text
-            .bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }

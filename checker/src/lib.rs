@@ -3,15 +3,17 @@
 //! It runs the filter's own compiler ([`traffic_split::config`]), so it accepts exactly what
 //! the filter accepts and reports every error with its path, as the filter's log line would.
 //! Inputs are JSON files (Envoy's `configuration` StringValue) and YAML files with Istio
-//! `WasmPlugin`s, whose `spec.pluginConfig` is first converted the way Istio converts it
-//! ([`istio_struct`]).
+//! `TrafficExtension`s and `WasmPlugin`s, whose config is first converted the way Istio
+//! converts it ([`istio_struct`]), and Envoy Gateway `EnvoyExtensionPolicy`s.
 //!
-//! - [`inputs`]: finding the configs in files and folders;
+//! - [`files`]: reading files and folders once, within bounds;
+//! - [`inputs`]: finding the configs in them;
+//! - [`plugins`]: the resources that carry a config, and what they attach to;
 //! - [`istio_struct`]: YAML to JSON as a protobuf `Struct` carries it;
 //! - [`summary`]: one line per route of a valid config;
 //! - [`check_command`]: the command line of `traffic-split-check` and `traffic-split check`;
-//! - [`mesh`]: a WasmPlugin against the VirtualServices, DestinationRules and workloads
-//!   beside it;
+//! - [`mesh`]: a plugin against the route tables (VirtualServices, HTTPRoutes),
+//!   DestinationRules, Gateways, Services and workloads beside it;
 //! - [`local_envoy`]: the local Envoy's bootstrap for any plugin config (`make envoy-up CONFIG=`).
 //! - [`simulate`]: `traffic-split simulate`, the filter's core over virtual time.
 //!
@@ -28,10 +30,12 @@
 )]
 
 pub mod check_command;
+pub mod files;
 pub mod inputs;
 pub mod istio_struct;
 pub mod local_envoy;
 pub mod mesh;
+pub mod plugins;
 pub mod simulate;
 pub mod summary;
 pub mod top;
@@ -40,21 +44,33 @@ pub mod top;
 pub use top::stats::Sample as PrometheusSample;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use traffic_split::config::ConfigError;
 use traffic_split::plan::Plan;
 
 /// One plugin config found in the inputs (or one input that could not be read), and what
 /// the filter's compiler made of it.
 pub struct Entry {
-    /// Where the config came from: `config.json`, or `plugin.yaml: WasmPlugin ns/name`.
+    /// Where the config came from: `config.json`, or `plugin.yaml: TrafficExtension ns/name`.
     pub origin: String,
     pub verdict: Verdict,
     /// Remarks that do not make the config wrong, such as a placeholder digest.
     pub notes: Vec<String>,
-    /// The WasmPlugin resource the config came from, read with the manifests beside it
-    /// ([`mesh`]); `None` for a JSON config.
-    pub plugin: Option<mesh::WasmPluginRef>,
+    /// The resource the config came from, read with the manifests beside it ([`mesh`]);
+    /// `None` for a JSON config.
+    pub plugin: Option<plugins::PluginRef>,
+}
+
+impl Entry {
+    /// A file or resource that holds no config, with the reason.
+    pub fn skipped(origin: String, reason: &'static str) -> Entry {
+        Entry {
+            origin,
+            verdict: Verdict::Skipped(reason),
+            notes: Vec::new(),
+            plugin: None,
+        }
+    }
 }
 
 pub enum Verdict {
@@ -74,15 +90,9 @@ pub struct Report {
 impl Report {
     /// Checks each path: a file, or a folder searched recursively.
     pub fn check(paths: &[impl AsRef<Path>]) -> Report {
-        let mut entries: Vec<Entry> = paths
-            .iter()
-            .flat_map(|path| inputs::check_path(path.as_ref()))
-            .collect();
-        let paths: Vec<PathBuf> = paths
-            .iter()
-            .map(|path| path.as_ref().to_path_buf())
-            .collect();
-        mesh::cross_check(&paths, &mut entries);
+        let inputs = inputs::Inputs::read(paths);
+        let mut entries = inputs.entries();
+        mesh::cross_check(&inputs, &mut entries);
         Report { entries }
     }
 

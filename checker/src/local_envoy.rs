@@ -1,22 +1,20 @@
 //! Any plugin config in the local Envoy: `make envoy-up CONFIG=file.json` (and `make run`,
 //! `make watch`). The shipped `envoy/envoy.yaml` is the base; [`bootstrap`] puts the config
-//! into its front listener's filter as Envoy's `configuration` string, exactly as written, and
+//! into its front listener's filter as Envoy's `configuration` string, byte for byte (an ASCII
+//! double-quoted scalar, which any YAML reader takes back exactly), and
 //! makes the rest of the bootstrap agree with it: a route per cluster the config names (by the
 //! config's `cluster_header`), a demo upstream for every cluster the base does not serve, and
 //! upstreams that echo the config's own headers. [`sample_requests`] finds a request each
-//! route matches, for the demo's and the live view's traffic.
+//! route matches, for the demo's and the live view's traffic, and [`curl_line`] the command
+//! that sends it, quoted for a shell.
 
+use crate::plugins::at;
 use serde_yaml::Value;
 use std::collections::BTreeSet;
 use traffic_split::plan::{HeaderRule, PathMatch, Plan, RequestView, Route, WholeValueRegex};
 
-/// The value at `path` in a YAML tree, or null: reading a manifest never panics.
-fn at<'a>(value: &'a Value, path: &[&str]) -> &'a Value {
-    static NULL: Value = Value::Null;
-    path.iter()
-        .try_fold(value, |value, key| value.get(key))
-        .unwrap_or(&NULL)
-}
+/// Stands for the plugin config in the document until it is written out (see [`bootstrap`]).
+const CONFIG_PLACEHOLDER: &str = "TRAFFIC_SPLIT_PLUGIN_CONFIGURATION_PLACEHOLDER";
 
 /// The first line of a generated bootstrap.
 pub const GENERATED_NOTE: &str = "# Generated from envoy/envoy.yaml for a plugin config by \
@@ -34,7 +32,7 @@ pub fn bootstrap(base: &str, plugin_config: &str, plan: &Plan) -> Result<String,
         let front = listeners
             .first_mut()
             .ok_or("the base bootstrap has no listener")?;
-        set_plugin_config(front, plugin_config)?;
+        set_plugin_config(front, CONFIG_PLACEHOLDER)?;
         set_routes(front, &plan.cluster_header, &clusters)?;
         for cluster in clusters.iter().filter(|cluster| !served.contains(*cluster)) {
             listeners.push(demo_upstream_listener(cluster)?);
@@ -52,7 +50,32 @@ pub fn bootstrap(base: &str, plugin_config: &str, plan: &Plan) -> Result<String,
         cluster_list.push(demo_cluster(cluster)?);
     }
     let text = serde_yaml::to_string(&document).map_err(|error| error.to_string())?;
+    // The config goes in as an escaped ASCII scalar: a YAML writer may pick a block scalar,
+    // whose line breaks (NEL, LS, CR) and trailing spaces readers differ on.
+    if text.matches(CONFIG_PLACEHOLDER).count() != 1 {
+        return Err("the base bootstrap already holds the config placeholder".into());
+    }
+    let text = text.replace(CONFIG_PLACEHOLDER, &ascii_double_quoted(plugin_config));
     Ok(format!("{GENERATED_NOTE}\n{text}"))
+}
+
+/// A YAML double-quoted scalar of `text` in printable ASCII: every other character escaped.
+fn ascii_double_quoted(text: &str) -> String {
+    let mut quoted = String::with_capacity(text.len() + 2);
+    quoted.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => quoted.push_str("\\\""),
+            '\\' => quoted.push_str("\\\\"),
+            '\n' => quoted.push_str("\\n"),
+            '\t' => quoted.push_str("\\t"),
+            ' '..='~' => quoted.push(c),
+            c if (c as u32) <= 0xFFFF => quoted.push_str(&format!("\\u{:04X}", c as u32)),
+            c => quoted.push_str(&format!("\\U{:08X}", c as u32)),
+        }
+    }
+    quoted.push('"');
+    quoted
 }
 
 /// Every cluster the config's destinations name, once, in order of appearance.
@@ -179,18 +202,32 @@ fn echo_headers(upstream: &mut Value, version_header: &str, cluster_header: &str
     }
 }
 
-/// The abstract socket a demo upstream listens on. Cluster names may hold `|` and dots (an
-/// Istio `outbound|8080|v2|svc...`); abstract socket names take any byte.
-fn upstream_socket(cluster: &str) -> String {
-    format!("@traffic-split-upstream-{cluster}")
+/// A short name of its own for each cluster name (FNV-1a, 64 bits): two names that spell the
+/// same once cleaned (`svc.v3`, `svc-v3`) stay apart, and a long one fits a socket path.
+fn cluster_id(cluster: &str) -> String {
+    let hash = cluster
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+    format!("{hash:016x}")
 }
 
-/// A stat prefix made of the characters Envoy keeps as they are.
+/// The abstract socket a demo upstream listens on: 41 bytes whatever the cluster's name
+/// (a socket path holds 107).
+fn upstream_socket(cluster: &str) -> String {
+    format!("@traffic-split-upstream-{}", cluster_id(cluster))
+}
+
+/// A stat prefix made of the characters Envoy keeps as they are, readable and unique: the
+/// name cleaned and cut to 40 characters, then its id.
 fn stat_name(cluster: &str) -> String {
-    cluster
+    let readable: String = cluster
         .chars()
+        .take(40)
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+        .collect();
+    format!("{readable}_{}", cluster_id(cluster))
 }
 
 /// A listener that answers every request at once, like springbootapp v1, and echoes what the
@@ -257,6 +294,28 @@ fn quoted(text: &str) -> String {
 
 fn yaml(text: &str) -> Result<Value, String> {
     serde_yaml::from_str(text).map_err(|error| format!("generated YAML: {error}"))
+}
+
+/// A word for a POSIX shell, single-quoted: nothing in it is expanded (a `'` is written
+/// `'\''`).
+pub fn shell_quoted(word: &str) -> String {
+    format!("'{}'", word.replace('\'', "'\\''"))
+}
+
+/// The curl command that sends `sample` to the local Envoy on :10000, safe to paste.
+pub fn curl_line(sample: &SampleRequest) -> String {
+    let mut words = vec![
+        "curl".to_string(),
+        "-si".to_string(),
+        "-X".to_string(),
+        shell_quoted(&sample.method),
+    ];
+    for (name, value) in &sample.headers {
+        words.push("-H".to_string());
+        words.push(shell_quoted(&format!("{name}: {value}")));
+    }
+    words.push(shell_quoted(&format!("localhost:10000{}", sample.path)));
+    words.join(" ")
 }
 
 /// A request a route matches: what the demo and the live view send to it.
@@ -424,6 +483,92 @@ mod tests {
     use traffic_split::config::compile;
 
     const BASE: &str = include_str!("../../envoy/envoy.yaml");
+
+    #[test]
+    fn the_curl_line_is_safe_to_paste_into_a_shell() {
+        let sample = SampleRequest {
+            route: "r".into(),
+            method: "GET".into(),
+            path: "/x$(touch pwned)`touch pwned`".into(),
+            headers: vec![("x-a".into(), "it's \"quoted\" $HOME".into())],
+        };
+        let line = curl_line(&sample);
+        let dir = std::env::temp_dir().join(format!("ts-curl-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        // The same words, printed one a line instead of sent.
+        let output = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line.replacen("curl", "printf '%s\\n'", 1))
+            .current_dir(&dir)
+            .output()
+            .expect("sh");
+        let words: Vec<String> = String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .map(str::to_string)
+            .collect();
+        assert_eq!(
+            words,
+            [
+                "-si",
+                "-X",
+                "GET",
+                "-H",
+                "x-a: it's \"quoted\" $HOME",
+                "localhost:10000/x$(touch pwned)`touch pwned`"
+            ]
+        );
+        assert!(!dir.join("pwned").exists());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_config_reaches_the_bootstrap_byte_for_byte_in_ascii() {
+        let text =
+            "{\"routes\": [{\"name\": \"r\", \"match\": {\"headers\": [{\"name\": \"x-a\", \r\n\
+                    \"prefix\": \"caf\u{e9}\\u00e9\u{2028}\u{85}\"}]}, \"destinations\": [\r\n\
+                    {\"version\": \"v1\", \"weight\": 1}]}]}  \n\t\n";
+        let yaml = bootstrap(BASE, text, &plan(text)).expect("a bootstrap");
+        assert!(yaml.is_ascii());
+        let document: Value = serde_yaml::from_str(&yaml).expect("YAML");
+        let filters = &document["static_resources"]["listeners"][0]["filter_chains"][0]["filters"]
+            [0]["typed_config"]["http_filters"];
+        let filter = filters
+            .as_sequence()
+            .expect("filters")
+            .iter()
+            .find(|filter| filter["name"].as_str() == Some("traffic-split"))
+            .expect("the filter");
+        assert_eq!(
+            filter["typed_config"]["config"]["configuration"]["value"].as_str(),
+            Some(text)
+        );
+    }
+
+    #[test]
+    fn clusters_that_clean_to_one_name_get_listeners_and_sockets_of_their_own() {
+        let long = "c".repeat(200);
+        let config = format!(
+            r#"{{"routes": [{{"name": "r", "destinations": [
+                {{"version": "a", "cluster": "svc.v3", "weight": 1}},
+                {{"version": "b", "cluster": "svc-v3", "weight": 1}},
+                {{"version": "c", "cluster": "{long}", "weight": 1}}]}}]}}"#
+        );
+        let yaml = bootstrap(BASE, &config, &plan(&config)).expect("a bootstrap");
+        let document: Value = serde_yaml::from_str(&yaml).expect("YAML");
+        let listeners = document["static_resources"]["listeners"]
+            .as_sequence()
+            .expect("listeners");
+        let mut names = BTreeSet::new();
+        let mut sockets = BTreeSet::new();
+        for listener in listeners {
+            assert!(names.insert(listener["name"].as_str().expect("a name").to_string()));
+            if let Some(socket) = listener["address"]["pipe"]["path"].as_str() {
+                assert!(socket.len() <= 107, "{socket}");
+                assert!(sockets.insert(socket.to_string()));
+            }
+        }
+        assert!(sockets.len() >= 3, "{sockets:?}");
+    }
 
     fn plan(json: &str) -> Plan {
         compile(json.as_bytes()).expect("a valid config")

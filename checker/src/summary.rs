@@ -16,10 +16,18 @@ const SCHEDULE_ENDS: usize = 10;
 
 /// The lines that describe a plan: the headers it writes, then each route's lines.
 pub fn describe_plan(plan: &Plan) -> Vec<String> {
-    let mut lines = vec![format!(
-        "writes {} and {}",
-        plan.version_header, plan.cluster_header
-    )];
+    let names_a_cluster = plan
+        .routes
+        .iter()
+        .flat_map(|route| &route.destinations)
+        .any(|destination| destination.cluster.is_some());
+    // The filter writes the cluster header only for a destination that names a cluster; it
+    // removes a client's in any case.
+    let mut lines = vec![if names_a_cluster {
+        format!("writes {} and {}", plan.version_header, plan.cluster_header)
+    } else {
+        format!("writes {}", plan.version_header)
+    }];
     for route in &plan.routes {
         lines.push(describe_route(route));
         if let Some(guard) = &route.guard {
@@ -298,6 +306,15 @@ mod tests {
     }
 
     #[test]
+    fn a_config_that_names_no_cluster_writes_only_the_version_header() {
+        let plan = plan(
+            r#"{"routes": [{"name": "hello", "destinations": [
+                  {"version": "v1", "weight": 1}, {"version": "v2", "weight": 1}]}]}"#,
+        );
+        assert_eq!(describe_plan(&plan)[0], "writes x-split-version");
+    }
+
+    #[test]
     fn shares_are_rounded_to_one_decimal() {
         let plan = plan(
             r#"{"routes": [{"name": "thirds", "destinations": [
@@ -323,7 +340,7 @@ mod tests {
         assert_eq!(
             describe_plan(&plan),
             [
-                "writes x-split-version and x-split-cluster",
+                "writes x-split-version",
                 "route hello [any request]: v1 weight 50, no deadline | \
                  v2 weight 0 -> 50 (ramp), no deadline; \
                  sticky by cookie session, set when missing (Path=/; Max-Age=86400; HttpOnly; SameSite=Lax); \

@@ -149,7 +149,7 @@ fn wasm_plugin_resource_mistakes_are_reported_with_the_config_missing() {
         errors("wasm-plugin-resource.yaml"),
         [
             r#"apiVersion: expected extensions.istio.io/v1alpha1, got "networking.istio.io/v1alpha3""#,
-            "spec.url: required: where the sidecars fetch the module (oci://host/name:tag)",
+            "spec.url: required: where the proxies fetch the module (oci://host/name:tag)",
             "spec.sha256: expected 64 lower-case hex digits (the manifest digest `make oci` prints)",
             "spec.pluginConfig: required: the traffic-split config (the filter refuses an empty one)",
         ]
@@ -157,8 +157,11 @@ fn wasm_plugin_resource_mistakes_are_reported_with_the_config_missing() {
 }
 
 #[test]
-fn a_yaml_file_named_on_its_own_must_hold_a_wasm_plugin() {
-    assert_eq!(errors("no-wasm-plugin.yaml"), ["no WasmPlugin in it"]);
+fn a_yaml_file_named_on_its_own_must_hold_a_plugin_resource() {
+    assert_eq!(
+        errors("no-wasm-plugin.yaml"),
+        ["no TrafficExtension, WasmPlugin or EnvoyExtensionPolicy in it"]
+    );
 }
 
 #[test]

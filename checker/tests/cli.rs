@@ -22,19 +22,19 @@ fn stdout(output: &Output) -> String {
 }
 
 #[test]
-fn valid_wasm_plugin_prints_ok_and_one_line_per_route() {
+fn valid_traffic_extension_prints_ok_and_one_line_per_route() {
     let output = run(&["examples/istio/traffic-split.yaml"]);
     assert_eq!(output.status.code(), Some(0), "{}", stdout(&output));
     assert_eq!(
         stdout(&output),
-        "ok: examples/istio/traffic-split.yaml: WasmPlugin istioclient/traffic-split\n\
+        "ok: examples/istio/traffic-split.yaml: TrafficExtension istioclient/traffic-split\n\
          \x20 writes x-split-version and x-split-cluster\n\
          \x20 route hello [GET, prefix /hello, :authority prefix \"springbootapp\"]: \
          v1 weight 70 (70%), cluster springbootapp-v1, deadline 2ms | \
          v2 weight 30 (30%), cluster springbootapp-v2, deadline 2ms\n\
-         \x20 note: spec.sha256 is a placeholder: put the digest `make oci` prints there\n\
+         \x20 note: spec.wasm.sha256 is a placeholder: put the digest `make oci` prints there\n\
          \x20 note: splits the calls of Deployment istioclient/busyclient (examples/istio/busyclient.yaml) only; every other caller takes the default route\n\
-         \x20 note: falls through: requests the filter does not split (no route of it matches, or a caller the WasmPlugin does not select), or with another x-split-version, take VirtualService springistiodemo/springbootapp (examples/istio/traffic-split.yaml)'s route default-v1 -> springbootapp-svc.springistiodemo.svc.cluster.local subset v1\n"
+         \x20 note: falls through: in the sidecars of app=busyclient in namespace istioclient, requests the filter does not split (no route of it matches, or a caller it does not reach), or with another x-split-version, take VirtualService springistiodemo/springbootapp (examples/istio/traffic-split.yaml): route default-v1 -> springbootapp-svc.springistiodemo.svc.cluster.local subset v1\n"
     );
 }
 

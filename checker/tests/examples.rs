@@ -1,5 +1,6 @@
-//! Every plugin config shipped under examples/ passes the checker: the JSON files and the
-//! WasmPlugins of examples/istio/, the latter converted as Istio converts them.
+//! Every plugin config shipped under examples/ passes the checker: the JSON files, the
+//! TrafficExtensions and WasmPlugins of examples/istio/ and examples/ambient/ (converted as
+//! Istio converts them) and the EnvoyExtensionPolicy of examples/envoy-gateway/.
 
 use std::path::PathBuf;
 use traffic_split_check::{Report, Verdict};
@@ -16,7 +17,7 @@ fn every_config_under_examples_passes() {
 }
 
 #[test]
-fn the_istio_wasm_plugin_is_found_and_split_70_30_with_a_2ms_deadline() {
+fn the_istio_traffic_extension_is_found_and_split_70_30_with_a_2ms_deadline() {
     let report = Report::check(&[examples().join("istio")]);
     let plugins: Vec<_> = report
         .entries
@@ -24,12 +25,12 @@ fn the_istio_wasm_plugin_is_found_and_split_70_30_with_a_2ms_deadline() {
         .filter(|entry| {
             entry
                 .origin
-                .ends_with("WasmPlugin istioclient/traffic-split")
+                .ends_with("TrafficExtension istioclient/traffic-split")
         })
         .collect();
     assert_eq!(plugins.len(), 1, "{report}");
     let Verdict::Ok(plan) = &plugins[0].verdict else {
-        panic!("the example WasmPlugin is valid:\n{report}");
+        panic!("the example TrafficExtension is valid:\n{report}");
     };
     let route = &plan.routes[0];
     assert_eq!(route.name, "hello");
@@ -50,7 +51,7 @@ fn the_istio_wasm_plugin_is_found_and_split_70_30_with_a_2ms_deadline() {
 }
 
 #[test]
-fn yaml_without_a_wasm_plugin_is_skipped_when_searching_a_folder() {
+fn yaml_without_a_plugin_resource_is_skipped_when_searching_a_folder() {
     let report = Report::check(&[examples().join("istio")]);
     let skipped: Vec<&str> = report
         .entries
@@ -86,4 +87,24 @@ fn json_that_is_not_a_plugin_config_is_skipped_when_searching_a_folder() {
     );
     // Named on its own, it must be a config.
     assert!(!Report::check(&[dashboard]).passed());
+}
+
+#[test]
+fn every_kind_of_plugin_resource_in_the_examples_is_found_and_valid() {
+    let report = Report::check(&[examples()]);
+    for origin in [
+        "istio/traffic-split.yaml: TrafficExtension istioclient/traffic-split",
+        "istio/ingress-gateway.yaml: TrafficExtension istio-system/traffic-split-edge",
+        "istio/wasmplugin/traffic-split.yaml: WasmPlugin istioclient/traffic-split",
+        "istio/wasmplugin/ingress-gateway.yaml: WasmPlugin istio-system/traffic-split-edge",
+        "ambient/traffic-split.yaml: TrafficExtension springistiodemo/traffic-split",
+        "envoy-gateway/traffic-split.yaml: EnvoyExtensionPolicy springistiodemo/traffic-split wasm traffic-split",
+    ] {
+        let entry = report
+            .entries
+            .iter()
+            .find(|entry| entry.origin.ends_with(origin))
+            .unwrap_or_else(|| panic!("no {origin}:\n{report}"));
+        assert!(matches!(entry.verdict, Verdict::Ok(_)), "{origin}:\n{report}");
+    }
 }

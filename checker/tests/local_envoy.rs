@@ -162,3 +162,42 @@ fn make_stops_at_a_refused_config_before_anything_is_started() {
         .join("build/local-envoy-refused-test.yaml")
         .exists());
 }
+
+#[test]
+fn clusters_whose_names_clean_alike_or_run_long_each_reach_their_own_upstream() {
+    let _machine = exclusive();
+    let long = format!("outbound|8080|v9|{}.svc.cluster.local", "a".repeat(120));
+    let clusters = ["svc.v3", "svc-v3", long.as_str()];
+    let routes: Vec<String> = clusters
+        .iter()
+        .enumerate()
+        .map(|(index, cluster)| {
+            format!(
+                r#"{{"name": "r{index}", "match": {{"prefix": "/r{index}"}},
+                   "destinations": [{{"version": "v{index}", "cluster": "{cluster}", "weight": 1}}]}}"#
+            )
+        })
+        .collect();
+    let text = format!("{{\"routes\": [{}]}}\r\n", routes.join(",\r\n"));
+    let plan = compile(text.as_bytes()).expect("compiles");
+    let base = std::fs::read_to_string(repo_root().join("envoy/envoy.yaml")).expect("base");
+    let yaml = bootstrap(&base, &text, &plan).expect("a bootstrap");
+    let path = std::env::temp_dir().join(format!(
+        "traffic-split-local-{}-clusters.yaml",
+        std::process::id()
+    ));
+    std::fs::write(&path, yaml).expect("write the bootstrap");
+    let mut envoy_config = EnvoyConfig::from_file(&path);
+    assert_eq!(envoy_config.plugin_config(), text, "byte for byte");
+    let envoy = Envoy::start(envoy_config);
+    let _ = std::fs::remove_file(&path);
+    for (index, cluster) in clusters.iter().enumerate() {
+        let response = envoy
+            .connect()
+            .request("GET", &format!("/r{index}"), &[])
+            .expect("a response");
+        assert_eq!(response.status, 200);
+        assert_eq!(response.header("x-upstream-saw-cluster"), Some(*cluster));
+        assert_eq!(response.body_text(), format!("Hello from {cluster}\n"));
+    }
+}

@@ -1,25 +1,39 @@
-//! The checker reads a WasmPlugin together with the Istio manifests beside it: a version (or an
-//! `outbound|...` cluster) the VirtualService and DestinationRule do not route is an error, a
-//! selector that picks no workload given is an error, and what falls through is said.
+//! The checker reads a plugin (TrafficExtension, WasmPlugin, EnvoyExtensionPolicy) together
+//! with the manifests beside it: a version (or an `outbound|...` cluster) the VirtualService and
+//! DestinationRule, or the HTTPRoute, of the Envoy it runs in do not route is an error, a
+//! selector that picks no workload given is an error, two plugins on one Envoy with the same
+//! route name are an error, and who splits and what falls through is said.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use traffic_split_check::{Report, Verdict};
 
+fn examples(folder: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples")
+        .join(folder)
+}
+
 fn istio_examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/istio")
+    examples("istio")
 }
 
 /// A copy of examples/istio in a folder of the test's own, with `edit` applied to
 /// traffic-split.yaml.
 fn edited_examples(name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    edited_copy("istio", name, edit)
+}
+
+/// A copy of the YAML files of examples/`folder` (not its subfolders) in a folder of the
+/// test's own, with `edit` applied to traffic-split.yaml.
+fn edited_copy(folder: &str, name: &str, edit: impl Fn(&str) -> String) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ts-mesh-{}-{name}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).expect("a folder");
-    for entry in fs::read_dir(istio_examples())
-        .expect("examples/istio")
-        .flatten()
-    {
+    for entry in fs::read_dir(examples(folder)).expect("examples").flatten() {
+        if entry.path().is_dir() {
+            continue;
+        }
         let text = fs::read_to_string(entry.path()).expect("read");
         let text = if entry.file_name() == "traffic-split.yaml" {
             edit(&text)
@@ -38,9 +52,9 @@ fn plugin_entry(report: &Report) -> &traffic_split_check::Entry {
         .find(|entry| {
             entry
                 .origin
-                .ends_with("WasmPlugin istioclient/traffic-split")
+                .ends_with("TrafficExtension istioclient/traffic-split")
         })
-        .expect("the WasmPlugin")
+        .expect("the TrafficExtension")
 }
 
 fn errors_of(report: &Report) -> Vec<String> {
@@ -71,14 +85,14 @@ fn the_shipped_manifests_agree_and_say_who_splits_and_what_falls_through() {
 
 #[test]
 fn a_version_the_virtual_service_does_not_route_is_an_error() {
-    // v2 renamed v3 in the WasmPlugin only: the VirtualService still routes v1 and v2.
+    // v2 renamed v3 in the TrafficExtension only: the VirtualService still routes v1 and v2.
     let dir = edited_examples("v3", |text| text.replace("- version: v2", "- version: v3"));
     let report = Report::check(&[dir.join("traffic-split.yaml")]);
     assert!(!report.passed(), "{report}");
     let errors = errors_of(&report);
     assert_eq!(errors.len(), 1, "{report}");
     assert!(
-        errors[0].starts_with("spec.pluginConfig.routes[0].destinations[1].version: no VirtualService routes x-split-version: v3"),
+        errors[0].starts_with("spec.wasm.pluginConfig.routes[0].destinations[1].version: no VirtualService routes x-split-version: v3 in the sidecars of app=busyclient"),
         "{report}"
     );
     assert!(
@@ -104,7 +118,7 @@ fn an_istio_cluster_name_needs_its_destination_rule_subset() {
     let errors = errors_of(&report);
     assert_eq!(errors.len(), 1, "{report}");
     assert!(
-        errors[0].starts_with("spec.pluginConfig.routes[0].destinations[1].cluster: subset v9 of springbootapp-svc.springistiodemo.svc.cluster.local is in no DestinationRule"),
+        errors[0].starts_with("spec.wasm.pluginConfig.routes[0].destinations[1].cluster: subset v9 of springbootapp-svc.springistiodemo.svc.cluster.local is in no DestinationRule"),
         "{report}"
     );
     let _ = fs::remove_dir_all(dir);
@@ -156,8 +170,8 @@ fn a_gateway_plugin_meets_the_gateway_routes_and_a_sidecar_plugin_the_mesh_route
             .map(|entry| entry.notes.clone())
             .unwrap_or_default()
     };
-    let edge = notes("WasmPlugin istio-system/traffic-split-edge");
-    let sidecar = notes("WasmPlugin istioclient/traffic-split");
+    let edge = notes("TrafficExtension istio-system/traffic-split-edge");
+    let sidecar = notes("TrafficExtension istioclient/traffic-split");
     let falls = |notes: &[String], service: &str| {
         notes
             .iter()

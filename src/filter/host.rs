@@ -8,14 +8,15 @@
 //! are therefore declared here, on the SDK's own types, with their status
 //! returned to the core, which fails towards safety (`crate::request`).
 
-use super::Active;
-use crate::metrics::DestinationMetric;
+use crate::metrics::{DestinationMetric, MetricKind};
 use crate::request::headers::serialize_pairs;
 use crate::request::{Chosen, Count, HostError, StreamHost};
+use crate::split::guard::Stored;
+use crate::worker::{MetricIds, WorkerHost};
 use proxy_wasm::hostcalls;
-use proxy_wasm::types::{MapType, Status};
+use proxy_wasm::types::{MapType, MetricType, Status};
 use std::ptr::null_mut;
-use std::time::UNIX_EPOCH;
+use std::time::{Duration, UNIX_EPOCH};
 
 #[link(wasm_import_module = "env")]
 extern "C" {
@@ -55,15 +56,6 @@ extern "C" {
     ) -> Status;
 }
 
-/// The benchmark's request (bench/harness.py), which the `ablate-header-read` module reads
-/// in place of the host's header map: test-only, never in the shipped module.
-const ABLATED_REQUEST_HEADERS: [(&str, &str); 4] = [
-    (":path", "/api/items"),
-    (":method", "GET"),
-    (":authority", "localhost"),
-    ("x-tenant", "acme-corp"),
-];
-
 /// The details Envoy logs for the filter's local reply (`%RESPONSE_CODE_DETAILS%`).
 const LOCAL_REPLY_DETAILS: &str = "traffic_split_fault_abort";
 
@@ -75,7 +67,7 @@ fn status_result(status: Status) -> Result<(), HostError> {
 }
 
 /// The proxy's clock, in nanoseconds since the Unix epoch (0 if the host cannot tell).
-pub(super) fn proxy_clock_nanos() -> u64 {
+fn proxy_clock_nanos() -> u64 {
     hostcalls::get_current_time()
         .ok()
         .and_then(|now| now.duration_since(UNIX_EPOCH).ok())
@@ -84,40 +76,66 @@ pub(super) fn proxy_clock_nanos() -> u64 {
         })
 }
 
-/// Removes a request header, ignoring a failure: for a stream with no configuration, where
-/// there is nothing to count it in.
-pub(super) fn remove_request_header_anyway(name: &str) {
-    // SAFETY: the host only reads `name`.
-    let _ = unsafe {
-        proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
-    };
+/// The root's host: the clock, shared data, metrics and the tick timer, through host calls.
+pub(super) struct WasmWorkerHost;
+
+impl WorkerHost for WasmWorkerHost {
+    fn now_nanos(&self) -> u64 {
+        proxy_clock_nanos()
+    }
+
+    fn shared_get(&self, key: &str) -> Result<Stored, HostError> {
+        hostcalls::get_shared_data(key).map_err(|status| HostError(status as u32))
+    }
+
+    fn shared_set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), HostError> {
+        hostcalls::set_shared_data(key, Some(value), cas).map_err(|status| HostError(status as u32))
+    }
+
+    fn define_metric(&self, kind: MetricKind, name: &str) -> Result<u32, HostError> {
+        let kind = match kind {
+            MetricKind::Counter => MetricType::Counter,
+            MetricKind::Gauge => MetricType::Gauge,
+            MetricKind::Histogram => MetricType::Histogram,
+        };
+        hostcalls::define_metric(kind, name).map_err(|status| HostError(status as u32))
+    }
+
+    fn increment_metric(&self, id: u32, by: u64) {
+        // Fails only for an id that was never defined; every id here was defined at configure.
+        let _ = hostcalls::increment_metric(id, i64::try_from(by).unwrap_or(i64::MAX));
+    }
+
+    fn record_metric(&self, id: u32, value: u64) {
+        let _ = hostcalls::record_metric(id, value);
+    }
+
+    fn set_tick_period_ms(&self, period_ms: u64) -> Result<(), HostError> {
+        hostcalls::set_tick_period(Duration::from_millis(period_ms))
+            .map_err(|status| HostError(status as u32))
+    }
 }
 
 /// The host for one callback of one stream, counting into the metrics of its configuration.
 pub(super) struct EnvoyHost<'a> {
-    active: &'a Active,
+    metrics: Option<&'a MetricIds>,
 }
 
 impl<'a> EnvoyHost<'a> {
-    pub fn new(active: &'a Active) -> Self {
-        EnvoyHost { active }
+    pub fn new(metrics: &'a MetricIds) -> Self {
+        EnvoyHost {
+            metrics: Some(metrics),
+        }
     }
 
-    /// Test-only (`make bench-ablations`): whether the `ablate-header-writes` module leaves
-    /// out this write. It keeps the cluster header's, which the benchmark's Envoy routes by:
-    /// without it every request would go to one cluster, and the saving would be that of
-    /// fewer upstream connections, not of the writes.
-    fn ablated_write(&self, name: &str) -> bool {
-        cfg!(feature = "ablate-header-writes") && name != self.active.plan.cluster_header
+    /// The host of a stream on a root without a configuration: it counts nothing.
+    pub fn unconfigured() -> Self {
+        EnvoyHost { metrics: None }
     }
 
     /// The id of a destination metric, if the destination's config defines it.
     fn id(&self, chosen: Chosen, metric: DestinationMetric) -> Option<u32> {
-        self.active
-            .metrics
-            .get(chosen.route)?
-            .get(chosen.destination)?
-            .id(metric)
+        self.metrics?.resolve(Count::Destination(chosen, metric))
     }
 
     /// Every request header, in one host call.
@@ -150,23 +168,12 @@ impl<'a> EnvoyHost<'a> {
     }
 }
 
-fn increment(id: u32) {
-    // Fails only for an id that was never defined; every id here was defined at configure.
-    let _ = hostcalls::increment_metric(id, 1);
-}
-
 impl StreamHost for EnvoyHost<'_> {
     fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
-        if cfg!(feature = "ablate-header-read") {
-            return Ok(serialize_pairs(&ABLATED_REQUEST_HEADERS));
-        }
         self.read_request_header_pairs()
     }
 
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        if self.ablated_write(name) {
-            return Ok(());
-        }
         // SAFETY: the host only reads the two slices. Envoy also clears its route cache, so the
         // router resolves the route again against what the filter wrote (ABI 0.2.1).
         status_result(unsafe {
@@ -181,9 +188,6 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn add_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {
-        if self.ablated_write(name) {
-            return Ok(());
-        }
         // SAFETY: the host only reads the two slices.
         status_result(unsafe {
             proxy_add_header_map_value(
@@ -197,9 +201,6 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn remove_request_header(&mut self, name: &str) -> Result<(), HostError> {
-        if self.ablated_write(name) {
-            return Ok(());
-        }
         // SAFETY: the host only reads `name`.
         status_result(unsafe {
             proxy_remove_header_map_value(MapType::HttpRequestHeaders, name.as_ptr(), name.len())
@@ -230,9 +231,6 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn response_code(&mut self) -> Result<Option<i64>, HostError> {
-        if cfg!(feature = "ablate-property-reads") {
-            return Ok(Some(200));
-        }
         Ok(
             Self::integer_property(&["response", "code"])?
                 .and_then(|code| i64::try_from(code).ok()),
@@ -240,9 +238,6 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn response_flags(&mut self) -> Result<Option<u64>, HostError> {
-        if cfg!(feature = "ablate-property-reads") {
-            return Ok(None);
-        }
         Self::integer_property(&["response", "flags"])
     }
 
@@ -265,9 +260,6 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn now_nanos(&mut self) -> u64 {
-        if cfg!(feature = "ablate-clock") {
-            return 0;
-        }
         proxy_clock_nanos()
     }
 
@@ -278,22 +270,14 @@ impl StreamHost for EnvoyHost<'_> {
     }
 
     fn count(&mut self, what: Count) {
-        let id = match what {
-            Count::Destination(chosen, metric) => self.id(chosen, metric),
-            Count::UnknownOverride { route } => {
-                self.active.unknown_overrides.get(route).copied().flatten()
-            }
-            Count::Plugin(metric) => self.active.plugin_id(metric),
-        };
-        if let Some(id) = id.filter(|_| !cfg!(feature = "ablate-counters")) {
-            increment(id);
+        if let Some(id) = self.metrics.and_then(|metrics| metrics.resolve(what)) {
+            // Fails only for an id that was never defined; every id here was defined at
+            // configure.
+            let _ = hostcalls::increment_metric(id, 1);
         }
     }
 
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
-        if cfg!(feature = "ablate-histogram") {
-            return;
-        }
         if let Some(id) = self.id(chosen, DestinationMetric::Duration) {
             let _ = hostcalls::record_metric(id, microseconds);
         }

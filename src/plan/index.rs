@@ -144,6 +144,13 @@ impl RouteTable {
     }
 }
 
+impl RouteTable {
+    /// The routes, in config order, out of their index.
+    pub fn into_routes(self) -> Vec<Route> {
+        self.routes
+    }
+}
+
 /// Read access to the routes in config order: `plan.routes.len()`, `plan.routes.get(i)`.
 impl std::ops::Deref for RouteTable {
     type Target = [Route];

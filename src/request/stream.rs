@@ -98,15 +98,7 @@ impl Stream {
         host: &mut impl StreamHost,
     ) -> Verdict {
         let mut request = HostRequest::new(host);
-        // The benchmark's route, the last of its five (test-only: `make bench-ablations`).
-        let matched = if cfg!(feature = "ablate-route-lookup") {
-            plan.routes
-                .len()
-                .checked_sub(1)
-                .and_then(|last| Some((last, plan.routes.get(last)?)))
-        } else {
-            plan.match_route(&mut request)
-        };
+        let matched = plan.match_route(&mut request);
         let Some((route_index, route, state)) = matched.and_then(|(route_index, route)| {
             Some((route_index, route, states.get_mut(route_index)?))
         }) else {
@@ -271,11 +263,7 @@ fn choose<H: StreamHost>(
         }
     }
     let Some(sticky) = &route.sticky else {
-        choice.destination = if cfg!(feature = "ablate-choice") {
-            ablated_pick(route)
-        } else {
-            state.pick()
-        };
+        choice.destination = state.pick();
         return choice;
     };
     let (key, source) = match &sticky.key {
@@ -582,29 +570,13 @@ impl<H: StreamHost> RequestView for HostRequest<'_, H> {
     }
 }
 
-/// Test-only (`make bench-ablations`): the `ablate-choice` module's pick, in place of the round
-/// robin: a counter stepping through the benchmark's 80/15/5 pattern of 20, so that the upstream
-/// traffic (and the front Envoy's connection pools) stay what the full module makes them, and
-/// the saving is the round robin's alone.
-fn ablated_pick(route: &Route) -> usize {
-    use core::sync::atomic::{AtomicUsize, Ordering};
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let step = NEXT.fetch_add(1, Ordering::Relaxed) % 20;
-    let destination = match step {
-        0..=15 => 0,
-        16..=18 => 1,
-        _ => 2,
-    };
-    destination.min(route.destinations.len().saturating_sub(1))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::compile;
     use crate::request::scripted_host::ScriptedHost;
     use crate::split::fault::FaultKind;
-    use std::cell::RefCell;
+    use crate::worker::Worker;
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
@@ -626,39 +598,19 @@ mod tests {
         destination: 0,
     };
 
-    /// A plan with its routes' state, as the adapter's root context holds them.
-    struct Served {
-        plan: Plan,
-        states: RefCell<Vec<RouteState>>,
-    }
-
-    impl Served {
-        fn new(plan: Plan) -> Self {
-            let states = RefCell::new(RouteState::for_plan(&plan));
-            Served { plan, states }
-        }
-    }
-
-    impl std::ops::Deref for Served {
-        type Target = Plan;
-        fn deref(&self) -> &Plan {
-            &self.plan
-        }
-    }
-
-    /// The stream's callbacks on a served plan.
+    /// The stream's callbacks on a worker, as every host hands them over.
     impl Stream {
-        fn request(&mut self, served: &Served, host: &mut ScriptedHost) -> Verdict {
-            self.on_request_headers(&served.plan, &mut served.states.borrow_mut(), host)
+        fn request(&mut self, worker: &Worker, host: &mut ScriptedHost) -> Verdict {
+            worker.on_request_headers(self, host)
         }
 
-        fn end(&self, served: &Served, host: &mut ScriptedHost) {
-            self.on_end(&served.plan, &mut served.states.borrow_mut(), host);
+        fn end(&self, worker: &Worker, host: &mut ScriptedHost) {
+            worker.on_end(self, host);
         }
     }
 
-    fn plan(json: &str) -> Served {
-        Served::new(compile(json.as_bytes()).unwrap())
+    fn plan(json: &str) -> Worker {
+        Worker::for_plan(compile(json.as_bytes()).unwrap())
     }
 
     fn handle(json: &str, host: &mut ScriptedHost) -> Stream {
@@ -730,7 +682,7 @@ mod tests {
 
     #[test]
     fn under_a_pass_through_plan_owned_headers_go_and_the_request_is_counted() {
-        let plan = Served::new(
+        let plan = Worker::for_plan(
             crate::config::pass_through::pass_through_plan(
                 br#"{ "on_invalid_config": "pass_through", "version_header": "x-canary", "routes": 7 }"#,
             )
@@ -847,7 +799,7 @@ mod tests {
         end_with(plan(json), host);
     }
 
-    fn end_with(plan: Served, host: &mut ScriptedHost) {
+    fn end_with(plan: Worker, host: &mut ScriptedHost) {
         let mut stream = Stream::default();
         host.clock = 1_000_000_000;
         stream.request(&plan, host);
@@ -923,7 +875,7 @@ mod tests {
     fn requests_mode_counts_requests_and_does_nothing_at_the_end() {
         let mut requests_only = compile(SPLIT.as_bytes()).unwrap();
         requests_only.metrics = MetricsMode::Requests;
-        let requests_only = Served::new(requests_only);
+        let requests_only = Worker::for_plan(requests_only);
         let mut host = ScriptedHost::with_headers(&[(":path", "/hello")]);
         host.response_code = Some(504);
         host.response_flags = Some(UPSTREAM_REQUEST_TIMEOUT_FLAG);
@@ -945,7 +897,7 @@ mod tests {
     }
 
     /// v1 70 / v2 30 at `/hello`, with the route fields given.
-    fn canary(fields: &str) -> Served {
+    fn canary(fields: &str) -> Worker {
         plan(&format!(
             r#"{{ "routes": [ {{ "name": "hello", "match": {{ "prefix": "/hello" }}, {fields}
                  "destinations": [ {{ "version": "v1", "cluster": "app-v1", "weight": 70 }},
@@ -960,7 +912,7 @@ mod tests {
     };
 
     /// Sends one request with these headers; the host afterwards, and the stream.
-    fn send(plan: &Served, headers: &[(&str, &str)]) -> (ScriptedHost, Stream) {
+    fn send(plan: &Worker, headers: &[(&str, &str)]) -> (ScriptedHost, Stream) {
         let mut host = ScriptedHost::with_headers(headers);
         let mut stream = Stream::default();
         stream.request(plan, &mut host);
@@ -1032,11 +984,11 @@ mod tests {
     #[test]
     fn a_sticky_header_key_always_gets_its_version_as_the_core_computes_it() {
         let plan = canary(r#""sticky": { "header": "x-user-id" },"#);
-        let route = &plan.routes[0];
+        let route = &plan.plan().routes[0];
         let mut versions = std::collections::BTreeSet::new();
         for user in 0..200 {
             let key = format!("user-{user}");
-            let expected = &route.destinations[plan.states.borrow()[0]
+            let expected = &route.destinations[plan.states()[0]
                 .sticky_destination(route, key.as_bytes())
                 .unwrap()];
             for _ in 0..3 {
@@ -1062,10 +1014,10 @@ mod tests {
     #[test]
     fn a_sticky_cookie_key_is_read_from_any_cookie_header() {
         let plan = canary(r#""sticky": { "cookie": "session" },"#);
-        let route = &plan.routes[0];
+        let route = &plan.plan().routes[0];
         for user in 0..50 {
             let key = format!("s{user}");
-            let expected = &route.destinations[plan.states.borrow()[0]
+            let expected = &route.destinations[plan.states()[0]
                 .sticky_destination(route, key.as_bytes())
                 .unwrap()]
             .version;
@@ -1215,7 +1167,7 @@ mod tests {
             assert!(now.len() > previous.len());
             previous = now;
         }
-        assert_eq!(plan.states.borrow()[0].weights(), [70, 30]);
+        assert_eq!(plan.states()[0].weights(), [70, 30]);
         let (_, gauge) = request_at(start_nanos - minute, "k0");
         assert_eq!(
             gauge,
@@ -1299,8 +1251,7 @@ mod tests {
         let mut stream = Stream::default();
         stream.request(&plan, &mut host);
         stream.end(&plan, &mut host);
-        let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
-        tally
+        plan.with_state_mut(0, RouteState::take_outcomes).unwrap()[0]
     }
 
     #[test]
@@ -1316,7 +1267,7 @@ mod tests {
         let mut stream = Stream::default();
         assert_eq!(stream.request(&plan, &mut host), Verdict::Answered);
         stream.end(&plan, &mut host);
-        let tally = plan.states.borrow_mut()[0].take_outcomes()[0];
+        let tally = plan.with_state_mut(0, RouteState::take_outcomes).unwrap()[0];
         assert_eq!(tally, crate::split::guard::Tally::default());
     }
 

@@ -116,7 +116,11 @@ impl Active {
         }
         Active {
             generation,
-            keys: RouteState::guard_keys(PLUGIN, &plan),
+            keys: plan
+                .routes
+                .iter()
+                .map(|route| crate::worker::guard::guard_state_key(PLUGIN, route))
+                .collect(),
             plan,
             states: RefCell::new(states),
         }

@@ -11,6 +11,12 @@ use traffic_split::plan::Plan;
 /// Longer than any admin answer takes, shorter than a user's patience.
 const TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The largest stats answer read: ureq's default (10 MB) is met by about 1,300 routes of two
+/// versions in JSON; this is room for 8,000 routes.
+const MAX_STATS_BYTES: u64 = 64 << 20;
+/// The largest `/config_dump` read: a big mesh's sidecar dumps tens of MB.
+const MAX_CONFIG_DUMP_BYTES: u64 = 256 << 20;
+
 /// How often the filter's config is read again from `/config_dump`: it changes rarely, and
 /// an Istio sidecar's dump is large.
 const CONFIG_EVERY: Duration = Duration::from_secs(30);
@@ -41,14 +47,37 @@ impl Admin {
         }
     }
 
+    /// The body at `url` as text, up to `limit` bytes; why not, said apart for an admin out
+    /// of reach, an answer too large and one that is not UTF-8.
+    fn get_text(&self, url: &str, limit: u64) -> Result<String, String> {
+        let mut response = self
+            .agent
+            .get(url)
+            .call()
+            .map_err(|error| unreachable_message(&self.base, url, &error))?;
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(|error| match error {
+                ureq::Error::BodyExceedsLimit(_) => format!(
+                    "{url}: the answer is larger than {} MiB, more than top reads",
+                    limit >> 20
+                ),
+                other => format!("{url}: reading the answer: {other}"),
+            })?;
+        String::from_utf8(bytes).map_err(|error| {
+            format!(
+                "{url}: the answer is not UTF-8 text (invalid byte at {})",
+                error.utf8_error().valid_up_to()
+            )
+        })
+    }
+
     /// One reading of the stats.
     pub fn read(&self) -> Result<Snapshot, String> {
-        let text = self
-            .agent
-            .get(&self.url)
-            .call()
-            .and_then(|mut response| response.body_mut().read_to_string())
-            .map_err(|error| unreachable_message(&self.base, &self.url, &error))?;
+        let text = self.get_text(&self.url, MAX_STATS_BYTES)?;
         match self.form {
             StatsForm::Prometheus => Ok(parse_prometheus(&text)),
             StatsForm::Json => parse_json(&text).map_err(|error| format!("{}: {error}", self.url)),
@@ -58,18 +87,14 @@ impl Admin {
 
 impl Admin {
     /// The filter's configs in Envoy's `/config_dump` (every Wasm `configuration` string the
-    /// filter's compiler accepts); empty when the dump cannot be read.
-    pub fn read_plans(&self) -> Vec<Plan> {
+    /// filter's compiler accepts), or why the dump cannot be read.
+    pub fn read_plans(&self) -> Result<Vec<Plan>, String> {
         let url = format!("{}/config_dump", self.base);
-        let Ok(text) = self
-            .agent
-            .get(&url)
-            .call()
-            .and_then(|mut response| response.body_mut().read_to_string())
-        else {
-            return Vec::new();
-        };
-        plans_in_config_dump(&text)
+        let text = self.get_text(&url, MAX_CONFIG_DUMP_BYTES)?;
+        if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
+            return Err(format!("{url}: not JSON"));
+        }
+        Ok(plans_in_config_dump(&text))
     }
 }
 
@@ -120,6 +145,8 @@ pub struct Poller {
     previous: Option<(Snapshot, Instant)>,
     plans: Vec<Plan>,
     plans_read: Option<Instant>,
+    /// Why the last reading of the config failed.
+    plans_problem: Option<String>,
     /// When each (route, version) was seen going out of the split.
     ejected_since: BTreeMap<(String, String), Instant>,
 }
@@ -131,6 +158,7 @@ impl Poller {
             previous: None,
             plans: Vec::new(),
             plans_read: None,
+            plans_problem: None,
             ejected_since: BTreeMap::new(),
         }
     }
@@ -143,7 +171,13 @@ impl Poller {
             .plans_read
             .is_none_or(|read| now.duration_since(read) >= CONFIG_EVERY)
         {
-            self.plans = self.admin.read_plans();
+            match self.admin.read_plans() {
+                Ok(plans) => {
+                    self.plans = plans;
+                    self.plans_problem = None;
+                }
+                Err(problem) => self.plans_problem = Some(problem),
+            }
             self.plans_read = Some(now);
         }
         let mut frame = Frame::new(
@@ -159,6 +193,7 @@ impl Poller {
                 i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
             });
         frame.apply_config(&self.plans, now_ms);
+        frame.config_problem = self.plans_problem.clone();
         frame.apply_ejections(|route, version| {
             self.ejected_since
                 .get(&(route.to_string(), version.to_string()))

@@ -140,6 +140,10 @@ pub struct Frame {
     /// Whether `top` read the filter's config (deadlines, ramps, the guard's cooldown) from
     /// Envoy's `/config_dump`.
     pub config_known: bool,
+    /// Why the config could not be read from `/config_dump` (too large, not JSON, ...): its
+    /// deadlines, ramps and cooldowns are then missing from the view.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_problem: Option<String>,
 }
 
 fn ratio(part: u64, whole: u64) -> Option<f64> {

@@ -3,9 +3,11 @@
 //!
 //! The thinking is in pure modules, tested on their own:
 //! - [`stats`]: Envoy's Prometheus or JSON stats into numbers per route and version;
+//! - [`prometheus_text`]: the Prometheus text format's sample lines;
 //! - [`histogram`]: latency quantiles from Envoy's cumulative buckets;
 //! - [`frame`]: what one frame shows, from two readings (shares, rates, deltas);
 //! - [`history`]: the last minutes of a frame's shares, for the web page's chart;
+//! - [`columns`]: a route's table: what each column shows, and which fit a width;
 //! - [`render`]: the frame drawn with ratatui into a buffer;
 //! - [`options`]: the command line.
 //!
@@ -13,10 +15,12 @@
 //! [`serve`] the web page.
 
 pub mod admin;
+pub mod columns;
 pub mod frame;
 pub mod histogram;
 pub mod history;
 pub mod options;
+pub mod prometheus_text;
 pub mod render;
 pub mod serve;
 pub mod stats;

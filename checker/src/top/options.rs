@@ -1,6 +1,6 @@
 //! The command line of `traffic-split top`.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 use traffic_split::units::duration::parse_timeout_ms;
 
@@ -16,7 +16,8 @@ above each route, where its ramp stands. It reads Envoy's admin stats, and the f
 from /config_dump for deadlines, ramps and the guard's cooldown, so it works against any Envoy
 running the filter: a local one, or a sidecar reached through `kubectl port-forward`.
 
-  --admin URL          Envoy's admin endpoint (default http://127.0.0.1:9901)
+  --admin URL          Envoy's admin endpoint: a URL, HOST:PORT or PORT (default
+                       http://127.0.0.1:9901)
   --stats FORM         prometheus: /stats/prometheus, labels from the stats_tags of
                        docs/metrics.md (default); json: /stats?format=json, which needs no
                        stats_tags
@@ -24,8 +25,9 @@ running the filter: a local one, or a sidecar reached through `kubectl port-forw
   --once               print one frame (two readings an interval apart) and exit; as wide as
                        the terminal, or $COLUMNS, or 160 columns
   --json               print the frames as JSON (one document with --once, else a line each)
-  --serve ADDRESS      serve the numbers as a web page at ADDRESS (127.0.0.1:8089; port 0
-                       picks a free one, printed on start)
+  --serve ADDRESS      serve the numbers as a web page at ADDRESS: PORT (on 127.0.0.1),
+                       localhost:PORT or HOST:PORT (port 0 picks a free one, printed on
+                       start); the page has no authentication, so it warns beyond loopback
 
 In the terminal, q (or Esc, or Ctrl-C) quits.
 Exit status: 0 done, 1 Envoy's stats could not be read (--once, --json), 2 usage error.";
@@ -101,12 +103,7 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--once" => once = true,
             "--json" => json = true,
-            "--serve" => {
-                let text = value()?;
-                serve = Some(text.parse::<SocketAddr>().map_err(|_| {
-                    format!("--serve: expected an address such as 127.0.0.1:8089, got {text:?}")
-                })?);
-            }
+            "--serve" => serve = Some(serve_address(&value()?)?),
             other => return Err(format!("unknown argument {other:?}")),
         }
         if inline_value.is_some() && matches!(flag, "--once" | "--json") {
@@ -130,10 +127,40 @@ pub fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }))
 }
 
-/// An admin URL as users give it: `http://host:port`, or `host:port` alone.
+/// Where `--serve` listens, as users give it: `PORT` (on 127.0.0.1), `localhost:PORT`,
+/// `HOST:PORT` with an IP address or a name that resolves.
+fn serve_address(text: &str) -> Result<SocketAddr, String> {
+    let wrong = || {
+        format!(
+            "--serve: expected PORT, HOST:PORT or localhost:PORT such as 127.0.0.1:8089, got \
+             {text:?}"
+        )
+    };
+    if let Ok(port) = text.parse::<u16>() {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    if let Ok(address) = text.parse::<SocketAddr>() {
+        return Ok(address);
+    }
+    let (host, port) = text.rsplit_once(':').ok_or_else(wrong)?;
+    let port: u16 = port.parse().map_err(|_| wrong())?;
+    if host.eq_ignore_ascii_case("localhost") {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    (host, port)
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addresses| addresses.next())
+        .ok_or_else(wrong)
+}
+
+/// An admin URL as users give it: `http://host:port`, `host:port` alone, or a port (on
+/// 127.0.0.1).
 fn admin_url(text: &str) -> Result<String, String> {
     let url = if text.contains("://") {
         text.to_string()
+    } else if text.parse::<u16>().is_ok() {
+        format!("http://127.0.0.1:{text}")
     } else {
         format!("http://{text}")
     };
@@ -194,6 +221,28 @@ mod tests {
     }
 
     #[test]
+    fn serve_and_admin_take_a_port_a_host_and_port_or_localhost() {
+        let loopback = |port| Output::Serve(SocketAddr::from(([127, 0, 0, 1], port)));
+        assert_eq!(options(&["--serve", "8089"]).output, loopback(8089));
+        assert_eq!(
+            options(&["--serve", "localhost:8090"]).output,
+            loopback(8090)
+        );
+        assert_eq!(
+            options(&["--serve", "0.0.0.0:8091"]).output,
+            Output::Serve("0.0.0.0:8091".parse().expect("address"))
+        );
+        assert_eq!(
+            options(&["--admin", "15000"]).admin,
+            "http://127.0.0.1:15000"
+        );
+        assert_eq!(
+            options(&["--admin", "localhost:15000"]).admin,
+            "http://localhost:15000"
+        );
+    }
+
+    #[test]
     fn mistakes_are_named() {
         for (args, expected) in [
             (&["--admin"][..], "--admin needs a value"),
@@ -201,7 +250,8 @@ mod tests {
             (&["--stats", "xml"], "expected prometheus or json"),
             (&["--interval", "0s"], "--interval: "),
             (&["--interval", "soon"], "--interval: "),
-            (&["--serve", "8089"], "expected an address"),
+            (&["--serve", "port"], "expected PORT, HOST:PORT"),
+            (&["--serve", "localhost:http"], "expected PORT, HOST:PORT"),
             (&["--serve", "127.0.0.1:1", "--once"], "cannot be combined"),
             (&["--once=yes"], "takes no value"),
             (&["--watch"], "unknown argument \"--watch\""),

@@ -1,9 +1,10 @@
-//! Every Istio resource under examples/istio/ is valid against Istio's own CRDs: each field is
-//! one the CRD's openAPIV3Schema knows (Kubernetes' strict field validation would refuse an
-//! unknown one), of its type, with its enum values and its required fields. The CRDs are
-//! istio/api's `kubernetes/customresourcedefinitions.gen.yaml` cut to the kinds the examples
-//! use, in checker/tests/data/istio-crds.yaml (its header names the revision); `$ISTIO_CRDS`
-//! points at another copy, e.g. the whole file at a newer revision.
+//! Every custom resource under examples/ (Istio's, Gateway API's, Envoy Gateway's) is valid
+//! against its project's own CRD: each field is one the CRD's openAPIV3Schema knows
+//! (Kubernetes' strict field validation would refuse an unknown one), of its type, with its
+//! enum values, its required fields and its length and count limits. The CRDs are cut from
+//! each project's repository to the kinds the examples use, in checker/tests/data/ (each
+//! file's header names the revision); `$ISTIO_CRDS`, `$GATEWAY_API_CRDS` and
+//! `$ENVOY_GATEWAY_CRDS` point at other copies, e.g. the whole files at a newer revision.
 
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
@@ -14,16 +15,56 @@ fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn crds_file() -> PathBuf {
-    let path = std::env::var_os("ISTIO_CRDS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("checker/tests/data/istio-crds.yaml"));
-    assert!(
-        path.is_file(),
-        "no Istio CRDs at {} (set ISTIO_CRDS to istio/api's customresourcedefinitions.gen.yaml)",
-        path.display()
-    );
-    path
+/// The CRD files: (environment variable for another copy, the fixture).
+const CRD_FILES: [(&str, &str); 3] = [
+    ("ISTIO_CRDS", "istio-crds.yaml"),
+    ("GATEWAY_API_CRDS", "gateway-api-crds.yaml"),
+    ("ENVOY_GATEWAY_CRDS", "envoy-gateway-crds.yaml"),
+];
+
+fn crd_files() -> Vec<PathBuf> {
+    CRD_FILES
+        .iter()
+        .map(|(variable, fixture)| {
+            let path = std::env::var_os(variable)
+                .map(PathBuf::from)
+                .unwrap_or_else(|| repo().join("checker/tests/data").join(fixture));
+            assert!(
+                path.is_file(),
+                "no CRDs at {} (set {variable} to another copy)",
+                path.display()
+            );
+            path
+        })
+        .collect()
+}
+
+/// The API groups whose resources the examples must hold valid.
+const CUSTOM_GROUPS: [&str; 3] = [
+    "istio.io/",
+    "gateway.networking.k8s.io/",
+    "gateway.envoyproxy.io/",
+];
+
+/// Every YAML file under examples/, recursively.
+fn example_files() -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut pending = vec![repo().join("examples")];
+    while let Some(dir) = pending.pop() {
+        for entry in fs::read_dir(&dir).expect("a folder").flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|ext| ext == "yaml" || ext == "yml")
+            {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
 }
 
 fn documents(path: &Path) -> Vec<Yaml> {
@@ -37,7 +78,7 @@ fn documents(path: &Path) -> Vec<Yaml> {
 /// (apiVersion, kind) to the version's openAPIV3Schema.
 fn schemas() -> BTreeMap<(String, String), Yaml> {
     let mut schemas = BTreeMap::new();
-    for crd in documents(&crds_file()) {
+    for crd in crd_files().iter().flat_map(|file| documents(file)) {
         let group = crd["spec"]["group"]
             .as_str()
             .unwrap_or_default()
@@ -87,9 +128,28 @@ fn violations(value: &Yaml, schema: &Yaml, path: &str, found: &mut Vec<String>) 
         ));
         return;
     }
+    // Every schema of an allOf holds (kubebuilder writes an enum of a named type this way).
+    for part in schema["allOf"].as_sequence().into_iter().flatten() {
+        violations(value, part, path, found);
+    }
     if let Some(allowed) = schema["enum"].as_sequence() {
         if !allowed.contains(value) {
             found.push(format!("{path}: {value:?} is not one of {allowed:?}"));
+        }
+    }
+    let limit = |key: &str| schema[key].as_u64().map(|limit| limit as usize);
+    let size = value
+        .as_str()
+        .map(|text| text.chars().count())
+        .or_else(|| value.as_sequence().map(Vec::len));
+    if let Some(size) = size {
+        let (min, max) = if value.is_string() {
+            (limit("minLength"), limit("maxLength"))
+        } else {
+            (limit("minItems"), limit("maxItems"))
+        };
+        if min.is_some_and(|min| size < min) || max.is_some_and(|max| size > max) {
+            found.push(format!("{path}: {size} is outside {min:?}..{max:?}"));
         }
     }
     if let Some(mapping) = value.as_mapping() {
@@ -128,23 +188,22 @@ fn violations(value: &Yaml, schema: &Yaml, path: &str, found: &mut Vec<String>) 
 }
 
 #[test]
-fn every_istio_resource_in_the_examples_is_valid_against_istios_crds() {
+fn every_custom_resource_in_the_examples_is_valid_against_its_crd() {
     let schemas = schemas();
-    assert!(schemas.len() >= 4, "no CRDs read");
+    assert!(
+        schemas.len() >= 9,
+        "not every CRD read: {:?}",
+        schemas.keys()
+    );
     let mut checked = Vec::new();
     let mut found = Vec::new();
-    let mut files: Vec<PathBuf> = fs::read_dir(repo().join("examples/istio"))
-        .expect("examples/istio")
-        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
-        .collect();
-    files.sort();
-    for file in files {
+    for file in example_files() {
         for document in documents(&file) {
             let api = document["apiVersion"]
                 .as_str()
                 .unwrap_or_default()
                 .to_string();
-            if !api.contains("istio.io/") {
+            if !CUSTOM_GROUPS.iter().any(|group| api.contains(group)) {
                 continue;
             }
             let kind = document["kind"].as_str().unwrap_or_default().to_string();
@@ -170,17 +229,20 @@ fn every_istio_resource_in_the_examples_is_valid_against_istios_crds() {
             checked.push(origin);
         }
     }
-    assert!(
+    let count = |kind: &str| {
         checked
             .iter()
-            .filter(|origin| origin.contains("WasmPlugin"))
+            .filter(|origin| origin.contains(&format!(": {kind} ")))
             .count()
-            >= 2,
-        "{checked:?}"
-    );
-    assert!(checked
-        .iter()
-        .any(|origin| origin.contains("Gateway springbootapp-gateway")));
+    };
+    // The examples the docs promise: a TrafficExtension in a sidecar, at the ingress gateway
+    // and in a waypoint; the WasmPlugins for Istio up to 1.29; Envoy Gateway's policy and the
+    // HTTPRoutes of the waypoint and of Envoy Gateway.
+    assert!(count("TrafficExtension") >= 3, "{checked:?}");
+    assert!(count("WasmPlugin") >= 2, "{checked:?}");
+    assert!(count("EnvoyExtensionPolicy") >= 1, "{checked:?}");
+    assert!(count("HTTPRoute") >= 2, "{checked:?}");
+    assert!(count("Gateway") >= 3, "{checked:?}");
     assert!(found.is_empty(), "{}", found.join("\n"));
 }
 
@@ -208,6 +270,45 @@ fn the_check_finds_an_unknown_field_a_wrong_type_and_a_bad_enum() {
     );
     assert!(
         text.contains(".spec.selector.matchLabels.app: expected string"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_check_reads_the_gateway_api_and_envoy_gateway_schemas_too() {
+    let schemas = schemas();
+    let route = &schemas[&(
+        "gateway.networking.k8s.io/v1".to_string(),
+        "HTTPRoute".to_string(),
+    )];
+    let wrong: Yaml = serde_yaml::from_str(
+        "spec: { rules: [ { matches: [ { headers: [ { name: x-split-version, vaule: v1 } ] } ] } ] }",
+    )
+    .expect("YAML");
+    let mut found = Vec::new();
+    violations(&wrong, route, "", &mut found);
+    let text = found.join("\n");
+    assert!(
+        text.contains("headers[0].vaule: no such field in the CRD"),
+        "{text}"
+    );
+    assert!(text.contains("headers[0]: value is required"), "{text}");
+    let policy = &schemas[&(
+        "gateway.envoyproxy.io/v1alpha1".to_string(),
+        "EnvoyExtensionPolicy".to_string(),
+    )];
+    let wrong: Yaml =
+        serde_yaml::from_str("spec: { wasm: [ { code: { type: Docker }, failOpen: yes } ] }")
+            .expect("YAML");
+    let mut found = Vec::new();
+    violations(&wrong, policy, "", &mut found);
+    let text = found.join("\n");
+    assert!(
+        text.contains(".spec.wasm[0].code.type: String(\"Docker\") is not one of"),
+        "{text}"
+    );
+    assert!(
+        text.contains(".spec.wasm[0].failOpen: expected boolean"),
         "{text}"
     );
 }
