@@ -132,6 +132,7 @@ pub const CALLBACKS: &[&str] = &[
     "envoy_dynamic_module_callback_http_filter_config_define_histogram",
     "envoy_dynamic_module_callback_http_filter_config_increment_counter",
     "envoy_dynamic_module_callback_http_filter_config_set_gauge",
+    "envoy_dynamic_module_callback_http_filter_config_record_histogram_value",
     "envoy_dynamic_module_callback_http_filter_increment_counter",
     "envoy_dynamic_module_callback_http_filter_set_gauge",
     "envoy_dynamic_module_callback_http_filter_record_histogram_value",
@@ -184,6 +185,13 @@ extern "C" {
         value: u64,
     ) -> MetricsResult;
     pub fn envoy_dynamic_module_callback_http_filter_config_set_gauge(
+        config: ConfigEnvoyPtr,
+        id: usize,
+        label_values: *mut ModuleBuffer,
+        label_values_length: usize,
+        value: u64,
+    ) -> MetricsResult;
+    pub fn envoy_dynamic_module_callback_http_filter_config_record_histogram_value(
         config: ConfigEnvoyPtr,
         id: usize,
         label_values: *mut ModuleBuffer,

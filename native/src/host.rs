@@ -3,10 +3,12 @@
 //! failing towards safety.
 
 use crate::abi::{self, FilterEnvoyPtr, ModuleBuffer};
-use crate::config::MetricIds;
-use std::time::{SystemTime, UNIX_EPOCH};
+use crate::metric_id::{self, EnvoyMetric};
+use crate::worker_host::clock_nanos;
+use traffic_split::metrics::{DestinationMetric, MetricKind};
 use traffic_split::request::headers::serialize_pairs;
 use traffic_split::request::{Chosen, Count, HostError, StreamHost};
+use traffic_split::worker::MetricIds;
 
 /// The details Envoy logs for the filter's local reply (`%RESPONSE_CODE_DETAILS%`), as the Wasm
 /// module's.
@@ -15,19 +17,11 @@ const LOCAL_REPLY_DETAILS: &str = "traffic_split_fault_abort";
 /// A failed header call (Envoy says only that it failed).
 const HEADER_CALL_FAILED: HostError = HostError(1);
 
-/// The wall clock, in nanoseconds since the Unix epoch (0 before it).
-pub fn clock_nanos() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            u64::try_from(since.as_nanos()).unwrap_or(u64::MAX)
-        })
-}
-
 /// The host for one hook of one stream.
 pub struct EnvoyStreamHost<'a> {
     filter: FilterEnvoyPtr,
-    metrics: &'a MetricIds,
+    /// `None` for a stream without a configuration.
+    metrics: Option<&'a MetricIds>,
     /// Whether a request header was written, added or removed: the route must then be
     /// resolved again (Envoy's dynamic-module `set_header` does not clear the route cache
     /// itself, unlike proxy-wasm's).
@@ -43,7 +37,7 @@ fn header_result(ok: bool) -> Result<(), HostError> {
 }
 
 impl<'a> EnvoyStreamHost<'a> {
-    pub fn new(filter: FilterEnvoyPtr, metrics: &'a MetricIds) -> Self {
+    pub fn new(filter: FilterEnvoyPtr, metrics: Option<&'a MetricIds>) -> Self {
         EnvoyStreamHost {
             filter,
             metrics,
@@ -88,10 +82,16 @@ impl<'a> EnvoyStreamHost<'a> {
         found.then_some(value)
     }
 
-    /// Removes a request header, ignoring a failure: for a stream with no configuration.
-    pub fn remove_request_header_anyway(&mut self, name: &str) {
-        self.wrote_request_headers = true;
-        let _ = self.set_header(abi::REQUEST_HEADERS, name, ModuleBuffer::NULL);
+    /// A metric of Envoy's: one of the worker's ids, if it is of `kind`.
+    fn envoy_metric(id: Option<u32>, kind: MetricKind) -> Option<usize> {
+        id.and_then(metric_id::decode)
+            .filter(|metric| metric.kind == kind)
+            .map(|EnvoyMetric { id, .. }| id)
+    }
+
+    fn destination(&self, chosen: Chosen, metric: DestinationMetric) -> Option<u32> {
+        self.metrics?
+            .destination(chosen.route, chosen.destination, metric)
     }
 
     /// Has Envoy pick the route again, if a request header was written.
@@ -185,7 +185,8 @@ impl StreamHost for EnvoyStreamHost<'_> {
     }
 
     fn count(&mut self, what: Count) {
-        if let Some(id) = self.metrics.of_count(what) {
+        let id = self.metrics.and_then(|metrics| metrics.resolve(what));
+        if let Some(id) = Self::envoy_metric(id, MetricKind::Counter) {
             // SAFETY: an id defined on this stream's config; no labels.
             unsafe {
                 abi::envoy_dynamic_module_callback_http_filter_increment_counter(
@@ -200,7 +201,8 @@ impl StreamHost for EnvoyStreamHost<'_> {
     }
 
     fn set_weight(&mut self, destination: Chosen, weight: u32) {
-        if let Some(id) = self.metrics.weight(destination) {
+        let id = self.destination(destination, DestinationMetric::Weight);
+        if let Some(id) = Self::envoy_metric(id, MetricKind::Gauge) {
             // SAFETY: an id defined on this stream's config; no labels.
             unsafe {
                 abi::envoy_dynamic_module_callback_http_filter_set_gauge(
@@ -241,7 +243,8 @@ impl StreamHost for EnvoyStreamHost<'_> {
     }
 
     fn record_duration_us(&mut self, chosen: Chosen, microseconds: u64) {
-        if let Some(id) = self.metrics.duration(chosen) {
+        let id = self.destination(chosen, DestinationMetric::Duration);
+        if let Some(id) = Self::envoy_metric(id, MetricKind::Histogram) {
             // SAFETY: an id defined on this stream's config; no labels.
             unsafe {
                 abi::envoy_dynamic_module_callback_http_filter_record_histogram_value(

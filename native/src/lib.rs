@@ -2,10 +2,9 @@
 //! module, hosted on Envoy's dynamic-module C ABI instead of proxy-wasm.
 //!
 //! - [`abi`]: the ABI's types and callbacks this module uses, declared by hand;
-//! - `config`: one filter configuration, compiled on Envoy's main thread;
-//! - `host`: the core's `StreamHost` over the ABI;
+//! - `host`, `worker_host`: the core's `StreamHost` and `WorkerHost` over the ABI
+//!   (`metric_id`: the worker's metric ids on Envoy's);
 //! - `shared`: the guard's shared state, in process memory;
-//! - `tick`: what a worker does over time (the guard's merges, ramps, gauges);
 //! - `timer`: the one thread that waits: held requests and each configuration's ticks;
 //! - `entry`, `logger`: no panic crosses into Envoy; `log` into Envoy's log.
 //!
@@ -20,16 +19,15 @@
 #![allow(clippy::missing_safety_doc)]
 
 pub mod abi;
-mod config;
 mod entry;
 mod host;
 mod logger;
+mod metric_id;
 mod shared;
-mod tick;
 mod timer;
+mod worker_host;
 
 use abi::{ConfigEnvoyPtr, EnvoyBuffer, FilterEnvoyPtr, HeadersStatus};
-use config::NativeConfig;
 use entry::guarded;
 use host::EnvoyStreamHost;
 use std::cell::{Cell, RefCell};
@@ -39,27 +37,48 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
-use traffic_split::plan::{DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
+use traffic_split::config::limits::check_config_size;
+use traffic_split::plan;
 use traffic_split::request::{Stream, Verdict};
-use traffic_split::state::RouteState;
+use traffic_split::worker::{
+    self, Capabilities, DefinedMetrics, TickNeeds, Worker, GUARD_TICK, RAMP_TICK,
+};
+use worker_host::NativeWorkerHost;
 
 /// The request header that makes the test-only panic build panic.
 #[cfg(feature = "panic-on-marked-request")]
 const PANIC_HEADER: &str = "x-traffic-split-test-panic";
 
-/// What the module gives Envoy for a configuration: the configuration, and a serial number that
-/// names it in the workers' thread-local state.
-struct ConfigHandle {
-    config: Arc<NativeConfig>,
-    serial: u64,
-    /// The route states of Envoy's main thread, ticked by the timer thread through
-    /// `scheduler`, so that gauges follow ramps and the guard also while no request comes.
-    main_states: Mutex<Vec<RouteState>>,
-    /// The configuration's scheduler, if it ticks (null otherwise).
+/// A configuration Envoy created, shared by Envoy's threads: its JSON, which each worker thread
+/// configures its own [`Worker`] from, and the worker of Envoy's main thread.
+struct Config {
+    /// Envoy's side of it (`ConfigEnvoyPtr`): metrics are defined and counted through it.
+    envoy: usize,
+    json: Vec<u8>,
+    plugin_name: String,
+    /// This configuration's metric ids by name, defined on the main thread when Envoy created
+    /// it; each worker's configure finds its ids here.
+    defined: Mutex<DefinedMetrics>,
+    /// The main thread's worker, ticked by the timer thread: gauges follow ramps and the guard
+    /// also while no request comes.
+    main: Mutex<Worker>,
+    /// How often a worker of this configuration ticks, if ever.
+    tick_period: Option<Duration>,
+    /// The configuration's scheduler, if it ticks (0 otherwise).
     scheduler: usize,
+    /// Names this configuration in the workers' thread-local state.
+    serial: u64,
 }
 
-impl Drop for ConfigHandle {
+impl Config {
+    fn host(&self) -> NativeWorkerHost {
+        NativeWorkerHost {
+            config: self.envoy as ConfigEnvoyPtr,
+        }
+    }
+}
+
+impl Drop for Config {
     fn drop(&mut self) {
         let scheduler = self.scheduler as abi::SchedulerPtr;
         if !scheduler.is_null() {
@@ -72,63 +91,88 @@ impl Drop for ConfigHandle {
     }
 }
 
-/// What one worker thread keeps for one configuration.
-struct WorkerState {
-    config: Arc<NativeConfig>,
-    states: RefCell<Vec<RouteState>>,
-    /// When this worker's next tick is due, in ms since the epoch (`u64::MAX`: never).
+/// How often a configuration's workers tick, if ever.
+fn tick_period(needs: TickNeeds) -> Option<Duration> {
+    [
+        needs.guarded.then_some(GUARD_TICK),
+        needs.ramped.then_some(RAMP_TICK),
+    ]
+    .into_iter()
+    .flatten()
+    .min()
+}
+
+/// What one worker thread keeps for one configuration: its [`Worker`], and when it ticks.
+struct WorkerSlot {
+    worker: Rc<Worker>,
+    host: NativeWorkerHost,
+    period_ms: Option<u64>,
+    /// When the next tick is due, in ms since the epoch.
     next_tick_ms: Cell<u64>,
 }
 
-impl WorkerState {
-    /// Ticks this worker if its tick is due: on the request path, since Envoy gives a worker
-    /// thread no timer of its own.
+impl WorkerSlot {
+    /// Ticks the worker if its tick is due: on the request path, since Envoy gives an HTTP
+    /// filter's worker thread no timer of its own.
     fn tick_if_due(&self) {
-        let now_ms = host::clock_nanos() / 1_000_000;
+        let Some(period_ms) = self.period_ms else {
+            return;
+        };
+        let now_ms = worker::now_ms(&self.host);
         if now_ms < self.next_tick_ms.get() {
             return;
         }
-        if let Some(period) = tick::period(&self.config.plan) {
-            let period_ms = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
-            self.next_tick_ms.set(now_ms.saturating_add(period_ms));
-        }
-        if let Ok(mut states) = self.states.try_borrow_mut() {
-            tick::tick(&self.config, &mut states);
-        }
+        self.next_tick_ms.set(now_ms.saturating_add(period_ms));
+        self.worker.tick(&self.host);
     }
 }
 
-/// A worker's state of each configuration, by serial, with the configuration it is of.
-type WorkerStates = HashMap<u64, (Weak<NativeConfig>, Rc<WorkerState>)>;
+/// A worker's slot of each configuration, by serial, with the configuration it is of.
+type WorkerSlots = HashMap<u64, (Weak<Config>, Rc<WorkerSlot>)>;
 
 thread_local! {
-    /// This worker's state of each configuration, by serial; a configuration Envoy destroyed
-    /// is dropped here when the worker next creates one.
-    static WORKERS: RefCell<WorkerStates> = RefCell::new(HashMap::new());
+    /// This worker thread's slots; a configuration Envoy destroyed is dropped here when the
+    /// thread next configures one.
+    static WORKERS: RefCell<WorkerSlots> = RefCell::new(HashMap::new());
 }
 
-/// This worker's state of a configuration, made on its first stream.
-fn worker_state(handle: &ConfigHandle) -> Option<Rc<WorkerState>> {
+/// This worker thread's slot of a configuration, configured on its first stream.
+fn worker_slot(config: &Arc<Config>) -> Option<Rc<WorkerSlot>> {
     WORKERS
-        .try_with(|workers| {
-            let mut workers = workers.try_borrow_mut().ok()?;
-            if let Some((_, state)) = workers.get(&handle.serial) {
-                return Some(Rc::clone(state));
+        .try_with(|slots| {
+            let mut slots = slots.try_borrow_mut().ok()?;
+            if let Some((_, slot)) = slots.get(&config.serial) {
+                return Some(Rc::clone(slot));
             }
-            workers.retain(|_, (config, _)| config.strong_count() > 0);
-            let state = Rc::new(WorkerState {
-                states: RefCell::new(tick::fresh_states(&handle.config)),
-                config: Arc::clone(&handle.config),
-                next_tick_ms: Cell::new(match tick::period(&handle.config.plan) {
-                    Some(_) => 0,
-                    None => u64::MAX,
-                }),
-            });
-            workers.insert(
-                handle.serial,
-                (Arc::downgrade(&handle.config), Rc::clone(&state)),
+            slots.retain(|_, (config, _)| config.strong_count() > 0);
+            let host = config.host();
+            let mut defined = config.defined.lock().unwrap_or_else(|p| p.into_inner());
+            let configured = Worker::configure(
+                &config.json,
+                &config.plugin_name,
+                Capabilities::default(),
+                &host,
+                &mut defined,
             );
-            Some(state)
+            drop(defined);
+            let worker = match configured {
+                Ok(worker) => worker,
+                // Never: the main thread configured the same JSON.
+                Err(refused) => {
+                    log::error!("{refused}");
+                    return None;
+                }
+            };
+            let slot = Rc::new(WorkerSlot {
+                worker: Rc::new(worker),
+                host,
+                period_ms: config
+                    .tick_period
+                    .map(|period| u64::try_from(period.as_millis()).unwrap_or(u64::MAX)),
+                next_tick_ms: Cell::new(0),
+            });
+            slots.insert(config.serial, (Arc::downgrade(config), Rc::clone(&slot)));
+            Some(slot)
         })
         .ok()
         .flatten()
@@ -136,7 +180,7 @@ fn worker_state(handle: &ConfigHandle) -> Option<Rc<WorkerState>> {
 
 /// One stream's filter.
 struct Filter {
-    worker: Option<Rc<WorkerState>>,
+    slot: Option<Rc<WorkerSlot>>,
     stream: Stream,
     /// A hook of this stream panicked: the filter does nothing more for it.
     bypassed: bool,
@@ -147,6 +191,16 @@ struct Filter {
 unsafe fn bytes<'a>(buffer: EnvoyBuffer) -> &'a [u8] {
     // SAFETY: the caller's contract.
     unsafe { buffer.bytes() }
+}
+
+fn level_filter(level: plan::LogLevel) -> log::LevelFilter {
+    match level {
+        plan::LogLevel::Trace => log::LevelFilter::Trace,
+        plan::LogLevel::Debug => log::LevelFilter::Debug,
+        plan::LogLevel::Info => log::LevelFilter::Info,
+        plan::LogLevel::Warn => log::LevelFilter::Warn,
+        plan::LogLevel::Error | plan::LogLevel::Critical => log::LevelFilter::Error,
+    }
 }
 
 #[no_mangle]
@@ -160,15 +214,63 @@ pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
             let missing = abi::missing_callbacks();
             if !missing.is_empty() {
                 log::error!(
-                "refusing to load: this module is built for Envoy's dynamic-module ABI {} (Envoy 1.40), and this Envoy lacks {}",
-                abi::ABI_VERSION,
-                missing.join(", ")
-            );
+                    "refusing to load: this module is built for Envoy's dynamic-module ABI {} (Envoy 1.40), and this Envoy lacks {}",
+                    abi::ABI_VERSION,
+                    missing.join(", ")
+                );
                 return std::ptr::null();
             }
             abi::ABI_VERSION_C.as_ptr().cast()
         },
     )
+}
+
+/// Compiles a configuration on Envoy's main thread; null (Envoy then refuses the
+/// configuration) with the reason logged in one line.
+fn new_config(envoy: ConfigEnvoyPtr, name: &[u8], json: &[u8]) -> Option<Config> {
+    static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
+    if let Some(too_large) = check_config_size(json.len()) {
+        logger::critical(&format!("configuration refused: {too_large}"));
+        return None;
+    }
+    let host = NativeWorkerHost { config: envoy };
+    let plugin_name = String::from_utf8_lossy(name).into_owned();
+    let mut defined = DefinedMetrics::default();
+    let main = match Worker::configure(
+        json,
+        &plugin_name,
+        Capabilities::default(),
+        &host,
+        &mut defined,
+    ) {
+        Ok(main) => main,
+        Err(refused) => {
+            logger::critical(&refused.to_string());
+            return None;
+        }
+    };
+    log::set_max_level(level_filter(main.plan().log_level));
+    log::info!("configured {} route(s)", main.plan().routes.len());
+    let tick_period = tick_period(main.tick_needs());
+    let mut scheduler = std::ptr::null_mut();
+    if let Some(period) = tick_period {
+        // SAFETY: Envoy's config, in its config_new.
+        scheduler =
+            unsafe { abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy) };
+        if !scheduler.is_null() {
+            timer::tick_every(scheduler, period);
+        }
+    }
+    Some(Config {
+        envoy: envoy as usize,
+        json: json.to_vec(),
+        plugin_name,
+        defined: Mutex::new(defined),
+        main: Mutex::new(main),
+        tick_period,
+        scheduler: scheduler as usize,
+        serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+    })
 }
 
 #[no_mangle]
@@ -177,7 +279,6 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
     name: EnvoyBuffer,
     config: EnvoyBuffer,
 ) -> *const c_void {
-    static NEXT_SERIAL: AtomicU64 = AtomicU64::new(1);
     guarded(
         "config new",
         std::ptr::null(),
@@ -185,28 +286,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
         || {
             // SAFETY: Envoy lends the name and config for this hook.
             let (name, json) = unsafe { (bytes(name), bytes(config)) };
-            let name = String::from_utf8_lossy(name);
-            let Some(config) = NativeConfig::new(envoy, &name, json) else {
-                return std::ptr::null();
-            };
-            let main_states = Mutex::new(tick::fresh_states(&config));
-            let mut scheduler = std::ptr::null_mut();
-            if let Some(period) = tick::period(&config.plan) {
-                // SAFETY: Envoy's config, in its config_new.
-                scheduler = unsafe {
-                    abi::envoy_dynamic_module_callback_http_filter_config_scheduler_new(envoy)
-                };
-                if !scheduler.is_null() {
-                    timer::tick_every(scheduler, period);
-                }
+            match new_config(envoy, name, json) {
+                Some(config) => Box::into_raw(Box::new(Arc::new(config))) as *const c_void,
+                None => std::ptr::null(),
             }
-            let handle = ConfigHandle {
-                config: Arc::new(config),
-                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
-                main_states,
-                scheduler: scheduler as usize,
-            };
-            Box::into_raw(Box::new(handle)) as *const c_void
         },
     )
 }
@@ -220,7 +303,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_destroy(conf
         || {
             if !config.is_null() {
                 // SAFETY: a handle `config_new` made, destroyed once by Envoy.
-                drop(unsafe { Box::from_raw(config as *mut ConfigHandle) });
+                drop(unsafe { Box::from_raw(config as *mut Arc<Config>) });
             }
         },
     )
@@ -239,12 +322,12 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
         || {},
         || {
             // SAFETY: a handle `config_new` made; Envoy runs this before destroying it.
-            let Some(handle) = (unsafe { (config as *const ConfigHandle).as_ref() }) else {
+            let Some(config) = (unsafe { (config as *const Arc<Config>).as_ref() }) else {
                 return;
             };
             if event_id == timer::TICK_EVENT {
-                if let Ok(mut states) = handle.main_states.try_lock() {
-                    tick::tick(&handle.config, &mut states);
+                if let Ok(main) = config.main.try_lock() {
+                    main.tick(&config.host());
                 }
             }
         },
@@ -262,9 +345,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_new(
         || {},
         || {
             // SAFETY: a handle `config_new` made, alive while Envoy creates its filters.
-            let handle = unsafe { (config as *const ConfigHandle).as_ref() };
+            let config = unsafe { (config as *const Arc<Config>).as_ref() };
             let filter = Filter {
-                worker: handle.and_then(worker_state),
+                slot: config.and_then(worker_slot),
                 stream: Stream::default(),
                 bypassed: false,
             };
@@ -315,7 +398,7 @@ fn on_request_headers(envoy: FilterEnvoyPtr, filter: &mut Filter) -> HeadersStat
     {
         use traffic_split::request::headers::HeaderPairs;
         use traffic_split::request::StreamHost;
-        let pairs = EnvoyStreamHost::new(envoy, &Default::default())
+        let pairs = EnvoyStreamHost::new(envoy, None)
             .request_header_pairs()
             .unwrap_or_default();
         if HeaderPairs::new(&pairs).get(PANIC_HEADER).is_some() {
@@ -325,26 +408,17 @@ fn on_request_headers(envoy: FilterEnvoyPtr, filter: &mut Filter) -> HeadersStat
             }
         }
     }
-    let Some(worker) = &filter.worker else {
-        // Not configured: still never let a client choose the cluster or version.
-        let no_metrics = config::MetricIds::default();
-        let mut host = EnvoyStreamHost::new(envoy, &no_metrics);
-        host.remove_request_header_anyway(DEFAULT_VERSION_HEADER);
-        host.remove_request_header_anyway(DEFAULT_CLUSTER_HEADER);
+    let Some(slot) = &filter.slot else {
+        let mut host = EnvoyStreamHost::new(envoy, None);
+        worker::on_unconfigured_request(&mut host);
         host.resolve_route_again();
         return abi::HEADERS_CONTINUE;
     };
-    worker.tick_if_due();
-    let config = &worker.config;
-    let mut host = EnvoyStreamHost::new(envoy, &config.metrics);
-    let verdict = match worker.states.try_borrow_mut() {
-        Ok(mut states) => filter
-            .stream
-            .on_request_headers(&config.plan, &mut states, &mut host),
-        Err(_) => filter
-            .stream
-            .on_request_headers(&config.plan, &mut [], &mut host),
-    };
+    slot.tick_if_due();
+    let mut host = EnvoyStreamHost::new(envoy, Some(slot.worker.metrics()));
+    let verdict = slot
+        .worker
+        .on_request_headers(&mut filter.stream, &mut host);
     host.resolve_route_again();
     match verdict {
         Verdict::Continue => abi::HEADERS_CONTINUE,
@@ -400,9 +474,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
         || {
             // SAFETY: Envoy's filter of this stream, in one of its hooks.
             if let Some(filter) = unsafe { filter_of(filter) } {
-                if let Some(worker) = &filter.worker {
-                    let mut host = EnvoyStreamHost::new(envoy, &worker.config.metrics);
-                    filter.stream.on_response_headers(&mut host);
+                if let Some(slot) = &filter.slot {
+                    let mut host = EnvoyStreamHost::new(envoy, Some(slot.worker.metrics()));
+                    slot.worker
+                        .on_response_headers(&mut filter.stream, &mut host);
                 }
             }
             abi::HEADERS_CONTINUE
@@ -424,14 +499,10 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
             let Some(filter) = (unsafe { filter_of(filter) }) else {
                 return;
             };
-            if let Some(worker) = &filter.worker {
-                let config = &worker.config;
-                let mut host = EnvoyStreamHost::new(envoy, &config.metrics);
-                match worker.states.try_borrow_mut() {
-                    Ok(mut states) => filter.stream.on_end(&config.plan, &mut states, &mut host),
-                    Err(_) => filter.stream.on_end(&config.plan, &mut [], &mut host),
-                }
-                worker.tick_if_due();
+            if let Some(slot) = &filter.slot {
+                let mut host = EnvoyStreamHost::new(envoy, Some(slot.worker.metrics()));
+                slot.worker.on_end(&filter.stream, &mut host);
+                slot.tick_if_due();
             }
         },
     )
