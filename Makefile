@@ -277,6 +277,7 @@ lint: rust-targets
 	cargo fmt --all -- --check
 	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p traffic-split-native --all-targets --features panic-on-marked-request -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
 # The Docker path cannot run here (no engine), but its compose file must stay valid.
