@@ -36,7 +36,7 @@ export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
 export TRAFFIC_SPLIT_TRAP_WASM := $(abspath $(TRAP_WASM))
 export TRAFFIC_SPLIT_REQUESTS_WASM := $(abspath $(REQUESTS_WASM))
-export TRAFFIC_SPLIT_NATIVE_DIR := $(abspath $(BUILD))
+export TRAFFIC_SPLIT_NATIVE := $(abspath $(NATIVE))
 
 .PHONY: help
 help:
@@ -247,6 +247,7 @@ envoy-up: local-config build envoy
 .PHONY: check-docs
 check-docs: build envoy
 	cargo test --test docs --test readme
+	cargo test -p traffic-split-check --test simulate every_simulate_command_in_the_docs
 
 # `make check FILE=config.json` (or a YAML file with TrafficExtensions, WasmPlugins or
 # EnvoyExtensionPolicies, or a folder): the filter's own compiler, and the mesh check.
@@ -275,7 +276,7 @@ test: lint compose-check unit-test wasm-test e2e-test check-examples fuzz-smoke
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
-	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p traffic-split-native --all-targets --features panic-on-marked-request -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
@@ -327,7 +328,7 @@ e2e-test: build build-trap build-panic envoy apt-tools oci
 # --- fuzzing -------------------------------------------------------------------------------
 # cargo-fuzz (libFuzzer, on the host target) on the core's entry points: hostile requests
 # through the stream path, the header-map parser, the config parser on raw bytes and on JSON
-# trees. Targets in fuzz/fuzz_targets, inputs and checks in fuzz/src/checks.rs (shared with
+# trees. Targets in fuzz/fuzz_targets, inputs and checks in tests/fuzz-checks/ (shared with
 # tests/fuzz_properties.rs), seeds in
 # fuzz/corpus/<target> and examples/configs (read only: what a run finds goes to build/fuzz).
 # cargo-fuzz needs a nightly toolchain: both are pinned and installed when missing.

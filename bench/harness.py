@@ -41,9 +41,8 @@ MODULES = {
 }
 FILTER_MODULE = "filter"
 # The native module (`make build`): Envoy loads lib<name>.so from this folder.
-NATIVE_MODULE_DIR = Path(os.environ.get("TRAFFIC_SPLIT_NATIVE_DIR", BUILD))
-NATIVE_MODULE = NATIVE_MODULE_DIR / "libtraffic_split.so"
-os.environ["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(NATIVE_MODULE_DIR)
+NATIVE_MODULE = Path(os.environ.get("TRAFFIC_SPLIT_NATIVE", BUILD / "libtraffic_split.so"))
+os.environ["ENVOY_DYNAMIC_MODULES_SEARCH_PATH"] = str(NATIVE_MODULE.parent)
 
 # The benchmark's request: it matches the last of the five routes, by prefix, method and header.
 REQUEST_PATH = "/api/items"

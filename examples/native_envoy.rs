@@ -7,8 +7,7 @@
 //! cargo run --example native_envoy -- envoy/envoy.yaml build/envoy-native.yaml
 //! ```
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 
 use std::process::ExitCode;
 

@@ -29,8 +29,6 @@
 //! Route names and versions are validated to `[A-Za-z0-9_-]`, so they never contain the dots
 //! that separate the parts.
 
-use crate::split::fault::FaultKind;
-
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";
 
@@ -40,6 +38,28 @@ pub enum MetricKind {
     Counter,
     Gauge,
     Histogram,
+}
+
+/// The kinds of fault, as the metrics' `kind` label spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    Abort,
+    Delay,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 2] = [FaultKind::Abort, FaultKind::Delay];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::Abort => "abort",
+            FaultKind::Delay => "delay",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// What of a route's config makes a destination metric defined: a metric that could only stay

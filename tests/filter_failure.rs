@@ -3,7 +3,7 @@
 //! would. What clients get then depends on Envoy's failure policy, and with the filter gone
 //! the shipped routes must let no client header choose a cluster they do not list.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::time::{Duration, Instant};
 use support::http::Response;
@@ -62,7 +62,7 @@ fn assert_trap_logged(envoy: Envoy) {
 
 #[test]
 fn with_fail_open_false_a_dead_vm_fails_every_request_with_503() {
-    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
         return;
     }
     let _machine = exclusive();
@@ -103,7 +103,7 @@ fn assert_only_listed_clusters_reachable(envoy: &Envoy) {
 
 #[test]
 fn with_fail_open_true_a_dead_vm_is_skipped_and_clients_reach_only_listed_clusters() {
-    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
         return;
     }
     let _machine = exclusive();
@@ -118,7 +118,7 @@ fn with_fail_open_true_a_dead_vm_is_skipped_and_clients_reach_only_listed_cluste
 
 #[test]
 fn with_the_shipped_fail_open_policy_a_dead_vm_is_skipped_after_one_503() {
-    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
         return;
     }
     let _machine = exclusive();
@@ -135,7 +135,7 @@ fn with_the_shipped_fail_open_policy_a_dead_vm_is_skipped_after_one_503() {
 
 #[test]
 fn with_fail_reload_the_filter_comes_back_after_a_trap() {
-    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
         return;
     }
     let _machine = exclusive();

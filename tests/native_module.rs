@@ -5,7 +5,7 @@
 //! the request goes on without the filter. (The Wasm module cannot catch a panic: it traps, and
 //! its VM is gone; tests/filter_failure.rs shows what Envoy does then.)
 
-mod support;
+use traffic_split_e2e as support;
 
 use support::config::traffic_split_filter;
 use support::module::native_typed_config;
@@ -43,7 +43,7 @@ fn native_envoy(module_name: &str) -> Envoy {
 
 #[test]
 fn the_modules_abi_version_is_the_one_of_the_envoy_it_runs_in() {
-    if !Module::runs_with(Module::Native, WHY) {
+    if !Module::runs_with(Module::Native, WHY) || support::skip_without_envoy() {
         return;
     }
     let _machine = exclusive();
@@ -57,7 +57,7 @@ fn the_modules_abi_version_is_the_one_of_the_envoy_it_runs_in() {
 
 #[test]
 fn a_panic_in_the_module_is_caught_logged_once_and_the_request_goes_on_without_the_filter() {
-    if !Module::runs_with(Module::Native, WHY) {
+    if !Module::runs_with(Module::Native, WHY) || support::skip_without_envoy() {
         return;
     }
     let _machine = exclusive();

@@ -3,7 +3,7 @@
 //! config in `"metrics": "requests"`, and refuses at configure, naming the field, a config
 //! that needs the response path, which it could only serve half.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use support::{exclusive, requests_module, Envoy, EnvoyConfig, Module};
@@ -20,7 +20,7 @@ const REQUESTS_70_30: &str = r#"{ "metrics": "requests",
 
 #[test]
 fn the_requests_module_splits_and_counts_a_requests_config() {
-    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_envoy() {
         return;
     }
     let _machine = exclusive();
@@ -56,7 +56,7 @@ fn the_requests_module_splits_and_counts_a_requests_config() {
 
 #[test]
 fn the_requests_module_refuses_a_config_that_needs_the_response_path() {
-    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_envoy() {
         return;
     }
     let _machine = exclusive();

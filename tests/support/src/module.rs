@@ -4,9 +4,7 @@
 //! native module [`to_native`] rewrites the filter entry when the config is written, so that
 //! every test runs unchanged on both.
 
-use super::files::repo_root;
 use serde_yaml::Value;
-use std::path::PathBuf;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Module {
@@ -43,14 +41,6 @@ impl Module {
         }
         module == only
     }
-}
-
-/// Where Envoy finds the native module (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`):
-/// `$TRAFFIC_SPLIT_NATIVE_DIR`, else the folder `make build` writes it to.
-pub fn native_module_dir() -> PathBuf {
-    std::env::var_os("TRAFFIC_SPLIT_NATIVE_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo_root().join("build"))
 }
 
 /// The native filter's typed config, loading `lib<module_name>.so` with `plugin_config`.

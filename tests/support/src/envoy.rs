@@ -4,9 +4,10 @@
 use super::admin::Admin;
 use super::config::{EnvoyConfig, V2_ABORT_PERCENT_KEY};
 use super::discovery::{self, ECDS_APPLIED, ECDS_REJECTED};
+use super::files::native_module_dir;
 use super::files::{envoy_binary, repo_root};
 use super::http;
-use super::module::{native_module_dir, Module};
+use super::module::Module;
 use super::wait::wait_for;
 use std::fs;
 use std::net::SocketAddr;
