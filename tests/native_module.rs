@@ -93,3 +93,61 @@ fn a_panic_in_the_module_is_caught_logged_once_and_the_request_goes_on_without_t
         panics[0]
     );
 }
+
+/// A weighted split of the demo's two versions.
+fn split(v1: u32, v2: u32) -> String {
+    format!(
+        r#"{{ "routes": [{{ "name": "hello", "destinations": [
+        {{ "version": "v1", "cluster": "springbootapp-v1", "weight": {v1} }},
+        {{ "version": "v2", "cluster": "springbootapp-v2", "weight": {v2} }} ] }}] }}"#
+    )
+}
+
+/// Envoy's heap in use (tcmalloc's `allocated`, from the admin's `/memory`), in bytes: the
+/// module allocates from the same heap.
+fn heap_allocated(envoy: &Envoy) -> u64 {
+    let memory = support::http::get(envoy.admin.address, "/memory").expect("read /memory");
+    let memory: serde_json::Value =
+        serde_json::from_str(&memory.body_text()).expect("/memory is JSON");
+    memory["allocated"]
+        .as_str()
+        .and_then(|bytes| bytes.parse().ok())
+        .expect("/memory has allocated")
+}
+
+/// Each push makes Envoy create a configuration (metrics defined anew on it) and each worker
+/// configure a worker of its own; Envoy destroys the old one, and the module drops its part.
+#[test]
+fn memory_stays_flat_over_100_config_pushes() {
+    if !Module::runs_with(Module::Native, WHY) || support::skip_without_envoy() {
+        return;
+    }
+    let _machine = exclusive();
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(&split(70, 30))
+            .front_filter_from_ecds(),
+    );
+    let serve = |requests: usize| {
+        let mut connection = envoy.connect();
+        for _ in 0..requests {
+            connection.get("/hello").expect("a response");
+        }
+    };
+    serve(100);
+    let before = heap_allocated(&envoy);
+    for push in 0..100 {
+        assert!(
+            envoy.reconfigure_filter(&split(1 + push, 30)),
+            "push {push}"
+        );
+        serve(10);
+    }
+    let after = heap_allocated(&envoy);
+    // A configuration's compiled plan and state are a few KB a worker: a leak of them, or of
+    // Envoy's side of a configuration, would show over 100 pushes.
+    assert!(
+        after.saturating_sub(before) <= 256 << 10,
+        "Envoy's heap grew from {before} to {after} bytes over 100 pushes"
+    );
+}
