@@ -35,7 +35,7 @@ use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, TryLockError, Weak};
 use std::time::Duration;
 use traffic_split::config::limits::check_config_size;
 use traffic_split::plan;
@@ -326,9 +326,14 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
                 return;
             };
             if event_id == timer::TICK_EVENT {
-                if let Ok(main) = config.main.try_lock() {
-                    main.tick(&config.host());
-                }
+                // A tick that panicked (caught and logged) poisoned the lock: the next ticks
+                // go on with the states as it left them, as the workers' do.
+                let main = match config.main.try_lock() {
+                    Ok(main) => main,
+                    Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+                    Err(TryLockError::WouldBlock) => return,
+                };
+                main.tick(&config.host());
             }
         },
     )
