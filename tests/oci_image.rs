@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
-use support::{exclusive, repo_root, Envoy, EnvoyConfig};
+use support::{exclusive, repo_root, Envoy, EnvoyConfig, Module};
+
+/// Why these tests run only with the Wasm module (`TRAFFIC_SPLIT_MODULE`).
+const WASM_ONLY: &str = "the OCI image carries the Wasm module";
 
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.module.wasm.config.v1+json";
@@ -294,6 +297,9 @@ fn module_pulled_from_the_registry_splits_70_30_in_envoy() {
         return;
     }
     let round_trip = &*ROUND_TRIP;
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()

@@ -6,7 +6,11 @@
 use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
-use support::{exclusive, requests_module, Envoy, EnvoyConfig};
+use support::{exclusive, requests_module, Envoy, EnvoyConfig, Module};
+
+/// Why these tests run only with the Wasm module (`TRAFFIC_SPLIT_MODULE`).
+const WASM_ONLY: &str =
+    "traffic_split_requests.wasm is a Wasm module; the native module has one build";
 
 const REQUESTS_70_30: &str = r#"{ "metrics": "requests",
   "routes": [{ "name": "hello", "match": { "prefix": "/hello" },
@@ -16,7 +20,7 @@ const REQUESTS_70_30: &str = r#"{ "metrics": "requests",
 
 #[test]
 fn the_requests_module_splits_and_counts_a_requests_config() {
-    if support::skip_without_envoy() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_envoy() {
         return;
     }
     let _machine = exclusive();
@@ -52,7 +56,7 @@ fn the_requests_module_splits_and_counts_a_requests_config() {
 
 #[test]
 fn the_requests_module_refuses_a_config_that_needs_the_response_path() {
-    if support::skip_without_envoy() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_envoy() {
         return;
     }
     let _machine = exclusive();

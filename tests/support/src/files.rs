@@ -40,6 +40,13 @@ const REQUESTS_MODULE: Required = Required {
     what: "requests module",
     make_it: "make build",
 };
+/// The native module (`make build`): the module under test with `TRAFFIC_SPLIT_MODULE=native`.
+const NATIVE_MODULE: Required = Required {
+    variable: "TRAFFIC_SPLIT_NATIVE",
+    default: "build/libtraffic_split.so",
+    what: "native module",
+    make_it: "make build",
+};
 /// The test-only module that traps on a marked request.
 const TRAP_MODULE: Required = Required {
     variable: "TRAFFIC_SPLIT_TRAP_WASM",
@@ -102,6 +109,25 @@ pub fn trap_module() -> PathBuf {
     required_file(&TRAP_MODULE)
 }
 
+/// The folder of the native module, where Envoy looks for it (`ENVOY_DYNAMIC_MODULES_SEARCH_PATH`;
+/// `make build-panic` writes the test-only panic build beside it). Not checked: only an Envoy
+/// that loads the native module needs it.
+pub fn native_module_dir() -> PathBuf {
+    let module = path_of(&NATIVE_MODULE);
+    module
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| repo_root().join("build"))
+}
+
+/// The module the tests' Envoys load (`TRAFFIC_SPLIT_MODULE`).
+fn module_under_test() -> &'static Required {
+    match crate::module::Module::under_test() {
+        crate::module::Module::Wasm => &MODULE,
+        crate::module::Module::Native => &NATIVE_MODULE,
+    }
+}
+
 /// The header that makes [`trap_module`] trap.
 pub const TRAP_HEADER: &str = "x-traffic-split-test-trap";
 
@@ -111,7 +137,7 @@ pub const TRAP_HEADER: &str = "x-traffic-split-test-trap";
 /// command that runs the file. A test that starts Envoy begins with
 /// `if support::skip_without_envoy() { return; }`.
 pub fn skip_without_envoy() -> bool {
-    skip_without(&[&ENVOY, &MODULE])
+    skip_without(&[&ENVOY, module_under_test()])
 }
 
 /// Like [`skip_without_envoy`], for a test that runs Envoy with [`trap_module`].

@@ -8,6 +8,7 @@
 //! - [`discovery`]: the front listener or filter config served from LDS or ECDS files;
 //! - [`admin`]: the admin client: stats, Prometheus metrics, listeners, runtime;
 //! - [`http`]: a minimal HTTP/1.1 client;
+//! - [`module`]: the build under test, Wasm or native (`TRAFFIC_SPLIT_MODULE`);
 //! - [`files`], [`plugin_configs`], [`wait`]: paths, shared plugin configs, polling.
 
 pub mod admin;
@@ -16,6 +17,7 @@ pub mod discovery;
 pub mod envoy;
 pub mod files;
 pub mod http;
+pub mod module;
 pub mod plugin_configs;
 pub mod wait;
 
@@ -27,4 +29,5 @@ pub use files::{
     envoy_binary, repo_root, requests_module, skip_without_envoy, skip_without_module,
     skip_without_trap_module, trap_module, wasm_module, TRAP_HEADER,
 };
+pub use module::Module;
 pub use plugin_configs::{ROUTE_2MS_V1_10S, SPLIT_70_30, V1_WITHIN_2MS_AT_LEAST};
