@@ -19,7 +19,7 @@
 //!   beside the plan;
 //! - [`request`]: what the filter does for one stream, against a small host trait; header maps;
 //! - [`worker`]: what one Envoy worker holds and does for one configuration (configure, the
-//!   guard's merges, ramps, gauges, the timer), against a small root-host trait: every host
+//!   guard's merges, rollouts, gauges, the timer), against a small root-host trait: every host
 //!   drives it;
 //! - `filter`: the proxy-wasm adapter: glue from the SDK's callbacks to the worker and the
 //!   stream, and the host calls;

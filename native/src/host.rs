@@ -103,6 +103,25 @@ impl<'a> EnvoyStreamHost<'a> {
     }
 }
 
+impl EnvoyStreamHost<'_> {
+    /// Sets a gauge of the destination a request went to (its weight, its share).
+    fn set_gauge(&mut self, destination: Chosen, metric: DestinationMetric, value: u64) {
+        let id = self.destination(destination, metric);
+        if let Some(id) = Self::envoy_metric(id, MetricKind::Gauge) {
+            // SAFETY: an id defined on this stream's config; no labels.
+            unsafe {
+                abi::envoy_dynamic_module_callback_http_filter_set_gauge(
+                    self.filter,
+                    id,
+                    std::ptr::null_mut(),
+                    0,
+                    value,
+                )
+            };
+        }
+    }
+}
+
 impl StreamHost for EnvoyStreamHost<'_> {
     fn request_header_pairs(&mut self) -> Result<Vec<u8>, HostError> {
         // SAFETY: the stream's own filter pointer, within one of its hooks.
@@ -201,19 +220,11 @@ impl StreamHost for EnvoyStreamHost<'_> {
     }
 
     fn set_weight(&mut self, destination: Chosen, weight: u32) {
-        let id = self.destination(destination, DestinationMetric::Weight);
-        if let Some(id) = Self::envoy_metric(id, MetricKind::Gauge) {
-            // SAFETY: an id defined on this stream's config; no labels.
-            unsafe {
-                abi::envoy_dynamic_module_callback_http_filter_set_gauge(
-                    self.filter,
-                    id,
-                    std::ptr::null_mut(),
-                    0,
-                    u64::from(weight),
-                )
-            };
-        }
+        self.set_gauge(destination, DestinationMetric::Weight, u64::from(weight));
+    }
+
+    fn set_share(&mut self, destination: Chosen, share: u32) {
+        self.set_gauge(destination, DestinationMetric::Share, u64::from(share));
     }
 
     fn send_local_reply(

@@ -41,7 +41,7 @@ use traffic_split::config::limits::check_config_size;
 use traffic_split::plan;
 use traffic_split::request::{Stream, Verdict};
 use traffic_split::worker::{
-    self, Capabilities, DefinedMetrics, TickNeeds, Worker, GUARD_TICK, RAMP_TICK,
+    self, Capabilities, DefinedMetrics, TickNeeds, Worker, GUARD_TICK, ROLLOUT_TICK,
 };
 use worker_host::NativeWorkerHost;
 
@@ -59,7 +59,7 @@ struct Config {
     /// This configuration's metric ids by name, defined on the main thread when Envoy created
     /// it; each worker's configure finds its ids here.
     defined: Mutex<DefinedMetrics>,
-    /// The main thread's worker, ticked by the timer thread: gauges follow ramps and the guard
+    /// The main thread's worker, ticked by the timer thread: gauges follow rollouts and the guard
     /// also while no request comes.
     main: Mutex<Worker>,
     /// How often a worker of this configuration ticks, if ever.
@@ -95,7 +95,7 @@ impl Drop for Config {
 fn tick_period(needs: TickNeeds) -> Option<Duration> {
     [
         needs.guarded.then_some(GUARD_TICK),
-        needs.ramped.then_some(RAMP_TICK),
+        needs.rollouts.then_some(ROLLOUT_TICK),
     ]
     .into_iter()
     .flatten()

@@ -4,7 +4,7 @@
 //!   allows that from any thread, and ignores it for a stream that has ended), and the worker
 //!   resumes the request (`on_http_filter_scheduled`);
 //! - each configuration's tick: it commits the configuration's scheduler, and Envoy's main
-//!   thread brings ramps and gauges up to the clock and takes in the guard's decisions
+//!   thread brings rollouts and gauges up to the clock and takes in the guard's decisions
 //!   (`on_http_filter_config_scheduled`), also while no request comes.
 //!
 //! No thread of Envoy's ever waits here.
@@ -45,7 +45,7 @@ fn timer() -> &'static Timer {
             .name("traffic-split-timer".into())
             .spawn(run);
         if let Err(error) = &spawned {
-            log::error!("no timer thread: delay faults let requests go at once, and ramps and the guard move only with requests: {error}");
+            log::error!("no timer thread: delay faults let requests go at once, and rollouts and the guard move only with requests: {error}");
         }
         Timer {
             running: spawned.is_ok(),
