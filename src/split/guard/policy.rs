@@ -42,9 +42,9 @@ pub struct Guard {
     /// of a percent (0: none).
     pub probe_basis_points: u32,
     /// Per destination, set by the route: `Some(fingerprint)` when a trip of it latches (every
-    /// version under a cooldown [`UNTIL_CONFIG_CHANGE`]; the ramped version of a route with a
-    /// ramp, whose trip halts the rollout). The fingerprint is of what configures the version
-    /// (its weight, its ramp): a config that changes it releases the latch.
+    /// version under a cooldown [`UNTIL_CONFIG_CHANGE`]; the rollout version of a route with a
+    /// rollout, whose trip halts it). The fingerprint is of what configures the version (its
+    /// weight, its rollout): a config that changes it releases the latch.
     pub latches: Vec<Option<u64>>,
 }
 

@@ -14,8 +14,8 @@ pub const PROBE_SCALE: u64 = 1_000_000;
 /// share the rest by their weights. Rounding the probe weight on the user's scale instead
 /// would give a tripped version of `1 : 1` at least a third.
 ///
-/// When no serving version has weight (the one healthy version ramped to 0 beside a tripped
-/// one), the ejections are ignored: the guard never takes out the last version with weight.
+/// When no serving version has weight (the one healthy version a rollout has at 0% beside a
+/// tripped one), the ejections are ignored: the guard never takes out the last version with weight.
 pub fn effective_weights(weights: &[u32], ejected: &[bool], probe_basis_points: u32) -> Vec<u32> {
     let is_out = |index: usize| ejected.get(index).copied().unwrap_or(false);
     let serving: u64 = weights
@@ -139,7 +139,7 @@ mod tests {
 
     #[test]
     fn with_no_serving_weight_the_ejections_are_ignored() {
-        // The one healthy version ramped to 0 beside a tripped one.
+        // The one healthy version at 0 beside a tripped one.
         assert_eq!(effective_weights(&[0, 30], &[false, true], 0), [0, 30]);
         assert_eq!(effective_weights(&[0, 30], &[false, true], 100), [0, 30]);
     }

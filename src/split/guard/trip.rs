@@ -64,8 +64,8 @@ impl RouteGuardState {
     /// Adds one worker's outcomes since its last merge (`deltas`, parallel to the versions),
     /// then decides: versions whose cooldown ended (or whose probes succeeded, or, latched,
     /// whose configuration changed) come back; versions over the error ratio in the window go
-    /// out, unless that would leave no version with weight (`weights`: the configured, or
-    /// ramped, weights).
+    /// out, unless that would leave no version with weight (`weights`: the configured ones, a
+    /// rollout's stable versions at theirs: `crate::state::RouteState`).
     ///
     /// Outcomes never go into a bucket older than the state's newest: a worker whose clock is
     /// behind another's (or stepped back) adds to the newest bucket instead, so that the
