@@ -6,6 +6,7 @@
 
 pub mod headers;
 pub mod host;
+mod host_request;
 #[cfg(any(test, feature = "testing"))]
 pub mod scripted_host;
 pub mod stream;
