@@ -84,9 +84,9 @@ pub enum PluginDefinedWhen {
 /// A label segment may hold only `[A-Za-z0-9_-]` (a dot would split the name, and the
 /// `stats_tags` take no other characters), so every other character becomes `_`:
 /// `istio-system.traffic-split` is `istio-system_traffic-split`. Kubernetes names hold no `_`,
-/// so two Istio plugins never meet in one label; two Envoy plugin names that differ only where
-/// `_` stands (`a.b` and `a_b`) do, and the checker refuses them on one proxy. A plugin
-/// without a name is [`UNNAMED_PLUGIN`].
+/// so two Istio plugins of different names never meet in one label; two Envoy plugin names
+/// that differ only where `_` stands (`a.b` and `a_b`) do (docs/metrics.md). A plugin without
+/// a name is [`UNNAMED_PLUGIN`].
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct PluginLabel(String);
 
