@@ -23,12 +23,20 @@ MODULE_EXPORTS := src/filter/exports.json
 REQUESTS_TARGET  := target/requests
 REQUESTS_WASM    := $(BUILD)/traffic_split_requests.wasm
 REQUESTS_EXPORTS := src/filter/exports-requests.json
+# The native module: the same core as an Envoy dynamic module (native/), in the file name Envoy
+# looks for (`lib<name>.so` in ENVOY_DYNAMIC_MODULES_SEARCH_PATH, `name: traffic_split`).
+NATIVE_RAW    := target/native/libtraffic_split_native.so
+NATIVE        := $(BUILD)/libtraffic_split.so
+# Test-only: the native module that panics on a marked request (tests/native_module.rs).
+PANIC_TARGET  := target/panic
+PANIC_NATIVE  := $(BUILD)/libtraffic_split_panic.so
 APT_PACKAGES  := wrk nghttp2-client docker-registry skopeo binaryen docker-compose prometheus chromium gnuplot-nox
 
 export ENVOY_BIN := $(abspath $(ENVOY))
 export TRAFFIC_SPLIT_WASM := $(abspath $(WASM))
 export TRAFFIC_SPLIT_TRAP_WASM := $(abspath $(TRAP_WASM))
 export TRAFFIC_SPLIT_REQUESTS_WASM := $(abspath $(REQUESTS_WASM))
+export TRAFFIC_SPLIT_NATIVE := $(abspath $(NATIVE))
 
 .PHONY: help
 help:
@@ -37,9 +45,10 @@ help:
 	@echo "                     (run, watch, envoy-up: CONFIG=file.json for any plugin config, checked first)"
 	@echo "make test            format, lint, unit tests (host and wasm32), end-to-end tests in a real Envoy"
 	@echo "make envoy-up        run the local Envoy with the filter in the foreground (:10000, admin :9901)"
+	@echo "                     (run, watch, envoy-up: MODULE=native for the native module, docs/native.md)"
 	@echo "make check FILE=...  check a plugin config (JSON), or YAML with TrafficExtensions, WasmPlugins or"
 	@echo "                     EnvoyExtensionPolicies and the routes beside them, as the filter would"
-	@echo "make build           build the shipped module, build/traffic_split.wasm"
+	@echo "make build           build the shipped modules: build/traffic_split.wasm, build/libtraffic_split.so (native)"
 	@echo "make oci             write the OCI image of the module under build/oci and print its digest"
 	@echo "make registry-up     run a local OCI registry on 127.0.0.1:5000 in the foreground, for make push"
 	@echo "make push IMAGE=...  push the OCI image (e.g. IMAGE=127.0.0.1:5000/traffic-split:0.1.0)"
@@ -117,6 +126,16 @@ build: cargo-build binaryen
 	cargo build --release --target $(WASM_TARGET) -p traffic-split --lib \
 	  --features requests-only --target-dir $(REQUESTS_TARGET)
 	$(call shrink,$(REQUESTS_TARGET)/$(WASM_TARGET)/release/traffic_split.wasm,$(REQUESTS_WASM),$(REQUESTS_EXPORTS))
+	cargo build --profile native -p traffic-split-native --lib
+	cp $(NATIVE_RAW) $(NATIVE)
+
+# The native module that panics on a marked request, in a target dir of its own.
+.PHONY: build-panic
+build-panic:
+	@mkdir -p $(BUILD)
+	cargo build --profile native -p traffic-split-native --lib \
+	  --features panic-on-marked-request --target-dir $(PANIC_TARGET)
+	cp $(PANIC_TARGET)/native/libtraffic_split_native.so $(PANIC_NATIVE)
 
 # The module that traps on a marked request, built like the shipped one but in a target dir
 # of its own, so that it never replaces the shipped build's artifacts.
@@ -136,6 +155,10 @@ build-trap: rust-targets binaryen
 LOCAL_ENVOY_YAML := $(BUILD)/envoy-local.yaml
 ENVOY_YAML        = $(if $(CONFIG),$(LOCAL_ENVOY_YAML),envoy/envoy.yaml)
 run watch: export TRAFFIC_SPLIT_ENVOY_CONFIG = $(abspath $(ENVOY_YAML))
+# MODULE=native: the same, with the native module (build/libtraffic_split.so) in place of the
+# Wasm module (docs/native.md).
+run watch: export TRAFFIC_SPLIT_MODULE = $(if $(filter native,$(MODULE)),native,wasm)
+NATIVE_ENVOY_YAML := $(BUILD)/envoy-native.yaml
 
 .PHONY: local-config
 local-config:
@@ -212,7 +235,11 @@ registry-up: apt-tools
 # curls.
 .PHONY: envoy-up
 envoy-up: local-config build envoy
-	$(ENVOY) -c $(ENVOY_YAML) --concurrency 1 --log-level warn --component-log-level wasm:info
+	@if [ "$(MODULE)" = native ]; then \
+	  cargo run --quiet --example native_envoy -- $(ENVOY_YAML) $(NATIVE_ENVOY_YAML); fi
+	ENVOY_DYNAMIC_MODULES_SEARCH_PATH=$(abspath $(BUILD)) $(ENVOY) \
+	  -c $(if $(filter native,$(MODULE)),$(NATIVE_ENVOY_YAML),$(ENVOY_YAML)) --concurrency 1 \
+	  --log-level warn --component-log-level wasm:info,dynamic_modules:info
 
 # --- config checker ------------------------------------------------------------------------
 
@@ -220,6 +247,7 @@ envoy-up: local-config build envoy
 .PHONY: check-docs
 check-docs: build envoy
 	cargo test --test docs --test readme
+	cargo test -p traffic-split-check --test simulate every_simulate_command_in_the_docs
 
 # `make check FILE=config.json` (or a YAML file with TrafficExtensions, WasmPlugins or
 # EnvoyExtensionPolicies, or a folder): the filter's own compiler, and the mesh check.
@@ -248,8 +276,9 @@ test: lint compose-check unit-test wasm-test e2e-test check-examples fuzz-smoke
 .PHONY: lint
 lint: rust-targets
 	cargo fmt --all -- --check
-	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs fuzz/src/*.rs
+	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p traffic-split-native --all-targets --features panic-on-marked-request -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
 # The Docker path cannot run here (no engine), but its compose file must stay valid.
@@ -285,14 +314,21 @@ wasm-test: rust-targets node
 	CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=$(abspath $(WASM_BINDGEN_RUNNER)) \
 	  cargo test --target wasm32-unknown-unknown -p traffic-split --lib --no-default-features
 
+# The end-to-end suite runs twice: against the Wasm module, then against the native module
+# (TRAFFIC_SPLIT_MODULE=native, tests/support/module.rs), where only the tests that start an
+# Envoy with the filter run again; a test that makes sense for one build only says why.
+NATIVE_E2E_TESTS := canary canary_edges config_refused deadlines docs_metrics faults guard \
+  logging native_module outages_and_load owned_headers retries split sticky_metrics
+
 .PHONY: e2e-test
-e2e-test: build build-trap envoy apt-tools oci
+e2e-test: build build-trap build-panic envoy apt-tools oci
 	cargo test --test '*'
+	TRAFFIC_SPLIT_MODULE=native cargo test $(addprefix --test ,$(NATIVE_E2E_TESTS))
 
 # --- fuzzing -------------------------------------------------------------------------------
 # cargo-fuzz (libFuzzer, on the host target) on the core's entry points: hostile requests
 # through the stream path, the header-map parser, the config parser on raw bytes and on JSON
-# trees. Targets in fuzz/fuzz_targets, inputs and checks in fuzz/src/checks.rs (shared with
+# trees. Targets in fuzz/fuzz_targets, inputs and checks in tests/fuzz-checks/ (shared with
 # tests/fuzz_properties.rs), seeds in
 # fuzz/corpus/<target> and examples/configs (read only: what a run finds goes to build/fuzz).
 # cargo-fuzz needs a nightly toolchain: both are pinned and installed when missing.

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (BUILD, EXPECTED_SPLIT, FILTER_VARIANT, MODULES, REQUEST_HEADER, REQUEST_PATH, VARIANTS,
+from harness import (BUILD, EXPECTED_SPLIT, FILTER_VARIANT, MODULES, NATIVE_MODULE, REQUEST_HEADER, REQUEST_PATH, VARIANTS,
                      VERSIONS, WASM, Variant, check_counters, check_targets, check_tools, failed, h2load,
                      measure, module_path, module_sizes, paired_ratio, print_targets, run_context,
                      split_of, start_front, start_upstream)
@@ -283,7 +283,7 @@ def main():
             sys.exit(f"--also {item}: expected NAME=MODULE")
         if item.split("=", 1)[0] in {variant.name for variant in VARIANTS}:
             sys.exit(f"--also {item}: the name is one of the benchmark's variants")
-    check_tools([WASM, *MODULES.values(), *(Path(item.split("=", 1)[1]) for item in options.also)])
+    check_tools([WASM, NATIVE_MODULE, *MODULES.values(), *(Path(item.split("=", 1)[1]) for item in options.also)])
     bench(options)
 
 

@@ -42,6 +42,8 @@ def default_cases(filter_module):
         MemoryCase("traffic-split", f"the shipped module ({Path(filter_module).name})", "traffic-split"),
         MemoryCase("traffic-split-requests", 'the same, "metrics": "requests" (fewer stats)',
                    "traffic-split-requests"),
+        MemoryCase("traffic-split-native", "the native module (libtraffic_split.so)",
+                   "traffic-split-native"),
     ]
     if RAW_WASM.exists():
         cases.append(MemoryCase("traffic-split-raw", "cargo's output: no wasm-metadce, no wasm-opt",

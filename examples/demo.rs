@@ -7,8 +7,7 @@
 //! lines, then stops Envoy. With the shipped config: 700 to v1, all 2xx; 300 to v2, all cut by
 //! the 2 ms deadline because v2 answers in 5 ms.
 
-#[path = "../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

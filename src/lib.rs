@@ -25,7 +25,7 @@
 //!   stream, and the host calls;
 //! - `ablation` (test-only features): the benchmark's ablation modules, in one place.
 //!
-//! The fuzz targets' inputs and checks live outside the shipped crate, in fuzz/src/checks.rs
+//! The fuzz targets' inputs and checks live outside the shipped crate, in tests/fuzz-checks/
 //! (shared with tests/fuzz_properties.rs); the test-only `testing` feature exposes
 //! `request::scripted_host`, the in-memory host they use. The test-and-tool-only `simulate`
 //! feature adds `sim`: the filter over virtual time, on this core, for tests/simulation.rs and

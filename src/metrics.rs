@@ -35,8 +35,6 @@
 //! `hello`, say) count into series of their own, never into one sum. [`stat_name`] is the one
 //! place that spells a name; every host (proxy-wasm, the native module) defines what it gives.
 
-use crate::split::fault::FaultKind;
-
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";
 
@@ -46,6 +44,28 @@ pub enum MetricKind {
     Counter,
     Gauge,
     Histogram,
+}
+
+/// The kinds of fault, as the metrics' `kind` label spells them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FaultKind {
+    Abort,
+    Delay,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 2] = [FaultKind::Abort, FaultKind::Delay];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            FaultKind::Abort => "abort",
+            FaultKind::Delay => "delay",
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
 }
 
 /// What of a route's config makes a destination metric defined: a metric that could only stay

@@ -1,7 +1,7 @@
 //! Canary routing in a real Envoy: sticky keys (by header and by cookie, across workers and
 //! reloads), overrides, ramps from the proxy's clock, and weights as fine as 1 in 10,000.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,6 +84,9 @@ fn now_ms() -> i64 {
 
 #[test]
 fn sticky_keys_land_on_one_version_across_requests_and_workers() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = canary(70, 30, STICKY_BY_USER);
     let envoy = Envoy::start(
@@ -139,6 +142,9 @@ fn sticky_keys_land_on_one_version_across_requests_and_workers() {
 
 #[test]
 fn after_a_reload_that_raises_v2_no_key_leaves_v2_and_shares_follow_the_weights() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let keys: Vec<String> = (0..10_000).map(|key| format!("account-{key}")).collect();
     let before_config = canary(80, 20, STICKY_BY_USER);
@@ -190,6 +196,9 @@ fn after_a_reload_that_raises_v2_no_key_leaves_v2_and_shares_follow_the_weights(
 
 #[test]
 fn the_cookie_is_set_once_and_then_honoured() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = canary(
         50,
@@ -254,6 +263,9 @@ fn the_cookie_is_set_once_and_then_honoured() {
 
 #[test]
 fn an_override_reaches_v2_at_weight_0_and_an_unknown_value_is_counted() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = canary(100, 0, r#""override_header": "x-canary-version","#);
     let envoy = Envoy::start(
@@ -298,6 +310,9 @@ fn an_override_reaches_v2_at_weight_0_and_an_unknown_value_is_counted() {
 
 #[test]
 fn ramps_started_in_the_past_future_and_middle_have_the_expected_weights_and_shares() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     const MINUTE: i64 = 60_000;
     let now = now_ms();
@@ -359,6 +374,9 @@ fn ramps_started_in_the_past_future_and_middle_have_the_expected_weights_and_sha
 
 #[test]
 fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -378,6 +396,9 @@ fn one_request_in_ten_thousand_goes_to_v2_at_1_to_9999() {
 
 #[test]
 fn an_idle_routes_weight_gauge_follows_its_ramp() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // v2 goes from 0 to 50 in one step four seconds from now; no request will come.
     let configured_at = Instant::now();

@@ -3,7 +3,7 @@
 //! failed rollout that must stay rolled back, a config push, the client's retry headers, and
 //! configs that must be refused. Each test states the behaviour docs/config.md decides.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -174,6 +174,9 @@ fn probes_of(v1: u32, v2: u32, probe_percent: f64, total: usize) -> usize {
 
 #[test]
 fn a_tripped_version_gets_probe_percent_of_the_route_on_weights_1_to_1() {
+    if support::skip_without_envoy() {
+        return;
+    }
     // min(50% in force, 1%) = 1%: 10 of 1,000 (one worker: the round robin is exact).
     let probes = probes_of(1, 1, 1.0, 1_000);
     assert!(
@@ -184,6 +187,9 @@ fn a_tripped_version_gets_probe_percent_of_the_route_on_weights_1_to_1() {
 
 #[test]
 fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
+    if support::skip_without_envoy() {
+        return;
+    }
     // min(10% in force, 20%) = 10%: 100 of 1,000.
     let probes = probes_of(9, 1, 20.0, 1_000);
     assert!(
@@ -196,6 +202,9 @@ fn a_tripped_version_never_gets_more_than_its_share_in_force_as_probes() {
 
 #[test]
 fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // v2 from 0 to 1,000,000 over an hour, beside v1 at 1,000,000, 30 minutes in: v2's weight
     // is 500,000 (a third of the route) and changes every 3.6 ms.
@@ -240,6 +249,9 @@ fn a_fine_linear_ramp_gives_the_canary_its_share_under_a_trickle_of_requests() {
 
 #[test]
 fn a_fault_drill_never_trips_the_guard() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // `a` takes 40% injected aborts (a drill) against a guard at 20%; `b` is healthy; `c`
     // really fails, so its trip shows that the guard merged and decided meanwhile.
@@ -331,6 +343,9 @@ fn assert_latched_until_the_config_changes(
 
 #[test]
 fn a_trip_of_the_ramped_version_halts_the_rollout_until_the_config_changes() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // 30 minutes into the ramp (v2 a third of the route); a cooldown of 1 s, which a halted
     // rollout ignores.
@@ -352,6 +367,9 @@ fn a_trip_of_the_ramped_version_halts_the_rollout_until_the_config_changes() {
 
 #[test]
 fn a_guard_with_cooldown_until_config_change_keeps_a_tripped_version_out_until_then() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = guarded(70, 30, r#""cooldown": "until_config_change""#);
     let (envoy, mut connection) = with_v2_tripped(
@@ -372,6 +390,9 @@ fn a_guard_with_cooldown_until_config_change_keeps_a_tripped_version_out_until_t
 
 #[test]
 fn a_push_that_leaves_the_guard_unchanged_keeps_an_ejected_version_out() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = guarded(50, 50, r#""cooldown": "10m""#);
     let (envoy, mut connection) = with_v2_tripped(
@@ -444,6 +465,9 @@ const MEASURED_PUSHES: u32 = 20;
 
 #[test]
 fn memory_stays_flat_over_many_config_pushes() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -517,6 +541,9 @@ fn retries_to_failing_v2(config: &str, headers: &[(&str, &str)]) -> u64 {
 
 #[test]
 fn a_clients_retriable_status_codes_are_removed() {
+    if support::skip_without_envoy() {
+        return;
+    }
     // The route names the condition but no codes: nothing is retried for a status.
     let config =
         failing_v2_with_retries(r#"{ "attempts": 2, "retry_on": "retriable-status-codes" }"#);
@@ -526,6 +553,9 @@ fn a_clients_retriable_status_codes_are_removed() {
 
 #[test]
 fn a_clients_retriable_header_names_are_removed() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let config = failing_v2_with_retries(r#"{ "attempts": 2, "retry_on": "retriable-headers" }"#);
     // Every 503 of the failing upstream carries a content-length.
     let spoofed = [("x-envoy-retriable-header-names", "content-length")];
@@ -534,6 +564,9 @@ fn a_clients_retriable_header_names_are_removed() {
 
 #[test]
 fn the_routes_retriable_status_codes_replace_the_clients() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let config = failing_v2_with_retries(
         r#"{ "attempts": 2, "retry_on": "retriable-status-codes",
              "retriable_status_codes": [503] }"#,
@@ -544,6 +577,9 @@ fn the_routes_retriable_status_codes_replace_the_clients() {
 
 #[test]
 fn the_routes_retriable_headers_replace_the_clients() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let config = failing_v2_with_retries(
         r#"{ "attempts": 2, "retry_on": "retriable-headers",
              "retriable_headers": ["content-length"] }"#,
@@ -554,6 +590,9 @@ fn the_routes_retriable_headers_replace_the_clients() {
 
 #[test]
 fn a_clients_hedge_on_per_try_timeout_is_removed() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // v2 answers in 5 ms; each try may take 2 ms. Without hedging both tries are cut (504);
     // a client's hedge header would keep the first try going and get its 200.
@@ -593,6 +632,9 @@ fn refusal(config: &str) -> String {
 
 #[test]
 fn a_header_match_naming_an_owned_header_is_refused() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let route = |name: &str, header: &str| {
         format!(
             r#"{{ "name": "{name}", "match": {{ "prefix": "/{name}",
@@ -618,6 +660,9 @@ fn a_header_match_naming_an_owned_header_is_refused() {
 
 #[test]
 fn a_config_whose_regexes_exceed_the_total_budget_is_refused() {
+    if support::skip_without_envoy() {
+        return;
+    }
     // 250 routes of `.{5000}`: each within the per-regex limits, 1,250,000 regex units in all
     // against a budget of 1,000,000 (docs/config.md, "Size limits").
     let routes: Vec<String> = (0..250)

@@ -3,7 +3,7 @@
 //! Istio delivers a WasmPlugin, where a proxy that has no earlier config fails every request
 //! unless the config asks to pass requests through (`on_invalid_config`).
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use support::{exclusive, Envoy, EnvoyConfig, ECDS_REJECTED};
@@ -24,6 +24,9 @@ fn refusal_lines(log: &str) -> Vec<&str> {
 /// dies, not a config the filter refuses.
 #[test]
 fn bad_config_at_start_is_refused_with_the_field_path_in_envoys_log_even_failing_open() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     type Configure = fn(EnvoyConfig) -> EnvoyConfig;
     let policies: [(&str, Configure); 4] = [
@@ -60,6 +63,9 @@ fn bad_config_at_start_is_refused_with_the_field_path_in_envoys_log_even_failing
 
 #[test]
 fn every_error_is_named_on_one_line() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [{ "name": "bad name!", "timeout": "2 seconds", "destinations": [
@@ -93,6 +99,9 @@ fn versions_seen(envoy: &Envoy, count: usize) -> BTreeMap<String, usize> {
 
 #[test]
 fn bad_reconfiguration_is_refused_and_the_running_split_goes_on() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let split_70_30 = r#"{ "routes": [{ "name": "hello", "destinations": [
         { "version": "v1", "cluster": "springbootapp-v1", "weight": 7 },
@@ -142,6 +151,9 @@ const NEGATIVE_WEIGHT_PASSED_THROUGH: &str = r#"{
 
 #[test]
 fn bad_ecds_update_is_rejected_and_the_last_good_config_goes_on() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -187,6 +199,9 @@ fn bad_ecds_update_is_rejected_and_the_last_good_config_goes_on() {
 /// config found), until a config the filter accepts arrives.
 #[test]
 fn a_proxy_that_starts_with_a_refused_ecds_config_fails_every_request_with_500() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::try_start(
         EnvoyConfig::shipped()
@@ -213,6 +228,9 @@ fn a_proxy_that_starts_with_a_refused_ecds_config_fails_every_request_with_500()
 /// client sent, each counted as served under an invalid config, with one loud log line.
 #[test]
 fn with_pass_through_a_proxy_that_starts_with_a_refused_config_serves_the_default_route() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -266,6 +284,9 @@ fn with_pass_through_a_proxy_that_starts_with_a_refused_config_serves_the_defaul
 /// config, until a good config is pushed.
 #[test]
 fn with_pass_through_a_running_proxy_stops_splitting_on_a_bad_push() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -289,6 +310,9 @@ fn with_pass_through_a_running_proxy_stops_splitting_on_a_bad_push() {
 /// In a static bootstrap, pass-through lets Envoy start where it would refuse to.
 #[test]
 fn with_pass_through_envoy_starts_with_a_bad_static_config() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy =
         Envoy::start(EnvoyConfig::shipped().with_plugin_config(NEGATIVE_WEIGHT_PASSED_THROUGH));
@@ -445,6 +469,9 @@ fn every_broken_config_is_refused_with_its_path_and_message() {
 /// rejected with its message in Envoy's log, and the 70/30 split goes on exactly.
 #[test]
 fn every_broken_config_pushed_to_a_running_envoy_is_rejected_and_the_split_goes_on() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let split_70_30 = format!(r#"{{ "routes": [ {{ {ROUTE} }} ] }}"#);
     let envoy = Envoy::start(
@@ -478,6 +505,9 @@ fn every_broken_config_pushed_to_a_running_envoy_is_rejected_and_the_split_goes_
 /// log.
 #[test]
 fn envoy_refuses_to_start_with_any_broken_config() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     for (config, message) in broken_configs() {
         let failure = Envoy::try_start(EnvoyConfig::shipped().with_plugin_config(&config))
@@ -508,6 +538,9 @@ fn routes_config(count: usize) -> String {
 
 #[test]
 fn a_config_with_more_routes_than_the_limit_is_refused_naming_the_limit() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let failure = Envoy::try_start(EnvoyConfig::shipped().with_plugin_config(&routes_config(
         traffic_split::config::limits::MAX_ROUTES + 1,
@@ -524,6 +557,9 @@ fn a_config_with_more_routes_than_the_limit_is_refused_naming_the_limit() {
 
 #[test]
 fn a_config_at_the_route_limit_is_served_and_its_last_route_matches() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()

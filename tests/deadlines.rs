@@ -3,7 +3,7 @@
 //! The demo's v2 answers after 5 ms and v1 at once, so a 2 ms deadline cuts v2 and only v2,
 //! and a deadline of a second or more lets both through.
 
-mod support;
+use traffic_split_e2e as support;
 
 use support::{exclusive, Envoy, EnvoyConfig, ROUTE_2MS_V1_10S};
 
@@ -30,6 +30,9 @@ fn send_hello(envoy: &Envoy, count: usize) -> (usize, usize) {
 
 #[test]
 fn route_deadline_times_out_every_slow_v2_request_and_counts_them_under_v2() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(ROUTE_2MS_V1_10S));
     assert_eq!(send_hello(&envoy, 1000), (700, 300));
@@ -40,6 +43,9 @@ fn route_deadline_times_out_every_slow_v2_request_and_counts_them_under_v2() {
 
 #[test]
 fn shipped_config_cuts_all_of_v2_and_counts_every_cut_as_a_timeout() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped());
     let (ok, timed_out) = send_hello(&envoy, 1000);
@@ -60,6 +66,9 @@ fn shipped_config_cuts_all_of_v2_and_counts_every_cut_as_a_timeout() {
 
 #[test]
 fn destination_timeout_overrides_the_route_timeout() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [{
@@ -89,6 +98,9 @@ fn destination_timeout_overrides_the_route_timeout() {
 
 #[test]
 fn a_short_destination_timeout_cuts_only_that_version() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [{
@@ -134,6 +146,9 @@ fn v2_only_trusting_clients(route_timeout: Option<&str>) -> Envoy {
 
 #[test]
 fn spoofed_deadline_header_is_replaced_on_a_route_with_a_timeout() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = v2_only_trusting_clients(Some("1s"));
     let mut connection = envoy.connect();
@@ -151,6 +166,9 @@ fn spoofed_deadline_header_is_replaced_on_a_route_with_a_timeout() {
 
 #[test]
 fn client_deadline_is_left_alone_on_a_route_without_timeout() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = v2_only_trusting_clients(None);
     let mut connection = envoy.connect();
@@ -167,6 +185,9 @@ fn client_deadline_is_left_alone_on_a_route_without_timeout() {
 
 #[test]
 fn route_without_timeout_imposes_no_deadline() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = v2_only_trusting_clients(None);
     assert_eq!(send_hello(&envoy, 5), (5, 0));
@@ -175,6 +196,9 @@ fn route_without_timeout_imposes_no_deadline() {
 
 #[test]
 fn upstream_504_is_a_5xx_but_not_a_timeout() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [{
@@ -210,6 +234,9 @@ fn histogram_mean_ms(envoy: &Envoy, version: &str) -> f64 {
 
 #[test]
 fn the_latency_histogram_matches_what_the_client_waited() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // v2 is cut at 2 ms (Envoy's timer fires between 2 and about 5 ms: the client waits as
     // long); v1 answers in well under a millisecond.

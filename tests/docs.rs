@@ -2,7 +2,7 @@
 //! docs/ compiles with the filter's own compiler, and every config checker command shown there
 //! runs and exits as the text around it says.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::fs;
 use std::process::Command;

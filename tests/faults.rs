@@ -1,7 +1,7 @@
 //! Faults for drills in a real Envoy: an abort share that is exact, a delay that holds a
 //! request and keeps its deadline, and a held request whose client leaves.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -16,6 +16,9 @@ fn faults(metrics: &support::Metrics, version: &str, kind: &str) -> u64 {
 
 #[test]
 fn the_abort_share_is_exact_over_10000_requests() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{ "routes": [ { "name": "hello",
         "fault": { "abort": { "status": 503, "percent": 12.34 } },
@@ -53,6 +56,9 @@ fn the_abort_share_is_exact_over_10000_requests() {
 
 #[test]
 fn a_delayed_request_takes_its_delay_and_keeps_its_deadline() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // v2 is held 50 ms, then its 2 ms deadline cuts it as ever (its upstream takes 5 ms). The
     // guard's 250 ms timer runs too: a hold must not wait for it.
@@ -89,6 +95,9 @@ fn a_delayed_request_takes_its_delay_and_keeps_its_deadline() {
 
 #[test]
 fn a_held_request_whose_client_leaves_is_forgotten() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{ "routes": [ { "name": "hello",
         "fault": { "delay": { "fixed": "300ms", "percent": 50 } },

@@ -3,11 +3,15 @@
 //! would. What clients get then depends on Envoy's failure policy, and with the filter gone
 //! the shipped routes must let no client header choose a cluster they do not list.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::time::{Duration, Instant};
 use support::http::Response;
-use support::{exclusive, trap_module, Envoy, EnvoyConfig, TRAP_HEADER};
+use support::{exclusive, trap_module, Envoy, EnvoyConfig, Module, TRAP_HEADER};
+
+/// Why these tests run only with the Wasm module (`TRAFFIC_SPLIT_MODULE`).
+const WASM_ONLY: &str =
+    "a trap kills the Wasm VM; the native module catches a panic instead (tests/native_module.rs)";
 
 /// Everything to v2, so that a request the filter handled is told apart from one that took
 /// Envoy's default route (v1).
@@ -58,6 +62,9 @@ fn assert_trap_logged(envoy: Envoy) {
 
 #[test]
 fn with_fail_open_false_a_dead_vm_fails_every_request_with_503() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = start_trap_module(|config| config.with_fail_open(false));
     assert_eq!(kill_the_vm(&envoy).status, 503);
@@ -96,6 +103,9 @@ fn assert_only_listed_clusters_reachable(envoy: &Envoy) {
 
 #[test]
 fn with_fail_open_true_a_dead_vm_is_skipped_and_clients_reach_only_listed_clusters() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = start_trap_module(|config| config.with_fail_open(true));
     // The older flag fails open for the very request that trapped, too.
@@ -108,6 +118,9 @@ fn with_fail_open_true_a_dead_vm_is_skipped_and_clients_reach_only_listed_cluste
 
 #[test]
 fn with_the_shipped_fail_open_policy_a_dead_vm_is_skipped_after_one_503() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     // envoy/envoy.yaml's own `failure_policy: FAIL_OPEN`.
     let envoy = start_trap_module(|config| config);
@@ -122,6 +135,9 @@ fn with_the_shipped_fail_open_policy_a_dead_vm_is_skipped_after_one_503() {
 
 #[test]
 fn with_fail_reload_the_filter_comes_back_after_a_trap() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_trap_module() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = start_trap_module(|config| config.with_failure_policy("FAIL_RELOAD"));
     assert_eq!(kill_the_vm(&envoy).status, 503);

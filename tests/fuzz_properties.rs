@@ -1,17 +1,15 @@
 //! The fuzz targets' property-test equivalents: the same inputs (random bytes read by the
 //! same `Arbitrary` models) and the same checks, for machines without a nightly toolchain.
-//! The inputs and checks are fuzz/src/checks.rs, shared with the fuzz targets. Host only: the
+//! The inputs and checks are the crate traffic-split-fuzz-checks (tests/fuzz-checks),
+//! shared with the fuzz targets. Host only: the
 //! randomness needs an OS.
 #![cfg(not(target_arch = "wasm32"))]
 
-#[path = "../fuzz/src/checks.rs"]
-mod checks;
-
 use arbitrary::{Arbitrary, Unstructured};
-use checks::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
+use traffic_split_fuzz_checks::*;
 
 /// Far above what a case takes in a debug build (a few milliseconds): a case that takes
 /// this long has found unbounded work.

@@ -2,7 +2,7 @@
 //! the split within one window, both workers stop sending to it, and it comes back after its
 //! cooldown; probes reach it meanwhile; the last version with weight is never taken out.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -108,6 +108,9 @@ fn gauge(envoy: &Envoy, name: &str, version: &str) -> f64 {
 
 #[test]
 fn a_failing_version_leaves_the_split_within_a_window_and_returns_after_its_cooldown() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -152,6 +155,9 @@ fn a_failing_version_leaves_the_split_within_a_window_and_returns_after_its_cool
 
 #[test]
 fn probes_reach_an_ejected_version_and_bring_it_back_early() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     // A cooldown far longer than the test: only successful probes can bring v2 back.
     let envoy = Envoy::start(
@@ -179,6 +185,9 @@ fn probes_reach_an_ejected_version_and_bring_it_back_early() {
 
 #[test]
 fn the_last_version_with_weight_is_never_taken_out() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [{

@@ -7,7 +7,7 @@
 //! waypoint's, Envoy Gateway's) loads and splits in the real Envoy too, as its resource hands
 //! it over.
 
-mod support;
+use traffic_split_e2e as support;
 
 use serde_yaml::Value as Yaml;
 use std::collections::BTreeMap;
@@ -136,6 +136,9 @@ fn plugin_config_under_test_carries_numbers_as_doubles_as_istio_does() {
 
 #[test]
 fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let shipped = Envoy::start(EnvoyConfig::shipped());
     let shipped_observed = observe(&shipped);
@@ -173,6 +176,9 @@ fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
 
 #[test]
 fn wasm_plugin_config_leaves_requests_for_other_services_alone() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&wasm_plugin_config()));
     let mut connection = envoy.connect();
@@ -200,6 +206,9 @@ fn wasm_plugin_config_leaves_requests_for_other_services_alone() {
 
 #[test]
 fn every_mesh_plugin_config_in_the_examples_loads_and_splits_in_envoy() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let mut configs = Vec::new();
     for file in [

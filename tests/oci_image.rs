@@ -2,7 +2,7 @@
 //! back by tag with skopeo, checked against what Istio's image fetcher reads, and loaded from
 //! the pulled bytes into a real Envoy.
 
-mod support;
+use traffic_split_e2e as support;
 
 use serde_json::Value;
 use std::fs;
@@ -11,7 +11,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::LazyLock;
 use std::time::{Duration, Instant};
-use support::{exclusive, repo_root, Envoy, EnvoyConfig};
+use support::{exclusive, repo_root, Envoy, EnvoyConfig, Module};
+
+/// Why these tests run only with the Wasm module (`TRAFFIC_SPLIT_MODULE`).
+const WASM_ONLY: &str = "the OCI image carries the Wasm module";
 
 const MANIFEST_MEDIA_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.module.wasm.config.v1+json";
@@ -209,6 +212,9 @@ static ROUND_TRIP: LazyLock<RoundTrip> = LazyLock::new(|| {
 
 #[test]
 fn pulled_manifest_is_the_wasm_oci_variant_istio_reads() {
+    if support::skip_without_module() {
+        return;
+    }
     let round_trip = &*ROUND_TRIP;
     let manifest = &round_trip.manifest;
     assert_eq!(manifest["schemaVersion"], 2);
@@ -236,6 +242,9 @@ fn pulled_manifest_is_the_wasm_oci_variant_istio_reads() {
 
 #[test]
 fn pulled_wasm_layer_is_the_shipped_module_byte_for_byte() {
+    if support::skip_without_module() {
+        return;
+    }
     let round_trip = &*ROUND_TRIP;
     let shipped = support::wasm_module();
     let layer = round_trip.wasm_layer();
@@ -250,6 +259,9 @@ fn pulled_wasm_layer_is_the_shipped_module_byte_for_byte() {
 
 #[test]
 fn push_prints_the_registry_manifest_digest_for_wasm_plugin_sha256() {
+    if support::skip_without_module() {
+        return;
+    }
     let round_trip = &*ROUND_TRIP;
     let digest = round_trip.manifest_digest();
     let hex = digest.trim_start_matches("sha256:");
@@ -281,7 +293,13 @@ fn push_prints_the_registry_manifest_digest_for_wasm_plugin_sha256() {
 
 #[test]
 fn module_pulled_from_the_registry_splits_70_30_in_envoy() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let round_trip = &*ROUND_TRIP;
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()

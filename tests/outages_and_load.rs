@@ -2,7 +2,7 @@
 //! changed under load (weights swapped, a bad config pushed) while wrk keeps every connection
 //! busy.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
@@ -32,6 +32,9 @@ fn outcome(envoy: &Envoy, version: &str) -> (u64, u64, u64, u64) {
 /// untouched.
 #[test]
 fn with_v2s_upstream_gone_its_requests_end_in_503_counted_under_v2() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -65,6 +68,9 @@ fn with_v2s_upstream_gone_its_requests_end_in_503_counted_under_v2() {
 /// The same with the guard on: v2 trips within its window and its traffic moves to v1.
 #[test]
 fn with_v2s_upstream_gone_the_guard_moves_its_traffic_to_v1() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let guarded = r#"{ "routes": [{ "name": "hello", "match": { "prefix": "/hello" },
         "guard": { "max_error_ratio": 0.05, "min_requests": 20, "window": "2s", "cooldown": "1m" },
@@ -149,6 +155,9 @@ const WRK_CONNECTIONS: u64 = 8;
 /// open: an ECDS update applies to their next request).
 #[test]
 fn config_changes_under_load_lose_nothing_and_the_split_follows_them() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()

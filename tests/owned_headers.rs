@@ -1,7 +1,7 @@
 //! Headers the filter owns: a client never picks a cluster or a version, and no request,
 //! however odd, breaks the filter.
 
-mod support;
+use traffic_split_e2e as support;
 
 use support::{exclusive, Envoy, EnvoyConfig};
 
@@ -16,6 +16,9 @@ const ALL_TO_V2: &str = r#"{
 
 #[test]
 fn spoofed_cluster_and_version_headers_are_replaced() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(ALL_TO_V2));
     let mut connection = envoy.connect();
@@ -56,6 +59,9 @@ fn spoofed_cluster_and_version_headers_are_replaced() {
 
 #[test]
 fn spoofed_cluster_header_is_removed_when_no_route_matches() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(ALL_TO_V2));
     let response = envoy
@@ -78,6 +84,9 @@ fn spoofed_cluster_header_is_removed_when_no_route_matches() {
 
 #[test]
 fn destination_without_cluster_removes_a_spoofed_cluster_header() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [{ "name": "hello",
@@ -95,6 +104,9 @@ fn destination_without_cluster_removes_a_spoofed_cluster_header() {
 
 #[test]
 fn custom_header_names_are_owned_too() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "version_header": "X-Canary-Version",
@@ -119,6 +131,9 @@ fn custom_header_names_are_owned_too() {
 /// values, odd methods. Each gets an answer, and Envoy goes on serving with the filter intact.
 #[test]
 fn hostile_requests_never_break_the_filter() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [
@@ -198,6 +213,9 @@ const BY_SESSION_70_30: &str = r#"{
 /// writes as usual; just beyond them Envoy answers 431 itself, and the filter never sees them.
 #[test]
 fn requests_at_envoys_header_limits_are_served_by_the_config() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -251,6 +269,9 @@ fn requests_at_envoys_header_limits_are_served_by_the_config() {
 /// is served by the config, the split stays exact, nothing fails.
 #[test]
 fn ten_thousand_distinct_keys_are_split_exactly_without_a_failure() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()

@@ -1,6 +1,6 @@
 //! The README's config snippet is the shipped config and does what the README says it does.
 
-mod support;
+use traffic_split_e2e as support;
 
 use support::{exclusive, repo_root, Envoy, EnvoyConfig};
 use traffic_split::config::compile;
@@ -33,6 +33,9 @@ fn the_readme_snippet_is_the_shipped_plugin_config() {
 
 #[test]
 fn the_readme_snippet_splits_70_30_and_its_deadline_cuts_every_v2_request() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&readme_config()));
     let mut connection = envoy.connect();

@@ -3,10 +3,14 @@
 //! config in `"metrics": "requests"`, and refuses at configure, naming the field, a config
 //! that needs the response path, which it could only serve half.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
-use support::{exclusive, requests_module, Envoy, EnvoyConfig};
+use support::{exclusive, requests_module, Envoy, EnvoyConfig, Module};
+
+/// Why these tests run only with the Wasm module (`TRAFFIC_SPLIT_MODULE`).
+const WASM_ONLY: &str =
+    "traffic_split_requests.wasm is a Wasm module; the native module has one build";
 
 const REQUESTS_70_30: &str = r#"{ "metrics": "requests",
   "routes": [{ "name": "hello", "match": { "prefix": "/hello" },
@@ -16,6 +20,9 @@ const REQUESTS_70_30: &str = r#"{ "metrics": "requests",
 
 #[test]
 fn the_requests_module_splits_and_counts_a_requests_config() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(
         EnvoyConfig::shipped()
@@ -49,6 +56,9 @@ fn the_requests_module_splits_and_counts_a_requests_config() {
 
 #[test]
 fn the_requests_module_refuses_a_config_that_needs_the_response_path() {
+    if !Module::runs_with(Module::Wasm, WASM_ONLY) || support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let refused = [
         (support::SPLIT_70_30, "metrics: \"full\" (the default)"),

@@ -1,7 +1,7 @@
 //! Retries set by the filter per route and version, in a real Envoy: they reach a failing
 //! upstream again, and a client's own retry headers never decide.
 
-mod support;
+use traffic_split_e2e as support;
 
 use support::{exclusive, Envoy, EnvoyConfig};
 
@@ -52,6 +52,9 @@ fn retries_to_v2(config: &str, requests: usize, headers: &[(&str, &str)]) -> u64
 
 #[test]
 fn a_versions_retries_reach_a_failing_upstream_again() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let config = failing_v2(
         "",
         r#", "retries": { "attempts": 2, "retry_on": "5xx,reset", "per_try_timeout": "1s" }"#,
@@ -61,6 +64,9 @@ fn a_versions_retries_reach_a_failing_upstream_again() {
 
 #[test]
 fn a_clients_retry_headers_are_replaced_by_the_routes() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let config = failing_v2(r#""retries": { "attempts": 1, "retry_on": "5xx" },"#, "");
     let spoofed = [("x-envoy-max-retries", "5"), ("x-envoy-retry-on", "5xx")];
     assert_eq!(retries_to_v2(&config, 10, &spoofed), 10);
@@ -68,12 +74,18 @@ fn a_clients_retry_headers_are_replaced_by_the_routes() {
 
 #[test]
 fn a_clients_retry_headers_are_removed_on_a_route_without_retries() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let spoofed = [("x-envoy-max-retries", "3"), ("x-envoy-retry-on", "5xx")];
     assert_eq!(retries_to_v2(&failing_v2("", ""), 10, &spoofed), 0);
 }
 
 #[test]
 fn a_request_the_filter_does_not_route_keeps_the_clients_retry_headers() {
+    if support::skip_without_envoy() {
+        return;
+    }
     // The control for the tests above: on the same trusting Envoy, a request no route of the
     // filter matches (Envoy's default route, pointed at v2 here) is retried as its client
     // asked, so the removal above is the filter's doing.

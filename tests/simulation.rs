@@ -483,3 +483,129 @@ fn a_tripped_versions_share_is_min_of_its_share_and_probe_percent_at_every_scale
         );
     }
 }
+
+/// The seed's experiment, the README's config: 70/30 behind a 2 ms deadline, v2 answering in
+/// 5 ms. Envoy's deadline cuts every v2 request with a 504 `UT`, counted as a timeout of v2,
+/// and no v1 request, as tests/deadlines.rs sees in the real Envoy.
+#[test]
+fn the_seeds_experiment_times_out_every_v2_request_and_no_v1_request() {
+    let config = r#"{ "routes": [ { "name": "hello",
+        "match": { "prefix": "/hello", "methods": ["GET"] },
+        "destinations": [
+          { "version": "v1", "cluster": "springbootapp-v1", "weight": 70 },
+          { "version": "v2", "cluster": "springbootapp-v2", "weight": 30 } ],
+        "timeout": "0.002s" } ] }"#;
+    let mut scenario = Scenario::new(config.as_bytes());
+    scenario.workers = 1;
+    scenario.duration_ms = 10_000;
+    scenario.traffic.rate_per_s = 100.0;
+    scenario.traffic.path = "/hello".to_owned();
+    scenario.behaviours.push(Behaviour {
+        latency_ms: 5,
+        ..failing("v2", 0, 0.0)
+    });
+    let run = run(&scenario).unwrap();
+    let outcome = |version: &str| {
+        let mine: Vec<_> = run
+            .requests
+            .iter()
+            .filter(|r| r.version.as_deref() == Some(version))
+            .collect();
+        let ok = mine.iter().filter(|r| r.status == Some(200)).count();
+        let cut = mine
+            .iter()
+            .filter(|r| r.timed_out && r.status == Some(504) && r.ended_ms == r.at_ms + 2)
+            .count();
+        (mine.len(), ok, cut)
+    };
+    assert_eq!(outcome("v1"), (700, 700, 0));
+    assert_eq!(outcome("v2"), (300, 0, 300));
+    let v2_rows: Vec<_> = run
+        .rows
+        .iter()
+        .flat_map(|row| row.versions.iter().filter(|v| v.version == "v2"))
+        .collect();
+    let timeouts: u64 = v2_rows.iter().map(|v| v.timeouts).sum();
+    let errors: u64 = v2_rows.iter().map(|v| v.errors).sum();
+    assert_eq!((timeouts, errors), (300, 300));
+    // The core, at each stream's end, counted every cut as a timeout of v2 and none of v1.
+    assert_eq!(
+        run.timeouts_counted.into_iter().collect::<Vec<_>>(),
+        [("v2".to_owned(), 300)]
+    );
+}
+
+/// The same experiment with a guard on timeouts: the cuts are the version's errors, so the
+/// guard takes v2 out once its window has `min_requests` of them.
+#[test]
+fn a_guard_on_timeouts_takes_out_the_version_the_deadline_cuts() {
+    let config = r#"{ "routes": [ { "name": "hello",
+        "guard": { "max_error_ratio": 0.5, "min_requests": 20, "window": "10s", "cooldown": "10m",
+                   "errors": ["timeout"] },
+        "timeout": "0.002s",
+        "destinations": [ { "version": "v1", "weight": 70 }, { "version": "v2", "weight": 30 } ] } ] }"#;
+    let mut scenario = Scenario::new(config.as_bytes());
+    scenario.duration_ms = 20_000;
+    scenario.traffic.rate_per_s = 50.0;
+    scenario.behaviours.push(Behaviour {
+        latency_ms: 5,
+        ..failing("v2", 0, 0.0)
+    });
+    let run = run(&scenario).unwrap();
+    let (tripped_at, _) = first_trip(&run, "v2").expect("the cut version trips");
+    assert!(tripped_at < 5_000, "tripped at {tripped_at} ms");
+    assert_eq!(first_trip(&run, "v1"), None);
+    assert_eq!(count(&run, "v2", tripped_at + scenario.tick_ms, 20_000), 0);
+}
+
+/// Retries over time: while v2 fails half its attempts (minute 1 to 2), a policy of 3 retries on
+/// 5xx sends each failing request up to 4 times, so about 1 in 16 requests still fails and a
+/// guard at 20% never trips; the same config without retries trips it. Before and after the
+/// failures, nothing is retried.
+#[test]
+fn retries_hide_a_flaky_version_from_the_guard_while_it_fails() {
+    let guard = r#""guard": { "max_error_ratio": 0.2, "min_requests": 50, "window": "30s", "cooldown": "10m" },"#;
+    let retries = r#""retries": { "attempts": 3, "retry_on": "5xx" },"#;
+    let scenario_with = |extra: &str| {
+        let mut scenario = Scenario::new(two_versions(1, 1, extra).as_bytes());
+        scenario.duration_ms = 3 * MINUTE;
+        scenario.period_ms = MINUTE;
+        scenario.traffic.rate_per_s = 50.0;
+        scenario.behaviours.push(Behaviour {
+            until_ms: 2 * MINUTE,
+            ..failing("v2", MINUTE, 0.5)
+        });
+        scenario
+    };
+    let retried = run(&scenario_with(&format!("{guard} {retries}"))).unwrap();
+    assert_eq!(first_trip(&retried, "v2"), None);
+    let v2 = |run: &Run, minute: usize| {
+        run.rows[minute]
+            .versions
+            .iter()
+            .find(|v| v.version == "v2")
+            .cloned()
+            .unwrap()
+    };
+    let failing_minute = v2(&retried, 1);
+    let error_ratio = failing_minute.errors as f64 / failing_minute.requests as f64;
+    assert!(
+        (0.02..0.12).contains(&error_ratio),
+        "{failing_minute:?}: about 1/16 fail"
+    );
+    // Each request's retries: 1 with probability 1/2, 2 with 1/4, 3 with 1/8 (7/8 on average).
+    let per_request = failing_minute.retries as f64 / failing_minute.requests as f64;
+    assert!((0.75..1.0).contains(&per_request), "{failing_minute:?}");
+    assert_eq!((v2(&retried, 0).retries, v2(&retried, 2).retries), (0, 0));
+    let outside_failures =
+        |r: &&traffic_split::sim::RequestRecord| !(MINUTE..2 * MINUTE).contains(&r.at_ms);
+    assert!(retried.requests.iter().all(|r| r.attempts <= 4));
+    assert!(retried
+        .requests
+        .iter()
+        .filter(outside_failures)
+        .all(|r| r.attempts == 1));
+    let bare = run(&scenario_with(guard)).unwrap();
+    let (tripped_at, _) = first_trip(&bare, "v2").expect("without retries the guard trips");
+    assert!((MINUTE..2 * MINUTE).contains(&tripped_at));
+}

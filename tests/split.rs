@@ -1,6 +1,6 @@
 //! The weighted split, route matching and per-version counters, in a real Envoy.
 
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use support::{exclusive, Envoy, EnvoyConfig, SHIPPED_PLUGIN};
@@ -37,6 +37,9 @@ fn split(v1: usize, v2: usize) -> BTreeMap<String, usize> {
 
 #[test]
 fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     assert_eq!(versions_seen(&envoy, "/hello", &[], 1000), split(700, 300));
@@ -75,6 +78,9 @@ fn split_is_exactly_70_30_and_envoy_routes_by_the_written_cluster() {
 
 #[test]
 fn every_window_of_ten_requests_holds_seven_v1_and_three_v2() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     let mut connection = envoy.connect();
@@ -103,6 +109,9 @@ fn every_window_of_ten_requests_holds_seven_v1_and_three_v2() {
 
 #[test]
 fn zero_weight_version_gets_nothing() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = support::SPLIT_70_30.replace("\"weight\": 70", "\"weight\": 0");
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&config));
@@ -116,6 +125,9 @@ fn zero_weight_version_gets_nothing() {
 
 #[test]
 fn request_matching_no_route_is_counted_once_under_its_plugin_only_and_left_alone() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::SPLIT_70_30));
     let mut connection = envoy.connect();
@@ -149,6 +161,9 @@ fn request_matching_no_route_is_counted_once_under_its_plugin_only_and_left_alon
 
 #[test]
 fn first_matching_route_wins_with_header_and_regex_matches() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let config = r#"{
       "routes": [
@@ -195,6 +210,9 @@ fn first_matching_route_wins_with_header_and_regex_matches() {
 /// filter learns from the root context Envoy names when it creates the stream.
 #[test]
 fn plugins_sharing_one_vm_each_follow_their_own_configuration() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let only = |route: &str, version: &str| {
         format!(
@@ -230,6 +248,9 @@ fn plugins_sharing_one_vm_each_follow_their_own_configuration() {
 /// plugin's name (Istio's `<namespace>.<name>`, its dot made `_`), never into one sum.
 #[test]
 fn two_plugins_with_one_route_name_count_apart() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let hello_v1 = r#"{ "routes": [ { "name": "hello", "match": { "prefix": "/hello" },
         "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 1 } ] } ] }"#;
@@ -290,6 +311,9 @@ fn two_plugins_with_one_route_name_count_apart() {
 
 #[test]
 fn requests_metrics_mode_counts_requests_only() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let requests_only = support::SPLIT_70_30.replacen('{', r#"{ "metrics": "requests","#, 1);
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(&requests_only));

@@ -2,7 +2,7 @@
 //! header-keyed route never has `source="cookie"`, a cookie-keyed one never `source="header"`;
 //! both have `source="none"` (no key: the round robin chose).
 
-mod support;
+use traffic_split_e2e as support;
 
 use support::{exclusive, Envoy, EnvoyConfig};
 
@@ -31,6 +31,9 @@ fn sources(lines: &[String], route: &str) -> Vec<String> {
 
 #[test]
 fn sticky_counters_exist_only_for_the_sources_a_route_can_have() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(HEADER_AND_COOKIE_ROUTES));
     let lines = envoy.admin.prometheus_lines();

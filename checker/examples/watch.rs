@@ -5,8 +5,7 @@
 //! of it. With the shipped config: v1 at 70%, v2 at 30%, and every v2 request cut by the
 //! route's 2 ms deadline (v2 answers in 5 ms). q quits and stops Envoy.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 #[path = "../tests/top_support/mod.rs"]
 mod top_support;
 

@@ -4,8 +4,7 @@
 //! and every recording rule, run through Prometheus's HTTP API, gives the values the traffic
 //! implies; the rules' own unit tests pass under `promtool test rules`.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 mod top_support;
 
 use serde_json::Value as Json;
@@ -247,6 +246,9 @@ fn check(title: &str, ref_id: &str, v1: f64, v2: f64) -> Result<(), String> {
 
 #[test]
 fn every_dashboard_query_gives_v1_and_v2_the_values_the_traffic_implies() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
     let exported: Vec<String> = envoy
@@ -401,6 +403,9 @@ fn the_rules_pass_their_promtool_tests() {
 
 #[test]
 fn flagger_argo_and_the_rules_judge_v2_failing_and_v1_healthy_on_real_traffic() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
     let traffic = Traffic::start(envoy.front, 100);

@@ -4,8 +4,7 @@
 //! it names, and the upstream sees the version the filter wrote. A refused config stops `make`
 //! before anything starts.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +45,9 @@ fn local_bootstrap(config: &Path) -> PathBuf {
 
 #[test]
 fn every_sample_config_runs_in_the_local_envoy_and_reaches_its_versions() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let mut routes_checked = 0;
     for config in sample_configs() {
@@ -165,6 +167,9 @@ fn make_stops_at_a_refused_config_before_anything_is_started() {
 
 #[test]
 fn clusters_whose_names_clean_alike_or_run_long_each_reach_their_own_upstream() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let long = format!("outbound|8080|v9|{}.svc.cluster.local", "a".repeat(120));
     let clusters = ["svc.v3", "svc-v3", long.as_str()];

@@ -2,8 +2,7 @@
 //! `chromium`) from a real Envoy's numbers, shows the versions and their shares; a screenshot
 //! is kept at build/top/serve-page.png.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 mod top_support;
 
 use serde_json::Value as Json;
@@ -119,6 +118,9 @@ fn cell<'a>(row: &'a str, class: &str) -> Option<&'a str> {
 
 #[test]
 fn the_page_shows_each_version_and_its_share_from_a_real_envoy() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = Envoy::start(EnvoyConfig::shipped().with_plugin_config(support::ROUTE_2MS_V1_10S));
     send_hello(&envoy, REQUESTS as usize);

@@ -1,8 +1,7 @@
 //! `traffic-split top --once` and `--json` against a real Envoy running the filter: after a
 //! known number of requests they give the exact counts, per route and version.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 mod top_support;
 
 use serde_json::Value as Json;
@@ -93,6 +92,9 @@ fn version<'a>(frame: &'a Json, name: &str) -> &'a Json {
 
 #[test]
 fn once_prints_the_exact_counts_per_version() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = envoy_after_known_requests(EnvoyConfig::shipped());
     let output = run(&envoy, &["--once", "--interval", "100ms"]);
@@ -142,6 +144,9 @@ fn once_prints_the_exact_counts_per_version() {
 
 #[test]
 fn json_gives_the_same_exact_counts_from_either_form_of_envoys_stats() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = envoy_after_known_requests(EnvoyConfig::shipped());
     for form in ["prometheus", "json"] {
@@ -178,6 +183,9 @@ fn json_gives_the_same_exact_counts_from_either_form_of_envoys_stats() {
 
 #[test]
 fn json_form_needs_no_stats_tags() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let mut config = EnvoyConfig::shipped();
     if let Some(stats_config) = config.document["stats_config"].as_mapping_mut() {
@@ -216,6 +224,9 @@ fn json_form_needs_no_stats_tags() {
 
 #[test]
 fn json_lines_count_each_interval_exactly() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = envoy_after_known_requests(EnvoyConfig::shipped());
     let mut child = top(&envoy, &["--json", "--interval", "200ms"])

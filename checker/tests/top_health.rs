@@ -2,8 +2,7 @@
 //! the filter's config in `/config_dump`, v2's 5xx ratio and timeouts lead its row, and at 80
 //! columns the bars are gone but the health columns stay.
 
-#[path = "../../tests/support/mod.rs"]
-mod support;
+use traffic_split_e2e as support;
 mod top_support;
 
 use serde_json::Value as Json;
@@ -54,6 +53,9 @@ fn once(envoy: &Envoy, args: &[&str], columns: &str) -> String {
 
 #[test]
 fn the_frame_has_deadlines_ramp_and_guard_from_the_config_and_health_first_at_80_and_160() {
+    if support::skip_without_envoy() {
+        return;
+    }
     let _machine = exclusive();
     let envoy = envoy();
 

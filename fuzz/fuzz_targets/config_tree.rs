@@ -2,6 +2,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use traffic_split_fuzz::{check_config_tree, JsonTree};
+use traffic_split_fuzz_checks::{check_config_tree, JsonTree};
 
 fuzz_target!(|tree: JsonTree| check_config_tree(&tree));

@@ -2,6 +2,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use traffic_split_fuzz::check_header_map;
+use traffic_split_fuzz_checks::check_header_map;
 
 fuzz_target!(|bytes: &[u8]| check_header_map(bytes));

@@ -3,6 +3,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use traffic_split_fuzz::{check_streams, HostileStreams};
+use traffic_split_fuzz_checks::{check_streams, HostileStreams};
 
 fuzz_target!(|case: HostileStreams| check_streams(&case));

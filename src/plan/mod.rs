@@ -2,7 +2,8 @@
 //! deadlines already formatted as header values, metric names already spelled, routes indexed
 //! by path. Built once by [`crate::config::compile`]; a request only indexes it. Nothing here
 //! changes while serving: that is the routes' state ([`crate::state`]), kept beside the plan.
-//! - this file: [`Plan`], its modes, and the headers the filter owns;
+//! - this file: [`Plan`], its modes, and the headers the filter owns ([`owned_headers`]: the
+//!   one list);
 //! - [`route`]: [`Route`] and [`Destination`];
 //! - [`matcher`]: what a route matches, against a [`RequestView`];
 //! - [`index`]: the routes indexed by path ([`RouteTable`]), so that matching does not grow
@@ -46,6 +47,20 @@ pub const RETRY_HEADERS: [&str; 7] = [
     RETRIABLE_HEADER_NAMES_HEADER,
     HEDGE_ON_PER_TRY_TIMEOUT_HEADER,
 ];
+
+/// Every header the filter owns, in the order it writes them: the version and cluster headers
+/// the config names (`named`; while a config is checked, those of them that are valid), the
+/// deadline header and Envoy's retry headers. The one list: the config check refuses a matcher
+/// or override on any of them, the stream writes or removes each, and the fuzz checks hold the
+/// stream to leaving every other header as the client sent it.
+pub fn owned_headers<'a>(
+    named: impl IntoIterator<Item = &'a str>,
+) -> impl Iterator<Item = &'a str> {
+    named
+        .into_iter()
+        .chain(std::iter::once(DEADLINE_HEADER))
+        .chain(RETRY_HEADERS)
+}
 
 #[derive(Debug)]
 pub struct Plan {
@@ -133,6 +148,11 @@ impl Plan {
         })
     }
 
+    /// Every header the filter owns under this plan ([`owned_headers`]).
+    pub fn owned_headers(&self) -> impl Iterator<Item = &str> {
+        owned_headers([self.version_header.as_str(), self.cluster_header.as_str()])
+    }
+
     /// The first route that matches the request, with its index.
     pub fn match_route(&self, request: &mut impl RequestView) -> Option<(usize, &Route)> {
         self.routes.first_match(request)
@@ -152,6 +172,31 @@ mod tests {
                 {{ "name": "b", {route} "destinations": [ {{ "version": "v1", "weight": 1 }} ] }} ] }}"#
         );
         compile(json.as_bytes()).unwrap().response_path_use()
+    }
+
+    #[test]
+    fn the_owned_headers_are_the_plans_two_then_the_deadline_and_every_retry_header() {
+        let plan = compile(
+            br#"{ "version_header": "x-canary", "routes": [
+            { "name": "a", "destinations": [ { "version": "v1", "weight": 1 } ] } ] }"#,
+        )
+        .unwrap();
+        let owned: Vec<&str> = plan.owned_headers().collect();
+        assert_eq!(
+            owned,
+            [
+                "x-canary",
+                "x-split-cluster",
+                "x-envoy-upstream-rq-timeout-ms",
+                "x-envoy-max-retries",
+                "x-envoy-retry-on",
+                "x-envoy-upstream-rq-per-try-timeout-ms",
+                "x-envoy-retry-grpc-on",
+                "x-envoy-retriable-status-codes",
+                "x-envoy-retriable-header-names",
+                "x-envoy-hedge-on-per-try-timeout",
+            ]
+        );
     }
 
     #[test]

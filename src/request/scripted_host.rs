@@ -1,6 +1,6 @@
 //! A [`StreamHost`] that holds one request in memory, records what the stream does with it and
 //! fails the host calls it is told to fail: the host of the stream's unit tests, of the
-//! property tests and of the fuzz targets (fuzz/src/checks.rs).
+//! property tests and of the fuzz targets (tests/fuzz-checks/).
 
 use super::headers::serialize_pairs;
 use super::host::{Chosen, Count, HostError, StreamHost};

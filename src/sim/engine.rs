@@ -1,143 +1,88 @@
-//! The run: virtual time, event by event. Every decision is the core's: [`compile`], the
-//! route match, the choice and faults of [`Stream`], [`RouteState::merge_guard`] (the filter's
-//! guard tick) and [`follow_ramp`]. The engine only plays Envoy: it delivers requests and
-//! responses, runs each worker's tick, pushes configs and keeps the store.
+//! The run: virtual time, event by event. Every decision is the core's: each simulated Envoy
+//! worker is a core [`Worker`] (configure on each push, tick, the streams' callbacks), as in
+//! the proxy-wasm adapter and the native module. The engine only plays Envoy: it delivers
+//! requests, hands each one the filter let through to the router model (`super::router`),
+//! delivers its response, runs each worker's tick, pushes configs and keeps the store.
 
+use super::host::SimHost;
+use super::queue::{Queue, NANOS_PER_MS};
+use super::random::Random;
+use super::records::{GuardRecord, Periods, RequestRecord, Run, VersionAtClose};
+use super::router::{self, Exchange, RouterPolicy};
 use super::scenario::{Behaviour, Scenario};
 use crate::config::compile;
-use crate::metrics::PluginMetric;
-use crate::plan::Plan;
+use crate::metrics::{DestinationMetric, PluginMetric};
 use crate::request::scripted_host::ScriptedHost;
-use crate::request::{follow_ramp, Count, Stream, Verdict};
-use crate::split::guard::memory_store::{CasMismatch, MemoryStore};
-use crate::split::guard::{GuardEvent, RouteGuardState, SharedStore, Stored, Tally};
-use crate::state::RouteState;
+use crate::request::{Count, Stream, Verdict};
+use crate::split::guard::memory_store::MemoryStore;
+use crate::split::guard::{GuardEvent, RouteGuardState, SharedStore, Tally};
+use crate::worker::{Capabilities, DefinedMetrics, Refused, RouteEvent, TickReport, Worker};
 use std::cell::{Cell, RefCell};
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::rc::Rc;
 
-const NANOS_PER_MS: u64 = 1_000_000;
-/// The `UR` bit of Envoy's `response.flags`.
-const UPSTREAM_RESET_FLAG: u64 = 0x10;
 /// The plugin name the workers' guard keys carry.
 const PLUGIN: &str = "simulation";
 
-/// One routed (or unmatched) request.
-#[derive(Clone, Debug, PartialEq)]
-pub struct RequestRecord {
-    pub at_ms: u64,
-    pub worker: usize,
-    /// Which config it ran under: 0 the first, then one per push.
-    pub generation: usize,
-    pub route: Option<String>,
-    pub version: Option<String>,
-    /// The weights in force on its worker when it was split (after the ramp moved), and which
-    /// versions that worker had out, in destination order.
-    pub weights: Vec<u32>,
-    pub ejected: Vec<bool>,
-    pub sticky_key: Option<u32>,
-    /// An injected abort answered it.
-    pub fault: bool,
-    /// It ended as an error (503, a reset, or an abort), whatever the guard counts.
-    pub error: bool,
-}
-
-/// A guard decision, as the worker whose merge made it saw it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct GuardRecord {
-    pub at_ms: u64,
-    pub worker: usize,
-    pub route: String,
-    pub version: String,
-    pub event: GuardEvent,
-}
-
-/// One version of one route over one period.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct VersionRow {
-    pub version: String,
-    /// The weight in force on worker 0 at the end of the period.
-    pub weight: u32,
-    pub requests: u64,
-    pub errors: u64,
-    pub faults: u64,
-    /// Requests sent while their worker had the version out (probes).
-    pub probes: u64,
-    pub trips: u64,
-    pub returns: u64,
-    /// Out of the split on worker 0 at the end of the period.
-    pub ejected: bool,
-    /// ... latched there until the config changes (a halted rollout).
-    pub latched: bool,
-}
-
-/// One route over one period.
-#[derive(Clone, Debug, Default, PartialEq, serde::Serialize)]
-pub struct Row {
-    pub from_ms: u64,
-    pub until_ms: u64,
-    pub route: String,
-    pub versions: Vec<VersionRow>,
-}
-
-/// What a run recorded.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Run {
-    pub requests: Vec<RequestRecord>,
-    pub guard_events: Vec<GuardRecord>,
-    pub rows: Vec<Row>,
-    /// Per version name: requests routed to it, and requests that ended there (every worker,
-    /// every config).
-    pub routed: BTreeMap<String, u64>,
-    pub ended: BTreeMap<String, u64>,
-    pub unmatched: u64,
-    /// Merges the store refused after every retry (the outcomes wait for the next tick).
-    pub failed_merges: u64,
-    /// At the end, per guarded route of the last config: each version's outcomes in the
-    /// shared state's window.
-    pub shared_windows: BTreeMap<String, Vec<Tally>>,
-}
-
-/// A worker's config, as the adapter's `Active`: streams keep the one they started under.
-struct Active {
+/// One simulated Envoy worker: the core [`Worker`] of its configuration (streams keep the one
+/// they started under), which config that is, its VM's metric definitions, and its clock.
+struct EnvoyWorker {
+    worker: Rc<Worker>,
     generation: usize,
-    plan: Plan,
-    states: RefCell<Vec<RouteState>>,
-    keys: Vec<Option<String>>,
-}
-
-impl Active {
-    fn new(generation: usize, plan: Plan, now_nanos: u64) -> Self {
-        let mut states = RouteState::for_plan(&plan);
-        let mut host = ScriptedHost::default();
-        for (index, (route, state)) in plan.routes.iter().zip(states.iter_mut()).enumerate() {
-            follow_ramp(index, route, state, now_nanos, &mut host);
-        }
-        Active {
-            generation,
-            keys: plan
-                .routes
-                .iter()
-                .map(|route| crate::worker::guard::guard_state_key(PLUGIN, route))
-                .collect(),
-            plan,
-            states: RefCell::new(states),
-        }
-    }
-}
-
-struct Worker {
-    active: Rc<Active>,
+    defined: DefinedMetrics,
+    last_metric_id: Cell<u32>,
     clock_offset_ms: i64,
 }
 
-impl Worker {
+impl EnvoyWorker {
+    /// A worker's VM and its first configuration, at `wall_ms` on its clock.
+    fn start(json: &[u8], wall_ms: u64, store: &MemoryStore) -> Result<Self, Refused> {
+        let last_metric_id = Cell::new(0);
+        let mut defined = DefinedMetrics::default();
+        let worker = configured(json, wall_ms, store, &last_metric_id, &mut defined)?;
+        Ok(EnvoyWorker {
+            worker: Rc::new(worker),
+            generation: 0,
+            defined,
+            last_metric_id,
+            clock_offset_ms: 0,
+        })
+    }
+
+    /// A push: config `generation` replaces the one serving, unless it is refused. Streams
+    /// under way end under the one they started with.
+    fn push(&mut self, generation: usize, json: &[u8], wall_ms: u64, store: &MemoryStore) {
+        let pushed = configured(
+            json,
+            wall_ms,
+            store,
+            &self.last_metric_id,
+            &mut self.defined,
+        );
+        if let Ok(worker) = pushed {
+            self.worker = Rc::new(worker);
+            self.generation = generation;
+        }
+    }
+
     fn wall_ms(&self, start_ms: u64, at_ms: u64) -> u64 {
         start_ms
             .saturating_add(at_ms)
             .saturating_add_signed(self.clock_offset_ms)
     }
+}
+
+/// A worker's configuration, as Envoy's `on_configure` makes it: compiled, its metrics defined
+/// (each name once per VM), the decisions already in the store taken in before its first
+/// request, its ramps at the clock.
+fn configured(
+    json: &[u8],
+    wall_ms: u64,
+    store: &MemoryStore,
+    last_metric_id: &Cell<u32>,
+    defined: &mut DefinedMetrics,
+) -> Result<Worker, Refused> {
+    let host = SimHost::new(wall_ms * NANOS_PER_MS, store, last_metric_id);
+    Worker::configure(json, PLUGIN, Capabilities::default(), &host, defined)
 }
 
 enum Event {
@@ -150,58 +95,10 @@ enum Event {
 
 struct Pending {
     worker: usize,
-    active: Rc<Active>,
+    configured: Rc<Worker>,
     stream: Stream,
     host: ScriptedHost,
     version: String,
-}
-
-/// splitmix64: small, fast and the same everywhere; the seed alone decides a run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, bound: u64) -> u64 {
-        if bound == 0 {
-            0
-        } else {
-            self.next() % bound
-        }
-    }
-
-    fn chance(&mut self, ratio: f64) -> bool {
-        ratio > 0.0 && ((self.next() >> 11) as f64 / (1u64 << 53) as f64) < ratio
-    }
-}
-
-/// The store as a worker's merge sees it when another worker's merge lands between its read
-/// and its write: the first `set` runs `interleaved` first, so that it conflicts.
-struct Interleaved<'a> {
-    store: &'a MemoryStore,
-    interleaved: RefCell<Option<Box<dyn FnOnce() + 'a>>>,
-}
-
-impl SharedStore for Interleaved<'_> {
-    type Error = CasMismatch;
-
-    fn get(&self, key: &str) -> Result<Stored, CasMismatch> {
-        self.store.get(key)
-    }
-
-    fn set(&self, key: &str, value: &[u8], cas: Option<u32>) -> Result<(), CasMismatch> {
-        let other = self.interleaved.borrow_mut().take();
-        if let Some(other) = other {
-            other();
-        }
-        self.store.set(key, value, cas)
-    }
 }
 
 /// Runs a scenario. `Err`: the first config (or a pushed one) does not compile, with the
@@ -213,7 +110,7 @@ pub fn run(scenario: &Scenario) -> Result<Run, String> {
     for json in &configs {
         compile(json).map_err(|errors| crate::config::describe_errors(&errors))?;
     }
-    let mut engine = Engine::new(scenario, configs);
+    let mut engine = Engine::new(scenario, configs)?;
     engine.run();
     Ok(engine.result)
 }
@@ -222,41 +119,36 @@ struct Engine<'a> {
     scenario: &'a Scenario,
     /// Every config's JSON, compiled by each worker on its push, as each VM does.
     configs: Vec<&'a [u8]>,
-    workers: Vec<Worker>,
+    workers: Vec<EnvoyWorker>,
     store: MemoryStore,
     random: Random,
-    queue: BinaryHeap<Reverse<(u64, u64, usize)>>,
-    events: Vec<Option<Event>>,
+    queue: Queue<Event>,
     result: Run,
     guard_events: RefCell<Vec<GuardRecord>>,
     failed_merges: Cell<u64>,
-    period: BTreeMap<String, BTreeMap<String, VersionRow>>,
-    period_start_ms: u64,
+    periods: Periods,
 }
 
 impl<'a> Engine<'a> {
-    fn new(scenario: &'a Scenario, configs: Vec<&'a [u8]>) -> Self {
+    fn new(scenario: &'a Scenario, configs: Vec<&'a [u8]>) -> Result<Self, String> {
         let workers = scenario.workers.max(1);
         let mut engine = Engine {
             scenario,
             configs,
             workers: Vec::new(),
             store: MemoryStore::new(),
-            random: Random(scenario.seed),
-            queue: BinaryHeap::new(),
-            events: Vec::new(),
+            random: Random::new(scenario.seed),
+            queue: Queue::new(),
             result: Run::default(),
             guard_events: RefCell::new(Vec::new()),
             failed_merges: Cell::new(0),
-            period: BTreeMap::new(),
-            period_start_ms: 0,
+            periods: Periods::default(),
         };
+        let first = engine.configs.first().copied().unwrap_or_default();
         for _ in 0..workers {
-            let active = engine.configure(0, scenario.start_ms);
-            engine.workers.push(Worker {
-                active,
-                clock_offset_ms: 0,
-            });
+            let envoy = EnvoyWorker::start(first, scenario.start_ms, &engine.store)
+                .map_err(|refused| refused.0)?;
+            engine.workers.push(envoy);
         }
         let tick = scenario.tick_ms.max(1);
         for worker in 0..workers {
@@ -271,60 +163,42 @@ impl<'a> Engine<'a> {
             engine.schedule(step.at_ms, Event::ClockStep(index));
         }
         engine.schedule(0, Event::Request);
-        engine
+        Ok(engine)
     }
 
-    fn configure(&self, generation: usize, wall_ms: u64) -> Rc<Active> {
-        // Every config compiled once before the run; a refusal here cannot happen.
-        let plan = self
-            .configs
-            .get(generation)
-            .and_then(|json| compile(json).ok())
-            .unwrap_or_else(|| Plan::pass_through(String::new(), String::new()));
-        let active = Active::new(generation, plan, wall_ms * NANOS_PER_MS);
-        // As the filter's on_configure does: the decisions already in shared data before the
-        // first request.
-        if let Ok(mut states) = active.states.try_borrow_mut() {
-            let routes = active.plan.routes.iter().zip(states.iter_mut());
-            for ((route, state), key) in routes.zip(&active.keys) {
-                if let Some(key) = key {
-                    state.load_guard(route, &self.store, key, wall_ms);
-                }
-            }
+    /// Every worker compiles the pushed config `generation` at `at_ms` on its clock. Every
+    /// config compiled once before the run, so none is refused here.
+    fn push(&mut self, generation: usize, at_ms: u64) {
+        let Some(json) = self.configs.get(generation).copied() else {
+            return;
+        };
+        for envoy in &mut self.workers {
+            let wall_ms = envoy.wall_ms(self.scenario.start_ms, at_ms);
+            envoy.push(generation, json, wall_ms, &self.store);
         }
-        Rc::new(active)
     }
 
     fn schedule(&mut self, at_ms: u64, event: Event) {
-        self.schedule_nanos(at_ms * NANOS_PER_MS, event);
-    }
-
-    fn schedule_nanos(&mut self, at_nanos: u64, event: Event) {
-        let id = self.events.len();
-        self.events.push(Some(event));
-        self.queue.push(Reverse((at_nanos, id as u64, id)));
+        self.queue.schedule_ms(at_ms, event);
     }
 
     fn run(&mut self) {
         let end_nanos = self.scenario.duration_ms * NANOS_PER_MS;
         let period = self.scenario.period_ms.max(1);
-        while let Some(Reverse((at_nanos, _, id))) = self.queue.pop() {
+        while let Some((at_nanos, event)) = self.queue.pop() {
             let at_ms = at_nanos / NANOS_PER_MS;
-            while at_ms >= self.period_start_ms + period
-                && self.period_start_ms < self.scenario.duration_ms
+            while at_ms >= self.periods.start_ms + period
+                && self.periods.start_ms < self.scenario.duration_ms
             {
-                self.close_period(self.period_start_ms + period);
+                self.close_period(self.periods.start_ms + period);
             }
-            let Some(event) = self.events.get_mut(id).and_then(Option::take) else {
-                continue;
-            };
             match event {
                 Event::Request if at_nanos < end_nanos => {
                     self.request(at_ms);
                     let rate = self.scenario.traffic.rate_per_s;
                     if rate > 0.0 {
                         let gap = (1e9 / rate).max(1.0) as u64;
-                        self.schedule_nanos(at_nanos + gap, Event::Request);
+                        self.queue.schedule_nanos(at_nanos + gap, Event::Request);
                     }
                 }
                 Event::Request => {}
@@ -335,15 +209,7 @@ impl<'a> Engine<'a> {
                         self.schedule(at_ms + self.scenario.tick_ms.max(1), Event::Tick(worker));
                     }
                 }
-                Event::Push(generation) => {
-                    for index in 0..self.workers.len() {
-                        let wall = self.wall_ms(index, at_ms);
-                        let active = self.configure(generation, wall);
-                        if let Some(worker) = self.workers.get_mut(index) {
-                            worker.active = active;
-                        }
-                    }
-                }
+                Event::Push(generation) => self.push(generation, at_ms),
                 Event::ClockStep(index) => {
                     if let Some(step) = self.scenario.clock_steps.get(index) {
                         if let Some(worker) = self.workers.get_mut(step.worker) {
@@ -353,13 +219,13 @@ impl<'a> Engine<'a> {
                 }
             }
         }
-        while self.period_start_ms < self.scenario.duration_ms {
-            self.close_period(self.period_start_ms + period);
+        while self.periods.start_ms < self.scenario.duration_ms {
+            self.close_period(self.periods.start_ms + period);
         }
         self.result.guard_events = self.guard_events.take();
-        if let Some(worker) = self.workers.first() {
-            let active = &worker.active;
-            for (route, key) in active.plan.routes.iter().zip(&active.keys) {
+        if let Some(envoy) = self.workers.first() {
+            let worker = &envoy.worker;
+            for (route, key) in worker.plan().routes.iter().zip(worker.guard_keys()) {
                 let Some(key) = key else { continue };
                 let Ok((Some(bytes), _)) = self.store.get(key) else {
                     continue;
@@ -392,17 +258,82 @@ impl<'a> Engine<'a> {
             })
     }
 
-    fn behaviour(&self, version: &str, at_ms: u64) -> Option<&Behaviour> {
-        self.scenario
-            .behaviours
-            .iter()
-            .rev()
-            .find(|b| b.version == version && b.from_ms <= at_ms && at_ms < b.until_ms)
+    /// One request: drawn onto a worker, handled by the filter's core, played through Envoy's
+    /// router to its version, recorded, and its end scheduled.
+    fn request(&mut self, at_ms: u64) {
+        let worker = self.random.below(self.workers.len() as u64) as usize;
+        let Some((configured, generation)) = self
+            .workers
+            .get(worker)
+            .map(|envoy| (Rc::clone(&envoy.worker), envoy.generation))
+        else {
+            return;
+        };
+        let (mut host, sticky_key) = self.new_request(worker, at_ms);
+        let mut stream = Stream::default();
+        let verdict = configured.on_request_headers(&mut stream, &mut host);
+        let mut record = RequestRecord {
+            at_ms,
+            worker,
+            generation,
+            route: None,
+            version: None,
+            weights: Vec::new(),
+            ejected: Vec::new(),
+            sticky_key,
+            fault: false,
+            error: false,
+            status: None,
+            timed_out: false,
+            attempts: 0,
+            ended_ms: at_ms,
+        };
+        let routed = stream.chosen.and_then(|chosen| {
+            let route = configured.plan().routes.get(chosen.route)?;
+            let version = route.destinations.get(chosen.destination)?.version.clone();
+            Some((chosen, route, version))
+        });
+        let Some((chosen, route, version)) = routed else {
+            if host.count_of(Count::Plugin(PluginMetric::Unmatched)) > 0 {
+                self.result.unmatched += 1;
+            }
+            self.keep(record);
+            return;
+        };
+        if let Some((weights, ejected)) = configured.with_state(chosen.route, |state| {
+            (state.effective_weights(route), state.ejected().to_vec())
+        }) {
+            record.weights = weights;
+            record.ejected = ejected;
+        }
+        let exchange = self.through_envoy(verdict, &host, &version, at_ms);
+        host.response_code = Some(i64::from(exchange.status));
+        host.response_flags = Some(exchange.flags);
+        record.route = Some(route.name.clone());
+        record.version = Some(version.clone());
+        record.fault = verdict == Verdict::Answered;
+        record.error = record.fault || exchange.status >= 500;
+        record.status = Some(exchange.status);
+        record.timed_out = exchange.timed_out();
+        record.attempts = exchange.attempts;
+        record.ended_ms = at_ms.saturating_add(exchange.took_ms);
+        let ends_ms = record.ended_ms;
+        self.count(&record, exchange, chosen.destination);
+        self.keep(record);
+        let pending = Pending {
+            worker,
+            configured: Rc::clone(&configured),
+            stream,
+            host,
+            version,
+        };
+        self.schedule(ends_ms, Event::End(Box::new(pending)));
     }
 
-    fn request(&mut self, at_ms: u64) {
+    /// A request's headers (method, path, authority, the scenario's headers, a sticky key) in
+    /// a host on the worker's clock; the sticky key drawn.
+    fn new_request(&mut self, worker: usize, at_ms: u64) -> (ScriptedHost, Option<u32>) {
         let traffic = &self.scenario.traffic;
-        let worker = self.random.below(self.workers.len() as u64) as usize;
         let method = traffic
             .methods
             .get(self.random.below(traffic.methods.len() as u64) as usize)
@@ -413,6 +344,7 @@ impl<'a> Engine<'a> {
             (":path".to_owned(), traffic.path.clone()),
             (":authority".to_owned(), traffic.authority.clone()),
         ];
+        headers.extend(traffic.headers.iter().cloned());
         let mut sticky_key = None;
         if let Some((header, keys)) = &traffic.sticky_header {
             let key = self.random.below(u64::from(*keys).max(1)) as u32;
@@ -426,291 +358,188 @@ impl<'a> Engine<'a> {
         let mut host = ScriptedHost::with_headers(&pairs);
         host.clock = self.wall_ms(worker, at_ms) * NANOS_PER_MS;
         host.random_seed = self.random.next() as u8;
-        let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
-            return;
-        };
-        let mut stream = Stream::default();
-        let verdict = {
-            let mut states = active.states.borrow_mut();
-            stream.on_request_headers(&active.plan, &mut states, &mut host)
-        };
-        let Some(chosen) = stream.chosen else {
-            if host.count_of(Count::Plugin(PluginMetric::Unmatched)) > 0 {
-                self.result.unmatched += 1;
-            }
-            if self.scenario.keep_requests {
-                self.result.requests.push(RequestRecord {
-                    at_ms,
-                    worker,
-                    generation: active.generation,
-                    route: None,
-                    version: None,
-                    weights: Vec::new(),
-                    ejected: Vec::new(),
-                    sticky_key,
-                    fault: false,
-                    error: false,
-                });
-            }
-            return;
-        };
-        let Some(route) = active.plan.routes.get(chosen.route) else {
-            return;
-        };
-        let version = route
-            .destinations
-            .get(chosen.destination)
-            .map(|d| d.version.clone())
-            .unwrap_or_default();
-        let (weights, ejected) = {
-            let states = active.states.borrow();
-            states
-                .get(chosen.route)
-                .map_or((Vec::new(), Vec::new()), |state| {
-                    (state.effective_weights(route), state.ejected().to_vec())
-                })
-        };
-        let probe = ejected.get(chosen.destination).copied().unwrap_or(false);
-        *self.result.routed.entry(version.clone()).or_default() += 1;
-        let behaviour = self.behaviour(&version, at_ms).cloned();
-        let mut latency_ms = behaviour.as_ref().map_or(0, |b| b.latency_ms);
-        let (fault, error) = match verdict {
+        (host, sticky_key)
+    }
+
+    /// What Envoy answers a routed request, from the moment the filter is done with it: the
+    /// fault's local reply, or the router's exchange with the version (after a delay fault's
+    /// hold, which the deadline does not count). `took_ms` counts from `at_ms`.
+    fn through_envoy(
+        &mut self,
+        verdict: Verdict,
+        host: &ScriptedHost,
+        version: &str,
+        at_ms: u64,
+    ) -> Exchange {
+        let delay_ms = match verdict {
             Verdict::Answered => {
-                host.response_code = host
-                    .local_replies
-                    .first()
-                    .map(|(status, ..)| i64::from(*status));
-                latency_ms = 0;
-                (true, true)
-            }
-            Verdict::Continue | Verdict::Held { .. } => {
-                if let Verdict::Held { delay_ms } = verdict {
-                    latency_ms += delay_ms;
+                return Exchange {
+                    status: host.local_replies.first().map_or(0, |(status, ..)| *status),
+                    flags: 0,
+                    took_ms: 0,
+                    attempts: 0,
                 }
-                let reset = behaviour
-                    .as_ref()
-                    .is_some_and(|b| self.random.chance(b.reset_ratio));
-                let failed = behaviour
-                    .as_ref()
-                    .is_some_and(|b| self.random.chance(b.error_ratio));
-                if reset {
-                    host.response_code = None;
-                    host.response_flags = Some(UPSTREAM_RESET_FLAG);
-                } else {
-                    host.response_code = Some(if failed { 503 } else { 200 });
-                }
-                (false, reset || failed)
             }
+            Verdict::Held { delay_ms } => delay_ms,
+            Verdict::Continue => 0,
         };
-        let row = self.version_row(&route.name, &version);
+        let routed_ms = at_ms.saturating_add(delay_ms);
+        let policy = RouterPolicy::from_headers(&host.headers);
+        let scenario = self.scenario;
+        let mut exchange = router::exchange(&policy, &mut self.random, |after_ms| {
+            behaviour(scenario, version, routed_ms.saturating_add(after_ms))
+        });
+        exchange.took_ms = exchange.took_ms.saturating_add(delay_ms);
+        exchange
+    }
+
+    /// Counts a routed request in its period's row and its version's total.
+    fn count(&mut self, record: &RequestRecord, exchange: Exchange, destination: usize) {
+        let (Some(route), Some(version)) = (&record.route, &record.version) else {
+            return;
+        };
+        *self.result.routed.entry(version.clone()).or_default() += 1;
+        let row = self.periods.version_row(route, version);
         row.requests += 1;
-        row.errors += u64::from(error);
-        row.faults += u64::from(fault);
-        row.probes += u64::from(probe);
+        row.errors += u64::from(record.error);
+        row.timeouts += u64::from(exchange.timed_out());
+        row.retries += u64::from(exchange.attempts.saturating_sub(1));
+        row.faults += u64::from(record.fault);
+        row.probes += u64::from(record.ejected.get(destination).copied().unwrap_or(false));
+    }
+
+    fn keep(&mut self, record: RequestRecord) {
         if self.scenario.keep_requests {
-            self.result.requests.push(RequestRecord {
-                at_ms,
-                worker,
-                generation: active.generation,
-                route: Some(route.name.clone()),
-                version: Some(version.clone()),
-                weights,
-                ejected,
-                sticky_key,
-                fault,
-                error,
-            });
+            self.result.requests.push(record);
         }
-        let pending = Pending {
-            worker,
-            active: Rc::clone(&active),
-            stream,
-            host,
-            version,
-        };
-        self.schedule(at_ms + latency_ms, Event::End(Box::new(pending)));
     }
 
     fn end(&mut self, mut pending: Pending, at_ms: u64) {
         pending.host.clock = self.wall_ms(pending.worker, at_ms) * NANOS_PER_MS;
-        pending.stream.on_response_headers(&mut pending.host);
-        {
-            let mut states = pending.active.states.borrow_mut();
+        let configured = &pending.configured;
+        configured.on_response_headers(&mut pending.stream, &mut pending.host);
+        configured.on_end(&pending.stream, &mut pending.host);
+        let timeouts = pending.stream.chosen.map_or(0, |chosen| {
             pending
-                .stream
-                .on_end(&pending.active.plan, &mut states, &mut pending.host);
+                .host
+                .count_of(Count::Destination(chosen, DestinationMetric::Timeouts))
+        });
+        if timeouts > 0 {
+            *self
+                .result
+                .timeouts_counted
+                .entry(pending.version.clone())
+                .or_default() += timeouts as u64;
         }
         *self.result.ended.entry(pending.version).or_default() += 1;
     }
 
-    fn tick(&mut self, worker: usize, at_ms: u64) {
-        // Another worker whose merge lands in the middle of this one's (the first route's).
+    /// Worker `index`'s timer tick: the core's merge of every guard and its ramps. With the
+    /// scenario's `conflict_ratio`, another worker's tick lands between this one's first read
+    /// of the store and its write, so that the write conflicts and is retried.
+    fn tick(&mut self, index: usize, at_ms: u64) {
         let workers = self.workers.len();
         let other = (workers > 1 && self.random.chance(self.scenario.conflict_ratio))
-            .then(|| (worker + 1 + self.random.below(workers as u64 - 1) as usize) % workers)
-            .and_then(|o| {
-                let active = Rc::clone(&self.workers.get(o)?.active);
-                Some((o, active, self.wall_ms(o, at_ms)))
-            });
-        let wall = self.wall_ms(worker, at_ms);
-        let Some(active) = self.workers.get(worker).map(|w| Rc::clone(&w.active)) else {
+            .then(|| (index + 1 + self.random.below(workers as u64 - 1) as usize) % workers);
+        let Some(envoy) = self.workers.get(index) else {
             return;
         };
-        let mut used_interleave = false;
-        for index in 0..active.plan.routes.len() {
-            let Some(Some(key)) = active.keys.get(index) else {
-                continue;
-            };
-            let interleaved: Option<Box<dyn FnOnce() + '_>> = match &other {
-                Some((o, other, other_wall)) if !used_interleave => {
-                    used_interleave = true;
-                    let (o, other, other_wall) = (*o, Rc::clone(other), *other_wall);
-                    let store = &self.store;
-                    let records = &self.guard_events;
-                    let failed = &self.failed_merges;
-                    Some(Box::new(move || {
-                        merge_route(&other, o, key, store, other_wall, at_ms, records, failed);
-                    }))
-                }
-                _ => None,
-            };
-            let store = Interleaved {
-                store: &self.store,
-                interleaved: RefCell::new(interleaved),
-            };
-            merge_route(
-                &active,
-                worker,
-                key,
-                &store,
-                wall,
-                at_ms,
-                &self.guard_events,
-                &self.failed_merges,
+        let mut host = SimHost::new(
+            self.wall_ms(index, at_ms) * NANOS_PER_MS,
+            &self.store,
+            &envoy.last_metric_id,
+        );
+        if let Some((o, other)) = other.and_then(|o| Some((o, self.workers.get(o)?))) {
+            let other_host = SimHost::new(
+                self.wall_ms(o, at_ms) * NANOS_PER_MS,
+                &self.store,
+                &other.last_metric_id,
             );
+            let other_worker = Rc::clone(&other.worker);
+            let (records, failed) = (&self.guard_events, &self.failed_merges);
+            host = host.interleave(Box::new(move || {
+                let report = other_worker.tick(&other_host);
+                record_tick(&other_worker, o, at_ms, report, records, failed);
+            }));
         }
-        let mut host = ScriptedHost::default();
-        let mut states = active.states.borrow_mut();
-        for (index, (route, state)) in active.plan.routes.iter().zip(states.iter_mut()).enumerate()
-        {
-            follow_ramp(index, route, state, wall * NANOS_PER_MS, &mut host);
-        }
-    }
-
-    fn version_row(&mut self, route: &str, version: &str) -> &mut VersionRow {
-        self.period
-            .entry(route.to_owned())
-            .or_default()
-            .entry(version.to_owned())
-            .or_insert_with(|| VersionRow {
-                version: version.to_owned(),
-                ..VersionRow::default()
-            })
+        let report = envoy.worker.tick(&host);
+        record_tick(
+            &envoy.worker,
+            index,
+            at_ms,
+            report,
+            &self.guard_events,
+            &self.failed_merges,
+        );
     }
 
     fn close_period(&mut self, until_ms: u64) {
-        let from_ms = self.period_start_ms;
-        for record in self.guard_events.borrow().iter() {
-            if record.at_ms < from_ms || record.at_ms >= until_ms {
-                continue;
-            }
-            let row = self
-                .period
-                .entry(record.route.clone())
-                .or_default()
-                .entry(record.version.clone())
-                .or_insert_with(|| VersionRow {
-                    version: record.version.clone(),
-                    ..VersionRow::default()
-                });
-            match record.event {
-                GuardEvent::Tripped { .. } => row.trips += 1,
-                GuardEvent::Returned { .. } => row.returns += 1,
-                GuardEvent::Held { .. } => {}
-            }
-        }
-        let mut period = std::mem::take(&mut self.period);
-        if let Some(worker) = self.workers.first() {
-            let active = &worker.active;
-            let states = active.states.borrow();
-            for (route, state) in active.plan.routes.iter().zip(states.iter()) {
-                let versions = period.entry(route.name.clone()).or_default();
+        let mut routes = Vec::new();
+        if let Some(envoy) = self.workers.first() {
+            let worker = &envoy.worker;
+            let states = worker.states();
+            for (route, state) in worker.plan().routes.iter().zip(states.iter()) {
                 let weights = state.effective_weights(route);
-                for (index, destination) in route.destinations.iter().enumerate() {
-                    let row = versions
-                        .entry(destination.version.clone())
-                        .or_insert_with(|| VersionRow {
-                            version: destination.version.clone(),
-                            ..VersionRow::default()
-                        });
-                    row.weight = weights.get(index).copied().unwrap_or(0);
-                    row.ejected = state.ejected().get(index).copied().unwrap_or(false);
-                    row.latched = state.latched().get(index).copied().unwrap_or(false);
-                }
+                let versions = route
+                    .destinations
+                    .iter()
+                    .enumerate()
+                    .map(|(index, destination)| VersionAtClose {
+                        version: destination.version.clone(),
+                        weight: weights.get(index).copied().unwrap_or(0),
+                        ejected: state.ejected().get(index).copied().unwrap_or(false),
+                        latched: state.latched().get(index).copied().unwrap_or(false),
+                    })
+                    .collect();
+                routes.push((route.name.clone(), versions));
             }
         }
-        for (route, versions) in period {
-            self.result.rows.push(Row {
-                from_ms,
-                until_ms,
-                route,
-                versions: versions.into_values().collect(),
-            });
-        }
-        self.period_start_ms = until_ms;
+        let rows = self
+            .periods
+            .close(until_ms, &self.guard_events.borrow(), routes);
+        self.result.rows.extend(rows);
     }
 }
 
-/// One worker's guard tick for one route, as the filter's `merge_all` runs it. The route is
-/// found by its shared-data key, so that an interleaved worker merges its own route of that key.
-#[allow(clippy::too_many_arguments)]
-fn merge_route<S: SharedStore>(
-    active: &Active,
-    worker: usize,
-    key: &str,
-    store: &S,
-    wall_ms: u64,
+/// Records what a worker's tick decided: its guard events, and the merges the store refused.
+fn record_tick(
+    worker: &Worker,
+    index: usize,
     at_ms: u64,
+    report: TickReport,
     records: &RefCell<Vec<GuardRecord>>,
     failed: &Cell<u64>,
 ) {
-    let Some(index) = active.keys.iter().position(|k| k.as_deref() == Some(key)) else {
-        return;
-    };
-    let Some(route) = active.plan.routes.get(index) else {
-        return;
-    };
-    let result = {
-        let mut states = active.states.borrow_mut();
-        let Some(state) = states.get_mut(index) else {
-            return;
+    failed.set(failed.get() + u64::from(report.failed_merges));
+    let mut records = records.borrow_mut();
+    for RouteEvent { route, event } in report.guard_events {
+        let Some(route) = worker.plan().routes.get(route) else {
+            continue;
         };
-        state.merge_guard(route, store, key, &|| wall_ms)
-    };
-    match result {
-        Ok((events, _)) => {
-            let mut records = records.borrow_mut();
-            for event in events {
-                let destination = match event {
-                    GuardEvent::Tripped { destination, .. }
-                    | GuardEvent::Returned { destination, .. }
-                    | GuardEvent::Held { destination, .. } => destination,
-                };
-                records.push(GuardRecord {
-                    at_ms,
-                    worker,
-                    route: route.name.clone(),
-                    version: route
-                        .destinations
-                        .get(destination)
-                        .map(|d| d.version.clone())
-                        .unwrap_or_default(),
-                    event,
-                });
-            }
-        }
-        Err(_) => {
-            failed.set(failed.get() + 1);
-        }
+        let destination = match event {
+            GuardEvent::Tripped { destination, .. }
+            | GuardEvent::Returned { destination, .. }
+            | GuardEvent::Held { destination, .. } => destination,
+        };
+        records.push(GuardRecord {
+            at_ms,
+            worker: index,
+            route: route.name.clone(),
+            version: route
+                .destinations
+                .get(destination)
+                .map(|d| d.version.clone())
+                .unwrap_or_default(),
+            event,
+        });
     }
+}
+
+/// How `version` behaves at `at_ms`: the last window of the scenario's that holds it.
+fn behaviour<'s>(scenario: &'s Scenario, version: &str, at_ms: u64) -> Option<&'s Behaviour> {
+    scenario
+        .behaviours
+        .iter()
+        .rev()
+        .find(|b| b.version == version && b.from_ms <= at_ms && at_ms < b.until_ms)
 }

@@ -42,6 +42,8 @@ pub struct Traffic {
     pub methods: Vec<String>,
     /// A header carrying a sticky key, and how many distinct keys (drawn at random) it takes.
     pub sticky_header: Option<(String, u32)>,
+    /// Further headers every request carries: (lower-case name, value).
+    pub headers: Vec<(String, String)>,
 }
 
 impl Default for Traffic {
@@ -52,6 +54,7 @@ impl Default for Traffic {
             authority: "service".to_owned(),
             methods: vec!["GET".to_owned()],
             sticky_header: None,
+            headers: Vec::new(),
         }
     }
 }

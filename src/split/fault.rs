@@ -39,27 +39,8 @@ pub enum FaultAction {
     Delay { delay_ms: u64 },
 }
 
-/// The kinds of fault, as the metrics' `kind` label spells them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FaultKind {
-    Abort,
-    Delay,
-}
-
-impl FaultKind {
-    pub const ALL: [FaultKind; 2] = [FaultKind::Abort, FaultKind::Delay];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            FaultKind::Abort => "abort",
-            FaultKind::Delay => "delay",
-        }
-    }
-
-    pub fn index(self) -> usize {
-        self as usize
-    }
-}
+// The kinds of fault are a metric label: declared with the metrics, which come before split.
+pub use crate::metrics::FaultKind;
 
 impl FaultAction {
     pub fn kind(self) -> FaultKind {

@@ -6,8 +6,8 @@ use super::Checker;
 use crate::config::pass_through::PASS_THROUGH;
 use crate::config::raw::PluginConfig;
 use crate::plan::{
-    LogLevel, MetricsMode, Plan, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER,
-    RETRY_HEADERS,
+    owned_headers, LogLevel, MetricsMode, Plan, DEADLINE_HEADER, DEFAULT_CLUSTER_HEADER,
+    DEFAULT_VERSION_HEADER,
 };
 
 /// `"metrics"` as the config spells it.
@@ -45,15 +45,9 @@ impl Checker {
                 |c, name, path| c.reported(header_name(name, false), path),
             )
             .map(|name| name.unwrap_or_else(|| DEFAULT_CLUSTER_HEADER.to_string()));
-        self.owned_headers = [&version_header, &cluster_header]
-            .into_iter()
-            .flatten()
-            .cloned()
-            .chain(
-                std::iter::once(DEADLINE_HEADER)
-                    .chain(RETRY_HEADERS)
-                    .map(str::to_string),
-            )
+        let named = [&version_header, &cluster_header];
+        self.owned_headers = owned_headers(named.into_iter().flatten().map(String::as_str))
+            .map(str::to_string)
             .collect();
         if let (Some(version), Some(cluster)) = (&version_header, &cluster_header) {
             if version == cluster {

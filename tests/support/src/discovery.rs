@@ -37,6 +37,10 @@ pub(crate) fn move_listener_to_lds(mut front: Value, dir: &Path) -> Value {
 /// the filter with one that discovers its config from that file.
 pub(crate) fn move_filter_to_ecds(filter: &mut Value, dir: &Path) {
     let typed_config = filter["typed_config"].clone();
+    let type_url = typed_config["@type"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
     *filter = serde_yaml::from_str(&format!(
         "name: traffic-split\n\
          config_discovery:\n  \
@@ -46,7 +50,7 @@ pub(crate) fn move_filter_to_ecds(filter: &mut Value, dir: &Path) {
              path_config_source:\n      \
                path: {file}\n      \
                watched_directory: {{ path: {dir} }}\n  \
-           type_urls: [type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm]\n",
+           type_urls: [{type_url}]\n",
         file = dir.join(ECDS_FILE).display(),
         dir = dir.join("ecds").display(),
     ))

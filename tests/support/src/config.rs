@@ -4,6 +4,7 @@
 
 use super::discovery;
 use super::files::{repo_root, wasm_module};
+use super::module::{self, Module};
 use serde_yaml::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,6 +45,10 @@ fn wasm_config(listener: &mut Value) -> &mut Value {
 /// Sets the plugin configuration (the JSON Envoy hands to `on_configure`) in a Wasm filter's
 /// `typed_config`.
 pub fn set_plugin_config(filter_typed_config: &mut Value, json: &str) {
+    if filter_typed_config["filter_config"].is_mapping() {
+        filter_typed_config["filter_config"]["value"] = Value::from(json);
+        return;
+    }
     filter_typed_config["config"]["configuration"]["value"] = Value::from(json);
 }
 
@@ -294,11 +299,14 @@ impl EnvoyConfig {
     /// absolute, a warm-up listener, and the front listener or its filter config moved to
     /// discovery files when asked.
     pub(crate) fn isolated(mut self, tag: &str, dir: &Path) -> EnvoyConfig {
-        let module = wasm_config(self.front_listener())["vm_config"]["code"]["local"]["filename"]
-            .as_str()
-            .map(PathBuf::from)
-            .expect("the module is a local file");
-        if !module.is_absolute() {
+        // A Wasm filter's module, made absolute (a test may have put the native filter there).
+        let module = traffic_split_filter(self.front_listener())["typed_config"]
+            .get("config")
+            .and_then(|config| config["vm_config"]["code"]["local"]["filename"].as_str())
+            .map(PathBuf::from);
+        if module.is_some_and(|module| !module.is_absolute())
+            && Module::under_test() == Module::Wasm
+        {
             self = self.with_wasm_module(&wasm_module());
         }
         for (name, plugin_name, plugin_config) in std::mem::take(&mut self.more_fronts) {
@@ -321,6 +329,9 @@ impl EnvoyConfig {
         }
         rename_abstract_sockets(&mut self.document, tag);
         self.listeners().push(yaml(WARM_UP_LISTENER));
+        if Module::under_test() == Module::Native {
+            module::to_native_document(&mut self.document);
+        }
         if self.filter_from_ecds {
             let filter = traffic_split_filter(self.front_listener());
             discovery::move_filter_to_ecds(filter, dir);
