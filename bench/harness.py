@@ -52,7 +52,7 @@ EXPECTED_SPLIT = (0.80, 0.15, 0.05)
 
 # What each filter counts for the benchmark's route, one counter per version: the counters must
 # add up to the requests the front Envoy sent upstream.
-FILTER_COUNTERS = r"^wasmcustom\.traffic_split\.route\.api\.version\..*\.requests_total$"
+FILTER_COUNTERS = r"^wasmcustom\.traffic_split\.plugin\.[A-Za-z0-9_-]+\.route\.api\.version\..*\.requests_total$"
 LUA_COUNTERS = r"^http\.front\.lua\.traffic_split\.route\.api\.version\..*\.requests_total$"
 
 

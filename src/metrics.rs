@@ -8,28 +8,34 @@
 //! them back into Prometheus labels:
 //!
 //! ```text
-//! traffic_split.route.<route>.version.<version>.requests_total
-//! traffic_split.route.<route>.version.<version>.code_class.<2xx..5xx>.responses_total
-//! traffic_split.route.<route>.version.<version>.timeouts_total
-//! traffic_split.route.<route>.version.<version>.client_cancelled_total
-//! traffic_split.route.<route>.version.<version>.request_duration_microseconds
-//! traffic_split.route.<route>.version.<version>.weight
-//! traffic_split.route.<route>.version.<version>.share
-//! traffic_split.route.<route>.version.<version>.guard_trips_total
-//! traffic_split.route.<route>.version.<version>.guard_ejected
-//! traffic_split.route.<route>.version.<version>.guard_held_total
-//! traffic_split.route.<route>.version.<version>.fault.<abort|delay>.faults_total
-//! traffic_split.route.<route>.version.<version>.source.<header|cookie|none>.sticky_total
-//! traffic_split.route.<route>.version.<version|unknown>.overrides_total
-//! traffic_split.unmatched_total
-//! traffic_split.host_errors_total
-//! traffic_split.invalid_config_requests_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.requests_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.code_class.<2xx..5xx>.responses_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.timeouts_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.client_cancelled_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.request_duration_microseconds
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.weight
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.share
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.guard_trips_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.guard_ejected
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.guard_held_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.fault.<abort|delay>.faults_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version>.source.<header|cookie|none>.sticky_total
+//! traffic_split.plugin.<plugin>.route.<route>.version.<version|unknown>.overrides_total
+//! traffic_split.plugin.<plugin>.unmatched_total
+//! traffic_split.plugin.<plugin>.host_errors_total
+//! traffic_split.plugin.<plugin>.invalid_config_requests_total
 //! ```
 //!
 //! Envoy puts every Wasm-defined stat under the `wasmcustom.` namespace and strips it again in
-//! `/stats/prometheus`, so users see `traffic_split_requests_total{route="hello",version="v1"}`.
+//! `/stats/prometheus`, so users see
+//! `traffic_split_requests_total{plugin="traffic-split",route="hello",version="v1"}`.
 //! Route names and versions are validated to `[A-Za-z0-9_-]`, so they never contain the dots
-//! that separate the parts.
+//! that separate the parts; the plugin's name is the host's, and [`PluginLabel`] maps it into
+//! the same characters.
+//!
+//! Every metric carries its plugin: two traffic-split plugins on one proxy (each with a route
+//! `hello`, say) count into series of their own, never into one sum. [`stat_name`] is the one
+//! place that spells a name; every host (proxy-wasm, the native module) defines what it gives.
 
 /// Every stat name starts with this.
 pub const PREFIX: &str = "traffic_split";
@@ -93,12 +99,70 @@ pub enum PluginDefinedWhen {
     PassThrough,
 }
 
+/// The `plugin` label of a plugin's metrics, made from the name the host gives the plugin
+/// (proxy-wasm's `plugin_name` property: the Wasm filter's `config.name` in Envoy,
+/// `<namespace>.<name>` of the WasmPlugin or TrafficExtension in Istio).
+///
+/// A label segment may hold only `[A-Za-z0-9_-]` (a dot would split the name, and the
+/// `stats_tags` take no other characters), so every other character becomes `_`:
+/// `istio-system.traffic-split` is `istio-system_traffic-split`. Kubernetes names hold no `_`,
+/// so two Istio plugins of different names never meet in one label; two Envoy plugin names
+/// that differ only where `_` stands (`a.b` and `a_b`) do (docs/metrics.md). A plugin without
+/// a name is [`UNNAMED_PLUGIN`].
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PluginLabel(String);
+
+/// The `plugin` label of a plugin the host gives no name.
+pub const UNNAMED_PLUGIN: &str = "unnamed";
+
+impl PluginLabel {
+    /// The label of the plugin the host calls `plugin_name`.
+    pub fn of_plugin_name(plugin_name: &str) -> PluginLabel {
+        if plugin_name.is_empty() {
+            return PluginLabel(UNNAMED_PLUGIN.to_owned());
+        }
+        let label = plugin_name
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        PluginLabel(label)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl core::fmt::Display for PluginLabel {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The stat name of a metric: `traffic_split.plugin.<plugin>.` then, for a destination metric,
+/// `route.<route>.version.<version>.`, then the row's name. The one function that spells
+/// names, for every host.
+pub fn stat_name(plugin: &PluginLabel, destination: Option<(&str, &str)>, row: &str) -> String {
+    match destination {
+        Some((route, version)) => {
+            format!("{PREFIX}.plugin.{plugin}.route.{route}.version.{version}.{row}")
+        }
+        None => format!("{PREFIX}.plugin.{plugin}.{row}"),
+    }
+}
+
 /// One row of a metric table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MetricRow {
     pub kind: MetricKind,
-    /// The name after `traffic_split.route.<route>.version.<version>.` (a destination metric),
-    /// or the whole name (a plugin metric).
+    /// The name after `traffic_split.plugin.<plugin>.route.<route>.version.<version>.` (a
+    /// destination metric), or after `traffic_split.plugin.<plugin>.` (a plugin metric).
     pub name: &'static str,
 }
 
@@ -196,14 +260,14 @@ metric_table! {
     /// The plugin's own metrics.
     PluginMetric, PluginDefinedWhen {
         /// Requests that matched no route.
-        Unmatched: Counter, PluginDefinedWhen::Always, "traffic_split.unmatched_total";
+        Unmatched: Counter, PluginDefinedWhen::Always, "unmatched_total";
         /// Host calls that failed while handling a request (a header that could not be read or
         /// written, a response that could not be read). A request with a failed write is
         /// counted here and not as routed.
-        HostErrors: Counter, PluginDefinedWhen::Always, "traffic_split.host_errors_total";
+        HostErrors: Counter, PluginDefinedWhen::Always, "host_errors_total";
         /// Requests passed through under a refused config that asked for it
         /// (`"on_invalid_config": "pass_through"`).
-        InvalidConfigRequests: Counter, PluginDefinedWhen::PassThrough, "traffic_split.invalid_config_requests_total";
+        InvalidConfigRequests: Counter, PluginDefinedWhen::PassThrough, "invalid_config_requests_total";
     }
 }
 
@@ -235,18 +299,16 @@ impl DestinationMetric {
         }
     }
 
-    /// This metric's stat name for a route and version.
-    pub fn name(self, route: &str, version: &str) -> String {
-        format!(
-            "{PREFIX}.route.{route}.version.{version}.{}",
-            self.row().name
-        )
+    /// This metric's stat name for a plugin's route and version.
+    pub fn name(self, plugin: &PluginLabel, route: &str, version: &str) -> String {
+        stat_name(plugin, Some((route, version)), self.row().name)
     }
 }
 
 impl PluginMetric {
-    pub const fn name(self) -> &'static str {
-        self.row().name
+    /// This metric's stat name for a plugin.
+    pub fn name(self, plugin: &PluginLabel) -> String {
+        stat_name(plugin, None, self.row().name)
     }
 }
 /// The response classes counted. Envoy never forwards a final 1xx except on upgrades, so they
@@ -330,45 +392,72 @@ mod tests {
     #[cfg(target_arch = "wasm32")]
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
+    fn plugin() -> PluginLabel {
+        PluginLabel::of_plugin_name("traffic-split")
+    }
+
     #[test]
-    fn names_spell_route_and_version_as_tag_segments() {
-        let name = |metric: DestinationMetric| metric.name("hello", "v1");
+    fn names_spell_plugin_route_and_version_as_tag_segments() {
+        let name = |metric: DestinationMetric| metric.name(&plugin(), "hello", "v1");
         assert_eq!(
             name(DestinationMetric::Requests),
-            "traffic_split.route.hello.version.v1.requests_total"
+            "traffic_split.plugin.traffic-split.route.hello.version.v1.requests_total"
         );
         assert_eq!(
             name(DestinationMetric::response(CodeClass::ServerError)),
-            "traffic_split.route.hello.version.v1.code_class.5xx.responses_total"
-        );
-        assert_eq!(
-            name(DestinationMetric::Timeouts),
-            "traffic_split.route.hello.version.v1.timeouts_total"
+            "traffic_split.plugin.traffic-split.route.hello.version.v1.code_class.5xx.responses_total"
         );
         assert_eq!(
             name(DestinationMetric::Duration),
-            "traffic_split.route.hello.version.v1.request_duration_microseconds"
-        );
-        assert_eq!(
-            name(DestinationMetric::Weight),
-            "traffic_split.route.hello.version.v1.weight"
+            "traffic_split.plugin.traffic-split.route.hello.version.v1.request_duration_microseconds"
         );
         assert_eq!(
             name(DestinationMetric::sticky(KeySource::Cookie)),
-            "traffic_split.route.hello.version.v1.source.cookie.sticky_total"
+            "traffic_split.plugin.traffic-split.route.hello.version.v1.source.cookie.sticky_total"
         );
         assert_eq!(
-            name(DestinationMetric::Overrides),
-            "traffic_split.route.hello.version.v1.overrides_total"
+            DestinationMetric::Overrides.name(&plugin(), "hello", UNKNOWN_VERSION),
+            "traffic_split.plugin.traffic-split.route.hello.version.unknown.overrides_total"
         );
         assert_eq!(
-            DestinationMetric::Overrides.name("hello", UNKNOWN_VERSION),
-            "traffic_split.route.hello.version.unknown.overrides_total"
+            PluginMetric::Unmatched.name(&plugin()),
+            "traffic_split.plugin.traffic-split.unmatched_total"
         );
+    }
+
+    #[test]
+    fn two_plugins_never_share_a_name() {
+        let first = PluginLabel::of_plugin_name("default.split-a");
+        let second = PluginLabel::of_plugin_name("default.split-b");
+        for metric in DestinationMetric::ALL {
+            assert_ne!(
+                metric.name(&first, "hello", "v1"),
+                metric.name(&second, "hello", "v1")
+            );
+        }
+        for metric in PluginMetric::ALL {
+            assert_ne!(metric.name(&first), metric.name(&second));
+        }
+    }
+
+    #[test]
+    fn plugin_names_become_label_segments() {
+        let label = |name: &str| PluginLabel::of_plugin_name(name).as_str().to_owned();
+        // Istio's `<namespace>.<name>`: the dot would split the stat name.
         assert_eq!(
-            PluginMetric::Unmatched.name(),
-            "traffic_split.unmatched_total"
+            label("istio-system.traffic-split"),
+            "istio-system_traffic-split"
         );
+        assert_eq!(label("traffic-split"), "traffic-split");
+        assert_eq!(label("Split_2"), "Split_2");
+        assert_eq!(label("a b/c:d\u{e9}\u{1f600}"), "a_b_c_d__");
+        assert_eq!(label("..."), "___");
+        assert_eq!(label(""), UNNAMED_PLUGIN);
+        for name in ["x.y", "\u{0}", "{}[]()*+?|^$"] {
+            assert!(label(name)
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        }
     }
 
     #[test]
@@ -401,7 +490,7 @@ mod tests {
         }
         for (position, metric) in PluginMetric::ALL.iter().enumerate() {
             assert_eq!(metric.index(), position);
-            assert!(metric.name().starts_with(PREFIX));
+            assert!(metric.name(&plugin()).starts_with(PREFIX));
         }
         let mut names: Vec<_> = DestinationMetric::ALL
             .iter()

@@ -130,14 +130,16 @@ fn metric_words(text: &str) -> Vec<&str> {
 }
 
 /// A word names an exported metric: the family, one of a histogram's series, or the name a
-/// `stats_tags`-less Envoy gives it (`traffic_split_route_hello_version_v1_requests_total`).
+/// `stats_tags`-less Envoy gives it
+/// (`traffic_split_plugin_traffic_split_route_hello_version_v1_requests_total`).
 fn names_exported(word: &str, exported: &BTreeSet<String>) -> bool {
     let family = HISTOGRAM_SERIES
         .iter()
         .find_map(|suffix| word.strip_suffix(suffix))
         .unwrap_or(word);
     exported.contains(family)
-        || (family.starts_with("traffic_split_route_")
+        || ((family.starts_with("traffic_split_route_")
+            || family.starts_with("traffic_split_plugin_"))
             && exported.iter().any(|name| {
                 name.strip_prefix("traffic_split")
                     .is_some_and(|own| family.ends_with(own))

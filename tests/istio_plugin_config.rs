@@ -158,7 +158,7 @@ fn wasm_plugin_config_splits_cuts_and_counts_like_the_shipped_envoy_config() {
     // The override's buckets hold a bound at the 2 ms deadline (the histogram is in µs).
     assert!(
         istio.admin.prometheus_lines().iter().any(|line| line.starts_with(
-            r#"traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="2000"}"#
+            r#"traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v2",le="2000"}"#
         )),
         "no 2 ms bucket in the sidecar's histogram"
     );

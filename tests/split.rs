@@ -3,7 +3,7 @@
 use traffic_split_e2e as support;
 
 use std::collections::BTreeMap;
-use support::{exclusive, Envoy, EnvoyConfig};
+use support::{exclusive, Envoy, EnvoyConfig, SHIPPED_PLUGIN};
 
 /// Sends `count` requests on one connection; counts the version each upstream says it saw.
 fn versions_seen(
@@ -124,7 +124,7 @@ fn zero_weight_version_gets_nothing() {
 }
 
 #[test]
-fn request_matching_no_route_is_counted_once_without_labels_and_left_alone() {
+fn request_matching_no_route_is_counted_once_under_its_plugin_only_and_left_alone() {
     if support::skip_without_envoy() {
         return;
     }
@@ -145,7 +145,14 @@ fn request_matching_no_route_is_counted_once_without_labels_and_left_alone() {
     assert_eq!(response.header("x-upstream-saw-version"), None);
 
     let metrics = envoy.admin.metrics();
-    assert_eq!(metrics.get("traffic_split_unmatched_total", &[]), Some(4.0));
+    assert_eq!(
+        metrics.get(
+            "traffic_split_unmatched_total",
+            &[("plugin", SHIPPED_PLUGIN)]
+        ),
+        Some(4.0),
+        "no route, no version: the plugin is its only label"
+    );
     for version in ["v1", "v2"] {
         let labels = [("route", "hello"), ("version", version)];
         assert_eq!(metrics.count("traffic_split_requests_total", &labels), 0);
@@ -236,6 +243,72 @@ fn plugins_sharing_one_vm_each_follow_their_own_configuration() {
     assert_eq!(metrics.outcome("second", "v1").0, 0);
 }
 
+/// Two traffic-split plugins on one proxy (two WasmPlugins on one workload, here sharing one
+/// VM), each with a route `hello`: each counts into series of its own, labelled with its
+/// plugin's name (Istio's `<namespace>.<name>`, its dot made `_`), never into one sum.
+#[test]
+fn two_plugins_with_one_route_name_count_apart() {
+    if support::skip_without_envoy() {
+        return;
+    }
+    let _machine = exclusive();
+    let hello_v1 = r#"{ "routes": [ { "name": "hello", "match": { "prefix": "/hello" },
+        "destinations": [ { "version": "v1", "cluster": "springbootapp-v1", "weight": 1 } ] } ] }"#;
+    let envoy = Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(hello_v1)
+            .with_another_plugin("payments-front", "payments.traffic-split", hello_v1),
+    );
+    let second_plugin = "payments_traffic-split";
+    let mut first = envoy.connect();
+    let mut second =
+        support::http::Connection::open(envoy.listener("payments-front")).expect("connect");
+    for (connection, requests) in [(&mut first, 5), (&mut second, 7)] {
+        for _ in 0..requests {
+            let response = connection.request("GET", "/hello", &[]).expect("request");
+            assert_eq!(response.header("x-upstream-saw-version"), Some("v1"));
+        }
+    }
+    let response = second.request("GET", "/elsewhere", &[]).expect("request");
+    assert_eq!(response.status, 200);
+    let metrics = envoy.admin.metrics_when(|m| {
+        m.plugin_outcome(SHIPPED_PLUGIN, "hello", "v1").0 >= 5
+            && m.plugin_outcome(second_plugin, "hello", "v1").0 >= 7
+            && m.count(
+                "traffic_split_unmatched_total",
+                &[("plugin", second_plugin)],
+            ) >= 1
+    });
+    assert_eq!(metrics.plugin_outcome(SHIPPED_PLUGIN, "hello", "v1").0, 5);
+    assert_eq!(metrics.plugin_outcome(second_plugin, "hello", "v1").0, 7);
+    let mut hello_v1_series: Vec<(String, f64)> = metrics
+        .series("traffic_split_requests_total")
+        .into_iter()
+        .filter(|(labels, _)| {
+            labels.get("route").map(String::as_str) == Some("hello")
+                && labels.get("version").map(String::as_str) == Some("v1")
+        })
+        .map(|(labels, value)| (labels.get("plugin").cloned().unwrap_or_default(), value))
+        .collect();
+    hello_v1_series.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        hello_v1_series,
+        [
+            (second_plugin.to_string(), 7.0),
+            (SHIPPED_PLUGIN.to_string(), 5.0)
+        ],
+        "one series per plugin, none summing both"
+    );
+    assert_eq!(
+        metrics.count(
+            "traffic_split_unmatched_total",
+            &[("plugin", second_plugin)]
+        ),
+        1
+    );
+    assert_eq!(metrics.count("traffic_split_unmatched_total", &[]), 0);
+}
+
 #[test]
 fn requests_metrics_mode_counts_requests_only() {
     if support::skip_without_envoy() {
@@ -248,7 +321,9 @@ fn requests_metrics_mode_counts_requests_only() {
     let lines = envoy.admin.prometheus_lines();
     let series = |prefix: &str| lines.iter().filter(|line| line.starts_with(prefix)).count();
     assert_eq!(
-        series(r#"traffic_split_requests_total{route="hello",version="v1"} 70"#),
+        series(
+            r#"traffic_split_requests_total{plugin="traffic-split",route="hello",version="v1"} 70"#
+        ),
         1,
         "{lines:#?}"
     );

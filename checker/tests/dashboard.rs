@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use support::{exclusive, repo_root, Envoy, EnvoyConfig};
+use support::{exclusive, repo_root, Envoy, EnvoyConfig, SHIPPED_PLUGIN};
 use top_support::{poll, Traffic, ROUTE};
 
 /// Grafana's `$__rate_interval` at a 1 s scrape interval is a few seconds; a longer window
@@ -189,6 +189,7 @@ fn dashboard_queries(path: &Path) -> Vec<(String, String, String)> {
                     title.clone(),
                     target["refId"].as_str().expect("a refId").to_string(),
                     expr.replace("$__rate_interval", RATE_WINDOW)
+                        .replace("$plugin", SHIPPED_PLUGIN)
                         .replace("$route", ROUTE),
                 )
             })
@@ -308,10 +309,18 @@ fn every_dashboard_query_gives_v1_and_v2_the_values_the_traffic_implies() {
         );
     }
 
-    // The dashboard's route variable lists the route.
+    // The dashboard's plugin variable lists the plugin, and its route variable the route.
+    let plugins = prometheus.get(
+        "/api/v1/label/plugin/values",
+        &[("match[]", "traffic_split_requests_total")],
+    );
+    assert_eq!(plugins, serde_json::json!([SHIPPED_PLUGIN]));
     let routes = prometheus.get(
         "/api/v1/label/route/values",
-        &[("match[]", "traffic_split_requests_total")],
+        &[(
+            "match[]",
+            &format!("traffic_split_requests_total{{plugin=\"{SHIPPED_PLUGIN}\"}}"),
+        )],
     );
     assert_eq!(routes, serde_json::json!([ROUTE]));
 }
@@ -336,6 +345,7 @@ fn template_queries(version: &str) -> Vec<(String, String, Option<f64>)> {
                 template["metadata"]["name"].as_str().unwrap_or("?")
             ),
             query
+                .replace("{{ variables.plugin }}", SHIPPED_PLUGIN)
                 .replace("{{ variables.route }}", ROUTE)
                 .replace("{{ variables.version }}", version)
                 .replace("{{ interval }}", RATE_WINDOW),
@@ -360,6 +370,7 @@ fn template_queries(version: &str) -> Vec<(String, String, Option<f64>)> {
         queries.push((
             format!("argo {}", metric["name"].as_str().unwrap_or("?")),
             query
+                .replace("{{args.plugin}}", SHIPPED_PLUGIN)
                 .replace("{{args.route}}", ROUTE)
                 .replace("{{args.version}}", version)
                 .replace("[1m]", &format!("[{RATE_WINDOW}]")),

@@ -303,9 +303,10 @@ fn a_service_target_without_a_waypoint_is_refused() {
 }
 
 #[test]
-fn two_plugins_on_one_proxy_with_the_same_route_name_are_refused_naming_both() {
+fn two_plugins_of_one_label_on_one_proxy_with_the_same_route_name_are_refused_naming_both() {
     // The TrafficExtension and the WasmPlugin for Istio up to 1.29, applied together: the
-    // client's sidecar would run the filter twice, and both count route "hello".
+    // client's sidecar would run the filter twice, both named istioclient.traffic-split in
+    // Envoy, and both count route "hello" under plugin="istioclient_traffic-split".
     let report = Report::check(&[
         examples("istio/traffic-split.yaml"),
         examples("istio/wasmplugin/traffic-split.yaml"),
@@ -319,20 +320,36 @@ fn two_plugins_on_one_proxy_with_the_same_route_name_are_refused_naming_both() {
     assert!(
         errors[0].starts_with("spec.pluginConfig.routes[0].name: ")
             && errors[0].contains("TrafficExtension istioclient/traffic-split also runs in the sidecars of app=busyclient")
-            && errors[0].contains("the same traffic_split_* series (route=\"hello\")"),
+            && errors[0].contains(
+                "the same traffic_split_* series (plugin=\"istioclient_traffic-split\", route=\"hello\")"
+            ),
         "{report}"
     );
+    // The WasmPlugin changed as `change` does passes beside the TrafficExtension.
+    let passes_beside_the_extension = |folder_name: &str, change: &dyn Fn(String) -> String| {
+        let changed = change(example("istio/wasmplugin/traffic-split.yaml"));
+        let dir = folder(folder_name, &[("wasmplugin.yaml", changed)]);
+        let report = Report::check(&[
+            examples("istio/traffic-split.yaml"),
+            dir.join("wasmplugin.yaml"),
+        ]);
+        assert!(report.passed(), "{folder_name}: {report}");
+        let _ = fs::remove_dir_all(dir);
+    };
     // Another route name, and the two are told apart (the double filter is still the user's
     // choice: each plugin's split is its own).
-    let renamed = example("istio/wasmplugin/traffic-split.yaml")
-        .replace("- name: hello", "- name: hello-legacy");
-    let dir = folder("renamed", &[("wasmplugin.yaml", renamed)]);
-    let report = Report::check(&[
-        examples("istio/traffic-split.yaml"),
-        dir.join("wasmplugin.yaml"),
-    ]);
-    assert!(report.passed(), "{report}");
-    let _ = fs::remove_dir_all(dir);
+    passes_beside_the_extension("renamed", &|text| {
+        text.replace("- name: hello", "- name: hello-legacy")
+    });
+    // Another plugin name, and its series carry another plugin label: the route name may stay.
+    passes_beside_the_extension("renamed-plugin", &|text| {
+        assert!(text.contains("  name: traffic-split\n"));
+        text.replacen(
+            "  name: traffic-split\n",
+            "  name: traffic-split-legacy\n",
+            1,
+        )
+    });
 }
 
 #[test]

@@ -193,18 +193,22 @@ fn json_form_needs_no_stats_tags() {
     }
     let envoy = Envoy::start(config.with_plugin_config(support::ROUTE_2MS_V1_10S));
     send_hello(&envoy, REQUESTS as usize);
-    // Envoy's own counters, with route and version in their names for want of the tags.
+    // Envoy's own counters, with plugin, route and version in their names for want of the tags
+    // (the plugin's `-` made `_` by Envoy's Prometheus form).
     let metrics = envoy.admin.metrics_when(|metrics| {
         metrics.count(
-            "traffic_split_route_hello_version_v2_code_class_5xx_responses_total",
+            "traffic_split_plugin_traffic_split_route_hello_version_v2_code_class_5xx_responses_total",
             &[],
         ) + metrics.count(
-            "traffic_split_route_hello_version_v1_code_class_2xx_responses_total",
+            "traffic_split_plugin_traffic_split_route_hello_version_v1_code_class_2xx_responses_total",
             &[],
         ) == REQUESTS
     });
     assert_eq!(
-        metrics.count("traffic_split_route_hello_version_v2_timeouts_total", &[]),
+        metrics.count(
+            "traffic_split_plugin_traffic_split_route_hello_version_v2_timeouts_total",
+            &[]
+        ),
         30
     );
     let frame = once_json(&envoy, "json");

@@ -79,7 +79,7 @@ fn a_config_dump_beyond_ten_megabytes_still_yields_the_filters_config() {
         .read_plans()
         .expect("the dump is read");
     assert_eq!(plans.len(), 1);
-    assert_eq!(plans[0].routes[0].name, "hello");
+    assert_eq!(plans[0].plan.routes[0].name, "hello");
 }
 
 #[test]

@@ -10,7 +10,8 @@
 
 use super::host::WorkerHost;
 use crate::metrics::{
-    DefinedWhen, DestinationMetric, MetricKind, PluginDefinedWhen, PluginMetric, UNKNOWN_VERSION,
+    DefinedWhen, DestinationMetric, MetricKind, PluginDefinedWhen, PluginLabel, PluginMetric,
+    UNKNOWN_VERSION,
 };
 use crate::plan::{MetricsMode, Plan, Route, StickyKey};
 use crate::request::{Count, HostError};
@@ -83,17 +84,19 @@ pub struct MetricIds {
 }
 
 impl MetricIds {
-    /// Defines every metric `plan` needs (the rule in this module's doc).
+    /// Defines every metric `plan` needs (the rule in this module's doc), each named with
+    /// `plugin`'s label.
     pub fn define(
         plan: &Plan,
+        plugin: &PluginLabel,
         host: &impl WorkerHost,
         defined: &mut DefinedMetrics,
     ) -> Result<MetricIds, HostError> {
         let mut define = |kind: MetricKind, name: &str| defined.define(host, kind, name);
-        let mut plugin = [None; PluginMetric::COUNT];
-        for (slot, metric) in plugin.iter_mut().zip(PluginMetric::ALL) {
+        let mut plugin_ids = [None; PluginMetric::COUNT];
+        for (slot, metric) in plugin_ids.iter_mut().zip(PluginMetric::ALL) {
             if metric.defined_when() == PluginDefinedWhen::Always || plan.pass_through {
-                *slot = Some(define(metric.row().kind, metric.name())?);
+                *slot = Some(define(metric.row().kind, &metric.name(plugin))?);
             }
         }
         let mut destinations = Vec::with_capacity(plan.routes.len());
@@ -111,7 +114,7 @@ impl MetricIds {
                     if is_defined(plan.metrics, route, &fault_kinds, *metric) {
                         *slot = Some(define(
                             metric.row().kind,
-                            &metric.name(&route.name, &destination.version),
+                            &metric.name(plugin, &route.name, &destination.version),
                         )?);
                     }
                 }
@@ -122,7 +125,7 @@ impl MetricIds {
             unknown_overrides.push(match route.override_header {
                 Some(_) => Some(define(
                     unknown.row().kind,
-                    &unknown.name(&route.name, UNKNOWN_VERSION),
+                    &unknown.name(plugin, &route.name, UNKNOWN_VERSION),
                 )?),
                 None => None,
             });
@@ -130,7 +133,7 @@ impl MetricIds {
         Ok(MetricIds {
             destinations,
             unknown_overrides,
-            plugin,
+            plugin: plugin_ids,
         })
     }
 

@@ -34,6 +34,7 @@ pub use timer::{TickNeeds, Timer, GUARD_TICK, ROLLOUT_TICK};
 
 use crate::config::pass_through::pass_through_plan;
 use crate::config::{compile, describe_errors};
+use crate::metrics::PluginLabel;
 use crate::plan::{Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::request::{Stream, StreamHost, Verdict};
 use crate::state::RouteState;
@@ -95,7 +96,8 @@ impl Worker {
     /// metrics, brings every rollout to the clock, takes in the guard decisions already in the
     /// shared store and sets the gauges. An invalid config is refused, or served by the
     /// pass-through plan where it asks for that (`on_invalid_config`), with its errors logged
-    /// loudly either way.
+    /// loudly either way. `plugin_name` is the host's name of the plugin: its metrics carry it
+    /// (as [`PluginLabel`]) and its guards' shared-store keys are its own.
     pub fn configure(
         json: &[u8],
         plugin_name: &str,
@@ -123,7 +125,8 @@ impl Worker {
             }
         }
         let plan = crate::ablation::rewrite_plan(plan);
-        let metrics = MetricIds::define(&plan, host, defined)
+        let label = PluginLabel::of_plugin_name(plugin_name);
+        let metrics = MetricIds::define(&plan, &label, host, defined)
             .map_err(|status| Refused(format!("defining metrics failed: {status:?}")))?;
         let worker = Worker::with_metrics(plan, plugin_name, metrics);
         worker.follow_rollouts(host.now_nanos());

@@ -121,38 +121,46 @@ fn a_configuration_defines_only_the_metrics_its_routes_can_move() {
         .map(|(_, n)| n.clone())
         .collect();
     let has = |name: &str| names.iter().any(|defined| defined == name);
-    assert!(has("traffic_split.route.plain.version.v1.requests_total"));
-    assert!(has("traffic_split.route.plain.version.v1.weight"));
+    assert!(has(
+        "traffic_split.plugin.plugin.route.plain.version.v1.requests_total"
+    ));
+    assert!(has(
+        "traffic_split.plugin.plugin.route.plain.version.v1.weight"
+    ));
     assert!(
-        !has("traffic_split.route.plain.version.v1.code_class.2xx.responses_total"),
+        !has("traffic_split.plugin.plugin.route.plain.version.v1.code_class.2xx.responses_total"),
         "requests mode counts no responses"
     );
     assert!(!has(
-        "traffic_split.route.plain.version.v1.guard_trips_total"
+        "traffic_split.plugin.plugin.route.plain.version.v1.guard_trips_total"
     ));
-    assert!(has("traffic_split.route.canary.version.v2.guard_latched"));
     assert!(has(
-        "traffic_split.route.canary.version.v2.fault.abort.faults_total"
+        "traffic_split.plugin.plugin.route.canary.version.v2.guard_latched"
+    ));
+    assert!(has(
+        "traffic_split.plugin.plugin.route.canary.version.v2.fault.abort.faults_total"
     ));
     assert!(
-        !has("traffic_split.route.canary.version.v1.fault.abort.faults_total"),
+        !has("traffic_split.plugin.plugin.route.canary.version.v1.fault.abort.faults_total"),
         "v1 injects no fault"
     );
     assert!(!has(
-        "traffic_split.route.canary.version.v2.fault.delay.faults_total"
+        "traffic_split.plugin.plugin.route.canary.version.v2.fault.delay.faults_total"
     ));
     assert!(has(
-        "traffic_split.route.canary.version.v1.source.header.sticky_total"
+        "traffic_split.plugin.plugin.route.canary.version.v1.source.header.sticky_total"
     ));
     assert!(
-        !has("traffic_split.route.canary.version.v1.source.cookie.sticky_total"),
+        !has("traffic_split.plugin.plugin.route.canary.version.v1.source.cookie.sticky_total"),
         "a header-keyed route never counts a cookie"
     );
     assert!(has(
-        "traffic_split.route.canary.version.unknown.overrides_total"
+        "traffic_split.plugin.plugin.route.canary.version.unknown.overrides_total"
     ));
-    assert!(!has("traffic_split.invalid_config_requests_total"));
-    assert!(has("traffic_split.host_errors_total"));
+    assert!(!has(
+        "traffic_split.plugin.plugin.invalid_config_requests_total"
+    ));
+    assert!(has("traffic_split.plugin.plugin.host_errors_total"));
     let kind_of = |name: &str| {
         host.defined
             .borrow()
@@ -161,7 +169,7 @@ fn a_configuration_defines_only_the_metrics_its_routes_can_move() {
             .map(|(kind, _)| *kind)
     };
     assert_eq!(
-        kind_of("traffic_split.route.plain.version.v1.weight"),
+        kind_of("traffic_split.plugin.plugin.route.plain.version.v1.weight"),
         Some(MetricKind::Gauge)
     );
     // A push of the same routes defines nothing again: Envoy never frees a metric's name.
@@ -212,7 +220,7 @@ fn an_invalid_config_is_refused_or_passed_through_as_it_asks() {
     .unwrap();
     assert!(passing.plan().pass_through);
     assert!(host
-        .id_of("traffic_split.invalid_config_requests_total")
+        .id_of("traffic_split.plugin.p.invalid_config_requests_total")
         .is_some());
 }
 
@@ -264,15 +272,15 @@ fn a_trip_merged_by_one_worker_takes_the_version_out_on_every_worker() {
         "{report:?}"
     );
     assert_eq!(
-        one.value_of("traffic_split.route.hello.version.v2.guard_trips_total"),
+        one.value_of("traffic_split.plugin.plugin.route.hello.version.v2.guard_trips_total"),
         1
     );
     assert_eq!(
-        one.value_of("traffic_split.route.hello.version.v2.guard_ejected"),
+        one.value_of("traffic_split.plugin.plugin.route.hello.version.v2.guard_ejected"),
         1
     );
     assert_eq!(
-        one.value_of("traffic_split.route.hello.version.v2.weight"),
+        one.value_of("traffic_split.plugin.plugin.route.hello.version.v2.weight"),
         0
     );
     assert!(
@@ -290,7 +298,7 @@ fn a_trip_merged_by_one_worker_takes_the_version_out_on_every_worker() {
         "v2 is out there too"
     );
     assert_eq!(
-        two.value_of("traffic_split.route.hello.version.v2.guard_ejected"),
+        two.value_of("traffic_split.plugin.plugin.route.hello.version.v2.guard_ejected"),
         1
     );
     // A push of the same guard carries the decision over from its first request.
@@ -310,7 +318,10 @@ fn a_failed_merge_keeps_its_outcomes_for_the_next_tick_and_is_counted() {
     let report = worker.tick(&host);
     assert_eq!(report.failed_merges, 1);
     assert!(report.guard_events.is_empty());
-    assert_eq!(host.value_of("traffic_split.host_errors_total"), 1);
+    assert_eq!(
+        host.value_of("traffic_split.plugin.plugin.host_errors_total"),
+        1
+    );
     assert_eq!(UNAVAILABLE.0, 10);
     host.fail_shared.set(false);
     host.set_ms(START_MS + 500);
@@ -334,18 +345,18 @@ fn a_rollouts_gauges_move_on_a_tick_without_requests() {
         &mut DefinedMetrics::default(),
     );
     assert!(worker.tick_needs().rollouts);
-    assert_eq!(host.value_of("traffic_split.route.r.version.v2.share"), 0);
+    assert_eq!(host.value_of("traffic_split.plugin.plugin.route.r.version.v2.share"), 0);
     host.set_ms(START_MS + 60_000);
     worker.tick(&host);
     assert_eq!(
-        host.value_of("traffic_split.route.r.version.v2.share"),
+        host.value_of("traffic_split.plugin.plugin.route.r.version.v2.share"),
         250_000
     );
     assert_eq!(
-        host.value_of("traffic_split.route.r.version.v1.share"),
+        host.value_of("traffic_split.plugin.plugin.route.r.version.v1.share"),
         750_000
     );
-    assert_eq!(host.value_of("traffic_split.route.r.version.v2.weight"), 1);
+    assert_eq!(host.value_of("traffic_split.plugin.plugin.route.r.version.v2.weight"), 1);
 }
 
 fn keys(guard: &str) -> Vec<Option<String>> {
@@ -385,5 +396,38 @@ fn the_guard_state_carries_over_a_push_only_when_the_guard_is_unchanged() {
     assert!(
         key.starts_with("traffic-split/guard/p/r/v1,v2/"),
         "by plugin, route and versions: {key}"
+    );
+}
+
+#[test]
+fn two_plugins_on_one_vm_define_metrics_of_their_own() {
+    let host = MemoryHost::at_ms(START_MS);
+    let mut defined = DefinedMetrics::default();
+    let mut configure_plugin = |plugin: &str| {
+        Worker::configure(
+            GUARDED.as_bytes(),
+            plugin,
+            Capabilities::default(),
+            &host,
+            &mut defined,
+        )
+        .unwrap()
+    };
+    let first = configure_plugin("default.split-a");
+    let second = configure_plugin("default.split-b");
+    let requests = |worker: &Worker| {
+        worker
+            .metrics()
+            .destination(0, 0, crate::metrics::DestinationMetric::Requests)
+    };
+    assert!(requests(&first).is_some());
+    assert_ne!(requests(&first), requests(&second));
+    assert_eq!(
+        host.id_of("traffic_split.plugin.default_split-a.route.hello.version.v1.requests_total"),
+        requests(&first)
+    );
+    assert_eq!(
+        host.id_of("traffic_split.plugin.default_split-b.route.hello.version.v1.requests_total"),
+        requests(&second)
     );
 }

@@ -1,6 +1,6 @@
 //! A plugin read together with the manifests beside it: where it runs ([`proxies`]), whether
 //! the route tables those Envoys apply carry out every version it picks ([`routing`]), and
-//! whether another plugin on the same Envoy counts under the same route names
+//! whether another plugin on the same Envoy counts under the same plugin label and route names
 //! ([`shared_stats`]). The manifests are read once per set ([`manifests`]).
 //!
 //! A set of manifests is one folder, as `kubectl apply -f FOLDER` takes it (not its

@@ -6,6 +6,7 @@ use super::stats::{parse_json, parse_prometheus, Snapshot, JSON_PATH, PROMETHEUS
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use traffic_split::config::compile;
+use traffic_split::metrics::PluginLabel;
 use traffic_split::plan::Plan;
 
 /// Longer than any admin answer takes, shorter than a user's patience.
@@ -88,7 +89,7 @@ impl Admin {
 impl Admin {
     /// The filter's configs in Envoy's `/config_dump` (every Wasm `configuration` string the
     /// filter's compiler accepts), or why the dump cannot be read.
-    pub fn read_plans(&self) -> Result<Vec<Plan>, String> {
+    pub fn read_plans(&self) -> Result<Vec<PluginPlan>, String> {
         let url = format!("{}/config_dump", self.base);
         let text = self.get_text(&url, MAX_CONFIG_DUMP_BYTES)?;
         if serde_json::from_str::<serde::de::IgnoredAny>(&text).is_err() {
@@ -111,8 +112,16 @@ fn unreachable_message(base: &str, url: &str, error: &ureq::Error) -> String {
     }
 }
 
-/// Every `configuration` StringValue of the dump that compiles as a traffic-split config.
-pub fn plans_in_config_dump(text: &str) -> Vec<Plan> {
+/// A traffic-split config of the dump and the `plugin` label of the plugin that runs it.
+#[derive(Debug)]
+pub struct PluginPlan {
+    pub plugin: String,
+    pub plan: Plan,
+}
+
+/// Every `configuration` StringValue of the dump that compiles as a traffic-split config, with
+/// the `plugin` label of the plugin's `name` beside it (the label its metrics carry).
+pub fn plans_in_config_dump(text: &str) -> Vec<PluginPlan> {
     let Ok(dump) = serde_json::from_str::<serde_json::Value>(text) else {
         return Vec::new();
     };
@@ -127,7 +136,12 @@ pub fn plans_in_config_dump(text: &str) -> Vec<Plan> {
                     .and_then(serde_json::Value::as_str)
                 {
                     if let Ok(plan) = compile(config.as_bytes()) {
-                        plans.push(plan);
+                        let name = object.get("name").and_then(serde_json::Value::as_str);
+                        let plugin = PluginLabel::of_plugin_name(name.unwrap_or_default());
+                        plans.push(PluginPlan {
+                            plugin: plugin.as_str().to_string(),
+                            plan,
+                        });
                     }
                 }
                 pending.extend(object.values());
@@ -143,12 +157,12 @@ pub fn plans_in_config_dump(text: &str) -> Vec<Plan> {
 pub struct Poller {
     admin: Admin,
     previous: Option<(Snapshot, Instant)>,
-    plans: Vec<Plan>,
+    plans: Vec<PluginPlan>,
     plans_read: Option<Instant>,
     /// Why the last reading of the config failed.
     plans_problem: Option<String>,
     /// When each (route, version) was seen going out of the split.
-    ejected_since: BTreeMap<(String, String), Instant>,
+    ejected_since: BTreeMap<(String, String, String), Instant>,
 }
 
 impl Poller {
@@ -194,9 +208,9 @@ impl Poller {
             });
         frame.apply_config(&self.plans, now_ms);
         frame.config_problem = self.plans_problem.clone();
-        frame.apply_ejections(|route, version| {
+        frame.apply_ejections(|plugin, route, version| {
             self.ejected_since
-                .get(&(route.to_string(), version.to_string()))
+                .get(&(plugin.to_string(), route.to_string(), version.to_string()))
                 .map(|since| now.duration_since(*since).as_secs_f64())
         });
         self.previous = Some((snapshot, now));
@@ -210,7 +224,7 @@ impl Poller {
             return;
         };
         for (key, stats) in &snapshot.versions {
-            let id = (key.route.clone(), key.version.clone());
+            let id = (key.plugin.clone(), key.route.clone(), key.version.clone());
             if stats.guard_ejected != Some(true) {
                 self.ejected_since.remove(&id);
                 continue;

@@ -1,12 +1,12 @@
 //! One frame of `traffic-split top`: the numbers it draws, prints as JSON and serves, per
 //! route and version, computed from two readings of Envoy's stats.
 
+use super::admin::PluginPlan;
 use super::histogram::Histogram;
 use super::stats::{Snapshot, VersionStats};
 use serde::Serialize;
 use std::time::Duration;
 use traffic_split::metrics::CodeClass;
-use traffic_split::plan::Plan;
 use traffic_split::split::guard::UNTIL_CONFIG_CHANGE;
 use traffic_split::split::rollout::{format_percent, Phase};
 
@@ -123,6 +123,9 @@ pub struct VersionRow {
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct RouteRows {
+    /// The `plugin` label of the filter that counts this route: two plugins on one proxy may
+    /// each have a route of this name.
+    pub plugin: String,
     pub route: String,
     pub requests: u64,
     pub last_interval_requests: Option<u64>,
@@ -228,8 +231,8 @@ impl Frame {
             host_errors: current.host_errors,
             ..Frame::default()
         };
-        // The snapshot is ordered by route, then version.
-        let mut routes: Vec<(&str, Vec<Reading>)> = Vec::new();
+        // The snapshot is ordered by plugin, route, then version.
+        let mut routes: Vec<((&str, &str), Vec<Reading>)> = Vec::new();
         for (key, stats) in &current.versions {
             let reading = Reading {
                 version: &key.version,
@@ -237,20 +240,29 @@ impl Frame {
                 interval: previous
                     .map(|(before, _)| interval_stats(stats, before.versions.get(key))),
             };
+            let route = (key.plugin.as_str(), key.route.as_str());
             match routes.last_mut() {
-                Some((route, readings)) if *route == key.route => readings.push(reading),
-                _ => routes.push((&key.route, vec![reading])),
+                Some((last, readings)) if *last == route => readings.push(reading),
+                _ => routes.push((route, vec![reading])),
             }
         }
-        for (route, readings) in routes {
-            let rows = frame.route(route, &readings);
+        for ((plugin, route), readings) in routes {
+            let rows = frame.route(plugin, route, &readings);
             frame.routes.push(rows);
         }
         frame
     }
 
+    /// Whether the routes come from more than one plugin: then each names its plugin (a user
+    /// with one plugin sees the routes as ever).
+    pub fn several_plugins(&self) -> bool {
+        self.routes
+            .first()
+            .is_some_and(|first| self.routes.iter().any(|rows| rows.plugin != first.plugin))
+    }
+
     /// The rows of one route, noting whether the filter exports weights and guard state.
-    fn route(&mut self, route: &str, readings: &[Reading]) -> RouteRows {
+    fn route(&mut self, plugin: &str, route: &str, readings: &[Reading]) -> RouteRows {
         let requests = readings
             .iter()
             .map(|reading| reading.since_start.requests)
@@ -298,6 +310,7 @@ impl Frame {
             });
         }
         RouteRows {
+            plugin: plugin.to_string(),
             route: route.to_string(),
             requests,
             last_interval_requests,
@@ -308,15 +321,19 @@ impl Frame {
 
     /// Adds what the config says: each version's deadline, the guard's cooldown and probes,
     /// and where each rollout stands at `now_ms` (milliseconds since the Unix epoch). A route
-    /// takes its config from the first plan with a route of its name.
-    pub fn apply_config(&mut self, plans: &[Plan], now_ms: i64) {
+    /// takes its config from its plugin's plan, else from the first plan with a route of its
+    /// name (a dump whose plugin has no name).
+    pub fn apply_config(&mut self, plans: &[PluginPlan], now_ms: i64) {
         self.config_known = !plans.is_empty();
         for rows in &mut self.routes {
-            let Some(route) = plans
-                .iter()
-                .flat_map(|plan| plan.routes.iter())
-                .find(|route| route.name == rows.route)
-            else {
+            let named = |plugin: Option<&str>| {
+                plans
+                    .iter()
+                    .filter(|configured| plugin.is_none_or(|plugin| configured.plugin == plugin))
+                    .flat_map(|configured| configured.plan.routes.iter())
+                    .find(|route| route.name == rows.route)
+            };
+            let Some(route) = named(Some(&rows.plugin)).or_else(|| named(None)) else {
                 continue;
             };
             for row in &mut rows.versions {
@@ -368,10 +385,10 @@ impl Frame {
     }
 
     /// Sets how long each ejected version has left, from when it went out.
-    pub fn apply_ejections(&mut self, ejected_for: impl Fn(&str, &str) -> Option<f64>) {
+    pub fn apply_ejections(&mut self, ejected_for: impl Fn(&str, &str, &str) -> Option<f64>) {
         for rows in &mut self.routes {
             for row in &mut rows.versions {
-                let seen = ejected_for(&rows.route, &row.version);
+                let seen = ejected_for(&rows.plugin, &rows.route, &row.version);
                 if let Some(guard) = row.guard.as_mut() {
                     guard.ejected_left_seconds = match (guard.ejected, guard.cooldown_seconds, seen)
                     {
@@ -424,6 +441,7 @@ mod tests {
                 .map(|(route, version, stats)| {
                     (
                         VersionKey {
+                            plugin: "traffic-split".to_string(),
                             route: route.to_string(),
                             version: version.to_string(),
                         },
@@ -434,6 +452,35 @@ mod tests {
             unmatched: Some(0),
             host_errors: Some(0),
         }
+    }
+
+    #[test]
+    fn two_plugins_with_one_route_name_get_a_route_each() {
+        let mut now = snapshot(&[("hello", "v1", stats(5, 0, 0))]);
+        now.versions.insert(
+            VersionKey {
+                plugin: "payments_traffic-split".into(),
+                route: "hello".into(),
+                version: "v1".into(),
+            },
+            stats(7, 0, 0),
+        );
+        let frame = Frame::new(&now, None);
+        let routes: Vec<(&str, &str, u64)> = frame
+            .routes
+            .iter()
+            .map(|rows| (rows.plugin.as_str(), rows.route.as_str(), rows.requests))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("payments_traffic-split", "hello", 7),
+                ("traffic-split", "hello", 5)
+            ]
+        );
+        assert!(frame.several_plugins());
+        let one = Frame::new(&snapshot(&[("hello", "v1", stats(5, 0, 0))]), None);
+        assert!(!one.several_plugins());
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 /// One version's numbers over one interval.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct VersionPoint {
+    pub plugin: String,
     pub route: String,
     pub version: String,
     pub share: Option<f64>,
@@ -48,6 +49,7 @@ impl History {
                 route.versions.iter().filter_map(|row| {
                     let interval = row.last_interval.as_ref()?;
                     Some(VersionPoint {
+                        plugin: route.plugin.clone(),
                         route: route.route.clone(),
                         version: row.version.clone(),
                         share: interval.share,
@@ -76,6 +78,7 @@ mod tests {
         Frame {
             interval_seconds: interval,
             routes: vec![RouteRows {
+                plugin: "traffic-split".into(),
                 route: "hello".into(),
                 requests: 10,
                 last_interval_requests: interval.map(|_| 10),
@@ -115,6 +118,7 @@ mod tests {
         assert_eq!(
             last.versions,
             [VersionPoint {
+                plugin: "traffic-split".into(),
                 route: "hello".into(),
                 version: "v2".into(),
                 share: Some(0.3),

@@ -23,7 +23,10 @@ pub struct View<'a> {
 fn route_heading(route: &RouteRows, frame: &Frame) -> Line<'static> {
     let mut heading = vec![
         Span::styled(
-            format!("route {}", route.route),
+            match frame.several_plugins() {
+                true => format!("route {} (plugin {})", route.route, route.plugin),
+                false => format!("route {}", route.route),
+            },
             Style::new().add_modifier(Modifier::BOLD),
         ),
         Span::raw(format!("  {} requests", route.requests)),
@@ -264,6 +267,7 @@ mod tests {
         Frame {
             interval_seconds: Some(1.0),
             routes: vec![RouteRows {
+                plugin: "traffic-split".into(),
                 route: "hello".into(),
                 requests: 1000,
                 last_interval_requests: Some(20),
@@ -334,6 +338,23 @@ mod tests {
         );
         assert!(lines.iter().any(|line| line.starts_with("weights unknown")));
         assert!(!lines.iter().any(|line| line.contains("guard")));
+    }
+
+    #[test]
+    fn routes_of_one_name_from_two_plugins_each_name_their_plugin() {
+        let mut frame = frame();
+        let mut other = frame.routes[0].clone();
+        other.plugin = "payments_traffic-split".into();
+        frame.routes.push(other);
+        let lines = draw(&frame, 120, 24);
+        for plugin in ["traffic-split", "payments_traffic-split"] {
+            let heading = format!("route hello (plugin {plugin})  1000 requests");
+            assert!(
+                lines.iter().any(|line| line.starts_with(&heading)),
+                "{}",
+                lines.join("\n")
+            );
+        }
     }
 
     #[test]

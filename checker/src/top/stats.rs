@@ -2,11 +2,13 @@
 //!
 //! Envoy serves them in two forms, and both are read:
 //!
-//! - Prometheus (`/stats/prometheus`): `traffic_split_requests_total{route="hello",version="v1"}`,
-//!   the labels made by the `stats_tags` of `docs/metrics.md`;
+//! - Prometheus (`/stats/prometheus`):
+//!   `traffic_split_requests_total{plugin="traffic-split",route="hello",version="v1"}`, the
+//!   labels made by the `stats_tags` of `docs/metrics.md`;
 //! - JSON (`/stats?format=json&histogram_buckets=cumulative`): the stat names as the filter
-//!   defines them, `wasmcustom.traffic_split.route.hello.version.v1.requests_total`, which
-//!   carry route and version even where the `stats_tags` are missing.
+//!   defines them,
+//!   `wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v1.requests_total`,
+//!   which carry plugin, route and version even where the `stats_tags` are missing.
 //!
 //! The names come from the filter's own metric tables ([`DestinationMetric`],
 //! [`PluginMetric`]), so the reader and the filter cannot drift apart.
@@ -15,10 +17,7 @@ use super::histogram::{Bucket, Histogram};
 pub use super::prometheus_text::Sample;
 use serde_json::Value as Json;
 use std::collections::BTreeMap;
-use traffic_split::metrics::{CodeClass, DestinationMetric, PluginMetric, PREFIX};
-
-const UNMATCHED: &str = PluginMetric::Unmatched.name();
-const HOST_ERRORS: &str = PluginMetric::HostErrors.name();
+use traffic_split::metrics::{CodeClass, DestinationMetric, PluginLabel, PluginMetric, PREFIX};
 
 /// Envoy puts every stat a Wasm module defines under this namespace.
 const WASM_NAMESPACE: &str = "wasmcustom.";
@@ -27,9 +26,12 @@ const WASM_NAMESPACE: &str = "wasmcustom.";
 pub const PROMETHEUS_PATH: &str = "/stats/prometheus?filter=traffic_split";
 pub const JSON_PATH: &str = "/stats?format=json&filter=traffic_split&histogram_buckets=cumulative";
 
-/// A route and one of its versions.
+/// A plugin's route and one of its versions. Two plugins on one proxy may each have a route
+/// of one name: their series are apart, and so are their keys.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct VersionKey {
+    /// The `plugin` label (`PluginLabel`); empty where Envoy's `stats_tags` give none.
+    pub plugin: String,
     pub route: String,
     pub version: String,
 }
@@ -57,9 +59,11 @@ pub struct VersionStats {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Snapshot {
     pub versions: BTreeMap<VersionKey, VersionStats>,
-    /// Requests no route matched; `None` when Envoy has no such stat (no filter loaded).
+    /// Requests no route matched, summed over the plugins; `None` when Envoy has no such stat
+    /// (no filter loaded).
     pub unmatched: Option<u64>,
-    /// Host calls the filter saw fail; `None` when Envoy has no such stat.
+    /// Host calls the filter saw fail, summed over the plugins; `None` when Envoy has no such
+    /// stat.
     pub host_errors: Option<u64>,
 }
 
@@ -78,7 +82,7 @@ enum Stat {
 
 /// The stats of one version, with the name the filter gives each after `...version.<v>.`,
 /// which is also the name's last part in the Prometheus form.
-fn version_stats(route: &str, version: &str) -> Vec<(String, Stat)> {
+fn version_stats(plugin: &PluginLabel, route: &str, version: &str) -> Vec<(String, Stat)> {
     let mut stats = vec![
         (DestinationMetric::Requests, Stat::Requests),
         (DestinationMetric::Timeouts, Stat::Timeouts),
@@ -93,7 +97,7 @@ fn version_stats(route: &str, version: &str) -> Vec<(String, Stat)> {
     }
     stats
         .into_iter()
-        .map(|(metric, stat)| (metric.name(route, version), stat))
+        .map(|(metric, stat)| (metric.name(plugin, route, version), stat))
         .collect()
 }
 
@@ -109,7 +113,7 @@ const DURATION_UNITS: [(&str, ToMilliseconds); 3] = [
 /// Turns a value of the filter's duration histogram into milliseconds, whatever unit its name
 /// (`request_duration_microseconds`) says it records.
 fn duration_in_milliseconds(value: f64) -> f64 {
-    let name = DestinationMetric::Duration.name("route", "version");
+    let name = DestinationMetric::Duration.name(&any_plugin(), "route", "version");
     DURATION_UNITS
         .iter()
         .find(|(suffix, _)| name.ends_with(suffix))
@@ -119,7 +123,7 @@ fn duration_in_milliseconds(value: f64) -> f64 {
 /// The stat a Prometheus metric name stands for (`traffic_split_requests_total`), and its
 /// code class label when it needs one.
 fn prometheus_stat(name: &str, code_class: Option<&str>) -> Option<Stat> {
-    version_stats("route", "version")
+    version_stats(&any_plugin(), "route", "version")
         .into_iter()
         .find(|(dotted, stat)| {
             let last_part = dotted.rsplit('.').next().unwrap_or_default();
@@ -135,19 +139,44 @@ fn prometheus_stat(name: &str, code_class: Option<&str>) -> Option<Stat> {
         .map(|(_, stat)| stat)
 }
 
-/// The route, version and stat of a dotted stat name, with or without the `wasmcustom.`
-/// namespace.
+/// A plugin label for names whose plugin part does not matter (their last part, their unit).
+fn any_plugin() -> PluginLabel {
+    PluginLabel::of_plugin_name("plugin")
+}
+
+/// The plugin label and the rest of a dotted stat name (`traffic_split.plugin.<plugin>.`),
+/// with or without the `wasmcustom.` namespace.
+fn dotted_plugin(name: &str) -> Option<(&str, &str)> {
+    let name = name.strip_prefix(WASM_NAMESPACE).unwrap_or(name);
+    name.strip_prefix(PREFIX)?
+        .strip_prefix(".plugin.")?
+        .split_once('.')
+}
+
+/// The plugin metric a dotted stat name stands for, and its plugin.
+fn dotted_plugin_stat(name: &str) -> Option<(&str, PluginMetric)> {
+    let (plugin, rest) = dotted_plugin(name)?;
+    let metric = PluginMetric::ALL
+        .iter()
+        .find(|metric| metric.row().name == rest)?;
+    Some((plugin, *metric))
+}
+
+/// The plugin, route, version and stat of a dotted stat name, with or without the
+/// `wasmcustom.` namespace.
 fn dotted_stat(name: &str) -> Option<(VersionKey, Stat)> {
     let name = name.strip_prefix(WASM_NAMESPACE).unwrap_or(name);
-    let rest = name.strip_prefix(PREFIX)?.strip_prefix(".route.")?;
-    let (route, rest) = rest.split_once('.')?;
+    let (plugin, rest) = dotted_plugin(name)?;
+    let (route, rest) = rest.strip_prefix("route.")?.split_once('.')?;
     let (version, _) = rest.strip_prefix("version.")?.split_once('.')?;
-    let stat = version_stats(route, version)
+    let label = PluginLabel::of_plugin_name(plugin);
+    let stat = version_stats(&label, route, version)
         .into_iter()
         .find(|(dotted, _)| dotted == name)
         .map(|(_, stat)| stat)?;
     Some((
         VersionKey {
+            plugin: plugin.to_string(),
             route: route.to_string(),
             version: version.to_string(),
         },
@@ -185,6 +214,11 @@ impl PartialHistogram {
     }
 }
 
+/// Adds one plugin's count to a sum over the plugins.
+fn add(sum: &mut Option<u64>, value: f64) {
+    *sum = Some(sum.unwrap_or_default().saturating_add(whole(value)));
+}
+
 /// Counters are whole numbers; Envoy prints them as such.
 fn whole(value: f64) -> u64 {
     if value.is_finite() && value > 0.0 {
@@ -220,24 +254,25 @@ fn record(stats: &mut VersionStats, stat: Stat, value: f64) {
 pub fn parse_prometheus(text: &str) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let mut histograms: BTreeMap<VersionKey, PartialHistogram> = BTreeMap::new();
-    let unmatched = UNMATCHED.replace('.', "_");
-    let host_errors = HOST_ERRORS.replace('.', "_");
+    let unmatched = format!("{PREFIX}_{}", PluginMetric::Unmatched.row().name);
+    let host_errors = format!("{PREFIX}_{}", PluginMetric::HostErrors.row().name);
     for line in text.lines() {
         let Some(sample) = Sample::parse(line) else {
             continue;
         };
         if sample.name == unmatched {
-            snapshot.unmatched = Some(whole(sample.value));
+            add(&mut snapshot.unmatched, sample.value);
             continue;
         }
         if sample.name == host_errors {
-            snapshot.host_errors = Some(whole(sample.value));
+            add(&mut snapshot.host_errors, sample.value);
             continue;
         }
         let (Some(route), Some(version)) = (sample.label("route"), sample.label("version")) else {
             continue;
         };
         let key = VersionKey {
+            plugin: sample.label("plugin").unwrap_or_default().to_string(),
             route: route.to_string(),
             version: version.to_string(),
         };
@@ -283,7 +318,7 @@ enum HistogramPart {
 
 /// Whether a Prometheus name is a part of the duration histogram.
 fn histogram_part(name: &str) -> Option<HistogramPart> {
-    let duration = version_stats("route", "version")
+    let duration = version_stats(&any_plugin(), "route", "version")
         .into_iter()
         .find(|(_, stat)| *stat == Stat::Duration)
         .map(|(dotted, _)| dotted)?;
@@ -311,11 +346,12 @@ pub fn parse_json(text: &str) -> Result<Snapshot, String> {
     let mut snapshot = Snapshot::default();
     for stat in stats {
         if let (Some(name), Some(value)) = (stat["name"].as_str(), stat["value"].as_f64()) {
-            let name_in_filter = name.strip_prefix(WASM_NAMESPACE).unwrap_or(name);
-            if name_in_filter == UNMATCHED {
-                snapshot.unmatched = Some(whole(value));
-            } else if name_in_filter == HOST_ERRORS {
-                snapshot.host_errors = Some(whole(value));
+            if let Some((_, metric)) = dotted_plugin_stat(name) {
+                match metric {
+                    PluginMetric::Unmatched => add(&mut snapshot.unmatched, value),
+                    PluginMetric::HostErrors => add(&mut snapshot.host_errors, value),
+                    PluginMetric::InvalidConfigRequests => {}
+                }
             } else if let Some((key, stat)) = dotted_stat(name) {
                 record(snapshot.versions.entry(key).or_default(), stat, value);
             }
@@ -356,57 +392,58 @@ mod tests {
     /// Envoy 1.40's `/stats/prometheus?filter=traffic_split` after 14 requests to v1 and 6 to
     /// v2 (cut by the 2 ms deadline) and one unmatched request; buckets (microseconds) abridged.
     const PROMETHEUS: &str = r#"# TYPE traffic_split_requests_total counter
-traffic_split_requests_total{route="hello",version="v1"} 14
-traffic_split_requests_total{route="hello",version="v2"} 6
+traffic_split_requests_total{plugin="traffic-split",route="hello",version="v1"} 14
+traffic_split_requests_total{plugin="traffic-split",route="hello",version="v2"} 6
 # TYPE traffic_split_responses_total counter
-traffic_split_responses_total{route="hello",version="v1",code_class="2xx"} 14
-traffic_split_responses_total{route="hello",version="v1",code_class="3xx"} 0
-traffic_split_responses_total{route="hello",version="v1",code_class="4xx"} 0
-traffic_split_responses_total{route="hello",version="v1",code_class="5xx"} 0
-traffic_split_responses_total{route="hello",version="v2",code_class="2xx"} 0
-traffic_split_responses_total{route="hello",version="v2",code_class="5xx"} 6
+traffic_split_responses_total{plugin="traffic-split",route="hello",version="v1",code_class="2xx"} 14
+traffic_split_responses_total{plugin="traffic-split",route="hello",version="v1",code_class="3xx"} 0
+traffic_split_responses_total{plugin="traffic-split",route="hello",version="v1",code_class="4xx"} 0
+traffic_split_responses_total{plugin="traffic-split",route="hello",version="v1",code_class="5xx"} 0
+traffic_split_responses_total{plugin="traffic-split",route="hello",version="v2",code_class="2xx"} 0
+traffic_split_responses_total{plugin="traffic-split",route="hello",version="v2",code_class="5xx"} 6
 # TYPE traffic_split_timeouts_total counter
-traffic_split_timeouts_total{route="hello",version="v1"} 0
-traffic_split_timeouts_total{route="hello",version="v2"} 6
+traffic_split_timeouts_total{plugin="traffic-split",route="hello",version="v1"} 0
+traffic_split_timeouts_total{plugin="traffic-split",route="hello",version="v2"} 6
 # TYPE traffic_split_unmatched_total counter
-traffic_split_unmatched_total{} 1
+traffic_split_unmatched_total{plugin="traffic-split"} 1
 # TYPE traffic_split_host_errors_total counter
-traffic_split_host_errors_total{} 0
+traffic_split_host_errors_total{plugin="traffic-split"} 0
 # TYPE traffic_split_request_duration_microseconds histogram
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="500"} 13
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="1000"} 14
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="5000"} 14
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v1",le="+Inf"} 14
-traffic_split_request_duration_microseconds_sum{route="hello",version="v1"} 4500
-traffic_split_request_duration_microseconds_count{route="hello",version="v1"} 14
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="500"} 0
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="1000"} 0
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="5000"} 6
-traffic_split_request_duration_microseconds_bucket{route="hello",version="v2",le="+Inf"} 6
-traffic_split_request_duration_microseconds_sum{route="hello",version="v2"} 13500
-traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v1",le="500"} 13
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v1",le="1000"} 14
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v1",le="5000"} 14
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v1",le="+Inf"} 14
+traffic_split_request_duration_microseconds_sum{plugin="traffic-split",route="hello",version="v1"} 4500
+traffic_split_request_duration_microseconds_count{plugin="traffic-split",route="hello",version="v1"} 14
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v2",le="500"} 0
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v2",le="1000"} 0
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v2",le="5000"} 6
+traffic_split_request_duration_microseconds_bucket{plugin="traffic-split",route="hello",version="v2",le="+Inf"} 6
+traffic_split_request_duration_microseconds_sum{plugin="traffic-split",route="hello",version="v2"} 13500
+traffic_split_request_duration_microseconds_count{plugin="traffic-split",route="hello",version="v2"} 6
 "#;
 
     /// The same reading from `/stats?format=json&...&histogram_buckets=cumulative`, abridged.
     const JSON: &str = r#"{"stats":[
-{"name":"wasmcustom.traffic_split.route.hello.version.v1.code_class.2xx.responses_total","value":14},
-{"name":"wasmcustom.traffic_split.route.hello.version.v1.requests_total","value":14},
-{"name":"wasmcustom.traffic_split.route.hello.version.v1.timeouts_total","value":0},
-{"name":"wasmcustom.traffic_split.route.hello.version.v2.code_class.5xx.responses_total","value":6},
-{"name":"wasmcustom.traffic_split.route.hello.version.v2.requests_total","value":6},
-{"name":"wasmcustom.traffic_split.route.hello.version.v2.timeouts_total","value":6},
-{"name":"wasmcustom.traffic_split.unmatched_total","value":1},
-{"name":"wasmcustom.traffic_split.host_errors_total","value":0},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v1.code_class.2xx.responses_total","value":14},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v1.requests_total","value":14},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v1.timeouts_total","value":0},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.code_class.5xx.responses_total","value":6},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.requests_total","value":6},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.timeouts_total","value":6},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.unmatched_total","value":1},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.host_errors_total","value":0},
 {"histograms":[
- {"name":"wasmcustom.traffic_split.route.hello.version.v1.request_duration_microseconds",
+ {"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v1.request_duration_microseconds",
   "buckets":[{"upper_bound":500,"interval":0,"cumulative":13},{"upper_bound":1000,"interval":0,"cumulative":14},
              {"upper_bound":5000,"interval":0,"cumulative":14}]},
- {"name":"wasmcustom.traffic_split.route.hello.version.v2.request_duration_microseconds",
+ {"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.request_duration_microseconds",
   "buckets":[{"upper_bound":500,"interval":0,"cumulative":0},{"upper_bound":1000,"interval":0,"cumulative":0},
              {"upper_bound":5000,"interval":0,"cumulative":6}]}]}]}"#;
 
     fn key(route: &str, version: &str) -> VersionKey {
         VersionKey {
+            plugin: "traffic-split".into(),
             route: route.into(),
             version: version.into(),
         }
@@ -458,7 +495,7 @@ traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
 
     #[test]
     fn the_filters_duration_unit_is_known() {
-        let name = DestinationMetric::Duration.name("r", "v");
+        let name = DestinationMetric::Duration.name(&any_plugin(), "r", "v");
         assert!(
             DURATION_UNITS
                 .iter()
@@ -469,7 +506,9 @@ traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
 
     #[test]
     fn a_filter_counting_requests_only_has_no_outcomes() {
-        let snapshot = parse_prometheus(r#"traffic_split_requests_total{route="r",version="v"} 3"#);
+        let snapshot = parse_prometheus(
+            r#"traffic_split_requests_total{plugin="traffic-split",route="r",version="v"} 3"#,
+        );
         let stats = &snapshot.versions[&key("r", "v")];
         assert_eq!(stats.requests, 3);
         assert!(!stats.outcomes_counted);
@@ -481,7 +520,7 @@ traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
         let text =
             r#"{"stats":[{"histograms":{"supported_quantiles":[50],"computed_quantiles":[]}}]}"#;
         assert_eq!(parse_json(text), Ok(Snapshot::default()));
-        let text = r#"{"stats":[{"histograms":[{"name":"wasmcustom.traffic_split.route.r.version.v.request_duration_microseconds","values":[]}]}]}"#;
+        let text = r#"{"stats":[{"histograms":[{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.r.version.v.request_duration_microseconds","values":[]}]}]}"#;
         let error = parse_json(text).expect_err("refused");
         assert!(error.contains("histogram_buckets=cumulative"), "{error}");
     }
@@ -495,11 +534,11 @@ traffic_split_request_duration_microseconds_count{route="hello",version="v2"} 6
     #[test]
     fn weight_and_guard_are_read_when_the_filter_exports_them() {
         let text = r#"
-traffic_split_weight{route="hello",version="v1"} 90
-traffic_split_weight{route="hello",version="v2"} 10
-traffic_split_guard_trips_total{route="hello",version="v2"} 3
-traffic_split_guard_ejected{route="hello",version="v2"} 1
-traffic_split_guard_ejected{route="hello",version="v1"} 0
+traffic_split_weight{plugin="traffic-split",route="hello",version="v1"} 90
+traffic_split_weight{plugin="traffic-split",route="hello",version="v2"} 10
+traffic_split_guard_trips_total{plugin="traffic-split",route="hello",version="v2"} 3
+traffic_split_guard_ejected{plugin="traffic-split",route="hello",version="v2"} 1
+traffic_split_guard_ejected{plugin="traffic-split",route="hello",version="v1"} 0
 "#;
         let snapshot = parse_prometheus(text);
         let v1 = &snapshot.versions[&key("hello", "v1")];
@@ -509,9 +548,9 @@ traffic_split_guard_ejected{route="hello",version="v1"} 0
         assert_eq!((v1.guard_trips, v1.guard_ejected), (None, Some(false)));
 
         let json = r#"{"stats":[
-{"name":"wasmcustom.traffic_split.route.hello.version.v2.weight","value":10},
-{"name":"wasmcustom.traffic_split.route.hello.version.v2.guard_trips_total","value":3},
-{"name":"wasmcustom.traffic_split.route.hello.version.v2.guard_ejected","value":1}]}"#;
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.weight","value":10},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.guard_trips_total","value":3},
+{"name":"wasmcustom.traffic_split.plugin.traffic-split.route.hello.version.v2.guard_ejected","value":1}]}"#;
         let v2 = &parse_json(json).expect("parses").versions[&key("hello", "v2")];
         assert_eq!(
             (v2.weight, v2.guard_trips, v2.guard_ejected),
@@ -524,8 +563,9 @@ traffic_split_guard_ejected{route="hello",version="v1"} 0
         let text = r#"
 envoy_cluster_upstream_rq_total{envoy_cluster_name="traffic_split_v1"} 5
 traffic_split_route_hello_version_v1_requests_total{} 7
-traffic_split_requests_total{route="hello"} 7
-traffic_split_something_else{route="hello",version="v1"} 7
+traffic_split_plugin_p_route_hello_version_v1_requests_total{} 7
+traffic_split_requests_total{plugin="traffic-split",route="hello"} 7
+traffic_split_something_else{plugin="traffic-split",route="hello",version="v1"} 7
 "#;
         let snapshot = parse_prometheus(text);
         assert!(snapshot.versions.is_empty(), "{snapshot:?}");
@@ -579,16 +619,64 @@ traffic_split_something_else{route="hello",version="v1"} 7
 
     #[test]
     fn dotted_names_parse_with_or_without_the_wasm_namespace() {
-        let (key, stat) =
-            dotted_stat("traffic_split.route.r-1.version.v_2.code_class.4xx.responses_total")
-                .expect("parses");
-        assert_eq!((key.route.as_str(), key.version.as_str()), ("r-1", "v_2"));
+        let (key, stat) = dotted_stat(
+            "traffic_split.plugin.ns_p-1.route.r-1.version.v_2.code_class.4xx.responses_total",
+        )
+        .expect("parses");
+        assert_eq!(
+            (
+                key.plugin.as_str(),
+                key.route.as_str(),
+                key.version.as_str()
+            ),
+            ("ns_p-1", "r-1", "v_2")
+        );
         assert_eq!(stat, Stat::Responses(CodeClass::ClientError));
-        assert!(dotted_stat("wasmcustom.traffic_split.route.r.version.v.requests_total").is_some());
         assert!(dotted_stat(
-            "wasmcustom.traffic_split.route.r.version.v.code_class.6xx.responses_total"
+            "wasmcustom.traffic_split.plugin.traffic-split.route.r.version.v.requests_total"
+        )
+        .is_some());
+        assert!(dotted_stat(
+            "wasmcustom.traffic_split.plugin.traffic-split.route.r.version.v.code_class.6xx.responses_total"
         )
         .is_none());
-        assert!(dotted_stat("wasmcustom.traffic_split.route.r.requests_total").is_none());
+        assert!(dotted_stat(
+            "wasmcustom.traffic_split.plugin.traffic-split.route.r.requests_total"
+        )
+        .is_none());
+        assert!(
+            dotted_stat("wasmcustom.traffic_split.route.r.version.v.requests_total").is_none(),
+            "a name without its plugin is not the filter's"
+        );
+    }
+
+    #[test]
+    fn two_plugins_with_one_route_name_are_read_apart() {
+        let text = r#"
+traffic_split_requests_total{plugin="default_split-a",route="hello",version="v1"} 5
+traffic_split_requests_total{plugin="default_split-b",route="hello",version="v1"} 7
+traffic_split_unmatched_total{plugin="default_split-a"} 1
+traffic_split_unmatched_total{plugin="default_split-b"} 2
+"#;
+        let json = r#"{"stats":[
+{"name":"wasmcustom.traffic_split.plugin.default_split-a.route.hello.version.v1.requests_total","value":5},
+{"name":"wasmcustom.traffic_split.plugin.default_split-b.route.hello.version.v1.requests_total","value":7},
+{"name":"wasmcustom.traffic_split.plugin.default_split-a.unmatched_total","value":1},
+{"name":"wasmcustom.traffic_split.plugin.default_split-b.unmatched_total","value":2}]}"#;
+        for snapshot in [parse_prometheus(text), parse_json(json).expect("parses")] {
+            let requests = |plugin: &str| {
+                let key = VersionKey {
+                    plugin: plugin.into(),
+                    route: "hello".into(),
+                    version: "v1".into(),
+                };
+                snapshot.versions[&key].requests
+            };
+            assert_eq!(
+                (requests("default_split-a"), requests("default_split-b")),
+                (5, 7)
+            );
+            assert_eq!(snapshot.unmatched, Some(3), "summed over the plugins");
+        }
     }
 }

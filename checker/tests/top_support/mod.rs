@@ -57,8 +57,7 @@ pub fn send_hello(envoy: &Envoy, count: usize) {
 /// requests (both happen when a stream ends, the histogram on the next stats flush).
 pub fn wait_until_counted(envoy: &Envoy, total: u64) {
     // traffic_split_request_duration_<unit>_count, as the filter names its histogram.
-    let duration = DestinationMetric::Duration.name(ROUTE, "v1");
-    let histogram = duration.rsplit('.').next().unwrap_or_default();
+    let histogram = DestinationMetric::Duration.row().name;
     let duration_count = format!("{PREFIX}_{histogram}_count");
     let metrics = envoy.admin.metrics_when(|metrics| {
         ["v1", "v2"].iter().all(|version| {

@@ -139,6 +139,10 @@ impl Admin {
     }
 }
 
+/// The `plugin` label of the filter in the shipped `envoy/envoy.yaml` (`config.name:
+/// traffic-split`): the plugin whose series [`Metrics`] reads when a test names none.
+pub const SHIPPED_PLUGIN: &str = "traffic-split";
+
 /// Prometheus samples: metric name and labels to value.
 #[derive(Debug, Default)]
 pub struct Metrics {
@@ -162,22 +166,51 @@ impl Metrics {
         Metrics { samples }
     }
 
-    /// The value of the series with exactly these labels.
+    /// The value of the series with exactly these labels; without a `plugin` label among them,
+    /// the series of [`SHIPPED_PLUGIN`] (every series of the filter carries its plugin, in a
+    /// label or, without the `stats_tags`, in its name: `traffic_split_plugin_...`).
     pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        let wanted: BTreeMap<String, String> = labels
+        let mut wanted: BTreeMap<String, String> = labels
             .iter()
             .map(|(key, value)| (key.to_string(), value.to_string()))
             .collect();
+        if name.starts_with("traffic_split_") && !name.starts_with("traffic_split_plugin_") {
+            wanted
+                .entry("plugin".to_string())
+                .or_insert_with(|| SHIPPED_PLUGIN.to_string());
+        }
         self.samples
             .iter()
             .find(|(sample_name, sample_labels, _)| sample_name == name && *sample_labels == wanted)
             .map(|(_, _, value)| *value)
     }
 
+    /// Every series of `name`: its labels and value.
+    pub fn series(&self, name: &str) -> Vec<(&BTreeMap<String, String>, f64)> {
+        self.samples
+            .iter()
+            .filter(|(sample_name, ..)| sample_name == name)
+            .map(|(_, labels, value)| (labels, *value))
+            .collect()
+    }
+
     /// One version's counters: (requests, 2xx responses, 5xx responses, timeouts).
     pub fn outcome(&self, route: &str, version: &str) -> (u64, u64, u64, u64) {
+        self.plugin_outcome(SHIPPED_PLUGIN, route, version)
+    }
+
+    /// One version's counters of one plugin: (requests, 2xx responses, 5xx responses,
+    /// timeouts).
+    pub fn plugin_outcome(&self, plugin: &str, route: &str, version: &str) -> (u64, u64, u64, u64) {
+        let version_count = |name| {
+            self.count(
+                name,
+                &[("plugin", plugin), ("route", route), ("version", version)],
+            )
+        };
         let class = |class| {
             let labels = [
+                ("plugin", plugin),
                 ("route", route),
                 ("version", version),
                 ("code_class", class),
@@ -185,10 +218,10 @@ impl Metrics {
             self.count("traffic_split_responses_total", &labels)
         };
         (
-            self.version_count("traffic_split_requests_total", route, version),
+            version_count("traffic_split_requests_total"),
             class("2xx"),
             class("5xx"),
-            self.version_count("traffic_split_timeouts_total", route, version),
+            version_count("traffic_split_timeouts_total"),
         )
     }
 

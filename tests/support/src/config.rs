@@ -59,8 +59,9 @@ pub struct EnvoyConfig {
     pub(crate) front_from_lds: bool,
     /// Serve the front listener's traffic-split filter config through file-based ECDS.
     pub(crate) filter_from_ecds: bool,
-    /// More listeners like the front one, each with its own plugin configuration: (name, JSON).
-    more_fronts: Vec<(String, String)>,
+    /// More listeners like the front one, each with its own plugin configuration: (name,
+    /// the plugin's name where it has its own, JSON).
+    more_fronts: Vec<(String, Option<String>, String)>,
     /// Envoy's worker threads (`--concurrency`), each with its own Wasm VM.
     pub(crate) concurrency: u32,
 }
@@ -222,7 +223,24 @@ impl EnvoyConfig {
     /// each with a root context of its own. Reach it with [`super::Envoy::listener`].
     pub fn with_another_front(mut self, name: &str, plugin_config: &str) -> EnvoyConfig {
         self.more_fronts
-            .push((name.to_string(), plugin_config.to_string()));
+            .push((name.to_string(), None, plugin_config.to_string()));
+        self
+    }
+
+    /// Like [`EnvoyConfig::with_another_front`], with a plugin of its own name (the Wasm
+    /// filter's `config.name`, the host's `plugin_name`): a second plugin on the proxy, as a
+    /// second WasmPlugin makes in Istio.
+    pub fn with_another_plugin(
+        mut self,
+        listener: &str,
+        plugin_name: &str,
+        plugin_config: &str,
+    ) -> EnvoyConfig {
+        self.more_fronts.push((
+            listener.to_string(),
+            Some(plugin_name.to_string()),
+            plugin_config.to_string(),
+        ));
         self
     }
 
@@ -291,9 +309,12 @@ impl EnvoyConfig {
         {
             self = self.with_wasm_module(&wasm_module());
         }
-        for (name, plugin_config) in std::mem::take(&mut self.more_fronts) {
+        for (name, plugin_name, plugin_config) in std::mem::take(&mut self.more_fronts) {
             let mut listener = self.front_listener().clone();
             listener["name"] = Value::String(name);
+            if let Some(plugin_name) = plugin_name {
+                wasm_config(&mut listener)["name"] = Value::String(plugin_name);
+            }
             set_plugin_config(
                 &mut traffic_split_filter(&mut listener)["typed_config"],
                 &plugin_config,

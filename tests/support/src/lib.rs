@@ -21,7 +21,7 @@ pub mod module;
 pub mod plugin_configs;
 pub mod wait;
 
-pub use admin::{Admin, Metrics};
+pub use admin::{Admin, Metrics, SHIPPED_PLUGIN};
 pub use config::EnvoyConfig;
 pub use discovery::{ECDS_APPLIED, ECDS_REJECTED};
 pub use envoy::{exclusive, Envoy, StartFailure};

@@ -43,12 +43,14 @@ impl Module {
     }
 }
 
-/// The native filter's typed config, loading `lib<module_name>.so` with `plugin_config`.
+/// The native filter's typed config, loading `lib<module_name>.so` with `plugin_config`. Its
+/// `filter_name` is the plugin's name, as the Wasm filter's `config.name` is: `traffic-split`,
+/// so the series carry the same `plugin` label whichever module counts them.
 pub fn native_typed_config(module_name: &str, plugin_config: &str) -> Value {
     let mut typed_config: Value = serde_yaml::from_str(&format!(
         "'@type': {NATIVE_FILTER_TYPE}\n\
          dynamic_module_config: {{ name: {module_name}, metrics_namespace: wasmcustom }}\n\
-         filter_name: traffic_split\n\
+         filter_name: traffic-split\n\
          filter_config: {{ '@type': type.googleapis.com/google.protobuf.StringValue }}\n"
     ))
     .expect("valid YAML");
@@ -67,7 +69,11 @@ pub fn to_native(filter_typed_config: &mut Value) {
         .as_str()
         .unwrap_or_default()
         .to_string();
+    let plugin_name = filter_typed_config["config"]["name"].clone();
     *filter_typed_config = native_typed_config("traffic_split", &plugin_config);
+    if plugin_name.is_string() {
+        filter_typed_config["filter_name"] = plugin_name;
+    }
 }
 
 /// Rewrites every traffic-split filter of an Envoy config as the native filter, and turns on
