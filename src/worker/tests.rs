@@ -345,7 +345,10 @@ fn a_rollouts_gauges_move_on_a_tick_without_requests() {
         &mut DefinedMetrics::default(),
     );
     assert!(worker.tick_needs().rollouts);
-    assert_eq!(host.value_of("traffic_split.plugin.plugin.route.r.version.v2.share"), 0);
+    assert_eq!(
+        host.value_of("traffic_split.plugin.plugin.route.r.version.v2.share"),
+        0
+    );
     host.set_ms(START_MS + 60_000);
     worker.tick(&host);
     assert_eq!(
@@ -356,7 +359,10 @@ fn a_rollouts_gauges_move_on_a_tick_without_requests() {
         host.value_of("traffic_split.plugin.plugin.route.r.version.v1.share"),
         750_000
     );
-    assert_eq!(host.value_of("traffic_split.plugin.plugin.route.r.version.v2.weight"), 1);
+    assert_eq!(
+        host.value_of("traffic_split.plugin.plugin.route.r.version.v2.weight"),
+        1
+    );
 }
 
 fn keys(guard: &str) -> Vec<Option<String>> {
