@@ -97,6 +97,9 @@ pub enum PluginDefinedWhen {
     Always,
     /// Only under the pass-through plan of a refused config.
     PassThrough,
+    /// Only where the host catches a panic and lets the request through without the filter
+    /// (the native module). In Wasm a panic is a trap that ends the VM: nothing could count it.
+    CatchesPanics,
 }
 
 /// The `plugin` label of a plugin's metrics, made from the name the host gives the plugin
@@ -268,6 +271,9 @@ metric_table! {
         /// Requests passed through under a refused config that asked for it
         /// (`"on_invalid_config": "pass_through"`).
         InvalidConfigRequests: Counter, PluginDefinedWhen::PassThrough, "invalid_config_requests_total";
+        /// Panics the host caught (a bug of ours): each let its request through without the
+        /// filter.
+        Panics: Counter, PluginDefinedWhen::CatchesPanics, "panics_total";
     }
 }
 

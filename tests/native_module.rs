@@ -80,6 +80,14 @@ fn a_panic_in_the_module_is_caught_logged_once_and_the_request_goes_on_without_t
     // Envoy and the filter serve on.
     let after = get(&[]);
     assert_eq!(after.header("x-upstream-saw-version"), Some("v2"));
+    assert_eq!(
+        envoy
+            .admin
+            .metrics()
+            .count("traffic_split_panics_total", &[]),
+        1,
+        "the caught panic is counted"
+    );
     let log = envoy.stop();
     let panics: Vec<_> = log
         .lines()

@@ -45,6 +45,12 @@ use traffic_split::worker::{
 };
 use worker_host::NativeWorkerHost;
 
+/// What this host serves: the response path, and a panic caught at every hook (counted).
+const NATIVE_CAPABILITIES: Capabilities = Capabilities {
+    response_path: true,
+    catches_panics: true,
+};
+
 /// The request header that makes the test-only panic build panic.
 #[cfg(feature = "panic-on-marked-request")]
 const PANIC_HEADER: &str = "x-traffic-split-test-panic";
@@ -150,7 +156,7 @@ fn worker_slot(config: &Arc<Config>) -> Option<Rc<WorkerSlot>> {
             let configured = Worker::configure(
                 &config.json,
                 &config.plugin_name,
-                Capabilities::default(),
+                NATIVE_CAPABILITIES,
                 &host,
                 &mut defined,
             );
@@ -236,13 +242,8 @@ fn new_config(envoy: ConfigEnvoyPtr, name: &[u8], json: &[u8]) -> Option<Config>
     let host = NativeWorkerHost { config: envoy };
     let plugin_name = String::from_utf8_lossy(name).into_owned();
     let mut defined = DefinedMetrics::default();
-    let main = match Worker::configure(
-        json,
-        &plugin_name,
-        Capabilities::default(),
-        &host,
-        &mut defined,
-    ) {
+    let main = match Worker::configure(json, &plugin_name, NATIVE_CAPABILITIES, &host, &mut defined)
+    {
         Ok(main) => main,
         Err(refused) => {
             logger::critical(&refused.to_string());
@@ -378,6 +379,22 @@ fn bypass(filter: *const c_void) {
     }
 }
 
+/// After a stream hook panicked: the stream goes on without the filter, and the panic is
+/// counted in its configuration's `traffic_split_panics_total`.
+fn bypass_counting(envoy: FilterEnvoyPtr, filter: *const c_void) {
+    bypass(filter);
+    // SAFETY: as in the hook that panicked.
+    if let Some(filter) = unsafe { (filter as *const Filter).as_ref() } {
+        if let Some(slot) = &filter.slot {
+            let mut host = EnvoyStreamHost::new(envoy, Some(slot.worker.metrics()));
+            traffic_split::request::StreamHost::count(
+                &mut host,
+                traffic_split::request::Count::Plugin(traffic_split::metrics::PluginMetric::Panics),
+            );
+        }
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     envoy: FilterEnvoyPtr,
@@ -387,7 +404,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_request_headers(
     guarded(
         "request headers",
         abi::HEADERS_CONTINUE,
-        || bypass(filter),
+        || bypass_counting(envoy, filter),
         || {
             // SAFETY: Envoy's filter of this stream, in one of its hooks.
             let Some(filter) = (unsafe { filter_of(filter) }) else {
@@ -475,7 +492,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_response_headers(
     guarded(
         "response headers",
         abi::HEADERS_CONTINUE,
-        || bypass(filter),
+        || bypass_counting(envoy, filter),
         || {
             // SAFETY: Envoy's filter of this stream, in one of its hooks.
             if let Some(filter) = unsafe { filter_of(filter) } {
@@ -498,7 +515,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
     guarded(
         "stream complete",
         (),
-        || bypass(filter),
+        || bypass_counting(envoy, filter),
         || {
             // SAFETY: Envoy's filter of this stream, in one of its hooks.
             let Some(filter) = (unsafe { filter_of(filter) }) else {

@@ -32,6 +32,8 @@ thread_local! {
 /// need it.
 const CAPABILITIES: Capabilities = Capabilities {
     response_path: !cfg!(feature = "requests-only"),
+    // A panic in Wasm is a trap: the VM is gone, nothing could count it.
+    catches_panics: false,
 };
 
 /// One per plugin configuration (several plugins may share a VM, each with its own root).

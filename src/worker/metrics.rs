@@ -85,17 +85,23 @@ pub struct MetricIds {
 
 impl MetricIds {
     /// Defines every metric `plan` needs (the rule in this module's doc), each named with
-    /// `plugin`'s label.
+    /// `plugin`'s label; the panic counter only on a host that `catches_panics`.
     pub fn define(
         plan: &Plan,
         plugin: &PluginLabel,
+        catches_panics: bool,
         host: &impl WorkerHost,
         defined: &mut DefinedMetrics,
     ) -> Result<MetricIds, HostError> {
         let mut define = |kind: MetricKind, name: &str| defined.define(host, kind, name);
         let mut plugin_ids = [None; PluginMetric::COUNT];
         for (slot, metric) in plugin_ids.iter_mut().zip(PluginMetric::ALL) {
-            if metric.defined_when() == PluginDefinedWhen::Always || plan.pass_through {
+            let defined = match metric.defined_when() {
+                PluginDefinedWhen::Always => true,
+                PluginDefinedWhen::PassThrough => plan.pass_through,
+                PluginDefinedWhen::CatchesPanics => catches_panics,
+            };
+            if defined {
                 *slot = Some(define(metric.row().kind, &metric.name(plugin))?);
             }
         }

@@ -48,12 +48,16 @@ pub struct Capabilities {
     /// without the response path (`traffic_split_requests.wasm`) has neither, and refuses the
     /// configs that need them rather than serve them half.
     pub response_path: bool,
+    /// The host catches a panic of the filter's and lets the request through without it (the
+    /// native module): the configuration then counts them (`traffic_split_panics_total`).
+    pub catches_panics: bool,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
             response_path: true,
+            catches_panics: false,
         }
     }
 }
@@ -126,7 +130,7 @@ impl Worker {
         }
         let plan = crate::ablation::rewrite_plan(plan);
         let label = PluginLabel::of_plugin_name(plugin_name);
-        let metrics = MetricIds::define(&plan, &label, host, defined)
+        let metrics = MetricIds::define(&plan, &label, capabilities.catches_panics, host, defined)
             .map_err(|status| Refused(format!("defining metrics failed: {status:?}")))?;
         let worker = Worker::with_metrics(plan, plugin_name, metrics);
         worker.follow_rollouts(host.now_nanos());

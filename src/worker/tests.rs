@@ -232,6 +232,7 @@ fn a_host_without_the_response_path_refuses_a_config_that_needs_it() {
         "p",
         Capabilities {
             response_path: false,
+            catches_panics: false,
         },
         &host,
         &mut DefinedMetrics::default(),
@@ -436,4 +437,28 @@ fn two_plugins_on_one_vm_define_metrics_of_their_own() {
         host.id_of("traffic_split.plugin.default_split-b.route.hello.version.v1.requests_total"),
         requests(&second)
     );
+}
+
+#[test]
+fn only_a_host_that_catches_panics_defines_their_counter() {
+    let defines_panics = |catches_panics| {
+        let host = MemoryHost::at_ms(START_MS);
+        Worker::configure(
+            GUARDED.as_bytes(),
+            "p",
+            Capabilities {
+                response_path: true,
+                catches_panics,
+            },
+            &host,
+            &mut DefinedMetrics::default(),
+        )
+        .unwrap();
+        let defined = host.defined.borrow();
+        defined
+            .iter()
+            .any(|(_, name)| name.ends_with("panics_total"))
+    };
+    assert!(defines_panics(true), "the native module counts them");
+    assert!(!defines_panics(false), "in Wasm a panic is a trap");
 }

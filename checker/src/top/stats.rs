@@ -350,7 +350,8 @@ pub fn parse_json(text: &str) -> Result<Snapshot, String> {
                 match metric {
                     PluginMetric::Unmatched => add(&mut snapshot.unmatched, value),
                     PluginMetric::HostErrors => add(&mut snapshot.host_errors, value),
-                    PluginMetric::InvalidConfigRequests => {}
+                    // Shown by the checks of the config and the module, not the live view.
+                    PluginMetric::InvalidConfigRequests | PluginMetric::Panics => {}
                 }
             } else if let Some((key, stat)) = dotted_stat(name) {
                 record(snapshot.versions.entry(key).or_default(), stat, value);
