@@ -11,8 +11,16 @@ const ROLLOUT: &str = r#"{ "routes": [ { "name": "reviews",
                  "steps": [ { "share": 10, "hold": "1m" }, { "share": 100, "over": "9m" } ] },
     "destinations": [ { "version": "v1", "weight": 100 }, { "version": "v2" } ] } ] }"#;
 
+/// A path in the calling test's own scratch folder: tests run in parallel, and one writing
+/// `rollout.json` while another read it was a flaky failure.
 fn scratch(name: &str) -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("simulate");
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("main")
+        .replace("::", "-");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("simulate")
+        .join(test);
     std::fs::create_dir_all(&dir).unwrap();
     dir.join(name)
 }
@@ -224,6 +232,8 @@ fn without_for_the_run_shows_the_end_of_a_long_rollout() {
 /// (a pipe, a newline and a quote were a shell command, a gnuplot command and a lost quote).
 #[test]
 fn png_writes_the_file_named_and_runs_nothing_a_hostile_name_says() {
+    let config = scratch("rollout.json");
+    std::fs::write(&config, ROLLOUT).unwrap();
     let dir = scratch("hostile");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -236,7 +246,7 @@ fn png_writes_the_file_named_and_runs_nothing_a_hostile_name_says() {
         let output = Command::new(env!("CARGO_BIN_EXE_traffic-split"))
             .current_dir(&dir)
             .arg("simulate")
-            .arg(scratch("rollout.json"))
+            .arg(&config)
             .args(["--for", "2m", "--png", name])
             .output()
             .unwrap();
