@@ -386,6 +386,7 @@ EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
 .PHONY: bench-build
 bench-build: build
 	cargo build --release --target $(WASM_TARGET) -p empty-filter -p bare-filter --lib
+	cargo build --profile native -p bare-native --lib
 
 # With the ablation modules (bench-ablations), so that every run prints the cost table.
 .PHONY: bench
@@ -439,7 +440,9 @@ bench-variants: build binaryen
 # target directory (only the crate itself is rebuilt per feature). A VM entry the SDK adds is
 # ablated by its exports list instead (ABLATE_EXPORTS: part=export): the shipped build with
 # that export left out by wasm-metadce, so that Envoy never enters it. Parts that are neither
-# are listed as missing. Then
+# are listed as missing. The native module's ablations are the same cargo features, forwarded
+# by native/Cargo.toml, into build/ablate/native-<part>.so (its hooks are not exports Envoy can
+# skip: it resolves all of them). Then
 #   make bench BENCH_ARGS="--ablations build/ablate"
 ABLATE_DIR := $(BUILD)/ablate
 # Not ablated: the context-create entry (the SDK needs it to give a stream its root), done
@@ -469,6 +472,14 @@ bench-ablations: build
 	  || exit 1; \
 	done; \
 	if [ -n "$$missing" ]; then echo "neither a cargo feature nor an export (not built):$$missing"; fi
+	@for part in $(ABLATIONS); do \
+	  grep -q "^ablate-$$part *=" native/Cargo.toml || continue; \
+	  echo "native ablate-$$part"; \
+	  cargo build --profile native -p traffic-split-native --lib \
+	    --features ablate-$$part --target-dir $(ABLATE_DIR)/native-target && \
+	  cp $(ABLATE_DIR)/native-target/native/libtraffic_split_native.so $(ABLATE_DIR)/native-$$part.so \
+	  || exit 1; \
+	done
 
 # The filter as it was at BASELINE_REV (by default the last commit of the hand-written ABI
 # adapter, before the move to the proxy-wasm SDK), built from git into build/ and optimised like

@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (BUILD, EXPECTED_SPLIT, FILTER_VARIANT, MODULES, NATIVE_MODULE, REQUEST_HEADER, REQUEST_PATH, VARIANTS,
+from harness import (BUILD, EXPECTED_SPLIT, FILTER_VARIANT, MODULES, NATIVE_MODULE, NATIVE_VARIANT, REQUEST_HEADER, REQUEST_PATH, VARIANTS,
                      VERSIONS, WASM, Variant, check_counters, check_targets, check_tools, failed, h2load,
                      measure, module_path, module_sizes, paired_ratio, print_targets, run_context,
                      split_of, start_front, start_upstream)
@@ -29,9 +29,11 @@ from memory import default_cases, memory_table, module_cases, print_memory_table
 
 
 def also_variant(name, module):
-    """--also NAME=MODULE: another module, run like the traffic-split variant."""
-    return Variant(name, name, FILTER_VARIANT.config, module, f"{module} under {FILTER_VARIANT.config}",
-                   counters=FILTER_VARIANT.counters)
+    """--also NAME=MODULE: another module, run like the traffic-split variant, or like the native
+    module's (traffic-split-native) if it is a shared library."""
+    base = NATIVE_VARIANT if module.endswith(".so") else FILTER_VARIANT
+    return Variant(name, name, base.config, module, f"{module} under {base.config}",
+                   counters=base.counters)
 
 
 def paired_difference(runs, variant, baseline):
@@ -63,6 +65,8 @@ def comparisons(runs, rss):
             "over_empty_us": paired_difference(runs, variant, "empty"),
             "over_lua_us": paired_difference(runs, variant, "lua"),
             "over_filter_us": paired_difference(runs, variant, "traffic-split"),
+            "over_bare_native_us": paired_difference(runs, variant, "bare-native"),
+            "over_native_module_us": paired_difference(runs, variant, "traffic-split-native"),
         }
     return result
 
@@ -159,14 +163,16 @@ def bench(options):
         "runs": runs,
         "memory": memory,
     }
-    report["cost_table"] = cost_table(report, [name for name in runs if name.startswith("ablate-")])
+    for table in COST_TABLES:
+        report[table["key"]] = cost_table(report, ablations_of(runs, table), table)
     report["targets"] = check_targets(report, "bench")
     BUILD.mkdir(exist_ok=True)
     out = Path(options.out)
     out.write_text(json.dumps(report, indent=2) + "\n")
     if runs:
         print_tables(report)
-        print_cost_table(report["cost_table"], report["comparisons"].get("traffic-split"))
+        for table in COST_TABLES:
+            print_cost_table(report[table["key"]], report["comparisons"].get(table["full"]), table)
     if memory:
         print_memory_table(memory)
     print_targets(report["targets"])
@@ -184,42 +190,59 @@ def memory_modules(directory):
     return [(path.stem, str(path)) for path in sorted(Path(directory).glob("*.wasm"))]
 
 
-def cost_table(report, ablations):
-    """What each ablation module (the filter with one part removed) saves per request, against the
-    full module in the same rounds; and where it stands against native, empty and lua."""
+# The cost tables: the ablation modules of each build, the full module they are paired with, and
+# the floor its cost is a share of (the SDK's empty filter; the bare native module).
+COST_TABLES = (
+    {"key": "cost_table", "prefix": "ablate-", "exclude": "ablate-native-", "full": "traffic-split",
+     "over": "over_filter_us", "floor": "over_empty_us", "floor_label": "empty"},
+    {"key": "native_cost_table", "prefix": "ablate-native-", "exclude": None,
+     "full": "traffic-split-native", "over": "over_native_module_us", "floor": "over_bare_native_us",
+     "floor_label": "bare native"},
+)
+
+
+def ablations_of(names, table):
+    return [name for name in names if name.startswith(table["prefix"])
+            and not (table["exclude"] and name.startswith(table["exclude"]))]
+
+
+def cost_table(report, ablations, table):
+    """What each ablation module (the module with one part removed) saves per request, against the
+    full module in the same rounds; and where it stands against native, the floor and lua."""
     comparisons = report["comparisons"]
-    if not ablations or "traffic-split" not in comparisons:
+    if not ablations or table["full"] not in comparisons:
         return []
-    full = comparisons["traffic-split"]
+    full = comparisons[table["full"]]
     rows = []
     for name in ablations:
         ablated = comparisons[name]
-        saved = ablated["over_filter_us"]
+        saved = ablated[table["over"]]
+        full_over_floor = full[table["floor"]] or 0
         rows.append({"module": name, "saves_us": None if saved is None else -saved,
-                     "share_of_filter_over_empty": (-saved / full["over_empty_us"]
-                                                    if saved is not None and (full["over_empty_us"] or 0) > 0
-                                                    else None),
+                     "share_of_filter_over_floor": (-saved / full_over_floor
+                                                    if saved is not None and full_over_floor > 0 else None),
                      "cpu_vs_native": ablated["cpu_vs_native"], "over_native_us": ablated["over_native_us"],
-                     "over_empty_us": ablated["over_empty_us"], "over_lua_us": ablated["over_lua_us"]})
+                     "over_floor_us": ablated[table["floor"]], "over_lua_us": ablated["over_lua_us"]})
     return rows
 
 
-def print_cost_table(rows, full):
-    if not rows:
+def print_cost_table(rows, full, table):
+    if not rows or not full:
         return
 
     def delta(value):
         return "—" if value is None else f"{value:+.2f}"
 
-    print("\ncost table: each module without one part, paired by round with the full traffic-split "
-          f"(itself {delta(full['over_native_us'])} µs over native, {delta(full['over_empty_us'])} over empty, "
+    floor = table["floor_label"]
+    print(f"\ncost table: each module without one part, paired by round with the full {table['full']} "
+          f"(itself {delta(full['over_native_us'])} µs over native, {delta(full[table['floor']])} over {floor}, "
           f"{delta(full['over_lua_us'])} over lua)")
-    print(f"{'module':<30} {'saves µs':>9} {'of µs>empty':>11} {'CPU×native':>10} {'µs>native':>9} "
-          f"{'µs>empty':>8} {'µs>lua':>8}")
+    print(f"{'module':<30} {'saves µs':>9} {'of µs>floor':>11} {'CPU×native':>10} {'µs>native':>9} "
+          f"{'µs>floor':>8} {'µs>lua':>8}")
     for row in rows:
-        share = "—" if row["share_of_filter_over_empty"] is None else f"{row['share_of_filter_over_empty']:.0%}"
+        share = "—" if row["share_of_filter_over_floor"] is None else f"{row['share_of_filter_over_floor']:.0%}"
         print(f"{row['module']:<30} {delta(row['saves_us']):>9} {share:>11} {row['cpu_vs_native']:>10.3f} "
-              f"{delta(row['over_native_us']):>9} {delta(row['over_empty_us']):>8} {delta(row['over_lua_us']):>8}")
+              f"{delta(row['over_native_us']):>9} {delta(row['over_floor_us']):>8} {delta(row['over_lua_us']):>8}")
 
 
 def print_tables(report):
@@ -256,13 +279,15 @@ def main():
                         help="a fresh front Envoy per variant and round (slower; for parts of a few µs)")
     parser.add_argument("--wasm", help="the module to benchmark (default: the shipped build/traffic_split.wasm)")
     parser.add_argument("--also", action="append", default=[], metavar="NAME=MODULE",
-                        help="also benchmark another module like the traffic-split variant (repeatable)")
+                        help="also benchmark another module like the traffic-split variant, or a shared "
+                             "library (.so) like the traffic-split-native one (repeatable)")
     parser.add_argument("--skip", action="append", default=[], metavar="VARIANT",
                         choices=[variant.name for variant in VARIANTS if variant.name != "native"],
                         help="leave a variant out (repeatable); its targets are reported as SKIP")
     parser.add_argument("--no-check-metrics", dest="check_metrics", action="store_false")
     parser.add_argument("--ablations", metavar="DIR",
-                        help="every DIR/<part>.wasm as --also ablate-<part> (make bench-ablations: build/ablate)")
+                        help="every DIR/<part>.wasm as --also ablate-<part>, and DIR/native-<part>.so as "
+                             "--also ablate-native-<part> (make bench-ablations: build/ablate)")
     parser.add_argument("--memory-modules", metavar="DIR",
                         help="every DIR/*.wasm in the memory table too (make bench-variants: build/variants)")
     parser.add_argument("--memory-repeats", type=int, default=3, help="fresh Envoys per memory case")
@@ -274,7 +299,7 @@ def main():
     parser.add_argument("--out", default=str(BUILD / "bench.json"))
     options = parser.parse_args()
     if options.ablations:
-        found = sorted(Path(options.ablations).glob("*.wasm"))
+        found = sorted(Path(options.ablations).glob("*.wasm")) + sorted(Path(options.ablations).glob("*.so"))
         if not found:
             sys.exit(f"--ablations {options.ablations}: no modules (make bench-ablations)")
         options.also += [f"ablate-{path.stem}={path}" for path in found]

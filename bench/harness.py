@@ -30,10 +30,17 @@ ENVOY = os.environ.get("ENVOY_BIN", str(ROOT / ".venv" / "bin" / "envoy"))
 # uses (wasm-metadce) and optimises it for size (wasm-opt -Oz).
 RAW_WASM = ROOT / "target/wasm32-wasip1/release/traffic_split.wasm"
 WASM = Path(os.environ.get("TRAFFIC_SPLIT_WASM", BUILD / "traffic_split.wasm"))
+# The templates of the native module's variants: another library in its place (the floor, an
+# ablation, --also NAME=LIB.so) is linked as libtraffic_split.so into a folder of its Envoy's own.
+NATIVE_TEMPLATE = "traffic-split-native.yaml"
+BARE_NATIVE_TEMPLATE = "bare-native.yaml"
+# The floor of a dynamic module (`make bench-build`: benches/bare-native).
+BARE_NATIVE = ROOT / "target/native/libbare_native.so"
 # The modules a variant can load, by the name VARIANTS gives them; "filter" is the module under
 # test (the shipped build/traffic_split.wasm, or --wasm).
 MODULES = {
     "bare": ROOT / "target/wasm32-wasip1/release/bare_filter.wasm",
+    "bare-native": BARE_NATIVE,
     "empty": ROOT / "target/wasm32-wasip1/release/empty_filter.wasm",
     # The second shipped module, without the response path (`make build`).
     "requests-module": Path(os.environ.get("TRAFFIC_SPLIT_REQUESTS_WASM",
@@ -106,7 +113,10 @@ VARIANTS = (
     Variant("traffic-split", "traffic-split", "traffic-split.yaml", FILTER_MODULE,
             "our filter, full metrics (requests, response classes, timeouts, latency)",
             counters=FILTER_COUNTERS),
-    Variant("traffic-split-native", "native module", "traffic-split-native.yaml", None,
+    Variant("bare-native", "bare native module", BARE_NATIVE_TEMPLATE, "bare-native",
+            "an Envoy dynamic module whose hooks all return at once (benches/bare-native): what "
+            "loading any dynamic module as an HTTP filter costs, the native module's floor"),
+    Variant("traffic-split-native", "native module", NATIVE_TEMPLATE, None,
             "our filter as an Envoy dynamic module (build/libtraffic_split.so): the same core and "
             "config, full metrics, on Envoy's native module ABI instead of a Wasm VM",
             counters=FILTER_COUNTERS),
@@ -128,6 +138,8 @@ VARIANTS = (
 )
 # The variant soak runs, and the one --also modules are run like.
 FILTER_VARIANT = next(variant for variant in VARIANTS if variant.name == "traffic-split")
+# The variant a shared library given with --also is run like.
+NATIVE_VARIANT = next(variant for variant in VARIANTS if variant.name == "traffic-split-native")
 
 
 @dataclass(frozen=True)
@@ -244,11 +256,17 @@ class Envoy:
         config.write_text(Template((CONFIGS / template).read_text()).substitute(values))
         self.address_file = self.dir / "admin-address"
         self.log = self.dir / "envoy.log"
+        env = None
+        if values.get("native_module"):
+            modules = self.dir / "modules"
+            modules.mkdir()
+            (modules / NATIVE_MODULE.name).symlink_to(Path(values["native_module"]).resolve())
+            env = dict(os.environ, ENVOY_DYNAMIC_MODULES_SEARCH_PATH=str(modules))
         self.process = subprocess.Popen(
             [ENVOY, "-c", str(config), "--concurrency", str(concurrency), "--disable-hot-restart",
              "--admin-address-path", str(self.address_file), "--log-level", log_level,
              "--log-path", str(self.log)],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, env=env,
             preexec_fn=lambda: os.sched_setaffinity(0, cpus),
         )
         self.admin = self._wait_ready()
@@ -406,7 +424,10 @@ def module_path(variant, filter_module):
 
 def front_values(variant, ports, module):
     """What a variant's template in bench/envoy/ is filled in with."""
-    return dict(ports, wasm=module or "", metrics_setting=variant.metrics_setting,
+    native = variant.config in (NATIVE_TEMPLATE, BARE_NATIVE_TEMPLATE)
+    return dict(ports, wasm="" if native else module or "",
+                native_module=(module or "") if native else "",
+                metrics_setting=variant.metrics_setting,
                 route_setting=variant.route_setting, front_filters=variant.front_filters)
 
 

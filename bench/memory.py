@@ -42,6 +42,8 @@ def default_cases(filter_module):
         MemoryCase("traffic-split", f"the shipped module ({Path(filter_module).name})", "traffic-split"),
         MemoryCase("traffic-split-requests", 'the same, "metrics": "requests" (fewer stats)',
                    "traffic-split-requests"),
+        MemoryCase("bare-native", "a dynamic module whose hooks do nothing (benches/bare-native)",
+                   "bare-native"),
         MemoryCase("traffic-split-native", "the native module (libtraffic_split.so)",
                    "traffic-split-native"),
     ]
@@ -63,8 +65,11 @@ def default_cases(filter_module):
 
 
 def module_cases(items):
-    """NAME=MODULE pairs (--also, --memory-modules): the module under traffic-split.yaml."""
-    return [MemoryCase(name, f"{module} under traffic-split.yaml", "traffic-split", module=module)
+    """NAME=MODULE pairs (--also, --memory-modules): the module under traffic-split.yaml, or a
+    shared library (.so) as the native module."""
+    def variant(module):
+        return "traffic-split-native" if str(module).endswith(".so") else "traffic-split"
+    return [MemoryCase(name, f"{module} under {variant(module)}'s config", variant(module), module=module)
             for name, module in items]
 
 

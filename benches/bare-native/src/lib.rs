@@ -1,0 +1,103 @@
+//! The floor of an Envoy dynamic module, for `make bench`: every hook Envoy 1.40 requires of an
+//! HTTP filter module, each returning at once. Envoy still creates its C++ filter per stream
+//! and enters the module for each hook (new, request and response headers, stream complete,
+//! destroy), so the difference between this floor and native routing is what loading any
+//! dynamic module as an HTTP filter costs; the difference between the full native module and
+//! this floor is what traffic-split does. Nothing here touches a header or a metric, so Envoy
+//! routes every request by its route table's fallback (one version).
+//!
+//! The hooks and the ABI version string are those of native/src (`../shared/notes` measured
+//! which ones Envoy resolves); this crate does not link the native module, whose symbols would
+//! clash with its own.
+
+use std::ffi::{c_char, c_void};
+
+/// Envoy 1.40's dynamic-module ABI (native/src/abi.rs `ABI_VERSION_C`).
+const ABI_VERSION_C: &[u8] = b"v0.2.0\0";
+
+/// A non-null handle for the config and every filter: Envoy only hands it back.
+const HANDLE: *const c_void = ABI_VERSION_C.as_ptr().cast();
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_program_init() -> *const c_char {
+    ABI_VERSION_C.as_ptr().cast()
+}
+
+/// A buffer Envoy lends (`envoy_dynamic_module_type_envoy_buffer`), never read here.
+#[repr(C)]
+pub struct EnvoyBuffer {
+    pub ptr: *const c_char,
+    pub length: usize,
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_config_new(
+    _envoy: *const c_void,
+    _name: EnvoyBuffer,
+    _config: EnvoyBuffer,
+) -> *const c_void {
+    HANDLE
+}
+
+#[no_mangle]
+pub extern "C" fn envoy_dynamic_module_on_http_filter_new(
+    _config: *const c_void,
+    _envoy: *const c_void,
+) -> *const c_void {
+    HANDLE
+}
+
+/// Hooks that take (a pointer, a pointer, a flag) and answer Continue (0).
+macro_rules! continue_hooks {
+    ($($name:ident),* $(,)?) => {$(
+        #[no_mangle]
+        pub extern "C" fn $name(_envoy: *const c_void, _filter: *const c_void, _end: bool) -> u32 {
+            0
+        }
+    )*};
+}
+
+continue_hooks!(
+    envoy_dynamic_module_on_http_filter_request_headers,
+    envoy_dynamic_module_on_http_filter_request_body,
+    envoy_dynamic_module_on_http_filter_response_headers,
+    envoy_dynamic_module_on_http_filter_response_body,
+);
+
+/// Hooks that take (a pointer, a pointer) and answer Continue (0).
+macro_rules! trailer_hooks {
+    ($($name:ident),* $(,)?) => {$(
+        #[no_mangle]
+        pub extern "C" fn $name(_envoy: *const c_void, _filter: *const c_void) -> u32 {
+            0
+        }
+    )*};
+}
+
+trailer_hooks!(
+    envoy_dynamic_module_on_http_filter_request_trailers,
+    envoy_dynamic_module_on_http_filter_response_trailers,
+);
+
+/// Hooks whose arguments this floor never reads and that return nothing.
+macro_rules! nothing_hooks {
+    ($($name:ident),* $(,)?) => {$(
+        #[no_mangle]
+        pub extern "C" fn $name() {}
+    )*};
+}
+
+nothing_hooks!(
+    envoy_dynamic_module_on_http_filter_config_destroy,
+    envoy_dynamic_module_on_http_filter_stream_complete,
+    envoy_dynamic_module_on_http_filter_destroy,
+    envoy_dynamic_module_on_http_filter_http_callout_done,
+    envoy_dynamic_module_on_http_filter_http_stream_headers,
+    envoy_dynamic_module_on_http_filter_http_stream_data,
+    envoy_dynamic_module_on_http_filter_http_stream_trailers,
+    envoy_dynamic_module_on_http_filter_http_stream_complete,
+    envoy_dynamic_module_on_http_filter_http_stream_reset,
+    envoy_dynamic_module_on_http_filter_scheduled,
+    envoy_dynamic_module_on_http_filter_downstream_above_write_buffer_high_watermark,
+    envoy_dynamic_module_on_http_filter_downstream_below_write_buffer_low_watermark,
+);
