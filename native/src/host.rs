@@ -6,13 +6,16 @@ use crate::abi::{self, FilterEnvoyPtr, ModuleBuffer};
 use crate::metric_id::{self, EnvoyMetric};
 use crate::worker_host::clock_nanos;
 use traffic_split::metrics::{DestinationMetric, MetricKind};
-use traffic_split::request::headers::serialize_pairs;
+use traffic_split::request::headers::serialize_pair_slices;
 use traffic_split::request::{Chosen, Count, HostError, StreamHost};
 use traffic_split::worker::MetricIds;
 
 /// The details Envoy logs for the filter's local reply (`%RESPONSE_CODE_DETAILS%`), as the Wasm
 /// module's.
 const LOCAL_REPLY_DETAILS: &str = "traffic_split_fault_abort";
+
+/// How many request headers are read into a buffer on the stack (more go to the heap).
+const HEADERS_ON_STACK: usize = 64;
 
 /// A failed header call (Envoy says only that it failed).
 const HEADER_CALL_FAILED: HostError = HostError(1);
@@ -131,7 +134,15 @@ impl StreamHost for EnvoyStreamHost<'_> {
                 abi::REQUEST_HEADERS,
             )
         };
-        let mut headers = vec![abi::EnvoyHttpHeader::EMPTY; count];
+        // A request's headers fit on the stack, unless a client sent many.
+        let mut on_stack = [abi::EnvoyHttpHeader::EMPTY; HEADERS_ON_STACK];
+        let mut on_heap = Vec::new();
+        let headers = if count <= HEADERS_ON_STACK {
+            on_stack.get_mut(..count).unwrap_or_default()
+        } else {
+            on_heap.resize(count, abi::EnvoyHttpHeader::EMPTY);
+            on_heap.as_mut_slice()
+        };
         // SAFETY: room for `count` headers, which Envoy fills; the bytes they point to stay
         // valid until this hook ends or a header is written, and are copied before either.
         let read = unsafe {
@@ -142,27 +153,24 @@ impl StreamHost for EnvoyStreamHost<'_> {
             )
         };
         header_result(read || count == 0)?;
-        let pairs: Vec<(&[u8], &[u8])> = headers
-            .iter()
-            .map(|header| {
-                // SAFETY: as above.
-                unsafe {
-                    (
-                        abi::EnvoyBuffer {
-                            ptr: header.key_ptr,
-                            length: header.key_length,
-                        }
-                        .bytes(),
-                        abi::EnvoyBuffer {
-                            ptr: header.value_ptr,
-                            length: header.value_length,
-                        }
-                        .bytes(),
-                    )
-                }
-            })
-            .collect();
-        Ok(serialize_pairs(&pairs))
+        let pairs = headers.iter().map(|header| {
+            // SAFETY: as above.
+            unsafe {
+                (
+                    abi::EnvoyBuffer {
+                        ptr: header.key_ptr,
+                        length: header.key_length,
+                    }
+                    .bytes(),
+                    abi::EnvoyBuffer {
+                        ptr: header.value_ptr,
+                        length: header.value_length,
+                    }
+                    .bytes(),
+                )
+            }
+        });
+        Ok(serialize_pair_slices(pairs))
     }
 
     fn replace_request_header(&mut self, name: &str, value: &str) -> Result<(), HostError> {

@@ -31,7 +31,6 @@ use abi::{ConfigEnvoyPtr, EnvoyBuffer, FilterEnvoyPtr, HeadersStatus};
 use entry::guarded;
 use host::EnvoyStreamHost;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -133,13 +132,19 @@ impl WorkerSlot {
     }
 }
 
-/// A worker's slot of each configuration, by serial, with the configuration it is of.
-type WorkerSlots = HashMap<u64, (Weak<Config>, Rc<WorkerSlot>)>;
+/// A worker's slot of one configuration, with the configuration's serial and itself.
+struct SlotOf {
+    serial: u64,
+    config: Weak<Config>,
+    slot: Rc<WorkerSlot>,
+}
 
 thread_local! {
-    /// This worker thread's slots; a configuration Envoy destroyed is dropped here when the
-    /// thread next configures one.
-    static WORKERS: RefCell<WorkerSlots> = RefCell::new(HashMap::new());
+    /// This worker thread's slots, newest first: a thread serves one or two configurations at
+    /// a time (two while a push drains the old listener), so a scan beats hashing the serial on
+    /// every stream. A configuration Envoy destroyed is dropped here when the thread next
+    /// configures one.
+    static WORKERS: RefCell<Vec<SlotOf>> = const { RefCell::new(Vec::new()) };
 }
 
 /// This worker thread's slot of a configuration, configured on its first stream.
@@ -147,10 +152,10 @@ fn worker_slot(config: &Arc<Config>) -> Option<Rc<WorkerSlot>> {
     WORKERS
         .try_with(|slots| {
             let mut slots = slots.try_borrow_mut().ok()?;
-            if let Some((_, slot)) = slots.get(&config.serial) {
-                return Some(Rc::clone(slot));
+            if let Some(found) = slots.iter().find(|slot| slot.serial == config.serial) {
+                return Some(Rc::clone(&found.slot));
             }
-            slots.retain(|_, (config, _)| config.strong_count() > 0);
+            slots.retain(|slot| slot.config.strong_count() > 0);
             let host = config.host();
             let mut defined = config.defined.lock().unwrap_or_else(|p| p.into_inner());
             let configured = Worker::configure(
@@ -177,7 +182,14 @@ fn worker_slot(config: &Arc<Config>) -> Option<Rc<WorkerSlot>> {
                     .map(|period| u64::try_from(period.as_millis()).unwrap_or(u64::MAX)),
                 next_tick_ms: Cell::new(0),
             });
-            slots.insert(config.serial, (Arc::downgrade(config), Rc::clone(&slot)));
+            slots.insert(
+                0,
+                SlotOf {
+                    serial: config.serial,
+                    config: Arc::downgrade(config),
+                    slot: Rc::clone(&slot),
+                },
+            );
             Some(slot)
         })
         .ok()
