@@ -111,7 +111,8 @@ def measure_case(case, workdir, ports, filter_module, repeats):
     module = case_module(case, filter_module)
     return {"what": case.what, "workers": case.workers, "routes": case.routes,
             "module": str(module or ""), "module_bytes": Path(module).stat().st_size if module else None,
-            **(wasm_code_shape(module) if module else {}), **medians, "samples": samples}
+            **(wasm_code_shape(module) if module and str(module).endswith(".wasm") else {}), **medians,
+            "samples": samples}
 
 
 def memory_table(cases, workdir, ports, filter_module, repeats):
