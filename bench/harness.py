@@ -508,7 +508,8 @@ def check_counters(front, counters, upstream_counters=r"^cluster\.service-v[0-9]
 # --- generated route tables (`make bench-scale`, and the memory table's config sizes) ---------
 
 # The templates of the generated front Envoys: Envoy's own route table, or the filter's.
-SCALE_VARIANTS = {"native": "scale-native.yaml", "traffic-split": "scale-traffic-split.yaml"}
+SCALE_VARIANTS = {"native": "scale-native.yaml", "traffic-split": "scale-traffic-split.yaml",
+                  "traffic-split-native": "scale-traffic-split-native.yaml"}
 
 
 def scale_route_match(index):

@@ -17,7 +17,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import (BUILD, FILTER_COUNTERS, REQUEST_HEADER, REQUEST_PATH, ROOT, SCALE_VARIANTS,
+from harness import (BUILD, FILTER_COUNTERS, NATIVE_MODULE, REQUEST_HEADER, REQUEST_PATH, ROOT, SCALE_VARIANTS,
                      WASM, check_counters, check_tools, envoy_heap_kib, failed, h2load, measure,
                      print_targets, run_context, start_scale_front, start_upstream, vm_memory_kib)
 
@@ -209,7 +209,7 @@ def scale(options):
                         envoys.append(front)
                         fronts[(variant, routes, destinations)] = front
                         h2load(front.url(), options.warmup_requests, options.connections)
-                        if variant == "traffic-split":
+                        if variant != "native":
                             # Every matched request went where the filter sent it.
                             check_counters(front, FILTER_COUNTERS, SCALE_UPSTREAM_COUNTERS)
                         h2load(front.url(SCALE_REQUESTS["unmatched"]), options.warmup_requests,
@@ -266,7 +266,7 @@ def main():
     parser.add_argument("--wasm", help="the module to benchmark (default: the shipped build/traffic_split.wasm)")
     parser.add_argument("--out", default=str(BUILD / "scale.json"))
     options = parser.parse_args()
-    check_tools([WASM])
+    check_tools([WASM, NATIVE_MODULE])
     scale(options)
 
 
