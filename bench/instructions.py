@@ -28,8 +28,8 @@ import urllib.request
 from pathlib import Path
 from string import Template
 
-from harness import (BUILD, CONFIGS, REQUEST_HEADER, REQUEST_PATH, VARIANTS, WASM, front_values, module_path,
-                     start_upstream)
+from harness import (BUILD, CONFIGS, NATIVE_VARIANT, REQUEST_HEADER, REQUEST_PATH, VARIANTS, WASM, Variant,
+                     front_values, module_path, start_upstream)
 
 # The Envoy binary itself: `.venv/bin/envoy` is a Python launcher, which valgrind would run
 # instead.
@@ -137,6 +137,9 @@ def main():
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--variant", action="append", choices=[variant.name for variant in VARIANTS],
                         help=f"a variant to count (repeatable; default: {', '.join(DEFAULT_VARIANTS)})")
+    parser.add_argument("--also", action="append", default=[], metavar="NAME=LIB.so",
+                        help="also count a native module under traffic-split-native.yaml (repeatable; "
+                             "e.g. an ablation of make bench-ablations, build/ablate/native-<part>.so)")
     parser.add_argument("--out", default=str(BUILD / "instructions.json"))
     options = parser.parse_args()
     if not ENVOY_BINARY or not Path(ENVOY_BINARY).exists():
@@ -145,6 +148,12 @@ def main():
     if "native" not in names:
         names.insert(0, "native")
     by_name = {variant.name: variant for variant in VARIANTS}
+    for item in options.also:
+        name, _, library = item.partition("=")
+        if not name or not library.endswith(".so") or name in by_name:
+            sys.exit(f"--also {item}: expected NAME=LIB.so, NAME not a variant's")
+        by_name[name] = Variant(name, name, NATIVE_VARIANT.config, library, f"{library} under {NATIVE_VARIANT.config}")
+        names.append(name)
     report = {"requests": options.requests, "variants": {}}
     with tempfile.TemporaryDirectory(prefix="traffic-split-instructions-") as workdir:
         upstream, ports = start_upstream(workdir)
