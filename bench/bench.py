@@ -245,6 +245,25 @@ def print_cost_table(rows, full, table):
               f"{delta(row['over_native_us']):>9} {delta(row['over_floor_us']):>8} {delta(row['over_lua_us']):>8}")
 
 
+# The native module's floors (docs/performance.md, "Where the native module's cost goes"): any
+# dynamic module, and any module that routes by the headers it writes.
+NATIVE_FLOORS = ("bare-native", "header-floor-native")
+
+
+def print_native_floors(runs):
+    """The native module's CPU per request against each of its floors, paired by round: what the
+    native module adds to what Envoy spends on any module that does its job."""
+    module = NATIVE_VARIANT.name
+    floors = [floor for floor in NATIVE_FLOORS if floor in runs]
+    if module not in runs or not floors:
+        return
+    print(f"\n{module} against its floors (paired by round):")
+    for floor in floors:
+        ratio = paired_ratio(runs, module, floor, "cpu_per_request_us")
+        print(f"  CPU × {floor}: {ratio:.3f} ({paired_difference(runs, module, floor):+.2f} µs); "
+              f"{floor} itself {paired_ratio(runs, floor, 'native', 'cpu_per_request_us'):.3f} × native")
+
+
 def print_tables(report):
     medians, rss, labels = report["medians"], report["rss_after_warmup_kib"], report["variants"]
     print(f"\n{'variant':<26} {'CPU/req µs':>10} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'RSS MiB':>8}")
@@ -262,6 +281,7 @@ def print_tables(report):
         print(f"{labels[name]['label']:<26} {c['cpu_vs_native']:>10.3f} {c['throughput_vs_native']:>12.3f} "
               f"{c['rss_vs_native']:>10.3f} {delta(c['over_native_us']):>9} {delta(c['over_bare_us']):>8} "
               f"{delta(c['over_empty_us']):>8} {delta(c['over_lua_us']):>8}")
+    print_native_floors(report["runs"])
     sizes = report["wasm_size"]
     print(f"\ntraffic_split.wasm: {sizes['before_bytes']} bytes built, {sizes['after_bytes']} bytes shipped")
     for name, variant in report["variants"].items():

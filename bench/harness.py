@@ -36,11 +36,15 @@ NATIVE_TEMPLATE = "traffic-split-native.yaml"
 BARE_NATIVE_TEMPLATE = "bare-native.yaml"
 # The floor of a dynamic module (`make bench-build`: benches/bare-native).
 BARE_NATIVE = ROOT / "target/native/libbare_native.so"
+# The floor of a module that routes by the headers it writes (benches/bare-native, built with its
+# `header-writes` feature into a target folder of its own).
+HEADER_FLOOR_NATIVE = ROOT / "target/header-floor/native/libbare_native.so"
 # The modules a variant can load, by the name VARIANTS gives them; "filter" is the module under
 # test (the shipped build/traffic_split.wasm, or --wasm).
 MODULES = {
     "bare": ROOT / "target/wasm32-wasip1/release/bare_filter.wasm",
     "bare-native": BARE_NATIVE,
+    "header-floor-native": HEADER_FLOOR_NATIVE,
     "empty": ROOT / "target/wasm32-wasip1/release/empty_filter.wasm",
     # The second shipped module, without the response path (`make build`).
     "requests-module": Path(os.environ.get("TRAFFIC_SPLIT_REQUESTS_WASM",
@@ -116,6 +120,11 @@ VARIANTS = (
     Variant("bare-native", "bare native module", BARE_NATIVE_TEMPLATE, "bare-native",
             "an Envoy dynamic module whose hooks all return at once (benches/bare-native): what "
             "loading any dynamic module as an HTTP filter costs, the native module's floor"),
+    Variant("header-floor-native", "header-writing floor", NATIVE_TEMPLATE, "header-floor-native",
+            "the bare native module, whose request hook also writes the three headers the native "
+            "module writes for the benchmark's request (version, cluster, deadline) and clears "
+            "the route cache: what routing by a module's headers costs in Envoy, before any "
+            "decision or metric of the module's own"),
     Variant("traffic-split-native", "native module", NATIVE_TEMPLATE, None,
             "our filter as an Envoy dynamic module (build/libtraffic_split.so): the same core and "
             "config, full metrics, on Envoy's native module ABI instead of a Wasm VM",

@@ -36,7 +36,7 @@ from harness import (BUILD, CONFIGS, NATIVE_VARIANT, REQUEST_HEADER, REQUEST_PAT
 ENVOY_BINARY = os.environ.get("ENVOY_BINARY") or next(
     iter(sorted(glob.glob(str(Path(__file__).resolve().parent.parent
                               / ".venv/lib/python3*/site-packages/envoy/_bin/envoy")))), "")
-DEFAULT_VARIANTS = ("native", "bare-native", "traffic-split-native")
+DEFAULT_VARIANTS = ("native", "bare-native", "header-floor-native", "traffic-split-native")
 # What the per-function table lists: the native module's functions and Envoy's callbacks.
 FUNCTION_PATTERN = re.compile(r"traffic_split|envoy_dynamic_module")
 # Under valgrind a first request can outlast the route's 1 s timeout: warm-up answers are not
