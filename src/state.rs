@@ -248,6 +248,22 @@ impl RouteState {
         self.outcomes.iter_mut().map(std::mem::take).collect()
     }
 
+    /// Moves the outcomes not yet merged into `into` (per destination), for another worker of
+    /// the same configuration to merge ([`crate::worker::HandedOutcomes`]).
+    pub fn hand_over_outcomes(&mut self, into: &mut [Tally]) {
+        for (tally, into) in self.outcomes.iter_mut().zip(into) {
+            into.add(std::mem::take(tally));
+        }
+    }
+
+    /// Takes in outcomes another worker of the same configuration handed over: the next merge
+    /// counts them as this worker's own.
+    pub fn take_in_outcomes(&mut self, from: &mut [Tally]) {
+        for (tally, from) in self.outcomes.iter_mut().zip(from) {
+            tally.add(std::mem::take(from));
+        }
+    }
+
     /// The guard's tick for this route on this worker: merges the outcomes recorded since the
     /// last tick into the shared state at `key` ([`merge_shared`]) and takes in the decisions
     /// found there. Returns what the merge decided and whether this worker's split changed. On

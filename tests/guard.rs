@@ -1,6 +1,7 @@
 //! The guard in a real Envoy with two workers: a version that starts failing is taken out of
 //! the split within one window, both workers stop sending to it, and it comes back after its
-//! cooldown; probes reach it meanwhile; the last version with weight is never taken out.
+//! cooldown; probes reach it meanwhile; a burst that one worker serves before it goes quiet
+//! trips it too; the last version with weight is never taken out.
 
 use traffic_split_e2e as support;
 
@@ -11,12 +12,17 @@ use support::{exclusive, Envoy, EnvoyConfig};
 
 /// 70/30 with a guard whose window (2 s) and cooldown fit a test.
 fn guarded(cooldown: &str, probe_percent: f64) -> String {
+    guarded_after(20, cooldown, probe_percent)
+}
+
+/// [`guarded`], tripping once `min_requests` of a version's requests are in the window.
+fn guarded_after(min_requests: u32, cooldown: &str, probe_percent: f64) -> String {
     format!(
         r#"{{
       "routes": [{{
         "name": "hello",
         "match": {{ "prefix": "/hello" }},
-        "guard": {{ "max_error_ratio": 0.05, "min_requests": 20, "window": "2s",
+        "guard": {{ "max_error_ratio": 0.05, "min_requests": {min_requests}, "window": "2s",
                     "cooldown": "{cooldown}", "probe_percent": {probe_percent} }},
         "destinations": [
           {{ "version": "v1", "cluster": "springbootapp-v1", "weight": 70 }},
@@ -24,6 +30,16 @@ fn guarded(cooldown: &str, probe_percent: f64) -> String {
         ]
       }}]
     }}"#
+    )
+}
+
+/// Envoy with two workers, the plugin config, and v2 behind the failure switch.
+fn start_two_workers(plugin_config: &str) -> Envoy {
+    Envoy::start(
+        EnvoyConfig::shipped()
+            .with_plugin_config(plugin_config)
+            .with_v2_failure_switch()
+            .with_concurrency(2),
     )
 }
 
@@ -128,12 +144,7 @@ fn a_failing_version_leaves_the_split_within_a_window_and_returns_after_its_cool
         return;
     }
     let _machine = exclusive();
-    let envoy = Envoy::start(
-        EnvoyConfig::shipped()
-            .with_plugin_config(&guarded("3s", 0.0))
-            .with_v2_failure_switch()
-            .with_concurrency(2),
-    );
+    let envoy = start_two_workers(&guarded("3s", 0.0));
     let mut load = Load::new(&envoy);
     let healthy = load.send(&envoy, 200);
     assert_eq!(count(&healthy, 200, "v1") + count(&healthy, 200, "v2"), 200);
@@ -176,12 +187,7 @@ fn probes_reach_an_ejected_version_and_bring_it_back_early() {
     }
     let _machine = exclusive();
     // A cooldown far longer than the test: only successful probes can bring v2 back.
-    let envoy = Envoy::start(
-        EnvoyConfig::shipped()
-            .with_plugin_config(&guarded("10m", 10.0))
-            .with_v2_failure_switch()
-            .with_concurrency(2),
-    );
+    let envoy = start_two_workers(&guarded("10m", 10.0));
     let mut load = Load::new(&envoy);
     envoy.set_v2_failing(true);
     load.until(&envoy, Duration::from_secs(6), |_| {
@@ -197,6 +203,48 @@ fn probes_reach_an_ejected_version_and_bring_it_back_early() {
         gauge(&envoy, "traffic_split_guard_ejected", "v2") == 0.0
     });
     assert_back_at_its_weight(&mut load, &envoy);
+}
+
+/// A burst of errors that one worker serves within one merge period (250 ms), with no request
+/// after it: the guard still trips, on the host's timer alone. The Wasm module's worker merges
+/// on its own timer; the native module's worker ticks only when a stream finds its tick due, so
+/// its streams hand their outcomes over and the main thread's tick merges them.
+#[test]
+fn a_burst_on_a_worker_that_then_goes_quiet_still_trips_the_guard() {
+    if support::skip_without_envoy() {
+        return;
+    }
+    let _machine = exclusive();
+    let envoy = start_two_workers(&guarded_after(5, "1m", 0.0));
+    // One connection: one worker. Its first request takes the worker's first tick; a tick is
+    // due again once a merge period has passed, so the burst's first request takes it and the
+    // burst ends before the next. Not a synchronisation: the wait makes the burst start on a
+    // tick, where a worker that only ticks on requests merges none of it.
+    let mut connection = envoy.connect();
+    assert_eq!(connection.get("/hello").expect("request").status, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    envoy.set_v2_failing(true);
+    let started = Instant::now();
+    let failed = (0..20)
+        .filter(|_| connection.get("/hello").expect("request").status == 503)
+        .count();
+    let burst = started.elapsed();
+    drop(connection);
+    // v2's 30% until the guard takes it out: at least its `min_requests` (5, per version).
+    assert!((5..=7).contains(&failed), "{failed} of 20 failed");
+    let trips = || {
+        envoy
+            .admin
+            .metrics()
+            .version_count("traffic_split_guard_trips_total", "hello", "v2")
+    };
+    support::wait::wait_for(
+        "the trip, with no request after the burst,",
+        Duration::from_secs(3),
+        || format!("trips: {} (the burst took {burst:?})", trips()),
+        || (trips() == 1).then_some(()),
+    );
+    assert_eq!(gauge(&envoy, "traffic_split_guard_ejected", "v2"), 1.0);
 }
 
 #[test]

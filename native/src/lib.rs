@@ -34,13 +34,13 @@ use std::cell::{Cell, RefCell};
 use std::ffi::{c_char, c_void};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, TryLockError, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, TryLockError, Weak};
 use std::time::Duration;
 use traffic_split::config::limits::check_config_size;
 use traffic_split::plan;
 use traffic_split::request::{Stream, Verdict};
 use traffic_split::worker::{
-    self, Capabilities, DefinedMetrics, TickNeeds, Worker, GUARD_TICK, ROLLOUT_TICK,
+    self, Capabilities, DefinedMetrics, HandedOutcomes, TickNeeds, Worker, GUARD_TICK, ROLLOUT_TICK,
 };
 use worker_host::NativeWorkerHost;
 
@@ -67,6 +67,10 @@ struct Config {
     /// The main thread's worker, ticked by the timer thread: gauges follow rollouts and the guard
     /// also while no request comes.
     main: Mutex<Worker>,
+    /// Each worker thread's guard outcomes, handed over stream by stream (a guarded
+    /// configuration only): the main thread's tick takes them in and merges them, so that a
+    /// worker thread that goes quiet holds none back (it ticks only when a stream comes).
+    handed: Mutex<Vec<Weak<Mutex<HandedOutcomes>>>>,
     /// How often a worker of this configuration ticks, if ever.
     tick_period: Option<Duration>,
     /// The configuration's scheduler, if it ticks (0 otherwise).
@@ -107,9 +111,12 @@ fn tick_period(needs: TickNeeds) -> Option<Duration> {
     .min()
 }
 
-/// What one worker thread keeps for one configuration: its [`Worker`], and when it ticks.
+/// What one worker thread keeps for one configuration: its [`Worker`], when it ticks, and where
+/// its streams hand their guard outcomes over.
 struct WorkerSlot {
     worker: Rc<Worker>,
+    /// `None` for a configuration without a guard.
+    handed: Option<Arc<Mutex<HandedOutcomes>>>,
     host: NativeWorkerHost,
     period_ms: Option<u64>,
     /// When the next tick is due, in ms since the epoch.
@@ -128,8 +135,25 @@ impl WorkerSlot {
             return;
         }
         self.next_tick_ms.set(now_ms.saturating_add(period_ms));
+        if let Some(handed) = &self.handed {
+            self.worker.take_in_outcomes(&mut lock(handed));
+        }
         self.worker.tick(&self.host);
     }
+
+    /// Hands the guard outcomes of the stream that just ended over, for whichever tick comes
+    /// first: this worker's own, or the main thread's.
+    fn hand_over(&self) {
+        if let Some(handed) = &self.handed {
+            self.worker.hand_over_outcomes(&mut lock(handed));
+        }
+    }
+}
+
+/// A lock whose holder panicked (caught and logged) still holds usable data: outcomes and
+/// states as the panic left them.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// A worker's slot of one configuration, with the configuration's serial and itself.
@@ -157,7 +181,7 @@ fn worker_slot(config: &Arc<Config>) -> Option<Rc<WorkerSlot>> {
             }
             slots.retain(|slot| slot.config.strong_count() > 0);
             let host = config.host();
-            let mut defined = config.defined.lock().unwrap_or_else(|p| p.into_inner());
+            let mut defined = lock(&config.defined);
             let configured = Worker::configure(
                 &config.json,
                 &config.plugin_name,
@@ -174,8 +198,16 @@ fn worker_slot(config: &Arc<Config>) -> Option<Rc<WorkerSlot>> {
                     return None;
                 }
             };
+            let handed = worker.tick_needs().guarded.then(|| {
+                let handed = Arc::new(Mutex::new(worker.handed_outcomes()));
+                let mut registered = lock(&config.handed);
+                registered.retain(|handed| handed.strong_count() > 0);
+                registered.push(Arc::downgrade(&handed));
+                handed
+            });
             let slot = Rc::new(WorkerSlot {
                 worker: Rc::new(worker),
+                handed,
                 host,
                 period_ms: config
                     .tick_period
@@ -280,6 +312,7 @@ fn new_config(envoy: ConfigEnvoyPtr, name: &[u8], json: &[u8]) -> Option<Config>
         plugin_name,
         defined: Mutex::new(defined),
         main: Mutex::new(main),
+        handed: Mutex::new(Vec::new()),
         tick_period,
         scheduler: scheduler as usize,
         serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
@@ -346,6 +379,9 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_config_scheduled(
                     Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
                     Err(TryLockError::WouldBlock) => return,
                 };
+                for handed in lock(&config.handed).iter().filter_map(Weak::upgrade) {
+                    main.take_in_outcomes(&mut lock(&handed));
+                }
                 main.tick(&config.host());
             }
         },
@@ -536,6 +572,7 @@ pub unsafe extern "C" fn envoy_dynamic_module_on_http_filter_stream_complete(
             if let Some(slot) = &filter.slot {
                 let mut host = EnvoyStreamHost::new(envoy, Some(slot.worker.metrics()));
                 slot.worker.on_end(&filter.stream, &mut host);
+                slot.hand_over();
                 slot.tick_if_due();
             }
         },

@@ -37,6 +37,7 @@ use crate::config::{compile, describe_errors};
 use crate::metrics::PluginLabel;
 use crate::plan::{Plan, DEFAULT_CLUSTER_HEADER, DEFAULT_VERSION_HEADER};
 use crate::request::{Stream, StreamHost, Verdict};
+use crate::split::guard::Tally;
 use crate::state::RouteState;
 use guard::{guard_state_key, merge_route, publish_route, HostStore};
 use std::cell::RefCell;
@@ -70,6 +71,29 @@ pub struct Refused(pub String);
 impl core::fmt::Display for Refused {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         write!(f, "configuration refused: {}", self.0)
+    }
+}
+
+/// Guard outcomes that one worker's streams recorded and another worker of the same
+/// configuration merges: per route, a tally per destination (none for a route without a guard).
+///
+/// A worker merges its own outcomes when it ticks. A host whose workers cannot tick on their own
+/// (the native module: Envoy gives a dynamic module's worker thread no timer, so a worker ticks
+/// only when one of its streams finds the tick due) hands each stream's outcome over here, and
+/// the worker that does tick, on a timer of the host's, takes them in: a worker that goes quiet
+/// after a burst of errors then holds none of them back from the guard.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HandedOutcomes {
+    routes: Vec<Vec<Tally>>,
+}
+
+impl HandedOutcomes {
+    /// Whether nothing waits to be taken in.
+    pub fn is_empty(&self) -> bool {
+        self.routes
+            .iter()
+            .flatten()
+            .all(|tally| *tally == Tally::default())
     }
 }
 
@@ -200,6 +224,47 @@ impl Worker {
         TickNeeds {
             guarded: self.guard_keys.iter().any(Option::is_some),
             rollouts: self.plan.routes.iter().any(|route| route.rollout.is_some()),
+        }
+    }
+
+    /// An empty [`HandedOutcomes`] shaped for this configuration's guarded routes.
+    pub fn handed_outcomes(&self) -> HandedOutcomes {
+        let routes = self.plan.routes.iter().zip(&self.guard_keys);
+        HandedOutcomes {
+            routes: routes
+                .map(|(route, key)| match key {
+                    Some(_) => vec![Tally::default(); route.destinations.len()],
+                    None => Vec::new(),
+                })
+                .collect(),
+        }
+    }
+
+    /// Moves the guard outcomes this worker's streams recorded since its last merge into
+    /// `handed`, for another worker of the same configuration to merge.
+    pub fn hand_over_outcomes(&self, handed: &mut HandedOutcomes) {
+        self.with_guarded_tallies(handed, RouteState::hand_over_outcomes);
+    }
+
+    /// Takes in the guard outcomes another worker of the same configuration handed over: this
+    /// worker's next tick merges them with its own.
+    pub fn take_in_outcomes(&self, handed: &mut HandedOutcomes) {
+        self.with_guarded_tallies(handed, RouteState::take_in_outcomes);
+    }
+
+    /// Runs `f` on each guarded route's state with its tallies in `handed`.
+    fn with_guarded_tallies(
+        &self,
+        handed: &mut HandedOutcomes,
+        f: fn(&mut RouteState, &mut [Tally]),
+    ) {
+        let Ok(mut states) = self.states.try_borrow_mut() else {
+            return;
+        };
+        for (state, tallies) in states.iter_mut().zip(&mut handed.routes) {
+            if !tallies.is_empty() {
+                f(state, tallies);
+            }
         }
     }
 

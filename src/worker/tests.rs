@@ -41,6 +41,20 @@ fn serve(worker: &Worker, code: i64) -> String {
     host.values("x-split-version").concat()
 }
 
+/// The tick tripped v2 (destination 1) of route 0, and made no other decision.
+fn assert_v2_tripped(report: &TickReport) {
+    assert!(
+        matches!(
+            report.guard_events.as_slice(),
+            [RouteEvent {
+                route: 0,
+                event: GuardEvent::Tripped { destination: 1, .. }
+            }]
+        ),
+        "{report:?}"
+    );
+}
+
 #[test]
 fn the_timer_waits_for_the_earliest_of_the_guard_the_rollouts_and_held_requests() {
     let host = MemoryHost::at_ms(START_MS);
@@ -262,16 +276,7 @@ fn a_trip_merged_by_one_worker_takes_the_version_out_on_every_worker() {
     one.set_ms(START_MS + 250);
     let report = first.tick(&one);
     assert_eq!(report.failed_merges, 0);
-    assert!(
-        matches!(
-            report.guard_events.as_slice(),
-            [RouteEvent {
-                route: 0,
-                event: GuardEvent::Tripped { destination: 1, .. }
-            }]
-        ),
-        "{report:?}"
-    );
+    assert_v2_tripped(&report);
     assert_eq!(
         one.value_of("traffic_split.plugin.plugin.route.hello.version.v2.guard_trips_total"),
         1
@@ -305,6 +310,61 @@ fn a_trip_merged_by_one_worker_takes_the_version_out_on_every_worker() {
     // A push of the same guard carries the decision over from its first request.
     let pushed = configure(GUARDED, &two, &mut defined_two);
     assert!((0..10).all(|_| serve(&pushed, 200) == "v1"));
+}
+
+#[test]
+fn outcomes_handed_over_by_a_quiet_worker_trip_the_guard_at_another_workers_tick() {
+    let store = MemoryStore::new();
+    let quiet = MemoryHost::sharing(&store, START_MS);
+    let main = MemoryHost::sharing(&store, START_MS);
+    let worker = configure(GUARDED, &quiet, &mut DefinedMetrics::default());
+    let ticker = configure(GUARDED, &main, &mut DefinedMetrics::default());
+    let mut handed = worker.handed_outcomes();
+    assert!(handed.is_empty());
+    // A burst on the worker, handed over stream by stream; it then serves nothing and never
+    // ticks.
+    for round in 0..20 {
+        let code = if round % 2 == 0 { 200 } else { 503 };
+        serve(&worker, code);
+        worker.hand_over_outcomes(&mut handed);
+    }
+    assert!(!handed.is_empty());
+    // Handed over, they are no longer the worker's: its own tick would merge nothing.
+    quiet.set_ms(START_MS + 250);
+    let report = worker.tick(&quiet);
+    assert!(report.guard_events.is_empty(), "{report:?}");
+    // The ticking worker takes them in once, and its tick trips v2.
+    ticker.take_in_outcomes(&mut handed);
+    assert!(handed.is_empty());
+    main.set_ms(START_MS + 250);
+    let report = ticker.tick(&main);
+    assert_v2_tripped(&report);
+    assert_eq!(
+        main.value_of("traffic_split.plugin.plugin.route.hello.version.v2.guard_trips_total"),
+        1
+    );
+    // The quiet worker takes the decision in at its next tick.
+    quiet.set_ms(START_MS + 500);
+    worker.tick(&quiet);
+    assert!((0..10).all(|_| serve(&worker, 200) == "v1"));
+}
+
+#[test]
+fn a_route_without_a_guard_hands_nothing_over() {
+    let store = MemoryStore::new();
+    let host = MemoryHost::sharing(&store, START_MS);
+    let mut defined = DefinedMetrics::default();
+    let unguarded = configure(
+        r#"{ "routes": [{ "name": "hello", "match": { "prefix": "/" },
+             "destinations": [{ "version": "v1", "cluster": "c1", "weight": 1 }] }] }"#,
+        &host,
+        &mut defined,
+    );
+    let mut handed = unguarded.handed_outcomes();
+    serve(&unguarded, 503);
+    unguarded.hand_over_outcomes(&mut handed);
+    assert!(handed.is_empty());
+    assert_eq!(handed, unguarded.handed_outcomes());
 }
 
 #[test]
