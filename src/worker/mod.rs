@@ -87,16 +87,6 @@ pub struct HandedOutcomes {
     routes: Vec<Vec<Tally>>,
 }
 
-impl HandedOutcomes {
-    /// Whether nothing waits to be taken in.
-    pub fn is_empty(&self) -> bool {
-        self.routes
-            .iter()
-            .flatten()
-            .all(|tally| *tally == Tally::default())
-    }
-}
-
 /// What a tick did.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct TickReport {
