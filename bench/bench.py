@@ -255,7 +255,7 @@ def print_native_floors(runs):
     native module adds to what Envoy spends on any module that does its job."""
     module = NATIVE_VARIANT.name
     floors = [floor for floor in NATIVE_FLOORS if floor in runs]
-    if module not in runs or not floors:
+    if module not in runs or "native" not in runs or not floors:
         return
     print(f"\n{module} against its floors (paired by round):")
     for floor in floors:
